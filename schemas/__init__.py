@@ -1,0 +1,53 @@
+"""The dooralert contract: the encounter report and the event envelope (DESIGN §4)."""
+
+from schemas.events import (
+    EVENT_MODELS,
+    AnyEvent,
+    EncounterReported,
+    EscalationDecided,
+    Event,
+    MessageDeadLettered,
+    NotificationFailed,
+    NotificationRequested,
+    NotificationSent,
+    Recipient,
+    derive_id,
+    new_event_id,
+    parse_event,
+    serialize_event,
+    subject_for,
+)
+from schemas.report import (
+    REFUSED_FIELDS,
+    Agency,
+    Document,
+    EncounterReport,
+    Entry,
+    Purpose,
+    SignedByJudge,
+)
+
+__all__ = [
+    "EVENT_MODELS",
+    "REFUSED_FIELDS",
+    "Agency",
+    "AnyEvent",
+    "Document",
+    "EncounterReport",
+    "EncounterReported",
+    "Entry",
+    "EscalationDecided",
+    "Event",
+    "MessageDeadLettered",
+    "NotificationFailed",
+    "NotificationRequested",
+    "NotificationSent",
+    "Purpose",
+    "Recipient",
+    "SignedByJudge",
+    "derive_id",
+    "new_event_id",
+    "parse_event",
+    "serialize_event",
+    "subject_for",
+]

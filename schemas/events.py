@@ -1,0 +1,222 @@
+"""The event envelope and the event types (DESIGN §4).
+
+Every event is one frozen pydantic model: the envelope fields plus a typed `data` payload.
+Events are serialized once, by `serialize_event`, and those bytes are what the log stores.
+Readers go through `parse_event`, which upcasts older `schema_version`s before validating.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+from schemas.report import EncounterReport, Token
+
+Source = Literal["intake", "router", "notifier", "audit"]
+Channel = Literal["email", "webhook"]
+Severity = Literal["info", "high", "critical"]
+
+# Namespace for ids derived from other ids (uuid5): a redelivered message derives the same ids,
+# so the server's duplicate window (Nats-Msg-Id) drops the second publish.
+_NAMESPACE = uuid.UUID("6f1d3c52-6a3e-4c1e-9b5e-2f0d6c7a9e41")
+
+
+def new_event_id() -> str:
+    """A fresh time-ordered UUID (version 7 layout: 48-bit ms timestamp, then random)."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= (rand >> 68 & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+def derive_id(*parts: str) -> str:
+    """A deterministic id from other ids: the same inputs always give the same id."""
+    return str(uuid.uuid5(_NAMESPACE, "\x1f".join(parts)))
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Event(_Frozen):
+    """The envelope shared by every event."""
+
+    id: str
+    type: str
+    schema_version: int = 1
+    source: Source
+    incident_id: Token
+    school_id: Token
+    occurred_at: AwareDatetime
+    recorded_at: AwareDatetime
+    correlation_id: str
+    causation_id: str | None = None
+    actor: str
+
+
+class Recipient(_Frozen):
+    """One contact on one channel, named by role and id, never by address."""
+
+    notification_id: str
+    role: str
+    contact_id: str
+    channel: Channel
+
+
+class EscalationDecidedData(_Frozen):
+    routes: list[str] = Field(description="names of the rules.yaml routes that matched")
+    severity: Severity
+    notify_roles: list[str]
+    require_ack: list[str]
+    ack_deadline: AwareDatetime | None = None
+    recipients: list[Recipient]
+    unresolved_roles: list[str] = Field(
+        default_factory=list, description="roles the rule named that have no contact"
+    )
+
+
+class NotificationRequestedData(_Frozen):
+    notification_id: str
+    role: str
+    contact_id: str
+    channel: Channel
+    tier: int = 0
+    severity: Severity
+    routes: list[str]
+
+
+class NotificationSentData(_Frozen):
+    notification_id: str
+    role: str
+    contact_id: str
+    channel: Channel
+    attempt: int
+    reply: str = Field(description="the receiving server's reply, addresses removed")
+
+
+class NotificationFailedData(_Frozen):
+    notification_id: str
+    role: str
+    contact_id: str
+    channel: Channel
+    attempt: int
+    permanent: bool
+    reason: str
+    next_attempt_in_seconds: float | None = None
+
+
+class MessageDeadLetteredData(_Frozen):
+    stream_sequence: int
+    subject: str
+    consumer: str
+    reason: str
+
+
+class EncounterReported(Event):
+    type: Literal["encounter.reported"] = "encounter.reported"
+    data: EncounterReport
+
+
+class EscalationDecided(Event):
+    type: Literal["escalation.decided"] = "escalation.decided"
+    data: EscalationDecidedData
+
+
+class NotificationRequested(Event):
+    type: Literal["notification.requested"] = "notification.requested"
+    data: NotificationRequestedData
+
+
+class NotificationSent(Event):
+    type: Literal["notification.sent"] = "notification.sent"
+    data: NotificationSentData
+
+
+class NotificationFailed(Event):
+    type: Literal["notification.failed"] = "notification.failed"
+    data: NotificationFailedData
+
+
+class MessageDeadLettered(Event):
+    """A message a service could not read, set aside so it never blocks the consumer."""
+
+    type: Literal["message.dead_lettered"] = "message.dead_lettered"
+    data: MessageDeadLetteredData
+
+
+EVENT_MODELS: dict[str, type[Event]] = {
+    model.model_fields["type"].default: model
+    for model in (
+        EncounterReported,
+        EscalationDecided,
+        NotificationRequested,
+        NotificationSent,
+        NotificationFailed,
+        MessageDeadLettered,
+    )
+}
+
+AnyEvent = Annotated[
+    EncounterReported
+    | EscalationDecided
+    | NotificationRequested
+    | NotificationSent
+    | NotificationFailed
+    | MessageDeadLettered,
+    Field(discriminator="type"),
+]
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)
+
+CURRENT_VERSION = 1
+# (event type, stored version) -> function lifting a raw dict to the next version. Stored events
+# are never rewritten; readers lift them here.
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+class EventDecodeError(ValueError):
+    """The bytes are not a dooralert event this version can read."""
+
+
+def upcast(raw: dict[str, Any]) -> dict[str, Any]:
+    version = raw.get("schema_version", 1)
+    while isinstance(version, int) and version < CURRENT_VERSION:
+        step = UPCASTERS.get((raw.get("type", ""), version))
+        if step is None:
+            raise EventDecodeError(f"no upcaster for {raw.get('type')!r} v{version}")
+        raw = step(raw)
+        version = raw["schema_version"]
+    return raw
+
+
+def parse_event(payload: bytes | str) -> Event:
+    """Decode stored bytes into a typed event, upcasting older versions."""
+    try:
+        raw = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EventDecodeError(f"not JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise EventDecodeError("not a JSON object")
+    try:
+        event: Event = _ADAPTER.validate_python(upcast(raw))
+    except ValueError as exc:
+        raise EventDecodeError(str(exc)) from exc
+    return event
+
+
+def serialize_event(event: Event) -> bytes:
+    return event.model_dump_json(exclude_none=False).encode()
+
+
+def subject_for(event: Event, prefix: str = "dooralert") -> str:
+    """`dooralert.<school_id>.<incident_id>.<event_type>` (DESIGN §3)."""
+    return f"{prefix}.{event.school_id}.{event.incident_id}.{event.type}"

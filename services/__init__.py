@@ -1,0 +1,1 @@
+"""dooralert services: intake, router, notifier, audit, and their shared runtime."""

@@ -1,0 +1,1 @@
+"""Shared runtime: settings, logging, NATS provisioning, the directory, the CLI."""

@@ -1,0 +1,143 @@
+"""The district directory (`district.yaml`): schools, roles, contacts and intake keys.
+
+Contact details live only here and are looked up at send time; events name contacts by id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from schemas.report import TOKEN_PATTERN
+from services.common.config import load_yaml_model
+
+Token = Annotated[str, StringConstraints(pattern=TOKEN_PATTERN)]
+KeyHash = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+DISTRICT_ROLES = ("law", "safety", "leadership")
+SCHOOL_ROLES = ("principal", "family_liaison")
+KNOWN_ROLES = DISTRICT_ROLES + SCHOOL_ROLES
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EmailChannel(_Strict):
+    type: Literal["email"]
+    address: Annotated[str, StringConstraints(pattern=r"^[^@\s<>\r\n]+@[^@\s<>\r\n]+$")]
+
+
+class WebhookChannel(_Strict):
+    type: Literal["webhook"]
+    url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
+
+
+ChannelConfig = Annotated[EmailChannel | WebhookChannel, Field(discriminator="type")]
+
+
+class Contact(_Strict):
+    id: Token
+    name: str
+    language: Literal["en", "es"] = "en"
+    channels: list[ChannelConfig] = Field(min_length=1)
+    backups: list[Token] = Field(default_factory=list)
+
+
+class School(_Strict):
+    id: Token
+    name: str
+    intake_key_hashes: list[KeyHash] = Field(default_factory=list)
+    roles: dict[Literal["principal", "family_liaison"], list[Token]] = Field(default_factory=dict)
+
+
+class DistrictInfo(_Strict):
+    id: Token
+    name: str
+    timezone: str = "UTC"
+    emergency_phone: str | None = None
+
+
+class Directory(_Strict):
+    district: DistrictInfo
+    roles: dict[Literal["law", "safety", "leadership"], list[Token]]
+    contacts: list[Contact]
+    schools: list[School] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Directory:
+        ids = [c.id for c in self.contacts]
+        dupes = {i for i in ids if ids.count(i) > 1}
+        if dupes:
+            raise ValueError(f"duplicate contact ids: {', '.join(sorted(dupes))}")
+        school_ids = [s.id for s in self.schools]
+        dupes = {i for i in school_ids if school_ids.count(i) > 1}
+        if dupes:
+            raise ValueError(f"duplicate school ids: {', '.join(sorted(dupes))}")
+        known = set(ids)
+
+        def check(where: str, cid: str) -> None:
+            if cid not in known:
+                hint = get_close_matches(cid, ids, n=1)
+                extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise ValueError(f'{where} names undefined contact "{cid}"{extra}')
+
+        for role, members in self.roles.items():
+            for cid in members:
+                check(f"roles.{role}", cid)
+        for school in self.schools:
+            for role, members in school.roles.items():
+                for cid in members:
+                    check(f"school {school.id} role {role}", cid)
+        for contact in self.contacts:
+            for cid in contact.backups:
+                check(f"contact {contact.id} backups", cid)
+        return self
+
+    # --- look-ups -------------------------------------------------------------------------
+
+    def school(self, school_id: str) -> School | None:
+        return next((s for s in self.schools if s.id == school_id), None)
+
+    def contact(self, contact_id: str) -> Contact | None:
+        return next((c for c in self.contacts if c.id == contact_id), None)
+
+    def contacts_for(self, role: str, school_id: str) -> list[Contact]:
+        """Contacts holding `role` for a school: district roles first, then the school's own."""
+        ids: list[str] = []
+        if role in self.roles:
+            ids = list(self.roles[role])  # type: ignore[index]
+        school = self.school(school_id)
+        if school is not None and role in school.roles:
+            ids = list(school.roles[role])  # type: ignore[index]
+        return [c for c in (self.contact(i) for i in ids) if c is not None]
+
+    def school_for_key(self, key: str) -> School | None:
+        """The school whose intake key this is (keys are stored as SHA-256 hashes only)."""
+        digest = hash_intake_key(key)
+        match = None
+        for school in self.schools:
+            for stored in school.intake_key_hashes:
+                # Compare every hash so timing does not reveal which school matched.
+                if hmac.compare_digest(stored, digest):
+                    match = school
+        return match
+
+
+def hash_intake_key(key: str) -> str:
+    """Intake keys are random tokens (>=128 bits), so a plain SHA-256 suffices to store them."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate_intake_key() -> str:
+    return "dak_" + secrets.token_urlsafe(24)
+
+
+def load_directory(config_dir: Path) -> Directory:
+    return load_yaml_model(config_dir / "district.yaml", Directory)

@@ -1,0 +1,50 @@
+"""Process settings, read from `DOORALERT_*` environment variables (documented in README)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE_CONFIG_DIR = REPO_ROOT / "deploy" / "examples"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DOORALERT_", extra="ignore")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    config_dir: Path = EXAMPLE_CONFIG_DIR
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_from: str = "dooralert <alerts@dooralert.invalid>"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+    smtp_timeout: float = 10.0
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    # The address responders' links point at; defaults to http://<http_host>:<http_port>.
+    public_url: str | None = None
+    secret_key: SecretStr = SecretStr("dev-only-insecure-secret-change-me")
+    max_report_bytes: int = 16 * 1024
+
+    # Notifier retries: attempt n waits retry_base_seconds * 2**(n-1), capped, with jitter.
+    retry_base_seconds: float = 2.0
+    retry_max_seconds: float = 300.0
+    max_attempts: int = 8
+    publish_timeout_seconds: float = 2.0
+    publish_retry_seconds: float = 10.0
+
+    log_level: str = "info"
+    log_format: str = "auto"  # auto | json | console
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.http_host}:{self.http_port}"

@@ -1,0 +1,302 @@
+"""NATS JetStream: the contract streams (DESIGN §3), provisioning, publishing and reading.
+
+Streams and durable consumers are created only by `dooralert provision`; services bind to
+them and never change their config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import nats
+from nats.aio.client import Client
+from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    PubAck,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import NotFoundError
+
+from schemas.events import Event, parse_event, serialize_event, subject_for
+from services.common.logging import get_logger
+
+log = get_logger("dooralert.streams")
+
+STREAM = "DOORALERT"
+TIMERS_STREAM = "DOORALERT_TIMERS"
+CHECKPOINTS_STREAM = "DOORALERT_CHECKPOINTS"
+DELIVERIES_BUCKET = "DOORALERT_DELIVERIES"
+SUBJECT_PREFIX = "dooralert"
+DUPLICATE_WINDOW_S = 60 * 60.0  # one hour: covers any redelivery and a cluster failover
+
+
+class ProvisionError(Exception):
+    """An existing stream differs from the contract in a way provisioning will not weaken."""
+
+
+def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+    return [
+        StreamConfig(
+            name=STREAM,
+            subjects=[f"{SUBJECT_PREFIX}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            num_replicas=replicas,
+            deny_delete=True,
+            deny_purge=True,
+            allow_rollup_hdrs=False,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            max_age=0,
+        ),
+        StreamConfig(
+            name=TIMERS_STREAM,
+            subjects=["dooralert_timers.>"],
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            duplicate_window=DUPLICATE_WINDOW_S,
+            allow_msg_schedules=True,
+            allow_rollup_hdrs=True,  # the server turns this on for message schedules
+        ),
+        StreamConfig(
+            name=CHECKPOINTS_STREAM,
+            subjects=["dooralert_checkpoints.>"],
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+            deny_delete=True,
+            deny_purge=True,
+            allow_rollup_hdrs=False,
+            duplicate_window=DUPLICATE_WINDOW_S,
+        ),
+    ]
+
+
+def consumer_configs() -> list[ConsumerConfig]:
+    return [
+        ConsumerConfig(
+            durable_name="router",
+            filter_subject=f"{SUBJECT_PREFIX}.*.*.encounter.reported",
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=30.0,
+            max_deliver=20,
+            max_ack_pending=1000,
+        ),
+        ConsumerConfig(
+            durable_name="notifier",
+            filter_subject=f"{SUBJECT_PREFIX}.*.*.notification.requested",
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=60.0,
+            # The notifier stops retrying at DOORALERT_MAX_ATTEMPTS and records a permanent
+            # failure itself; this is only the server's backstop.
+            max_deliver=100,
+            max_ack_pending=1000,
+        ),
+    ]
+
+
+def _weakenings(have: StreamConfig, want: StreamConfig) -> list[str]:
+    out = []
+    for flag in ("deny_delete", "deny_purge", "allow_msg_schedules"):
+        if getattr(have, flag) and not getattr(want, flag):
+            out.append(f"{flag} would be turned off")
+    if have.allow_rollup_hdrs is False and want.allow_rollup_hdrs:
+        out.append("allow_rollup_hdrs would be turned on")
+    if (have.duplicate_window or 0) > (want.duplicate_window or 0):
+        out.append(
+            f"duplicate_window would shrink from {have.duplicate_window}s to "
+            f"{want.duplicate_window}s"
+        )
+    if have.storage != want.storage:
+        out.append(f"storage would change from {have.storage} to {want.storage}")
+    if set(have.subjects or []) - set(want.subjects or []):
+        out.append(f"subjects would lose {sorted(set(have.subjects or []) - set(want.subjects or []))}")
+    return out
+
+
+_FLAGS = frozenset({"deny_delete", "deny_purge", "allow_rollup_hdrs", "allow_msg_schedules"})
+
+
+def _differs(have: StreamConfig, want: StreamConfig) -> bool:
+    keys = (  # noqa
+"subjects", "deny_delete", "deny_purge", "allow_rollup_hdrs", "duplicate_window",
+            "allow_msg_schedules", "storage", "num_replicas")
+    return any(bool(getattr(have, k)) != bool(getattr(want, k)) if k in _FLAGS
+               else getattr(have, k) != getattr(want, k) for k in keys)
+
+
+async def provision(js: JetStreamContext, *, replicas: int = 1) -> list[str]:
+    """Create or strengthen the streams, consumers and KV bucket. Idempotent."""
+    actions: list[str] = []
+    for want in stream_configs(replicas):
+        assert want.name is not None
+        try:
+            info = await js.stream_info(want.name)
+        except NotFoundError:
+            await js.add_stream(want)
+            actions.append(f"created stream {want.name}")
+            continue
+        have = info.config
+        weak = _weakenings(have, want)
+        if weak:
+            raise ProvisionError(
+                f"stream {want.name} exists with a stronger config; refusing to weaken it: "
+                + "; ".join(weak)
+            )
+        if _differs(have, want):
+            # Retention (max_age, max_bytes) is a deploy decision: keep what the operator set.
+            want.max_age = have.max_age
+            want.max_bytes = have.max_bytes
+            await js.update_stream(want)
+            actions.append(f"updated stream {want.name}")
+        else:
+            actions.append(f"stream {want.name} ok")
+    for consumer in consumer_configs():
+        await js.add_consumer(STREAM, consumer)
+        actions.append(f"consumer {consumer.durable_name} ok")
+    try:
+        await js.key_value(DELIVERIES_BUCKET)
+        actions.append(f"bucket {DELIVERIES_BUCKET} ok")
+    except (NotFoundError, Exception) as exc:  # nats-py raises BucketNotFoundError
+        if exc.__class__.__name__ not in ("BucketNotFoundError", "NotFoundError"):
+            raise
+        from nats.js.api import KeyValueConfig
+
+        await js.create_key_value(
+            KeyValueConfig(bucket=DELIVERIES_BUCKET, history=1, storage=StorageType.FILE,
+                           replicas=replicas)
+        )
+        actions.append(f"created bucket {DELIVERIES_BUCKET}")
+    return actions
+
+
+async def connect(url: str, *, name: str) -> Client:
+    return await nats.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+    )
+
+
+async def publish_event(
+    js: JetStreamContext,
+    event: Event,
+    *,
+    timeout: float = 2.0,
+    retry_for: float = 10.0,
+) -> PubAck:
+    """Append an event to DOORALERT, retrying with the same Nats-Msg-Id until acknowledged.
+
+    A retry after a lost PubAck is dropped by the server as a duplicate, so retrying is safe.
+    """
+    payload = serialize_event(event)
+    subject = subject_for(event, SUBJECT_PREFIX)
+    deadline = time.monotonic() + retry_for
+    delay = 0.1
+    while True:
+        try:
+            return await js.publish(
+                subject, payload, stream=STREAM, timeout=timeout,
+                headers={"Nats-Msg-Id": event.id},
+            )
+        except (NatsTimeoutError, NoRespondersError, ConnectionClosedError, asyncio.TimeoutError):
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("publish.retry", subject=subject, event_id=event.id, delay=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+async def publish_events(js: JetStreamContext, events: Sequence[Event], **kw: float) -> None:
+    for event in events:
+        await publish_event(js, event, **kw)
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One DOORALERT message exactly as stored."""
+
+    seq: int
+    subject: str
+    time: datetime
+    data: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def event(self) -> Event:
+        return parse_event(self.data)
+
+
+async def read_messages(
+    js: JetStreamContext, subject: str = f"{SUBJECT_PREFIX}.>", *, batch: int = 500
+) -> list[StoredMessage]:
+    """Every stored message on `subject`, in stream order, through a throwaway consumer."""
+    psub = await js.pull_subscribe(
+        subject,
+        stream=STREAM,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.ALL,
+            inactive_threshold=30.0,
+            mem_storage=True,
+        ),
+    )
+    out: list[StoredMessage] = []
+    try:
+        info = await psub.consumer_info()
+        pending = info.num_pending
+        while pending > 0:
+            msgs = await psub.fetch(min(pending, batch), timeout=5)
+            for m in msgs:
+                md = m.metadata
+                out.append(
+                    StoredMessage(
+                        seq=md.sequence.stream,
+                        subject=m.subject,
+                        time=md.timestamp,
+                        data=m.data,
+                        headers=dict(m.headers or {}),
+                    )
+                )
+            pending = msgs[-1].metadata.num_pending
+    finally:
+        try:
+            await js.delete_consumer(STREAM, (await psub.consumer_info()).name)
+        except Exception:  # noqa: BLE001 - it expires by itself after inactive_threshold
+            pass
+        await psub.unsubscribe()
+    return out
+
+
+async def read_incident(js: JetStreamContext, incident_id: str) -> list[Event]:
+    msgs = await read_messages(js, f"{SUBJECT_PREFIX}.*.{incident_id}.>")
+    events = []
+    for m in msgs:
+        try:
+            events.append(m.event())
+        except ValueError:
+            log.warning("event.unreadable", seq=m.seq, subject=m.subject)
+    return events
+
+
+async def get_last(js: JetStreamContext, subject: str) -> bytes | None:
+    """The payload of the last message on an exact subject, or None."""
+    try:
+        msg = await js.get_last_msg(STREAM, subject)
+    except NotFoundError:
+        return None
+    return msg.data

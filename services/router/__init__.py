@@ -1,0 +1,1 @@
+"""The router: declarative escalation rules applied to encounter events."""

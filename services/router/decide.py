@@ -1,0 +1,126 @@
+"""The router's decision (pure): an encounter report in, the events to append out."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from schemas.events import (
+    EncounterReported,
+    EscalationDecided,
+    EscalationDecidedData,
+    Event,
+    NotificationRequested,
+    NotificationRequestedData,
+    Recipient,
+    derive_id,
+)
+from services.common.directory import Directory
+from services.router.rules import SEVERITY_ORDER, Rules
+
+# When no route matches, these are still told: an encounter is never dropped silently.
+FALLBACK_ROLES = ("law", "safety")
+SUPPORTED_CHANNELS = frozenset({"email"})
+
+
+def notification_id(incident_id: str, tier: int, role: str, contact_id: str, channel: str) -> str:
+    return derive_id(incident_id, "notification", str(tier), role, contact_id, channel)
+
+
+def decide(
+    event: EncounterReported,
+    *,
+    rules: Rules,
+    directory: Directory,
+    now: datetime,
+    channels: frozenset[str] = SUPPORTED_CHANNELS,
+) -> list[Event]:
+    """`escalation.decided` plus one `notification.requested` per contact × channel.
+
+    Event ids derive from the report's id, so deciding twice yields the same events and a
+    redelivered report is dropped by the server's duplicate window.
+    """
+    report = event.data
+    routes = rules.matching(report)
+    if routes:
+        roles = _unique(r for route in routes for r in route.notify)
+        require_ack = _unique(r for route in routes for r in route.require_ack)
+        severity = max((route.severity for route in routes), key=SEVERITY_ORDER.__getitem__)
+        timeouts = [t for t in (route.ack_timeout for route in routes) if t is not None]
+        deadline = now + min(timeouts) if timeouts else None
+    else:
+        roles, require_ack, severity, deadline = list(FALLBACK_ROLES), [], "high", None
+
+    recipients: list[Recipient] = []
+    unresolved: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for role in roles:
+        contacts = directory.contacts_for(role, event.school_id)
+        if not contacts:
+            unresolved.append(role)
+        for contact in contacts:
+            for channel in _unique(ch.type for ch in contact.channels if ch.type in channels):
+                if (contact.id, channel) in seen:
+                    continue  # one alert per person and channel, under the first role named
+                seen.add((contact.id, channel))
+                recipients.append(
+                    Recipient(
+                        notification_id=notification_id(
+                            event.incident_id, 0, role, contact.id, channel
+                        ),
+                        role=role,
+                        contact_id=contact.id,
+                        channel=channel,  # type: ignore[arg-type]
+                    )
+                )
+
+    common = {
+        "source": "router",
+        "incident_id": event.incident_id,
+        "school_id": event.school_id,
+        "occurred_at": now,
+        "recorded_at": now,
+        "correlation_id": event.correlation_id,
+        "causation_id": event.id,
+        "actor": "system",
+    }
+    route_names = [r.name for r in routes]
+    out: list[Event] = [
+        EscalationDecided(
+            id=derive_id(event.id, "escalation.decided"),
+            data=EscalationDecidedData(
+                routes=route_names,
+                severity=severity,
+                notify_roles=roles,
+                require_ack=require_ack,
+                ack_deadline=deadline,
+                recipients=recipients,
+                unresolved_roles=unresolved,
+            ),
+            **common,  # type: ignore[arg-type]
+        )
+    ]
+    for rcpt in recipients:
+        out.append(
+            NotificationRequested(
+                id=derive_id(event.id, "notification.requested", rcpt.notification_id),
+                data=NotificationRequestedData(
+                    notification_id=rcpt.notification_id,
+                    role=rcpt.role,
+                    contact_id=rcpt.contact_id,
+                    channel=rcpt.channel,
+                    tier=0,
+                    severity=severity,  # type: ignore[arg-type]
+                    routes=route_names,
+                ),
+                **common,  # type: ignore[arg-type]
+            )
+        )
+    return out
+
+
+def _unique(items: object) -> list[str]:
+    out: list[str] = []
+    for item in items:  # type: ignore[attr-defined]
+        if item not in out:
+            out.append(item)
+    return out
