@@ -1,0 +1,1 @@
+"""Audit: replaying the event log into incident timelines."""

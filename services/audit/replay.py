@@ -1,0 +1,105 @@
+"""`dooralert audit replay`: fold the log into incidents and render their timelines."""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from typing import Any
+
+from schemas.events import (
+    EncounterReported,
+    EscalationDecided,
+    Event,
+    EventDecodeError,
+    MessageDeadLettered,
+    NotificationFailed,
+    NotificationRequested,
+    NotificationSent,
+)
+from services.common.incident import IncidentState, fold
+from services.common.protocol import label
+from services.common.streams import StoredMessage
+
+
+def summary(event: Event) -> str:
+    """One line a person can read; never contact details or report notes."""
+    match event:
+        case EncounterReported():
+            r = event.data
+            return (f"{r.agent_count} agent(s), {label(r.agency_stated)}, {label(r.document)}, "
+                    f"{label(r.entry)} at {r.location}")
+        case EscalationDecided():
+            d = event.data
+            routes = ", ".join(d.routes) or "no route matched"
+            return (f"{d.severity}: route {routes}; notify {', '.join(d.notify_roles)}; "
+                    f"{len(d.recipients)} recipient(s)")
+        case NotificationRequested():
+            d = event.data
+            return f"{d.channel} to {d.role} {d.contact_id}"
+        case NotificationSent():
+            d = event.data
+            return f"{d.channel} to {d.role} {d.contact_id} accepted (attempt {d.attempt}): {d.reply}"
+        case NotificationFailed():
+            d = event.data
+            kind = "permanent" if d.permanent else "transient"
+            return (f"{d.channel} to {d.role} {d.contact_id} failed ({kind}, attempt "
+                    f"{d.attempt}): {d.reason}")
+        case MessageDeadLettered():
+            d = event.data
+            return f"seq {d.stream_sequence} set aside by {d.consumer}: {d.reason}"
+        case _:
+            return event.type
+
+
+def group(messages: list[StoredMessage]) -> tuple["OrderedDict[str, list[Event]]", list[str]]:
+    """Events by incident in log order, plus a note for each message that could not be read."""
+    incidents: OrderedDict[str, list[Event]] = OrderedDict()
+    problems = []
+    for m in messages:
+        try:
+            event = m.event()
+        except EventDecodeError as exc:
+            problems.append(f"seq {m.seq} ({m.subject}): unreadable: {str(exc)[:200]}")
+            continue
+        incidents.setdefault(event.incident_id, []).append(event)
+    return incidents, problems
+
+
+def render_text(incident_id: str, events: list[Event], state: IncidentState | None) -> str:
+    lines = [f"Incident {incident_id}" + (f" at {state.school_id}" if state else "")]
+    for e in events:
+        lines.append(f"  {e.recorded_at:%Y-%m-%d %H:%M:%S.%f}"[:-3] + f"Z  {e.type:<24} "
+                     f"{e.actor:<24} {summary(e)}")
+    if state:
+        sent = sum(n.status == "sent" for n in state.notifications)
+        failed = sum(n.status == "failed" for n in state.notifications)
+        pending = len(state.notifications) - sent - failed
+        lines.append(f"  => severity {state.severity}; notifications: {sent} sent, "
+                     f"{failed} failed, {pending} pending")
+    return "\n".join(lines)
+
+
+def render_json(incident_id: str, events: list[Event], state: IncidentState | None) -> str:
+    doc: dict[str, Any] = {
+        "incident_id": incident_id,
+        "events": [e.model_dump(mode="json") for e in events],
+        "state": state.model_dump(mode="json") if state else None,
+    }
+    return json.dumps(doc)
+
+
+def replay(messages: list[StoredMessage], *, incident: str | None, as_json: bool) -> tuple[str, int]:
+    """The rendered replay and an exit code (1 when the incident is unknown)."""
+    incidents, problems = group(messages)
+    if incident is not None:
+        if incident not in incidents:
+            return f"no events for incident {incident}", 1
+        incidents = OrderedDict([(incident, incidents[incident])])
+    out = []
+    for incident_id, events in incidents.items():
+        state = fold(events)
+        out.append(render_json(incident_id, events, state) if as_json
+                   else render_text(incident_id, events, state))
+    if problems and not as_json:
+        out.append("Unreadable messages:\n  " + "\n  ".join(problems))
+    return ("\n" if as_json else "\n\n").join(out), 0

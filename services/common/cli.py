@@ -1,0 +1,223 @@
+"""The `dooralert` command line. Each service is one process, configured by environment."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from services.common.config import ConfigError
+from services.common.logging import configure_logging, get_logger
+from services.common.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+audit_app = typer.Typer(no_args_is_help=True, help="Replay the event log.")
+rules_app = typer.Typer(no_args_is_help=True, help="Check escalation rules.")
+keys_app = typer.Typer(no_args_is_help=True, help="Make keys.")
+app.add_typer(audit_app, name="audit")
+app.add_typer(rules_app, name="rules")
+app.add_typer(keys_app, name="keys")
+log = get_logger("dooralert.cli")
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    return settings
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"dooralert: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load(settings: Settings, *, rules: bool = False):  # type: ignore[no-untyped-def]
+    from services.common.directory import load_directory
+    from services.router.rules import load_rules
+
+    try:
+        directory = load_directory(settings.config_dir)
+        return (directory, load_rules(settings.config_dir)) if rules else (directory, None)
+    except ConfigError as exc:
+        _fail(f"refusing to start: {exc}")
+        raise  # unreachable
+
+
+@app.command()
+def dev(
+    data_dir: Annotated[Path, typer.Option(help="where NATS data and the outbox live")] = Path(
+        ".dooralert"
+    ),
+    http_port: Annotated[int, typer.Option(help="intake web port")] = 8080,
+    smtp_port: Annotated[int, typer.Option(help="local SMTP outbox port")] = 8025,
+    nats_port: Annotated[int, typer.Option(help="nats-server client port")] = 4222,
+    config_dir: Annotated[Optional[Path], typer.Option(help="district config")] = None,
+) -> None:
+    """Run the whole system locally: NATS, SMTP outbox, intake, router, notifier."""
+    from services.common.dev import DevOptions, run_dev
+    from services.common.settings import EXAMPLE_CONFIG_DIR
+
+    configure_logging()
+    code = run_dev(
+        DevOptions(
+            data_dir=data_dir.resolve(),
+            http_port=http_port,
+            smtp_port=smtp_port,
+            nats_port=nats_port,
+            config_dir=(config_dir or EXAMPLE_CONFIG_DIR).resolve(),
+        )
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def provision(
+    replicas: Annotated[int, typer.Option(help="stream replicas (3 in a cluster)")] = 1,
+) -> None:
+    """Create the streams, durable consumers and KV bucket (idempotent; never weakens)."""
+    from services.common.streams import ProvisionError, connect
+    from services.common.streams import provision as do_provision
+
+    settings = _settings()
+
+    async def run() -> list[str]:
+        nc = await connect(settings.nats_url, name="dooralert-provision")
+        try:
+            return await do_provision(nc.jetstream(), replicas=replicas)
+        finally:
+            await nc.close()
+
+    try:
+        for line in asyncio.run(run()):
+            typer.echo(line)
+    except ProvisionError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot reach NATS at {settings.nats_url}: {exc}")
+
+
+@app.command()
+def intake() -> None:
+    """Run the intake web service (form, API, status pages)."""
+    import uvicorn
+
+    from services.intake.app import create_app
+
+    settings = _settings()
+    directory, _ = _load(settings)
+    uvicorn.run(
+        create_app(settings, directory=directory),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
+
+
+@app.command()
+def router() -> None:
+    """Run the router: rules.yaml applied to each encounter report."""
+    from services.router.main import build_app
+
+    settings = _settings()
+    directory, rules = _load(settings, rules=True)
+    asyncio.run(build_app(settings, rules=rules, directory=directory).run())
+
+
+@app.command()
+def notifier() -> None:
+    """Run the notifier: email delivery with retries and outcome events."""
+    from services.notifier.main import build_app
+
+    settings = _settings()
+    directory, _ = _load(settings)
+    asyncio.run(build_app(settings, directory=directory).run())
+
+
+@app.command(hidden=True)
+def outbox(
+    directory: Annotated[Path, typer.Option("--dir")],
+    host: str = "127.0.0.1",
+    port: int = 8025,
+) -> None:
+    """A development SMTP server that saves each message as an .eml file."""
+    from services.common.outbox import serve
+
+    configure_logging()
+    serve(directory, host=host, port=port)
+
+
+@audit_app.command("replay")
+def audit_replay(
+    incident: Annotated[Optional[str], typer.Option(help="one incident id")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="events and folded state as JSON")] = False,
+) -> None:
+    """Rebuild each incident from the log and print its timeline."""
+    from services.audit.replay import replay
+    from services.common.streams import SUBJECT_PREFIX, connect, read_messages
+
+    settings = _settings()
+
+    async def run() -> tuple[str, int]:
+        nc = await connect(settings.nats_url, name="dooralert-audit")
+        try:
+            subject = f"{SUBJECT_PREFIX}.*.{incident}.>" if incident else f"{SUBJECT_PREFIX}.>"
+            messages = await read_messages(nc.jetstream(), subject)
+        finally:
+            await nc.close()
+        return replay(messages, incident=incident, as_json=as_json)
+
+    try:
+        text, code = asyncio.run(run())
+    except OSError as exc:
+        _fail(f"cannot reach NATS at {settings.nats_url}: {exc}")
+        return
+    if text:
+        typer.echo(text)
+    raise typer.Exit(code)
+
+
+@rules_app.command("check")
+def rules_check(
+    file: Annotated[Path, typer.Argument(help="rules.yaml")],
+    district: Annotated[Optional[Path], typer.Option(help="district.yaml to check roles against")] = None,
+) -> None:
+    """Validate a rules file in full; exit non-zero with precise errors."""
+    from services.common.directory import load_directory
+    from services.router.rules import load_rules
+
+    try:
+        rules = load_rules(file)
+        if district is not None:
+            load_directory(district.parent if district.is_file() else district)
+    except ConfigError as exc:
+        _fail(str(exc), 1)
+        return
+    for warning in rules.warnings():
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"{file}: ok, {len(rules.routes)} routes")
+
+
+@keys_app.command("intake")
+def keys_intake() -> None:
+    """Make a new school intake key; store only the printed hash in district.yaml."""
+    from services.common.directory import generate_intake_key, hash_intake_key
+
+    key = generate_intake_key()
+    typer.echo(f"key (give to the school, shown once): {key}")
+    typer.echo(f"hash (put under intake_key_hashes): {hash_intake_key(key)}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

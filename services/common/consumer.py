@@ -1,0 +1,99 @@
+"""Running a handler on a durable consumer with explicit, deliberate acknowledgement.
+
+FastStream's default for NATS terminates a message whose handler raises (DESIGN §8); here
+every outcome is chosen: an unreadable message is set aside as a `message.dead_lettered`
+event and terminated, a failure is retried after a delay, success is acked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from faststream.nats import NatsMessage
+from nats.js import JetStreamContext
+
+from schemas.events import (
+    Event,
+    EventDecodeError,
+    MessageDeadLettered,
+    MessageDeadLetteredData,
+    derive_id,
+    parse_event,
+)
+from services.common.logging import get_logger
+from services.common.streams import publish_event
+
+log = get_logger("dooralert.consumer")
+_TOKEN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+# A handler returns None when the message is done (ack), or a delay in seconds after which
+# it must be delivered again.
+Handler = Callable[[Any, NatsMessage], Awaitable[float | None]]
+
+
+async def raw_decoder(msg: Any) -> bytes:
+    """Hand handlers the exact stored bytes; decoding is ours, so a bad payload is ours too."""
+    return bytes(msg.body)
+
+
+async def dead_letter(js: JetStreamContext, msg: NatsMessage, consumer: str, reason: str) -> None:
+    raw = msg.raw_message
+    parts = raw.subject.split(".")
+    school = parts[1] if len(parts) > 3 and _TOKEN.match(parts[1]) else "unknown"
+    incident = parts[2] if len(parts) > 3 and _TOKEN.match(parts[2]) else "unknown"
+    seq = raw.metadata.sequence.stream
+    now = datetime.now(UTC)
+    event = MessageDeadLettered(
+        id=derive_id("dead-letter", consumer, str(seq)),
+        source="router" if consumer == "router" else "notifier",
+        incident_id=incident,
+        school_id=school,
+        occurred_at=now,
+        recorded_at=now,
+        correlation_id=incident,
+        actor="system",
+        data=MessageDeadLetteredData(
+            stream_sequence=seq, subject=raw.subject, consumer=consumer, reason=reason[:500]
+        ),
+    )
+    await publish_event(js, event)
+    log.error("message.dead_lettered", consumer=consumer, seq=seq, subject=raw.subject,
+              reason=reason[:200])
+
+
+async def run_handler(
+    msg: NatsMessage,
+    *,
+    js: JetStreamContext,
+    consumer: str,
+    expect: type[Event],
+    handle: Callable[[Any, NatsMessage], Awaitable[float | None]],
+    error_delay: float = 2.0,
+) -> None:
+    try:
+        event = parse_event(msg.raw_message.data)
+        if not isinstance(event, expect):
+            raise EventDecodeError(f"expected {expect.model_fields['type'].default}, got {event.type}")
+    except EventDecodeError as exc:
+        try:
+            await dead_letter(js, msg, consumer, str(exc))
+        except Exception:  # noqa: BLE001 - could not record it: try again later
+            log.exception("dead_letter.publish_failed", consumer=consumer)
+            await msg.nack(delay=error_delay)
+            return
+        await msg.reject()
+        return
+    try:
+        delay = await handle(event, msg)
+    except Exception:  # noqa: BLE001 - a failed handler is retried, never dropped
+        log.exception("handler.failed", consumer=consumer, event_id=event.id,
+                      incident=event.incident_id)
+        await msg.nack(delay=error_delay)
+        return
+    if delay is None:
+        await msg.ack()
+    else:
+        await msg.nack(delay=delay)

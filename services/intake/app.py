@@ -1,0 +1,323 @@
+"""The intake HTTP service: API, staff form, incident status. Entry points stay thin."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from schemas.events import EncounterReported, parse_event
+from schemas.report import Agency, Document, Entry, Purpose, SignedByJudge
+from services.common.directory import Directory, School
+from services.common.incident import IncidentState, fold
+from services.common.logging import get_logger
+from services.common.protocol import PROTOCOL, label
+from services.common.settings import Settings
+from services.common.streams import (
+    SUBJECT_PREFIX,
+    connect,
+    get_last,
+    publish_event,
+    read_incident,
+)
+from services.common.tokens import check_view_token, view_token
+from services.intake.reports import (
+    ReportInvalid,
+    encounter_event,
+    incident_id_for,
+    parse_report,
+    same_report,
+)
+
+log = get_logger("dooralert.intake")
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+TEMPLATES.env.filters["label"] = label
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.message, self.extra = status, message, extra
+
+
+class Unavailable(Exception):
+    """The event log could not be reached; nothing was recorded."""
+
+
+def _actor(key: str) -> str:
+    # Pseudonymous: which key acted, never the key itself.
+    return "intake-key:" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        nc: Client = await connect(settings.nats_url, name="dooralert-intake")
+        state["nc"], state["js"] = nc, nc.jetstream()
+        log.info("intake.started", url=settings.base_url)
+        try:
+            yield
+        finally:
+            await nc.drain()
+
+    app = FastAPI(
+        title="dooralert intake",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    secret = settings.secret_key.get_secret_value()
+
+    def js() -> JetStreamContext:
+        return state["js"]  # type: ignore[no-any-return]
+
+    # --- core ----------------------------------------------------------------------------
+
+    async def read_body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > settings.max_report_bytes:
+            raise ApiError(413, f"report larger than {settings.max_report_bytes} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > settings.max_report_bytes:
+                raise ApiError(413, f"report larger than {settings.max_report_bytes} bytes")
+        return bytes(body)
+
+    def authorise(key: str | None) -> School:
+        if not key:
+            raise ApiError(401, "missing intake key: send Authorization: Bearer <key>")
+        school = directory.school_for_key(key)
+        if school is None:
+            raise ApiError(401, "intake key not recognised")
+        return school
+
+    async def accept(
+        raw: Any, *, school: School, key: str, idempotency_key: str | None
+    ) -> tuple[str, bool]:
+        """Record one report. Returns (incident id, whether it is new)."""
+        if isinstance(raw, dict) and "school_id" in raw and raw["school_id"] != school.id:
+            raise ApiError(403, f"this intake key is for school {school.id!r} only")
+        now = datetime.now(UTC)
+        report = parse_report(raw, now=now)
+        incident_id = incident_id_for(school.id, idempotency_key)
+        event = encounter_event(report, incident_id=incident_id, actor=_actor(key), now=now)
+        subject = f"{SUBJECT_PREFIX}.{school.id}.{incident_id}.encounter.reported"
+        try:
+            if idempotency_key:
+                stored = await get_last(js(), subject)
+                if stored is not None:
+                    prior = parse_event(stored)
+                    assert isinstance(prior, EncounterReported)
+                    had_time = isinstance(raw, dict) and raw.get("occurred_at") is not None
+                    if not same_report(prior.data, report, new_had_time=had_time):
+                        raise ApiError(
+                            409, "Idempotency-Key already used for a different report"
+                        )
+                    return incident_id, False
+            ack = await publish_event(
+                js(), event, timeout=settings.publish_timeout_seconds,
+                retry_for=settings.publish_retry_seconds,
+            )
+        except ApiError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - NATS down: say so, record nothing
+            log.error("report.not_recorded", school=school.id, error=type(exc).__name__)
+            raise Unavailable() from exc
+        log.info("encounter.reported", incident=incident_id, school=school.id, seq=ack.seq,
+                 duplicate=bool(ack.duplicate))
+        return incident_id, not ack.duplicate
+
+    async def project(incident_id: str) -> IncidentState | None:
+        try:
+            return fold(await read_incident(js(), incident_id))
+        except Exception as exc:  # noqa: BLE001
+            raise Unavailable() from exc
+
+    def urls(incident_id: str) -> dict[str, str]:
+        token = view_token(secret, incident_id)
+        return {
+            "status_url": f"{settings.base_url}/api/v1/incidents/{incident_id}?token={token}",
+            "page_url": f"{settings.base_url}/incidents/{incident_id}?token={token}",
+        }
+
+    # --- errors --------------------------------------------------------------------------
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"error": exc.message, **exc.extra}, exc.status, headers=headers)
+
+    @app.exception_handler(ReportInvalid)
+    async def _invalid(_: Request, exc: ReportInvalid) -> JSONResponse:
+        return JSONResponse({"error": "invalid report", "fields": exc.fields}, 422)
+
+    @app.exception_handler(Unavailable)
+    async def _unavailable(_: Request, __: Unavailable) -> JSONResponse:
+        phone = directory.district.emergency_phone
+        msg = "the event log is unreachable; nothing was recorded. Call the law department"
+        return JSONResponse({"error": msg + (f" at {phone}" if phone else "")}, 503)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [{"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]}
+                  for e in exc.errors()]
+        return JSONResponse({"error": "invalid request", "fields": fields}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("intake.unexpected_error")
+        return JSONResponse({"error": "internal error; nothing may have been recorded"}, 500)
+
+    # --- API -----------------------------------------------------------------------------
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        nc: Client | None = state.get("nc")
+        ok = bool(nc and nc.is_connected)
+        return JSONResponse({"status": "ok" if ok else "degraded", "nats": ok}, 200 if ok else 503)
+
+    @app.post("/api/v1/encounters", status_code=202)
+    async def post_encounter(request: Request) -> JSONResponse:
+        key = _bearer(request)
+        school = authorise(key)
+        body = await read_body(request)
+        try:
+            raw = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ReportInvalid([{"field": "(body)", "reason": f"not valid JSON: {exc}"}]) from None
+        idem = request.headers.get("idempotency-key")
+        if idem is not None and not (1 <= len(idem) <= 200 and idem.isprintable()):
+            raise ReportInvalid([{"field": "Idempotency-Key", "reason": "1-200 printable characters"}])
+        assert key is not None
+        incident_id, created = await accept(raw, school=school, key=key, idempotency_key=idem)
+        return JSONResponse({"incident_id": incident_id, "created": created, **urls(incident_id)},
+                            202)
+
+    @app.get("/api/v1/incidents/{incident_id}")
+    async def get_incident(incident_id: str, request: Request, token: str | None = None) -> Any:
+        state_ = await authorised_incident(request, incident_id, token)
+        return JSONResponse(state_.model_dump(mode="json"))
+
+    async def authorised_incident(
+        request: Request, incident_id: str, token: str | None
+    ) -> IncidentState:
+        key = _bearer(request)
+        if not key and not check_view_token(secret, incident_id, token):
+            raise ApiError(401, "send the school's intake key or the link's token")
+        incident = await project(incident_id)
+        if incident is None:
+            raise ApiError(404, "no such incident")
+        if key and not check_view_token(secret, incident_id, token):
+            school = authorise(key)
+            if school.id != incident.school_id:
+                raise ApiError(403, "this intake key is for another school")
+        return incident
+
+    # --- HTML ----------------------------------------------------------------------------
+
+    def form_page(request: Request, *, values: dict[str, str], errors: dict[str, str],
+                  status: int = 200, banner: str | None = None) -> HTMLResponse:
+        from schemas.events import new_event_id
+
+        return TEMPLATES.TemplateResponse(
+            request,
+            "form.html",
+            {
+                "schools": directory.schools,
+                "district": directory.district,
+                "values": values,
+                "errors": errors,
+                "banner": banner,
+                "submission_id": values.get("submission_id") or new_event_id(),
+                "choices": {
+                    "agency_stated": list(Agency),
+                    "document": list(Document),
+                    "signed_by_judge": list(SignedByJudge),
+                    "purpose": list(Purpose),
+                    "entry": list(Entry),
+                },
+                "protocol": {d.value: text for d, text in PROTOCOL.items()},
+            },
+            status_code=status,
+        )
+
+    @app.get("/", response_class=HTMLResponse)
+    async def form(request: Request) -> HTMLResponse:
+        return form_page(request, values={"entry": "kept_outside", "agent_count": "1"}, errors={})
+
+    @app.post("/report", response_class=HTMLResponse)
+    async def submit_form(request: Request) -> Response:
+        body = await read_body(request)
+        from urllib.parse import parse_qsl
+
+        values = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        key = values.pop("intake_key", "").strip()
+        submission_id = values.get("submission_id", "")
+        raw: dict[str, Any] = {k: v for k, v in values.items() if k != "submission_id"}
+        if raw.get("notes", "") == "":
+            raw.pop("notes", None)
+        try:
+            school = authorise(key)
+            incident_id, _ = await accept(raw, school=school, key=key,
+                                          idempotency_key=submission_id or None)
+        except ApiError as exc:
+            return form_page(request, values=values, errors={"intake_key": exc.message},
+                             status=exc.status)
+        except ReportInvalid as exc:
+            errors = {f["field"]: f["reason"] for f in exc.fields}
+            return form_page(request, values=values, errors=errors, status=422,
+                             banner="Please correct the fields marked below.")
+        except Unavailable:
+            phone = directory.district.emergency_phone or "the law department"
+            return form_page(request, values=values, errors={}, status=503,
+                             banner=f"Could not record the report. Call {phone} now.")
+        return RedirectResponse(urls(incident_id)["page_url"], status_code=303)
+
+    @app.get("/incidents/{incident_id}", response_class=HTMLResponse)
+    async def incident_page(incident_id: str, request: Request, token: str | None = None) -> Any:
+        try:
+            incident = await authorised_incident(request, incident_id, token)
+        except ApiError as exc:
+            return HTMLResponse(f"<!doctype html><title>dooralert</title><p>{exc.message}</p>",
+                                exc.status)
+        school = directory.school(incident.school_id)
+        names = {c.id: c.name for c in directory.contacts}
+        return TEMPLATES.TemplateResponse(
+            request,
+            "incident.html",
+            {
+                "incident": incident,
+                "school_name": school.name if school else incident.school_id,
+                "names": names,
+                "protocol": PROTOCOL[incident.report.document] if incident.report else "",
+                "district": directory.district,
+            },
+        )
+
+    return app

@@ -1,0 +1,1 @@
+"""The notifier: delivers requested notifications and records each outcome as an event."""

@@ -1,0 +1,69 @@
+"""Delivery channels. Errors form one tree: transient (retry later) or permanent (give up)."""
+
+from __future__ import annotations
+
+import re
+from email.message import EmailMessage
+
+import aiosmtplib
+
+from services.common.settings import Settings
+
+_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
+
+
+class DeliveryError(Exception):
+    """Base of the notifier's errors."""
+
+    permanent = False
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(scrub(reason))
+        self.reason = scrub(reason)
+
+
+class TransientDeliveryError(DeliveryError):
+    """The receiving side may accept later (4xx, connection refused, timeout)."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Retrying will not help (5xx, unknown contact, no usable channel)."""
+
+    permanent = True
+
+
+def scrub(text: str, limit: int = 300) -> str:
+    """Replies may echo the recipient's address; the log keeps no contact details."""
+    return _ADDRESS.sub("<address>", " ".join(text.split()))[:limit]
+
+
+def _classify(code: int, message: str) -> DeliveryError:
+    text = f"{code} {message}"
+    return PermanentDeliveryError(text) if 500 <= code < 600 else TransientDeliveryError(text)
+
+
+async def send_email(message: EmailMessage, *, settings: Settings) -> str:
+    """Send one message; return the server's reply (e.g. `250 OK`), or raise DeliveryError."""
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    try:
+        errors, reply = await aiosmtplib.send(
+            message,
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=password,
+            start_tls=settings.smtp_starttls,
+            use_tls=settings.smtp_tls,
+            timeout=settings.smtp_timeout,
+        )
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        first = exc.recipients[0]
+        raise _classify(first.code, first.message) from None
+    except aiosmtplib.SMTPResponseException as exc:
+        raise _classify(exc.code, exc.message) from None
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        raise TransientDeliveryError(f"{type(exc).__name__}: {exc}") from None
+    if errors:
+        code, text = next(iter(errors.values()))
+        raise _classify(code, text)
+    return scrub(reply)

@@ -1,0 +1,232 @@
+"""The notifier service (I/O only): notification requests in, deliveries and outcomes out.
+
+No duplicates: before sending, the delivery record in the DOORALERT_DELIVERIES bucket is
+checked; after the server accepts, the record is written before the message is acked. Only
+a crash between the SMTP server's accept and that write can cause a second email, and that
+email carries the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from datetime import UTC, datetime
+
+from faststream import FastStream
+from faststream.middlewares import AckPolicy
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from schemas.events import (
+    EncounterReported,
+    NotificationFailed,
+    NotificationFailedData,
+    NotificationRequested,
+    NotificationSent,
+    NotificationSentData,
+    derive_id,
+    parse_event,
+)
+from services.common.consumer import raw_decoder, run_handler
+from services.common.directory import Directory
+from services.common.logging import get_logger
+from services.common.settings import Settings
+from services.common.streams import (
+    DELIVERIES_BUCKET,
+    STREAM,
+    SUBJECT_PREFIX,
+    get_last,
+    publish_event,
+)
+from services.common.tokens import view_token
+from services.notifier.channels import (
+    DeliveryError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    send_email,
+)
+from services.notifier.message import AlertContext, build_email
+
+log = get_logger("dooralert.notifier")
+SUBJECT = f"{SUBJECT_PREFIX}.*.*.notification.requested"
+
+
+def backoff(attempt: int, *, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter on the upper half: base·2^(n-1) ∈ [½, 1]·that."""
+    raw = min(cap, base * 2 ** max(attempt - 1, 0))
+    return raw / 2 + random.random() * raw / 2
+
+
+class Notifier:
+    """Delivers one notification request; returns None when done or a retry delay."""
+
+    def __init__(self, *, settings: Settings, directory: Directory, broker: NatsBroker) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.broker = broker
+        self._kv: KeyValue | None = None
+
+    @property
+    def js(self):  # type: ignore[no-untyped-def]
+        return self.broker.connection.jetstream()
+
+    async def kv(self) -> KeyValue:
+        if self._kv is None:
+            self._kv = await self.js.key_value(DELIVERIES_BUCKET)
+        return self._kv
+
+    def _common(self, req: NotificationRequested) -> dict[str, object]:
+        now = datetime.now(UTC)
+        return {
+            "source": "notifier",
+            "incident_id": req.incident_id,
+            "school_id": req.school_id,
+            "occurred_at": now,
+            "recorded_at": now,
+            "correlation_id": req.correlation_id,
+            "causation_id": req.id,
+            "actor": "system",
+        }
+
+    async def _record_sent(self, req: NotificationRequested, attempt: int, reply: str) -> None:
+        d = req.data
+        await publish_event(
+            self.js,
+            NotificationSent(
+                id=derive_id(d.notification_id, "sent"),
+                data=NotificationSentData(
+                    notification_id=d.notification_id, role=d.role, contact_id=d.contact_id,
+                    channel=d.channel, attempt=attempt, reply=reply,
+                ),
+                **self._common(req),  # type: ignore[arg-type]
+            ),
+        )
+
+    async def _record_failed(
+        self, req: NotificationRequested, attempt: int, err: DeliveryError, retry_in: float | None
+    ) -> None:
+        d = req.data
+        await publish_event(
+            self.js,
+            NotificationFailed(
+                id=derive_id(d.notification_id, "failed", str(attempt)),
+                data=NotificationFailedData(
+                    notification_id=d.notification_id, role=d.role, contact_id=d.contact_id,
+                    channel=d.channel, attempt=attempt, permanent=retry_in is None,
+                    reason=err.reason, next_attempt_in_seconds=retry_in,
+                ),
+                **self._common(req),  # type: ignore[arg-type]
+            ),
+        )
+
+    async def handle(self, req: NotificationRequested, msg: NatsMessage) -> float | None:
+        d = req.data
+        attempt = msg.raw_message.metadata.num_delivered
+        kv = await self.kv()
+        try:
+            entry = await kv.get(d.notification_id)
+        except KeyNotFoundError:
+            entry = None
+        if entry is not None and entry.value:
+            # Delivered before a crash or redelivery: make sure the log says so, send nothing.
+            record = json.loads(entry.value)
+            await self._record_sent(req, record["attempt"], record["reply"])
+            log.info("notification.already_sent", notification=d.notification_id)
+            return None
+        try:
+            reply = await self._deliver(req)
+        except PermanentDeliveryError as err:
+            await self._record_failed(req, attempt, err, None)
+            log.warning("notification.failed", notification=d.notification_id, role=d.role,
+                        incident=req.incident_id, attempt=attempt, reason=err.reason)
+            return None
+        except TransientDeliveryError as err:
+            if attempt >= self.settings.max_attempts:
+                final = PermanentDeliveryError(f"gave up after {attempt} attempts: {err.reason}")
+                await self._record_failed(req, attempt, final, None)
+                log.warning("notification.failed", notification=d.notification_id,
+                            attempt=attempt, reason=final.reason)
+                return None
+            delay = backoff(attempt, base=self.settings.retry_base_seconds,
+                            cap=self.settings.retry_max_seconds)
+            await self._record_failed(req, attempt, err, round(delay, 3))
+            log.info("notification.retry", notification=d.notification_id, attempt=attempt,
+                     delay=round(delay, 3), reason=err.reason)
+            return delay
+        await kv.put(
+            d.notification_id,
+            json.dumps({"attempt": attempt, "reply": reply,
+                        "at": datetime.now(UTC).isoformat()}).encode(),
+        )
+        await self._record_sent(req, attempt, reply)
+        log.info("notification.sent", notification=d.notification_id, role=d.role,
+                 incident=req.incident_id, attempt=attempt)
+        return None
+
+    async def _deliver(self, req: NotificationRequested) -> str:
+        d = req.data
+        contact = self.directory.contact(d.contact_id)
+        if contact is None:
+            raise PermanentDeliveryError(f'contact "{d.contact_id}" is not in district.yaml')
+        channel = next((c for c in contact.channels if c.type == d.channel), None)
+        if channel is None or channel.type != "email":
+            raise PermanentDeliveryError(f'contact "{d.contact_id}" has no {d.channel} channel')
+        raw = await get_last(
+            self.js, f"{SUBJECT_PREFIX}.{req.school_id}.{req.incident_id}.encounter.reported"
+        )
+        if raw is None:
+            raise TransientDeliveryError("the incident's report is not in the log yet")
+        report = parse_event(raw)
+        assert isinstance(report, EncounterReported)
+        school = self.directory.school(req.school_id)
+        token = view_token(self.settings.secret_key.get_secret_value(), req.incident_id)
+        ctx = AlertContext(
+            district_name=self.directory.district.name,
+            school_name=school.name if school else req.school_id,
+            timezone=self.directory.district.timezone,
+            recipient_name=contact.name,
+            status_url=f"{self.settings.base_url}/incidents/{req.incident_id}?token={token}",
+            emergency_phone=self.directory.district.emergency_phone,
+        )
+        message = build_email(
+            request=req, report=report, ctx=ctx, sender=self.settings.smtp_from,
+            to=channel.address,
+        )
+        return await send_email(message, settings=self.settings)
+
+
+def build_broker(settings: Settings, *, directory: Directory) -> NatsBroker:
+    broker = NatsBroker(
+        settings.nats_url,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        log_level=logging.DEBUG,
+    )
+    notifier = Notifier(settings=settings, directory=directory, broker=broker)
+
+    @broker.subscriber(
+        SUBJECT,
+        stream=JStream(STREAM, declare=False),
+        durable="notifier",
+        pull_sub=PullSub(batch_size=32, timeout=1.0),
+        ack_policy=AckPolicy.MANUAL,
+        decoder=raw_decoder,
+        title="notifier",
+        description="Delivers each notification request and records the outcome",
+    )
+    async def on_request(body: bytes, msg: NatsMessage) -> None:
+        await run_handler(
+            msg,
+            js=broker.connection.jetstream(),
+            consumer="notifier",
+            expect=NotificationRequested,
+            handle=notifier.handle,
+        )
+
+    return broker
+
+
+def build_app(settings: Settings, *, directory: Directory) -> FastStream:
+    return FastStream(build_broker(settings, directory=directory))
