@@ -1,0 +1,103 @@
+"""The system as a user runs it: `dooralert dev`, a report over HTTP, emails, `audit replay`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import httpx
+
+from tests.support import HAMLINE_KEY, REPO, free_port, report
+
+
+def wait_for(check, timeout: float):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def port_closed(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return False
+    except OSError:
+        return True
+
+
+def test_dev_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
+    http, smtp, nats = free_port(), free_port(), free_port()
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOORALERT_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.common.cli", "dev", "--data-dir", str(data),
+         "--http-port", str(http), "--smtp-port", str(smtp), "--nats-port", str(nats)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        banner = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            banner.append(line)
+            if "Press Ctrl-C" in line or proc.poll() is not None:
+                break
+        text = "".join(banner)
+        assert f"http://127.0.0.1:{http}/" in text, text
+        assert HAMLINE_KEY in text and str(data / "outbox") in text
+
+        base = f"http://127.0.0.1:{http}"
+        resp = httpx.post(f"{base}/api/v1/encounters", json=report(),
+                          headers={"Authorization": f"Bearer {HAMLINE_KEY}"}, timeout=10)
+        assert resp.status_code == 202, resp.text
+        incident_id = resp.json()["incident_id"]
+
+        outbox = data / "outbox"
+        emls = wait_for(lambda: (lambda f: f if len(f) >= 4 else None)(
+            sorted(outbox.glob("*.eml"))), timeout=20)
+        messages = [message_from_bytes(p.read_bytes(), policy=policy.default) for p in emls]
+        assert {m["To"] for m in messages} == {
+            "law-oncall@district.example", "deputy-counsel@district.example",
+            "safety-desk@district.example", "principal@hamline.district.example"}
+        assert all(m["X-Dooralert-Incident"] == incident_id for m in messages)
+
+        status = httpx.get(resp.json()["status_url"], timeout=10).json()
+        wait_for(lambda: all(n["status"] == "sent" for n in httpx.get(
+            resp.json()["status_url"], timeout=10).json()["notifications"]), timeout=10)
+        assert status["incident_id"] == incident_id
+
+        cli_env = {**env, "DOORALERT_NATS_URL": f"nats://127.0.0.1:{nats}"}
+        replay = subprocess.run(
+            [sys.executable, "-m", "services.common.cli", "audit", "replay", "--incident",
+             incident_id], cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=60)
+        assert replay.returncode == 0, replay.stderr
+        assert "encounter.reported" in replay.stdout and "notification.sent" in replay.stdout
+        assert "4 sent, 0 failed" in replay.stdout
+
+        as_json = subprocess.run(
+            [sys.executable, "-m", "services.common.cli", "audit", "replay", "--json"],
+            cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=60)
+        doc = json.loads(as_json.stdout.splitlines()[0])
+        assert doc["state"]["incident_id"] == incident_id
+        assert doc["state"]["notifications"] == status["notifications"] or len(
+            doc["state"]["notifications"]) == 4
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0
+    for port in (http, smtp, nats):
+        assert port_closed(port), f"port {port} still open after Ctrl-C"
