@@ -105,7 +105,7 @@ def wait_for_http(url: str, timeout: float) -> bool:
             with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback only
                 if resp.status == 200:
                     return True
-        except OSError:
+        except Exception:  # noqa: BLE001 - not up yet, or something else on the port
             pass
         time.sleep(0.1)
     return False
@@ -129,6 +129,11 @@ async def _provision(url: str) -> None:
 
 
 def run_dev(opts: DevOptions) -> int:
+    ports = [opts.http_port, opts.smtp_port, opts.nats_port]
+    if len(set(ports)) != 3:
+        print("dooralert dev: --http-port, --smtp-port and --nats-port must differ",
+              file=sys.stderr)
+        return 2
     busy = [f"{name} port {port}" for name, port in
             (("HTTP", opts.http_port), ("SMTP", opts.smtp_port), ("NATS", opts.nats_port))
             if not port_free(opts.host, port)]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import HAMLINE_KEY, REPO, free_port, report
+from tests.support import HAMLINE_KEY, REPO, free_ports, report
 
 
 def wait_for(check, timeout: float):  # type: ignore[no-untyped-def]
@@ -37,7 +37,7 @@ def port_closed(port: int) -> bool:
 
 
 def test_dev_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
-    http, smtp, nats = free_port(), free_port(), free_port()
+    http, smtp, nats = free_ports(3)
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOORALERT_")}
     proc = subprocess.Popen(
