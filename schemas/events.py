@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
-from schemas.report import EncounterReport, Token
+from schemas.report import Document, EncounterReport, Entry, SignedByJudge, Token
 
 Source = Literal["intake", "router", "notifier", "audit"]
 Channel = Literal["email", "webhook"]
@@ -85,6 +85,9 @@ class EscalationDecidedData(_Frozen):
     )
 
 
+NotificationKind = Literal["alert", "escalation", "update", "resolved", "pattern"]
+
+
 class NotificationRequestedData(_Frozen):
     notification_id: str
     role: str
@@ -93,6 +96,19 @@ class NotificationRequestedData(_Frozen):
     tier: int = 0
     severity: Severity
     routes: list[str]
+    kind: NotificationKind = Field(
+        default="alert",
+        description="alert: the first report; escalation: a missed deadline or unreachable "
+        "contact; update/resolved: follow-ups; pattern: encounters across schools",
+    )
+    cause_id: str | None = Field(
+        default=None, description="the event this notification is about (update, resolution)"
+    )
+    fallback_of: str | None = Field(
+        default=None,
+        description="the notification id whose channel failed permanently, when this request "
+        "is the contact's next channel",
+    )
 
 
 class NotificationSentData(_Frozen):
@@ -113,6 +129,49 @@ class NotificationFailedData(_Frozen):
     permanent: bool
     reason: str
     next_attempt_in_seconds: float | None = None
+    contact_unreachable: bool = Field(
+        default=False,
+        description="a permanent failure on the contact's last channel: every channel failed",
+    )
+
+
+class IncidentAcknowledgedData(_Frozen):
+    role: str
+    contact_id: str
+    notification_id: str | None = None
+    via: Literal["link", "api"]
+
+
+class EscalationRaisedData(_Frozen):
+    tier: int = Field(description="1 = the first escalation after the initial alert")
+    reason: Literal["deadline", "unreachable"]
+    missing_roles: list[str] = Field(description="required roles with no acknowledgement")
+    recipients: list[Recipient]
+    next_deadline: AwareDatetime | None = None
+    unreachable_contact_id: str | None = None
+
+
+class EncounterUpdatedData(_Frozen):
+    """What changed at the door since the report; omitted fields did not change."""
+
+    entry: Entry | None = None
+    document: Document | None = None
+    signed_by_judge: SignedByJudge | None = None
+    agent_count: Annotated[int, Field(ge=1, le=50)] | None = None
+    notes: Annotated[str, Field(max_length=500)] | None = None
+
+
+class IncidentResolvedData(_Frozen):
+    note: Annotated[str, Field(max_length=500)] | None = None
+
+
+class PatternDetectedData(_Frozen):
+    pattern: str
+    window_minutes: int
+    incident_ids: list[str]
+    school_ids: list[str]
+    severity: Severity
+    recipients: list[Recipient]
 
 
 class MessageDeadLetteredData(_Frozen):
@@ -147,6 +206,33 @@ class NotificationFailed(Event):
     data: NotificationFailedData
 
 
+class IncidentAcknowledged(Event):
+    type: Literal["incident.acknowledged"] = "incident.acknowledged"
+    data: IncidentAcknowledgedData
+
+
+class EscalationRaised(Event):
+    type: Literal["escalation.raised"] = "escalation.raised"
+    data: EscalationRaisedData
+
+
+class EncounterUpdated(Event):
+    type: Literal["encounter.updated"] = "encounter.updated"
+    data: EncounterUpdatedData
+
+
+class IncidentResolved(Event):
+    type: Literal["incident.resolved"] = "incident.resolved"
+    data: IncidentResolvedData
+
+
+class PatternDetected(Event):
+    """Several schools reported encounters within a short window."""
+
+    type: Literal["pattern.detected"] = "pattern.detected"
+    data: PatternDetectedData
+
+
 class MessageDeadLettered(Event):
     """A message a service could not read, set aside so it never blocks the consumer."""
 
@@ -162,6 +248,11 @@ EVENT_MODELS: dict[str, type[Event]] = {
         NotificationRequested,
         NotificationSent,
         NotificationFailed,
+        IncidentAcknowledged,
+        EscalationRaised,
+        EncounterUpdated,
+        IncidentResolved,
+        PatternDetected,
         MessageDeadLettered,
     )
 }
@@ -172,6 +263,11 @@ AnyEvent = Annotated[
     | NotificationRequested
     | NotificationSent
     | NotificationFailed
+    | IncidentAcknowledged
+    | EscalationRaised
+    | EncounterUpdated
+    | IncidentResolved
+    | PatternDetected
     | MessageDeadLettered,
     Field(discriminator="type"),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
@@ -88,7 +89,8 @@ REFUSED_FIELDS = frozenset(
 
 
 def _single_line(value: str) -> str:
-    if any(ch in value for ch in "\r\n\t\x00") or any(ord(ch) < 32 for ch in value):
+    # Cc covers C0, DEL and C1 (incl. NEL \x85); Zl/Zp are the Unicode line/paragraph separators.
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value):
         raise ValueError("must be a single line without control characters")
     return value
 

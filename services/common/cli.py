@@ -212,6 +212,166 @@ def keys_intake() -> None:
     typer.echo(f"hash (put under intake_key_hashes): {hash_intake_key(key)}")
 
 
+# --- audit ledger: serve, export, verify; keys generate (DESIGN §6) ----------------------
+
+
+def _log_origin(settings: Settings) -> str:
+    if settings.log_origin:
+        return settings.log_origin
+    directory, _ = _load(settings)
+    return f"dooralert.example/{directory.district.id}"
+
+
+@audit_app.command("serve")
+def audit_serve() -> None:
+    """Run the audit ledger: Merkle tree over DOORALERT, signed checkpoints."""
+    import signal
+
+    from services.audit.ledger import Ledger, LedgerError
+    from services.audit.note import NoteError, read_signing_key
+    from services.common.streams import connect
+
+    settings = _settings()
+    if settings.log_key_file is None:
+        _fail("DOORALERT_LOG_KEY_FILE is not set; make a key with "
+              "`dooralert keys generate --name NAME --out FILE`")
+        return
+    try:
+        signer = read_signing_key(settings.log_key_file)
+    except (OSError, NoteError) as exc:
+        _fail(f"cannot use signing key {settings.log_key_file}: {exc}")
+        return
+    origin = _log_origin(settings)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        nc = await connect(settings.nats_url, name="dooralert-ledger")
+        try:
+            ledger = Ledger(nc.jetstream(), signer, origin=origin,
+                            every=settings.checkpoint_every, seconds=settings.checkpoint_seconds,
+                            out_dir=settings.checkpoint_dir)
+            log.info("ledger.start", origin=origin, key=signer.verifier.line)
+            await ledger.run(stop)
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(run())
+    except LedgerError as exc:
+        _fail(str(exc), 1)
+    except OSError as exc:
+        _fail(f"cannot reach NATS at {settings.nats_url}: {exc}")
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Option(help="directory to write events.jsonl, checkpoints.txt, "
+                                           "log-key.pub into")],
+    key: Annotated[Optional[str], typer.Option(help="verifier key line or file for log-key.pub "
+                                                    "(default: from the last checkpoint)")] = None,
+) -> None:
+    """Export the event log and its signed checkpoints for offline verification."""
+    from services.audit.export import export
+    from services.audit.note import NoteError, load_verifier
+    from services.common.streams import connect
+
+    settings = _settings()
+    try:
+        key_line = load_verifier(key).line if key else None
+    except NoteError as exc:
+        _fail(f"--key: {exc}")
+        return
+
+    async def run():  # type: ignore[no-untyped-def]
+        nc = await connect(settings.nats_url, name="dooralert-export")
+        try:
+            return await export(nc.jetstream(), out, key_line=key_line)
+        finally:
+            await nc.close()
+
+    try:
+        summary = asyncio.run(run())
+    except OSError as exc:
+        _fail(f"cannot export to {out} from {settings.nats_url}: {exc}")
+        return
+    typer.echo(f"{out}: {summary.events} events, {summary.checkpoints} checkpoints")
+    if summary.key_line is None:
+        typer.echo("warning: no verifier key known; log-key.pub not written (pass --key)", err=True)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    key: Annotated[str, typer.Option(help="the trusted verifier key line, or a file holding it")],
+    export_dir: Annotated[Optional[Path], typer.Option(
+        "--export", help="verify this export directory offline (default: online from NATS)")] = None,
+    origin: Annotated[Optional[str], typer.Option(help="require this checkpoint origin")] = None,
+    checkpoint: Annotated[Optional[list[Path]], typer.Option(
+        help="extra checkpoint notes held outside the system (repeatable)")] = None,
+) -> None:
+    """Check the log against its signed checkpoints; exit 0 only if it is intact."""
+    from services.audit.note import NoteError, load_verifier, split_notes
+    from services.audit.verify import ExportFormatError, verify_export
+
+    try:
+        verifier = load_verifier(key)
+        extra = [n for p in checkpoint or [] for n in split_notes(p.read_text(encoding="utf-8"))]
+    except (NoteError, OSError) as exc:
+        _fail(f"--key/--checkpoint: {exc}")
+        return
+    if export_dir is not None:
+        try:
+            result = verify_export(export_dir, verifier, origin=origin, extra_notes=extra)
+        except (ExportFormatError, OSError) as exc:
+            _fail(str(exc))
+            return
+    else:
+        from services.audit.source import verify_stream
+        from services.common.streams import connect
+
+        settings = _settings()
+
+        async def run():  # type: ignore[no-untyped-def]
+            nc = await connect(settings.nats_url, name="dooralert-verify")
+            try:
+                return await verify_stream(nc.jetstream(), verifier, origin=origin,
+                                           extra_notes=extra)
+            finally:
+                await nc.close()
+
+        try:
+            result = asyncio.run(run())
+        except OSError as exc:
+            _fail(f"cannot reach NATS at {settings.nats_url}: {exc}")
+            return
+    typer.echo(result.render())
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@keys_app.command("generate")
+def keys_generate(
+    name: Annotated[str, typer.Option(help="key name, e.g. dooralert.example/<district id>")],
+    out: Annotated[Path, typer.Option(help="signing-key file to create (mode 0600)")],
+    force: Annotated[bool, typer.Option(help="replace an existing file")] = False,
+) -> None:
+    """Make an Ed25519 checkpoint signing key; print the verifier key line to share."""
+    from services.audit.note import NoteError, Signer, write_signing_key
+
+    try:
+        signer = Signer.generate(name)
+        write_signing_key(out, signer, overwrite=force)
+    except FileExistsError:
+        _fail(f"{out} exists; pass --force to replace it (checkpoints signed with it stay "
+              "verifiable only with its verifier key)")
+        return
+    except (NoteError, OSError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(signer.verifier.line)
+
+
 def main() -> None:
     try:
         app()

@@ -48,7 +48,7 @@ async def dead_letter(js: JetStreamContext, msg: NatsMessage, consumer: str, rea
     now = datetime.now(UTC)
     event = MessageDeadLettered(
         id=derive_id("dead-letter", consumer, str(seq)),
-        source="router" if consumer == "router" else "notifier",
+        source="router" if consumer.startswith("router") else "notifier",
         incident_id=incident,
         school_id=school,
         occurred_at=now,

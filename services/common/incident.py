@@ -14,8 +14,12 @@ from pydantic import BaseModel, ConfigDict
 
 from schemas.events import (
     EncounterReported,
+    EncounterUpdated,
     EscalationDecided,
+    EscalationRaised,
     Event,
+    IncidentAcknowledged,
+    IncidentResolved,
     NotificationFailed,
     NotificationRequested,
     NotificationSent,
@@ -33,6 +37,7 @@ class NotificationState(BaseModel):
     contact_id: str
     channel: str
     tier: int = 0
+    kind: str = "alert"
     status: NotificationStatus = "requested"
     requested_at: datetime | None = None
     sent_at: datetime | None = None
@@ -41,12 +46,45 @@ class NotificationState(BaseModel):
     last_error: str | None = None
 
 
+class Acknowledgement(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    role: str
+    contact_id: str
+    at: datetime
+    via: str
+
+
+class Escalation(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    tier: int
+    reason: str
+    missing_roles: list[str]
+    at: datetime
+    contact_ids: list[str]
+    unreachable_contact_id: str | None = None
+    next_deadline: datetime | None = None
+
+
+class RoleStatus(BaseModel):
+    """Per required role: when it was first told, and who acknowledged when."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: str
+    notified_at: datetime | None
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+
+
 class IncidentState(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     incident_id: str
     school_id: str
-    status: Literal["open"] = "open"
+    status: Literal["open", "resolved"] = "open"
+    resolved_at: datetime | None = None
     reported_at: datetime | None = None
     report: EncounterReport | None = None
     severity: str | None = None
@@ -54,11 +92,47 @@ class IncidentState(BaseModel):
     require_ack: list[str] = []
     ack_deadline: datetime | None = None
     notifications: list[NotificationState] = []
+    acknowledgements: list[Acknowledgement] = []
+    escalations: list[Escalation] = []
+    updates: list[dict[str, object]] = []
     event_count: int = 0
     last_event_at: datetime | None = None
 
     def notification(self, notification_id: str) -> NotificationState | None:
         return next((n for n in self.notifications if n.notification_id == notification_id), None)
+
+    def acknowledged_roles(self) -> set[str]:
+        # An escalation recipient's ack covers every role it stood in for ("law+safety").
+        return {r for a in self.acknowledgements for r in a.role.split("+")}
+
+    def missing_acks(self) -> list[str]:
+        """Required roles nobody has acknowledged for (empty once resolved)."""
+        if self.status == "resolved":
+            return []
+        done = self.acknowledged_roles()
+        return [r for r in self.require_ack if r not in done]
+
+    def escalation(self, tier: int, reason: str, contact_id: str | None = None
+                   ) -> Escalation | None:
+        return next((e for e in self.escalations if e.tier == tier and e.reason == reason
+                     and e.unreachable_contact_id == contact_id), None)
+
+    def has_escalation(self, tier: int, reason: str, contact_id: str | None = None) -> bool:
+        return self.escalation(tier, reason, contact_id) is not None
+
+    def roles(self) -> list[RoleStatus]:
+        out = []
+        for role in self.require_ack:
+            told = [n.requested_at for n in self.notifications
+                    if n.role == role and n.requested_at is not None]
+            ack = next((a for a in self.acknowledgements if role in a.role.split("+")), None)
+            out.append(RoleStatus(
+                role=role,
+                notified_at=min(told) if told else None,
+                acknowledged_at=ack.at if ack else None,
+                acknowledged_by=ack.contact_id if ack else None,
+            ))
+        return out
 
 
 def _upsert(state: IncidentState, new: NotificationState) -> IncidentState:
@@ -104,6 +178,7 @@ def evolve(state: IncidentState | None, event: Event) -> IncidentState:
                     contact_id=d.contact_id,
                     channel=d.channel,
                     tier=d.tier,
+                    kind=d.kind,
                     requested_at=event.recorded_at,
                 ),
             )
@@ -142,6 +217,37 @@ def evolve(state: IncidentState | None, event: Event) -> IncidentState:
             if d.permanent:
                 update |= {"status": "failed", "failed_at": event.recorded_at}
             return _upsert(state, base.model_copy(update=update))
+        case IncidentAcknowledged():
+            d = event.data
+            if any(a.role == d.role and a.contact_id == d.contact_id
+                   for a in state.acknowledgements):
+                return state
+            ack = Acknowledgement(role=d.role, contact_id=d.contact_id, at=event.occurred_at,
+                                  via=d.via)
+            return state.model_copy(update={"acknowledgements": [*state.acknowledgements, ack]})
+        case EscalationRaised():
+            d = event.data
+            if state.has_escalation(d.tier, d.reason, d.unreachable_contact_id):
+                return state
+            esc = Escalation(tier=d.tier, reason=d.reason, missing_roles=d.missing_roles,
+                             at=event.occurred_at, unreachable_contact_id=d.unreachable_contact_id,
+                             contact_ids=[r.contact_id for r in d.recipients],
+                             next_deadline=d.next_deadline)
+            return state.model_copy(update={"escalations": [*state.escalations, esc]})
+        case EncounterUpdated():
+            changes = event.data.model_dump(mode="json", exclude_none=True)
+            update: dict[str, object] = {
+                "updates": [*state.updates, {"at": event.occurred_at.isoformat(), **changes}]
+            }
+            if state.report is not None:
+                fields = event.data.model_dump(exclude_none=True)
+                update["report"] = state.report.model_copy(update=fields)
+            return state.model_copy(update=update)
+        case IncidentResolved():
+            if state.status == "resolved":
+                return state
+            return state.model_copy(update={"status": "resolved",
+                                            "resolved_at": event.occurred_at})
         case _:
             return state
 

@@ -48,3 +48,25 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url.rstrip("/")
         return f"http://{self.http_host}:{self.http_port}"
+
+    # Audit ledger (DESIGN §6; `dooralert audit serve`). A checkpoint is signed at least every
+    # `checkpoint_every` events and every `checkpoint_seconds` seconds while the log grows.
+    checkpoint_every: int = 1000
+    checkpoint_seconds: float = 10.0
+    # The ledger's signing key (`dooralert keys generate`), mode 0600. Required by `audit serve`.
+    log_key_file: Path | None = None
+    # The checkpoint origin; default `dooralert.example/<district id from district.yaml>`.
+    log_origin: str | None = None
+    # Also write each checkpoint note into this directory (outside NATS), if set.
+    checkpoint_dir: Path | None = None
+
+    # Notifier channels (issue: fallback, webhook, SMTP reuse, concurrency).
+    # Webhook bodies are signed with this key (HMAC-SHA256); default: secret_key.
+    webhook_secret: SecretStr | None = None
+    webhook_timeout: float = 5.0
+    # Pooled SMTP sessions per server; one hanging recipient holds only one of them.
+    smtp_pool_size: int = 4
+    # A pooled session idle longer than this is closed and reopened (servers drop idle ones).
+    smtp_idle_seconds: float = 30.0
+    # Notification requests processed at once; a slow target holds only one of them.
+    notifier_workers: int = 16

@@ -7,10 +7,11 @@ them and never change their config.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import nats
 from nats.aio.client import Client
@@ -83,7 +84,27 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
     ]
 
 
-def consumer_configs() -> list[ConsumerConfig]:
+TIMER_FIRED_PREFIX = "dooralert_timers.fired"
+TIMER_SCHEDULE_PREFIX = "dooralert_timers.schedule"
+
+
+def consumer_configs() -> list[tuple[str, ConsumerConfig]]:
+    return [(STREAM, c) for c in _event_consumers()] + [
+        (
+            TIMERS_STREAM,
+            ConsumerConfig(
+                durable_name="router-timers",
+                filter_subject=f"{TIMER_FIRED_PREFIX}.>",
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=30.0,
+                max_deliver=50,
+            ),
+        )
+    ]
+
+
+def _event_consumers() -> list[ConsumerConfig]:
     return [
         ConsumerConfig(
             durable_name="router",
@@ -103,6 +124,19 @@ def consumer_configs() -> list[ConsumerConfig]:
             # The notifier stops retrying at DOORALERT_MAX_ATTEMPTS and records a permanent
             # failure itself; this is only the server's backstop.
             max_deliver=100,
+            max_ack_pending=1000,
+        ),
+        ConsumerConfig(
+            durable_name="router-followups",
+            filter_subjects=[
+                f"{SUBJECT_PREFIX}.*.*.encounter.updated",
+                f"{SUBJECT_PREFIX}.*.*.incident.resolved",
+                f"{SUBJECT_PREFIX}.*.*.notification.failed",
+            ],
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=30.0,
+            max_deliver=20,
             max_ack_pending=1000,
         ),
     ]
@@ -164,8 +198,8 @@ async def provision(js: JetStreamContext, *, replicas: int = 1) -> list[str]:
             actions.append(f"updated stream {want.name}")
         else:
             actions.append(f"stream {want.name} ok")
-    for consumer in consumer_configs():
-        await js.add_consumer(STREAM, consumer)
+    for stream, consumer in consumer_configs():
+        await js.add_consumer(stream, consumer)
         actions.append(f"consumer {consumer.durable_name} ok")
     try:
         await js.key_value(DELIVERIES_BUCKET)
@@ -242,15 +276,18 @@ class StoredMessage:
 
 
 async def read_messages(
-    js: JetStreamContext, subject: str = f"{SUBJECT_PREFIX}.>", *, batch: int = 500
+    js: JetStreamContext, subject: str = f"{SUBJECT_PREFIX}.>", *, batch: int = 500,
+    since: datetime | None = None,
 ) -> list[StoredMessage]:
-    """Every stored message on `subject`, in stream order, through a throwaway consumer."""
+    """Every stored message on `subject` (stored at or after `since`), in stream order,
+    through a throwaway consumer."""
     psub = await js.pull_subscribe(
         subject,
         stream=STREAM,
         config=ConsumerConfig(
             ack_policy=AckPolicy.NONE,
-            deliver_policy=DeliverPolicy.ALL,
+            deliver_policy=DeliverPolicy.ALL if since is None else DeliverPolicy.BY_START_TIME,
+            opt_start_time=None if since is None else since.isoformat(),
             inactive_threshold=30.0,
             mem_storage=True,
         ),
@@ -291,6 +328,30 @@ async def read_incident(js: JetStreamContext, incident_id: str) -> list[Event]:
         except ValueError:
             log.warning("event.unreadable", seq=m.seq, subject=m.subject)
     return events
+
+
+async def schedule_timer(
+    js: JetStreamContext, *, school_id: str, incident_id: str, tier: int, at: datetime,
+    msg_id: str,
+) -> None:
+    """A durable deadline: DOORALERT_TIMERS delivers the payload to the fired subject at `at`.
+
+    The schedule survives restarts of every service; the same msg_id is dropped as a duplicate.
+    """
+    now = datetime.now(UTC)
+    # Whole seconds, rounded up, and never in the past (the router may be catching up).
+    fire = max(at, now + timedelta(seconds=1)).replace(microsecond=0) + timedelta(seconds=1)
+    payload = json.dumps({"incident_id": incident_id, "school_id": school_id, "tier": tier,
+                          "deadline": at.isoformat()}).encode()
+    key = f"{school_id}.{incident_id}.{tier}"
+    await js.publish(
+        f"{TIMER_SCHEDULE_PREFIX}.{key}", payload, stream=TIMERS_STREAM, timeout=5.0,
+        headers={
+            "Nats-Schedule": "@at " + fire.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "Nats-Schedule-Target": f"{TIMER_FIRED_PREFIX}.{key}",
+            "Nats-Msg-Id": msg_id,
+        },
+    )
 
 
 async def get_last(js: JetStreamContext, subject: str) -> bytes | None:

@@ -37,13 +37,20 @@ def scrub(text: str, limit: int = 300) -> str:
     return _ADDRESS.sub("<address>", " ".join(text.split()))[:limit]
 
 
-def _classify(code: int, message: str) -> DeliveryError:
+def classify_smtp(code: int, message: str) -> DeliveryError:
+    """5xx is permanent; anything else (4xx, odd codes) may succeed later."""
     text = f"{code} {message}"
     return PermanentDeliveryError(text) if 500 <= code < 600 else TransientDeliveryError(text)
 
 
+_classify = classify_smtp
+
+
 async def send_email(message: EmailMessage, *, settings: Settings) -> str:
-    """Send one message; return the server's reply (e.g. `250 OK`), or raise DeliveryError."""
+    """Send one message on a new connection; return the reply (`250 OK`) or raise DeliveryError.
+
+    The notifier uses `smtp.SmtpPool`, which reuses sessions; this is the one-shot baseline.
+    """
     password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
     try:
         errors, reply = await aiosmtplib.send(

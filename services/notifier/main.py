@@ -13,6 +13,7 @@ import logging
 import random
 from datetime import UTC, datetime
 
+import httpx
 from faststream import FastStream
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
@@ -30,7 +31,7 @@ from schemas.events import (
     parse_event,
 )
 from services.common.consumer import raw_decoder, run_handler
-from services.common.directory import Directory
+from services.common.directory import Directory, EmailChannel, WebhookChannel
 from services.common.logging import get_logger
 from services.common.settings import Settings
 from services.common.streams import (
@@ -45,9 +46,17 @@ from services.notifier.channels import (
     DeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
-    send_email,
 )
-from services.notifier.message import AlertContext, build_email
+from services.notifier.deadletters import ADVISORY_SUBJECT, record_advisory
+from services.notifier.message import (
+    AlertContext,
+    TemplateCheckError,
+    build_email,
+    default_templates,
+)
+from services.notifier.plan import fallback_request, next_channel, webhook_payload
+from services.notifier.smtp import SmtpPool
+from services.notifier.webhook import post_webhook
 
 log = get_logger("dooralert.notifier")
 SUBJECT = f"{SUBJECT_PREFIX}.*.*.notification.requested"
@@ -67,6 +76,8 @@ class Notifier:
         self.directory = directory
         self.broker = broker
         self._kv: KeyValue | None = None
+        self.smtp = SmtpPool(settings=settings)
+        self._http: httpx.AsyncClient | None = None
 
     @property
     def js(self):  # type: ignore[no-untyped-def]
@@ -105,7 +116,8 @@ class Notifier:
         )
 
     async def _record_failed(
-        self, req: NotificationRequested, attempt: int, err: DeliveryError, retry_in: float | None
+        self, req: NotificationRequested, attempt: int, err: DeliveryError,
+        retry_in: float | None, *, unreachable: bool = False,
     ) -> None:
         d = req.data
         await publish_event(
@@ -116,6 +128,7 @@ class Notifier:
                     notification_id=d.notification_id, role=d.role, contact_id=d.contact_id,
                     channel=d.channel, attempt=attempt, permanent=retry_in is None,
                     reason=err.reason, next_attempt_in_seconds=retry_in,
+                    contact_unreachable=unreachable,
                 ),
                 **self._common(req),  # type: ignore[arg-type]
             ),
@@ -138,16 +151,12 @@ class Notifier:
         try:
             reply = await self._deliver(req)
         except PermanentDeliveryError as err:
-            await self._record_failed(req, attempt, err, None)
-            log.warning("notification.failed", notification=d.notification_id, role=d.role,
-                        incident=req.incident_id, attempt=attempt, reason=err.reason)
+            await self._give_up(req, attempt, err)
             return None
         except TransientDeliveryError as err:
             if attempt >= self.settings.max_attempts:
                 final = PermanentDeliveryError(f"gave up after {attempt} attempts: {err.reason}")
-                await self._record_failed(req, attempt, final, None)
-                log.warning("notification.failed", notification=d.notification_id,
-                            attempt=attempt, reason=final.reason)
+                await self._give_up(req, attempt, final)
                 return None
             delay = backoff(attempt, base=self.settings.retry_base_seconds,
                             cap=self.settings.retry_max_seconds)
@@ -162,8 +171,24 @@ class Notifier:
         )
         await self._record_sent(req, attempt, reply)
         log.info("notification.sent", notification=d.notification_id, role=d.role,
-                 incident=req.incident_id, attempt=attempt)
+                 channel=d.channel, incident=req.incident_id, attempt=attempt)
         return None
+
+    async def _give_up(self, req: NotificationRequested, attempt: int, err: DeliveryError
+                       ) -> None:
+        """Record the permanent failure; then try the contact's next channel, if any.
+
+        The failure is appended before the fallback request: a crash in between redelivers
+        this request, and both events have deterministic ids, so neither is doubled.
+        """
+        d = req.data
+        nxt = next_channel(self.directory.contact(d.contact_id), d.channel)
+        await self._record_failed(req, attempt, err, None, unreachable=nxt is None)
+        log.warning("notification.failed", notification=d.notification_id, role=d.role,
+                    channel=d.channel, incident=req.incident_id, attempt=attempt,
+                    reason=err.reason, fallback=nxt, contact_unreachable=nxt is None)
+        if nxt is not None:
+            await publish_event(self.js, fallback_request(req, nxt, now=datetime.now(UTC)))
 
     async def _deliver(self, req: NotificationRequested) -> str:
         d = req.data
@@ -171,7 +196,7 @@ class Notifier:
         if contact is None:
             raise PermanentDeliveryError(f'contact "{d.contact_id}" is not in district.yaml')
         channel = next((c for c in contact.channels if c.type == d.channel), None)
-        if channel is None or channel.type != "email":
+        if channel is None:
             raise PermanentDeliveryError(f'contact "{d.contact_id}" has no {d.channel} channel')
         raw = await get_last(
             self.js, f"{SUBJECT_PREFIX}.{req.school_id}.{req.incident_id}.encounter.reported"
@@ -181,23 +206,61 @@ class Notifier:
         report = parse_event(raw)
         assert isinstance(report, EncounterReported)
         school = self.directory.school(req.school_id)
+        school_name = school.name if school else req.school_id
         token = view_token(self.settings.secret_key.get_secret_value(), req.incident_id)
+        status_url = f"{self.settings.base_url}/incidents/{req.incident_id}?token={token}"
+        if isinstance(channel, WebhookChannel):
+            payload = webhook_payload(req, report, school_name=school_name,
+                                      status_url=status_url)
+            return await post_webhook(
+                self.http(), channel.url, payload, secret=self.webhook_secret,
+                now=datetime.now(UTC), timeout=self.settings.webhook_timeout,
+            )
+        assert isinstance(channel, EmailChannel)
         ctx = AlertContext(
             district_name=self.directory.district.name,
-            school_name=school.name if school else req.school_id,
+            school_name=school_name,
             timezone=self.directory.district.timezone,
             recipient_name=contact.name,
-            status_url=f"{self.settings.base_url}/incidents/{req.incident_id}?token={token}",
+            status_url=status_url,
             emergency_phone=self.directory.district.emergency_phone,
         )
         message = build_email(
             request=req, report=report, ctx=ctx, sender=self.settings.smtp_from,
-            to=channel.address,
+            to=channel.address, language=contact.language,
         )
-        return await send_email(message, settings=self.settings)
+        return await self.smtp.send(message)
+
+    @property
+    def webhook_secret(self) -> str:
+        secret = self.settings.webhook_secret or self.settings.secret_key
+        return secret.get_secret_value()
+
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            # No redirects: a signed alert goes only to the URL the directory names.
+            self._http = httpx.AsyncClient(follow_redirects=False,
+                                           timeout=self.settings.webhook_timeout)
+        return self._http
+
+    async def close(self) -> None:
+        await self.smtp.close()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
 
 def build_broker(settings: Settings, *, directory: Directory) -> NatsBroker:
+    return build_notifier(settings, directory=directory)[0]
+
+
+def build_notifier(settings: Settings, *, directory: Directory) -> tuple[NatsBroker, Notifier]:
+    """The broker with the notifier's subscribers, and the notifier (to close its clients).
+
+    Raises TemplateCheckError when a template is missing or broken: no alert goes out
+    half-rendered, so the notifier does not start.
+    """
+    default_templates().check()
     broker = NatsBroker(
         settings.nats_url,
         max_reconnect_attempts=-1,
@@ -210,7 +273,9 @@ def build_broker(settings: Settings, *, directory: Directory) -> NatsBroker:
         SUBJECT,
         stream=JStream(STREAM, declare=False),
         durable="notifier",
-        pull_sub=PullSub(batch_size=32, timeout=1.0),
+        # Concurrent workers: a slow or hanging target holds one worker, never the others.
+        pull_sub=PullSub(batch_size=max(1, settings.notifier_workers), timeout=1.0),
+        max_workers=max(2, settings.notifier_workers),
         ack_policy=AckPolicy.MANUAL,
         decoder=raw_decoder,
         title="notifier",
@@ -225,8 +290,26 @@ def build_broker(settings: Settings, *, directory: Directory) -> NatsBroker:
             handle=notifier.handle,
         )
 
-    return broker
+    @broker.subscriber(
+        ADVISORY_SUBJECT,
+        decoder=raw_decoder,
+        title="dead-letters",
+        description="Max-deliveries advisories recorded as message.dead_lettered events",
+    )
+    async def on_max_deliveries(body: bytes, msg: NatsMessage) -> None:
+        try:
+            await record_advisory(broker.connection.jetstream(), body)
+        except Exception:  # noqa: BLE001 - a core advisory cannot be redelivered; keep going
+            log.exception("advisory.record_failed")
+
+    return broker, notifier
 
 
 def build_app(settings: Settings, *, directory: Directory) -> FastStream:
-    return FastStream(build_broker(settings, directory=directory))
+    try:
+        broker, notifier = build_notifier(settings, directory=directory)
+    except TemplateCheckError as exc:
+        raise SystemExit(f"dooralert notifier: refusing to start: {exc}") from None
+    app = FastStream(broker)
+    app.after_shutdown(notifier.close)
+    return app

@@ -1,27 +1,49 @@
-"""Building an alert email (pure): the report and recipient in, a MIME message out."""
+"""Building an alert email (pure): the report and recipient in, a MIME message out.
+
+Templates live under `templates/<language>/`: `subject.txt`, and a plain-text and an
+autoescaped HTML body per variant. Which variant a role gets is decided here, in `variant_for`.
+`check_templates` renders every language × variant at start-up, so a missing or broken
+template stops the notifier before any alert depends on it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from functools import cache
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateError,
+    select_autoescape,
+)
 
 from schemas.events import EncounterReported, NotificationRequested
-from services.common.protocol import PROTOCOL, label
+from schemas.report import EncounterReport
+from services.notifier.i18n import LANGUAGES, label, protocol, role_name
 
 TEMPLATES = Path(__file__).parent / "templates"
-_env = Environment(
-    loader=FileSystemLoader(TEMPLATES),
-    autoescape=select_autoescape(["html"], default_for_string=False),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
-_env.filters["label"] = label
+KINDS = ("txt", "html")
+# The family liaison speaks with families: their alert leaves out how many agents came and
+# whether they showed credentials (details that invite speculation, not action). Every other
+# role gets the full alert.
+VARIANTS: dict[str, str] = {"family_liaison": "liaison"}
+DEFAULT_VARIANT = "alert"
+
+
+class TemplateCheckError(Exception):
+    """A notifier template is missing or does not render; the message names which and why."""
+
+
+def variant_for(role: str) -> str:
+    return VARIANTS.get(role, DEFAULT_VARIANT)
 
 
 def header_safe(text: str, limit: int = 200) -> str:
@@ -39,9 +61,102 @@ class AlertContext:
     emergency_phone: str | None
 
 
+class Templates:
+    """One Jinja environment per language over a template directory."""
+
+    def __init__(self, root: Path = TEMPLATES) -> None:
+        self.root = root
+        self._envs: dict[str, Environment] = {}
+        for lang in LANGUAGES:
+            env = Environment(
+                loader=FileSystemLoader(root),
+                autoescape=select_autoescape(["html"], default_for_string=False),
+                undefined=StrictUndefined,
+                trim_blocks=True,
+                lstrip_blocks=True,
+            )
+            env.filters["label"] = lambda value, _lang=lang: label(value, _lang)
+            self._envs[lang] = env
+
+    def render(self, language: str, name: str, values: dict[str, Any]) -> str:
+        env = self._envs.get(language) or self._envs["en"]
+        lang = language if language in self._envs else "en"
+        return env.get_template(f"{lang}/{name}").render(values)
+
+    def check(self) -> None:
+        """Render every template with a sample alert; raise TemplateCheckError on any problem."""
+        sample = _sample()
+        problems: list[str] = []
+        for lang in LANGUAGES:
+            names = ["subject.txt"] + [
+                f"{variant}.{kind}"
+                for variant in {DEFAULT_VARIANT, *VARIANTS.values()} for kind in KINDS
+            ]
+            for name in sorted(names):
+                try:
+                    out = self.render(lang, name, _values(sample, lang, role="law"))
+                except TemplateError as exc:
+                    where = f"{self.root / lang / name}"
+                    line = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+                    problems.append(f"{where}{line}: {type(exc).__name__}: {exc}")
+                    continue
+                if not out.strip():
+                    problems.append(f"{self.root / lang / name}: renders empty")
+        if problems:
+            raise TemplateCheckError(
+                "notifier templates are missing or broken (fix them before starting):\n  "
+                + "\n  ".join(problems)
+            )
+
+
+@cache
+def default_templates() -> Templates:
+    return Templates(TEMPLATES)
+
+
+def check_templates(root: Path = TEMPLATES) -> None:
+    Templates(root).check()
+
+
 def message_id(notification_id: str) -> str:
     """Derived from the notification id, so a re-sent alert is recognisably the same one."""
     return f"<{notification_id}@dooralert>"
+
+
+@dataclass(frozen=True)
+class _Sample:
+    r: EncounterReport
+    ctx: AlertContext
+    severity: str
+    incident_id: str
+
+
+def _sample() -> _Sample:
+    at = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+    r = EncounterReport.model_validate({
+        "school_id": "sample", "occurred_at": at, "location": "Front door",
+        "agency_stated": "ice", "agent_count": 2, "credentials_shown": True,
+        "document": "administrative_warrant", "signed_by_judge": "no",
+        "purpose": "unspecified", "entry": "kept_outside", "notes": "sample",
+    })
+    ctx = AlertContext("District", "School", "UTC", "Name", "http://x/incidents/i", "+1 555")
+    return _Sample(r, ctx, "critical", "sample-incident")
+
+
+def _values(s: _Sample, language: str, *, role: str) -> dict[str, Any]:
+    r = s.r
+    assert r.occurred_at is not None
+    local = r.occurred_at.astimezone(ZoneInfo(s.ctx.timezone))
+    return {
+        "r": r,
+        "ctx": s.ctx,
+        "severity": s.severity,
+        "role": role,
+        "role_name": role_name(role, language),
+        "when": local.strftime("%Y-%m-%d %H:%M %Z"),
+        "protocol": protocol(r.document, language),
+        "incident_id": s.incident_id,
+    }
 
 
 def build_email(
@@ -51,34 +166,32 @@ def build_email(
     ctx: AlertContext,
     sender: str,
     to: str,
+    language: str = "en",
+    templates: Templates | None = None,
 ) -> EmailMessage:
-    r = report.data
-    assert r.occurred_at is not None
-    local = r.occurred_at.astimezone(ZoneInfo(ctx.timezone))
-    values = {
-        "r": r,
-        "ctx": ctx,
-        "severity": request.data.severity,
-        "role": request.data.role,
-        "when": local.strftime("%Y-%m-%d %H:%M %Z"),
-        "protocol": PROTOCOL[r.document],
-        "incident_id": report.incident_id,
-    }
-    msg = EmailMessage()
-    prefix = "CRITICAL" if request.data.severity == "critical" else "ALERT"
-    msg["Subject"] = header_safe(
-        f"[dooralert {prefix}] Agents at {ctx.school_name}: {label(r.agency_stated)}, "
-        f"{label(r.document)} - {label(r.entry)}"
+    tpl = templates or default_templates()
+    lang = language if language in LANGUAGES else "en"
+    values = _values(
+        _Sample(report.data, ctx, request.data.severity, report.incident_id), lang,
+        role=request.data.role,
     )
+    variant = variant_for(request.data.role)
+    msg = EmailMessage()
+    msg["Subject"] = header_safe(tpl.render(lang, "subject.txt", values))
     msg["From"] = sender
     msg["To"] = to
     msg["Date"] = format_datetime(request.recorded_at)
     msg["Message-ID"] = message_id(request.data.notification_id)
     msg["X-Dooralert-Incident"] = report.incident_id
     msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(_env.get_template("alert.txt").render(values))
-    msg.add_alternative(_env.get_template("alert.html").render(values), subtype="html")
+    if lang != "en":
+        msg["Content-Language"] = lang
+    msg.set_content(tpl.render(lang, f"{variant}.txt", values))
+    msg.add_alternative(tpl.render(lang, f"{variant}.html", values), subtype="html")
     return msg
 
 
-__all__ = ["AlertContext", "build_email", "header_safe", "make_msgid", "message_id"]
+__all__ = [
+    "AlertContext", "TemplateCheckError", "Templates", "build_email", "check_templates",
+    "header_safe", "make_msgid", "message_id", "variant_for",
+]

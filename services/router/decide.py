@@ -14,12 +14,18 @@ from schemas.events import (
     Recipient,
     derive_id,
 )
-from services.common.directory import Directory
+from services.common.directory import Contact, Directory
 from services.router.rules import SEVERITY_ORDER, Rules
 
 # When no route matches, these are still told: an encounter is never dropped silently.
 FALLBACK_ROLES = ("law", "safety")
 SUPPORTED_CHANNELS = frozenset({"email"})
+
+
+def first_channel(contact: Contact, channels: frozenset[str] = SUPPORTED_CHANNELS) -> str | None:
+    """The contact's preferred channel that this system can send on (the notifier falls back
+    to the next one when it fails)."""
+    return next((c.type for c in contact.channels if c.type in channels), None)
 
 
 def notification_id(incident_id: str, tier: int, role: str, contact_id: str, channel: str) -> str:
@@ -58,20 +64,19 @@ def decide(
         if not contacts:
             unresolved.append(role)
         for contact in contacts:
-            for channel in _unique(ch.type for ch in contact.channels if ch.type in channels):
-                if (contact.id, channel) in seen:
-                    continue  # one alert per person and channel, under the first role named
-                seen.add((contact.id, channel))
-                recipients.append(
-                    Recipient(
-                        notification_id=notification_id(
-                            event.incident_id, 0, role, contact.id, channel
-                        ),
-                        role=role,
-                        contact_id=contact.id,
-                        channel=channel,  # type: ignore[arg-type]
-                    )
+            channel = first_channel(contact, channels)
+            if channel is None or (contact.id, channel) in seen:
+                continue  # one alert per person, under the first role named
+            seen.add((contact.id, channel))
+            recipients.append(
+                Recipient(
+                    notification_id=notification_id(event.incident_id, 0, role, contact.id,
+                                                    channel),
+                    role=role,
+                    contact_id=contact.id,
+                    channel=channel,  # type: ignore[arg-type]
                 )
+            )
 
     common = {
         "source": "router",

@@ -1,25 +1,139 @@
-"""The router service (I/O only): encounter reports in, escalation decisions out."""
+"""The router service (I/O only): reports, deadlines and follow-ups in, decisions out.
+
+Three durable consumers: `router` (encounter reports), `router-followups` (updates,
+resolutions, unreachable contacts) and `router-timers` (fired deadlines from
+DOORALERT_TIMERS). All decisions are pure functions of the incident's folded events.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 
 from faststream import FastStream
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from nats.js import JetStreamContext
 
-from schemas.events import EncounterReported
+from schemas.events import (
+    EncounterReported,
+    EncounterUpdated,
+    EscalationDecided,
+    Event,
+    IncidentResolved,
+    NotificationFailed,
+    PatternDetected,
+    derive_id,
+)
 from services.common.consumer import raw_decoder, run_handler
 from services.common.directory import Directory
+from services.common.incident import fold
 from services.common.logging import get_logger
 from services.common.settings import Settings
-from services.common.streams import STREAM, SUBJECT_PREFIX, publish_events
+from services.common.streams import (
+    STREAM,
+    SUBJECT_PREFIX,
+    TIMER_FIRED_PREFIX,
+    TIMERS_STREAM,
+    publish_events,
+    read_incident,
+    read_messages,
+    schedule_timer,
+)
 from services.router.decide import decide
+from services.router.escalate import detect_pattern, on_deadline, on_followup, on_unreachable
 from services.router.rules import Rules
 
 log = get_logger("dooralert.router")
 SUBJECT = f"{SUBJECT_PREFIX}.*.*.encounter.reported"
+
+
+class Router:
+    def __init__(self, *, settings: Settings, rules: Rules, directory: Directory,
+                 broker: NatsBroker) -> None:
+        self.settings, self.rules, self.directory, self.broker = settings, rules, directory, broker
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self.broker.connection.jetstream()
+
+    async def publish(self, events: list[Event]) -> None:
+        await publish_events(self.js, events, timeout=self.settings.publish_timeout_seconds,
+                             retry_for=self.settings.publish_retry_seconds)
+
+    async def arm(self, *, school_id: str, incident_id: str, tier: int, at: datetime) -> None:
+        await schedule_timer(self.js, school_id=school_id, incident_id=incident_id, tier=tier,
+                             at=at, msg_id=derive_id(incident_id, "timer", str(tier)))
+
+    async def on_report(self, event: EncounterReported, _: NatsMessage) -> float | None:
+        now = datetime.now(UTC)
+        events = decide(event, rules=self.rules, directory=self.directory, now=now)
+        await self.publish(events)
+        decided = events[0]
+        assert isinstance(decided, EscalationDecided)
+        if decided.data.require_ack and decided.data.ack_deadline is not None:
+            await self.arm(school_id=event.school_id, incident_id=event.incident_id, tier=1,
+                           at=decided.data.ack_deadline)
+        log.info("escalation.decided", incident=event.incident_id, school=event.school_id,
+                 notifications=len(events) - 1, deadline=str(decided.data.ack_deadline))
+        for pattern in self.rules.patterns:
+            since = now - pattern.window
+            recent = [m.event() for m in await read_messages(self.js, SUBJECT, since=since)]
+            prior = [m.event() for m in await read_messages(
+                self.js, f"{SUBJECT_PREFIX}.district.*.pattern.detected", since=since)]
+            found = detect_pattern(
+                pattern,
+                [e for e in recent if isinstance(e, EncounterReported)],
+                [e for e in prior if isinstance(e, PatternDetected)],
+                directory=self.directory, now=now,
+            )
+            if found:
+                await self.publish(found)
+                log.warning("pattern.detected", pattern=pattern.name,
+                            incidents=len(found[0].data.incident_ids))  # type: ignore[attr-defined]
+        return None
+
+    async def on_followup(self, event: Event, _: NatsMessage) -> float | None:
+        now = datetime.now(UTC)
+        state = fold(await read_incident(self.js, event.incident_id))
+        if isinstance(event, (EncounterUpdated, IncidentResolved)):
+            events = on_followup(state, event, now=now)
+        elif isinstance(event, NotificationFailed):
+            events = on_unreachable(state, event, directory=self.directory, now=now)
+        else:
+            return None
+        if events:
+            await self.publish(events)
+            log.info("followup.notified", incident=event.incident_id, type=event.type,
+                     notifications=sum(e.type == "notification.requested" for e in events))
+        return None
+
+    async def on_timer(self, msg: NatsMessage) -> None:
+        try:
+            timer = json.loads(msg.raw_message.data)
+            incident_id, school_id, tier = timer["incident_id"], timer["school_id"], timer["tier"]
+        except (ValueError, KeyError, TypeError):
+            log.error("timer.unreadable", subject=msg.raw_message.subject)
+            await msg.reject()
+            return
+        try:
+            now = datetime.now(UTC)
+            state = fold(await read_incident(self.js, incident_id))
+            events, next_deadline = on_deadline(state, tier=int(tier), rules=self.rules,
+                                                directory=self.directory, now=now)
+            await self.publish(events)
+            if next_deadline is not None:
+                await self.arm(school_id=school_id, incident_id=incident_id, tier=int(tier) + 1,
+                               at=next_deadline)
+        except Exception:  # noqa: BLE001 - retried: a deadline is never dropped
+            log.exception("timer.failed", incident=incident_id, tier=tier)
+            await msg.nack(delay=2.0)
+            return
+        if events:
+            log.warning("escalation.raised", incident=incident_id, tier=tier,
+                        missing=events[0].data.missing_roles)  # type: ignore[attr-defined]
+        await msg.ack()
 
 
 def build_broker(settings: Settings, *, rules: Rules, directory: Directory) -> NatsBroker:
@@ -29,41 +143,35 @@ def build_broker(settings: Settings, *, rules: Rules, directory: Directory) -> N
         reconnect_time_wait=0.5,
         log_level=logging.DEBUG,
     )
+    router = Router(settings=settings, rules=rules, directory=directory, broker=broker)
+    common = {
+        "stream": JStream(STREAM, declare=False),
+        "pull_sub": PullSub(batch_size=64, timeout=1.0),
+        "ack_policy": AckPolicy.MANUAL,
+        "decoder": raw_decoder,
+    }
 
-    async def handle(event: EncounterReported, _: NatsMessage) -> float | None:
-        events = decide(event, rules=rules, directory=directory, now=datetime.now(UTC))
-        await publish_events(
-            broker.connection.jetstream(),
-            events,
-            timeout=settings.publish_timeout_seconds,
-            retry_for=settings.publish_retry_seconds,
-        )
-        log.info(
-            "escalation.decided",
-            incident=event.incident_id,
-            school=event.school_id,
-            notifications=len(events) - 1,
-        )
-        return None
+    @broker.subscriber(SUBJECT, durable="router", title="router",
+                       description="Applies rules.yaml to each encounter report", **common)
+    async def on_encounter(body: bytes, msg: NatsMessage) -> None:
+        await run_handler(msg, js=router.js, consumer="router", expect=EncounterReported,
+                          handle=router.on_report)
+
+    @broker.subscriber(f"{SUBJECT_PREFIX}.>", durable="router-followups",
+                       title="router-followups",
+                       description="encounter.updated, incident.resolved, notification.failed",
+                       **common)
+    async def on_followup(body: bytes, msg: NatsMessage) -> None:
+        await run_handler(msg, js=router.js, consumer="router-followups", expect=Event,
+                          handle=router.on_followup)
 
     @broker.subscriber(
-        SUBJECT,
-        stream=JStream(STREAM, declare=False),
-        durable="router",
-        pull_sub=PullSub(batch_size=64, timeout=1.0),
-        ack_policy=AckPolicy.MANUAL,
-        decoder=raw_decoder,
-        title="router",
-        description="Applies rules.yaml to each encounter report",
+        f"{TIMER_FIRED_PREFIX}.>", durable="router-timers", title="router-timers",
+        description="Escalation deadlines fired by DOORALERT_TIMERS message schedules",
+        **{**common, "stream": JStream(TIMERS_STREAM, declare=False)},
     )
-    async def on_encounter(body: bytes, msg: NatsMessage) -> None:
-        await run_handler(
-            msg,
-            js=broker.connection.jetstream(),
-            consumer="router",
-            expect=EncounterReported,
-            handle=handle,
-        )
+    async def on_timer(body: bytes, msg: NatsMessage) -> None:
+        await router.on_timer(msg)
 
     return broker
 

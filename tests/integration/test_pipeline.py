@@ -100,24 +100,31 @@ async def test_transient_smtp_errors_are_retried_and_deliver_once(pipeline, smtp
     assert len(smtp.received) == 4  # no duplicate after the retries
 
 
-async def test_permanent_smtp_error_marks_that_notification_failed_only(pipeline, smtp):
+async def test_permanent_smtp_error_fails_that_contact_and_escalates_to_its_backup(
+        pipeline, smtp):
     smtp.handler.reply_for = (
         lambda rcpts: "550 5.1.1 <safety-desk@district.example> mailbox unavailable"
         if "safety-desk@district.example" in rcpts else None
     )
     resp = await pipeline.report(report())
     incident_id = resp.json()["incident_id"]
-    await eventually(lambda: len(smtp.received) == 3)
+    # The safety office has one channel, so it is unreachable: its backup is told at once.
+    await eventually(lambda: "chief@district.example" in recipients(smtp))
+    assert "safety-desk@district.example" not in recipients(smtp)
 
     async def settled():
         state = await pipeline.incident(incident_id)
         statuses = {n["contact_id"]: n for n in state["notifications"]}
-        return statuses if statuses.get("safety-office", {}).get("status") == "failed" and \
-            sum(n["status"] == "sent" for n in statuses.values()) == 3 else None
+        return state if statuses.get("safety-office", {}).get("status") == "failed" and \
+            sum(n["status"] == "sent" for n in statuses.values()) == 4 else None
 
-    statuses = await eventually(settled)
-    reason = statuses["safety-office"]["last_error"]
-    assert reason.startswith("550") and "@" not in reason  # the reply, address scrubbed
+    state = await eventually(settled)
+    failed = next(n for n in state["notifications"] if n["contact_id"] == "safety-office")
+    assert failed["last_error"].startswith("550") and "@" not in failed["last_error"]
+    [escalation] = state["escalations"]
+    assert escalation["reason"] == "unreachable" and escalation["contact_ids"] == [
+        "chief-of-schools"]
+    assert escalation["missing_roles"] == ["safety"]
 
 
 async def test_smtp_down_then_up_delivers_after_recovery(pipeline, smtp):

@@ -1,0 +1,84 @@
+"""`dooralert audit export --out DIR`: the log and its checkpoints, for offline verification.
+
+Writes, each atomically (temp file then rename):
+
+- `DIR/events.jsonl`: one JSON object per DOORALERT message, in stream order:
+  `{"seq", "subject", "time" (RFC 3339 UTC), "headers": {str: str}, "data": base64 payload}`
+- `DIR/checkpoints.txt`: every checkpoint note, in append order, separated by one blank line
+- `DIR/log-key.pub`: the verifier key line (from `--key`, else the last checkpoint's
+  `Dooralert-Log-Key` header). It is a convenience: a verifier must get the key it trusts
+  from somewhere other than the export.
+
+Checkpoints are read before events, so every exported checkpoint is covered by the export.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from nats.js import JetStreamContext
+
+from services.audit.ledger import H_KEY
+from services.audit.note import join_notes
+from services.audit.source import CHECKPOINT_SUBJECTS, iter_batches
+from services.audit.verify import CHECKPOINTS_FILE, EVENTS_FILE, KEY_FILE
+from services.common.streams import CHECKPOINTS_STREAM
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    events: int
+    checkpoints: int
+    key_line: str | None
+
+
+def rfc3339(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def event_line(seq: int, subject: str, time: datetime, headers: dict[str, str], data: bytes) -> str:
+    return json.dumps(
+        {"seq": seq, "subject": subject, "time": rfc3339(time), "headers": headers,
+         "data": base64.b64encode(data).decode()},
+        separators=(",", ":"),
+    )
+
+
+def _replace(path: Path, write: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        write(fh)  # type: ignore[operator]
+    tmp.replace(path)
+
+
+async def export(js: JetStreamContext, out: Path, *, key_line: str | None = None) -> ExportSummary:
+    out.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    header_key: str | None = None
+    async for msgs in iter_batches(js, stream=CHECKPOINTS_STREAM, subject=CHECKPOINT_SUBJECTS):
+        for m in msgs:
+            notes.append(m.data.decode("utf-8", errors="replace"))
+            header_key = (m.headers or {}).get(H_KEY, header_key)
+
+    count = 0
+    tmp = out / f".{EVENTS_FILE}.tmp"
+    with tmp.open("w", encoding="utf-8") as fh:
+        async for msgs in iter_batches(js):
+            lines = []
+            for m in msgs:
+                md = m.metadata
+                lines.append(event_line(md.sequence.stream, m.subject, md.timestamp,
+                                        dict(m.headers or {}), m.data))
+            fh.write("\n".join(lines) + "\n")
+            count += len(lines)
+    tmp.replace(out / EVENTS_FILE)
+
+    _replace(out / CHECKPOINTS_FILE, lambda fh: fh.write(join_notes(notes)))
+    key = key_line or header_key
+    if key:
+        _replace(out / KEY_FILE, lambda fh: fh.write(key + "\n"))
+    return ExportSummary(events=count, checkpoints=len(notes), key_line=key)

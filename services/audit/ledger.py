@@ -1,0 +1,300 @@
+"""The audit ledger service (`dooralert audit serve`), DESIGN §6.
+
+Reads DOORALERT in stream-sequence order, keeps the RFC 6962 tree over the exact payload
+bytes (leaf index = seq − 1), and signs a checkpoint at least every `every` events and every
+`seconds` seconds while the log grows, plus one on a clean stop. Each checkpoint is appended
+to DOORALERT_CHECKPOINTS (Nats-Msg-Id `<size>-<root hex>`, so a retried publish is dropped)
+and, optionally, written as a file into a directory outside the system.
+
+Resuming: each checkpoint message carries the tree's compact range in the header
+`Dooralert-Compact-Range` (`<size> <base64 subtree roots…>`, ≤ 64 hashes). On start the
+ledger reads the last checkpoint on its subject, checks the note is signed by its own key and
+that the compact range has the same size and folds to the same root as the signed note, and
+continues from seq size + 1, reading nothing before it. The state rides on the checkpoint
+message itself rather than in a KV entry so that the signed root and the state to continue
+from are written in one append and can never disagree; the signed root also cross-checks the
+unsigned header. When the header is missing or does not match, the ledger rebuilds the tree
+from seq 1 and refuses to go on (ForkRefused) if the log no longer hashes to the last signed
+root. When the last checkpoint is not signed by the ledger's key (a rotated key), it rebuilds
+from seq 1 without that check and says so in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from services.audit.merkle import CompactRange, MerkleError
+from services.audit.note import (
+    Checkpoint,
+    NoteError,
+    Signer,
+    open_checkpoint,
+    parse_note,
+    sign_checkpoint,
+)
+from services.audit.source import iter_batches, reader_config
+from services.common.logging import get_logger
+from services.common.streams import CHECKPOINTS_STREAM, STREAM, SUBJECT_PREFIX
+
+log = get_logger("dooralert.ledger")
+
+DEFAULT_EVERY = 1000
+DEFAULT_SECONDS = 10.0
+STALL_CHECK_SECONDS = 5.0
+H_SIZE = "Dooralert-Tree-Size"
+H_RANGE = "Dooralert-Compact-Range"
+H_KEY = "Dooralert-Log-Key"
+
+
+class LedgerError(Exception):
+    """The ledger cannot go on without a person looking (permanent)."""
+
+
+class LogGapError(LedgerError):
+    """DOORALERT has no message at a sequence the tree needs next."""
+
+
+class ForkRefused(LedgerError):
+    """The log no longer hashes to the last signed root; signing on would fork the ledger."""
+
+
+def checkpoint_subject(origin: str) -> str:
+    """`dooralert_checkpoints.<origin as one token>`."""
+    return "dooralert_checkpoints." + re.sub(r"[^A-Za-z0-9_-]", "_", origin)
+
+
+def checkpoint_due(*, unanchored: int, seconds_since: float, every: int, seconds: float) -> bool:
+    """Sign when enough events are waiting, or the oldest wait has gone on long enough."""
+    return unanchored > 0 and (unanchored >= every or seconds_since >= seconds)
+
+
+def message_id(cp: Checkpoint) -> str:
+    return f"{cp.size}-{cp.root.hex()}"
+
+
+class Ledger:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        signer: Signer,
+        *,
+        origin: str,
+        every: int = DEFAULT_EVERY,
+        seconds: float = DEFAULT_SECONDS,
+        out_dir: Path | None = None,
+        batch: int = 500,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if every < 1 or seconds <= 0:
+            raise ValueError("checkpoint every must be ≥ 1 event and seconds > 0")
+        self.js = js
+        self.signer = signer
+        self.origin = origin
+        self.every = every
+        self.seconds = seconds
+        self.out_dir = out_dir
+        self.batch = batch
+        self.clock = clock
+        self.subject = checkpoint_subject(origin)
+        self.tree = CompactRange()
+        self.last: Checkpoint | None = None
+        self.events_read = 0  # payloads hashed by this process (resume reads none before size)
+        self.resumed_from = 0
+        self._anchored = 0
+        self._since = clock()
+
+    # -- resume -------------------------------------------------------------------------
+
+    async def resume(self) -> None:
+        """Restore the tree from the last checkpoint (see the module docstring)."""
+        try:
+            raw = await self.js.get_last_msg(CHECKPOINTS_STREAM, self.subject)
+        except NotFoundError:
+            log.info("ledger.fresh", origin=self.origin)
+            return
+        note = (raw.data or b"").decode("utf-8", errors="replace")
+        try:
+            cp = open_checkpoint(note, self.signer.verifier)
+        except NoteError as exc:
+            claimed = _claimed_size(note)
+            log.warning("ledger.rebuild", reason=f"last checkpoint not signed by this key: {exc}",
+                        claimed_size=claimed)
+            return
+        try:
+            tree = CompactRange.loads((raw.headers or {}).get(H_RANGE, ""))
+        except MerkleError as exc:
+            tree = None
+            log.warning("ledger.rebuild", reason=f"checkpoint state unreadable: {exc}",
+                        size=cp.size)
+        if tree is None or tree.size != cp.size or tree.root() != cp.root:
+            tree = await self._rebuild(cp)
+        self.tree = tree
+        self.last = cp
+        self._anchored = self.resumed_from = cp.size
+        log.info("ledger.resumed", origin=self.origin, size=cp.size, root=cp.root.hex())
+
+    async def _rebuild(self, cp: Checkpoint) -> CompactRange:
+        tree = CompactRange()
+        gen = iter_batches(self.js, start_seq=1, batch=self.batch)
+        async with contextlib.aclosing(gen):
+            async for msgs in gen:
+                for m in msgs:
+                    if tree.size == cp.size:
+                        break
+                    self._take(tree, m.metadata.sequence.stream, m.data)
+                if tree.size == cp.size:
+                    break
+        if tree.size != cp.size or tree.root() != cp.root:
+            raise ForkRefused(
+                f"DOORALERT does not hash to the last signed checkpoint (size {cp.size}, root "
+                f"{cp.root.hex()}; the log has {tree.size} events, root {tree.root().hex()}): "
+                "it was changed or truncated. Run `dooralert audit verify` and investigate; the "
+                "ledger will not sign a fork."
+            )
+        return tree
+
+    def _take(self, tree: CompactRange, seq: int, data: bytes) -> None:
+        if seq != tree.size + 1:
+            raise LogGapError(f"DOORALERT seq {tree.size + 1} is missing (next is {seq})")
+        tree.append(data)
+        self.events_read += 1
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    async def checkpoint(self) -> Checkpoint:
+        """Sign the tree at its current size and append the note (idempotent)."""
+        cp = Checkpoint(self.origin, self.tree.size, self.tree.root())
+        note = sign_checkpoint(self.signer, cp)
+        headers = {
+            "Nats-Msg-Id": message_id(cp),
+            H_SIZE: str(cp.size),
+            H_RANGE: self.tree.dumps(),
+            H_KEY: self.signer.verifier.line,
+        }
+        await _publish(self.js, self.subject, note.encode(), headers)
+        if self.out_dir is not None:
+            _write_file(self.out_dir, cp, note)
+        self.last = cp
+        self._anchored = cp.size
+        self._since = self.clock()
+        log.info("checkpoint.signed", origin=self.origin, size=cp.size, root=cp.root.hex())
+        return cp
+
+    def _due(self) -> bool:
+        return checkpoint_due(unanchored=self.tree.size - self._anchored,
+                              seconds_since=self.clock() - self._since,
+                              every=self.every, seconds=self.seconds)
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the log until `stop` is set; then sign what is unanchored and return."""
+        await self.resume()
+        self._since = self.clock()
+        psub = await self._subscribe()
+        idle_since = self.clock()
+        try:
+            while not stop.is_set():
+                wait = max(0.05, min(0.5, self.seconds - (self.clock() - self._since)))
+                try:
+                    msgs = await psub.fetch(self.batch, timeout=wait)
+                    idle_since = self.clock()
+                except NatsTimeoutError:
+                    msgs = []
+                    if self.clock() - idle_since >= STALL_CHECK_SECONDS:
+                        idle_since = self.clock()
+                        if await self._stalled():
+                            with contextlib.suppress(Exception):
+                                await psub.unsubscribe()
+                            psub = await self._subscribe()
+                for m in msgs:
+                    seq = m.metadata.sequence.stream
+                    if seq <= self.tree.size:
+                        continue  # redelivered after a resubscribe
+                    if seq > self.tree.size + 1:
+                        await self._check_gap(self.tree.size + 1, seq)
+                        await psub.unsubscribe()
+                        psub = await self._subscribe()
+                        break
+                    self._take(self.tree, seq, m.data)
+                    if self.tree.size - self._anchored >= self.every:
+                        await self.checkpoint()
+                if self._due():
+                    await self.checkpoint()
+        finally:
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
+        if self.tree.size > self._anchored:
+            await self.checkpoint()
+
+    async def _subscribe(self):  # type: ignore[no-untyped-def]
+        return await self.js.pull_subscribe(
+            f"{SUBJECT_PREFIX}.>", stream=STREAM,
+            config=reader_config(self.tree.size + 1, inactive_threshold=60.0),
+        )
+
+    async def _stalled(self) -> bool:
+        """Idle, yet the stream holds more than the tree: the consumer was lost (a server
+        restart drops in-memory ephemeral consumers); the caller subscribes again."""
+        try:
+            last_seq = (await self.js.stream_info(STREAM)).state.last_seq
+        except (NatsTimeoutError, NoRespondersError, asyncio.TimeoutError):
+            return False
+        if last_seq > self.tree.size:
+            log.warning("ledger.resubscribe", reason="stalled", size=self.tree.size,
+                        last_seq=last_seq)
+            return True
+        return False
+
+    async def _check_gap(self, expected: int, got: int) -> None:
+        try:
+            await self.js.get_msg(STREAM, seq=expected)
+        except NotFoundError:
+            raise LogGapError(
+                f"DOORALERT has no message at seq {expected} (the next is {got}): the log has a "
+                "gap, so no checkpoint can cover it. Was a message deleted or expired by max_age?"
+            ) from None
+        log.warning("ledger.resubscribe", expected=expected, got=got)
+
+
+def _claimed_size(note: str) -> int | None:
+    try:
+        return Checkpoint.parse(parse_note(note).text).size
+    except NoteError:
+        return None
+
+
+async def _publish(js: JetStreamContext, subject: str, payload: bytes, headers: dict[str, str],
+                   *, retry_for: float = 30.0) -> None:
+    deadline = time.monotonic() + retry_for
+    delay = 0.1
+    while True:
+        try:
+            await js.publish(subject, payload, stream=CHECKPOINTS_STREAM, timeout=2.0,
+                             headers=headers)
+            return
+        except (NatsTimeoutError, NoRespondersError, ConnectionClosedError, asyncio.TimeoutError):
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("checkpoint.publish_retry", subject=subject, delay=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def _write_file(directory: Path, cp: Checkpoint, note: str) -> None:
+    """`<dir>/checkpoint-<size>.txt` and `<dir>/latest.txt`, each written atomically."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in (f"checkpoint-{cp.size:012d}.txt", "latest.txt"):
+        tmp = directory / f".{name}.tmp"
+        tmp.write_text(note, encoding="utf-8")
+        tmp.replace(directory / name)

@@ -1,0 +1,68 @@
+"""Dead letters from the server: messages a consumer gave up on after `max_deliver` tries.
+
+Such messages stay in the stream; the server only says so on a core-NATS advisory
+(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.DOORALERT.<consumer>`, DESIGN §8). This turns each
+advisory into a `message.dead_lettered` event. The event id derives from the consumer and the
+stream sequence (as in services/common/consumer.py), so several notifier processes hearing the
+same advisory append one event. Advisories are not stored: one sent while no notifier runs is
+lost (the message itself is still in the stream).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.js import JetStreamContext
+
+from schemas.events import MessageDeadLettered, MessageDeadLetteredData, derive_id
+from services.common.logging import get_logger
+from services.common.streams import STREAM, publish_event
+
+log = get_logger("dooralert.notifier.deadletters")
+ADVISORY_SUBJECT = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM}.*"
+_TOKEN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def dead_letter_event(advisory: dict[str, Any], subject: str, *, now: datetime
+                      ) -> MessageDeadLettered:
+    """The event for one max-deliveries advisory (pure)."""
+    consumer = str(advisory.get("consumer", "unknown"))
+    seq = int(advisory["stream_seq"])
+    parts = subject.split(".")
+    school = parts[1] if len(parts) > 3 and _TOKEN.match(parts[1]) else "unknown"
+    incident = parts[2] if len(parts) > 3 and _TOKEN.match(parts[2]) else "unknown"
+    return MessageDeadLettered(
+        id=derive_id("dead-letter", consumer, str(seq)),
+        source="notifier",
+        incident_id=incident,
+        school_id=school,
+        occurred_at=now,
+        recorded_at=now,
+        correlation_id=incident,
+        actor="system",
+        data=MessageDeadLetteredData(
+            stream_sequence=seq, subject=subject, consumer=consumer,
+            reason=f"max deliveries reached ({advisory.get('deliveries', '?')} attempts)",
+        ),
+    )
+
+
+async def record_advisory(js: JetStreamContext, payload: bytes) -> MessageDeadLettered | None:
+    try:
+        advisory = json.loads(payload)
+        seq = int(advisory["stream_seq"])
+    except (ValueError, KeyError, TypeError):
+        log.warning("advisory.unreadable")
+        return None
+    try:
+        subject = (await js.get_msg(STREAM, seq)).subject or "unknown"
+    except Exception:  # noqa: BLE001 - record it even when the message cannot be read back
+        subject = "unknown"
+    event = dead_letter_event(advisory, subject, now=datetime.now(UTC))
+    await publish_event(js, event)
+    log.error("message.dead_lettered", consumer=event.data.consumer, seq=seq, subject=subject,
+              reason=event.data.reason)
+    return event

@@ -1,0 +1,242 @@
+"""Escalation, follow-ups and cross-school patterns (pure): state and event in, events out.
+
+Every id derives from what caused it, so two router instances, or one restarted mid-way,
+produce the same events and the server keeps one of each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from schemas.events import (
+    EncounterReported,
+    EncounterUpdated,
+    EscalationRaised,
+    EscalationRaisedData,
+    Event,
+    IncidentResolved,
+    NotificationFailed,
+    NotificationRequested,
+    NotificationRequestedData,
+    PatternDetected,
+    PatternDetectedData,
+    Recipient,
+    derive_id,
+)
+from services.common.directory import Contact, Directory
+from services.common.incident import IncidentState
+from services.router.decide import SUPPORTED_CHANNELS, first_channel, notification_id
+from services.router.rules import Pattern, Rules
+
+ROLE_JOIN = "+"  # an escalation recipient may stand in for several unacknowledged roles
+
+
+def _common(state_or_event: IncidentState | Event, *, now: datetime, causation: str | None
+            ) -> dict[str, object]:
+    return {
+        "source": "router",
+        "incident_id": state_or_event.incident_id,
+        "school_id": state_or_event.school_id,
+        "occurred_at": now,
+        "recorded_at": now,
+        "correlation_id": state_or_event.incident_id,
+        "causation_id": causation,
+        "actor": "system",
+    }
+
+
+def _recipients(
+    targets: dict[str, list[str]], *, incident_id: str, tier: int, directory: Directory,
+    channels: frozenset[str] = SUPPORTED_CHANNELS,
+) -> list[Recipient]:
+    """contact id -> roles it stands in for, as recipients on each contact's first channel."""
+    out = []
+    for contact_id, roles in targets.items():
+        contact = directory.contact(contact_id)
+        channel = first_channel(contact, channels) if contact else None
+        if channel is None:
+            continue
+        role = ROLE_JOIN.join(roles)
+        out.append(Recipient(
+            notification_id=notification_id(incident_id, tier, role, contact_id, channel),
+            role=role, contact_id=contact_id, channel=channel,  # type: ignore[arg-type]
+        ))
+    return out
+
+
+def _add(targets: dict[str, list[str]], contact: Contact | str, role: str) -> None:
+    cid = contact if isinstance(contact, str) else contact.id
+    roles = targets.setdefault(cid, [])
+    if role not in roles:
+        roles.append(role)
+
+
+def _requests(raised_id: str, recipients: Sequence[Recipient], *, tier: int, severity: str,
+              routes: list[str], kind: str, common: dict[str, object],
+              cause_id: str | None = None) -> list[Event]:
+    return [
+        NotificationRequested(
+            id=derive_id(raised_id, "notification.requested", r.notification_id),
+            data=NotificationRequestedData(
+                notification_id=r.notification_id, role=r.role, contact_id=r.contact_id,
+                channel=r.channel, tier=tier, severity=severity,  # type: ignore[arg-type]
+                routes=routes, kind=kind, cause_id=cause_id,  # type: ignore[arg-type]
+            ),
+            **common,  # type: ignore[arg-type]
+        )
+        for r in recipients
+    ]
+
+
+def on_deadline(
+    state: IncidentState | None, *, tier: int, rules: Rules, directory: Directory, now: datetime
+) -> tuple[list[Event], datetime | None]:
+    """A deadline fired: escalate to tier `tier` unless every required role acknowledged.
+
+    Returns the events and the next deadline to schedule (None: nothing more to wait for).
+    """
+    if state is None or state.report is None:
+        return [], None
+    missing = state.missing_acks()
+    if not missing:
+        return [], None
+    done = state.escalation(tier, "deadline")
+    if done is not None:
+        # Raised already (another instance, or before a crash): only re-arm the next timer.
+        return [], done.next_deadline
+    step = rules.escalation.tier(tier)
+    if step is None:
+        return [], None
+    tier_cfg, allowed = step
+    targets: dict[str, list[str]] = {}
+    if tier_cfg.notify == "backups":
+        for role in missing:
+            holders = {n.contact_id for n in state.notifications
+                       if role in n.role.split(ROLE_JOIN)}
+            for cid in sorted(holders):
+                contact = directory.contact(cid)
+                for backup in (contact.backups if contact else []):
+                    if backup not in holders:
+                        _add(targets, backup, role)
+        if not targets:
+            # Nobody has a backup: go straight to district leadership rather than nobody.
+            for role in missing:
+                for contact in directory.contacts_for("leadership", state.school_id):
+                    _add(targets, contact, role)
+    else:
+        for tier_role in tier_cfg.notify:
+            for contact in directory.contacts_for(tier_role, state.school_id):
+                for role in missing:
+                    _add(targets, contact, role)
+    recipients = _recipients(targets, incident_id=state.incident_id, tier=tier,
+                             directory=directory)
+    next_deadline = now + allowed if rules.escalation.tier(tier + 1) is not None else None
+    raised_id = derive_id(state.incident_id, "escalation.raised", "deadline", str(tier))
+    common = _common(state, now=now, causation=None)
+    severity = state.severity or "high"
+    raised = EscalationRaised(
+        id=raised_id,
+        data=EscalationRaisedData(tier=tier, reason="deadline", missing_roles=missing,
+                                  recipients=recipients, next_deadline=next_deadline),
+        **common,  # type: ignore[arg-type]
+    )
+    return [raised, *_requests(raised_id, recipients, tier=tier, severity=severity,
+                               routes=state.routes, kind="escalation", common=common)], \
+        next_deadline
+
+
+def on_unreachable(
+    state: IncidentState | None, failed: NotificationFailed, *, directory: Directory,
+    now: datetime,
+) -> list[Event]:
+    """Every channel of a contact failed: tell that contact's backups at once."""
+    d = failed.data
+    if state is None or state.status == "resolved" or not getattr(d, "contact_unreachable", False):
+        return []
+    tier = max((n.tier for n in state.notifications if n.notification_id == d.notification_id),
+               default=0) + 1
+    if state.has_escalation(tier, "unreachable", d.contact_id):
+        return []
+    contact = directory.contact(d.contact_id)
+    targets: dict[str, list[str]] = {}
+    for backup in (contact.backups if contact else []):
+        _add(targets, backup, d.role)
+    if not targets:
+        for leader in directory.contacts_for("leadership", state.school_id):
+            if leader.id != d.contact_id:
+                _add(targets, leader, d.role)
+    recipients = _recipients(targets, incident_id=state.incident_id, tier=tier,
+                             directory=directory)
+    raised_id = derive_id(state.incident_id, "escalation.raised", "unreachable", d.contact_id)
+    common = _common(state, now=now, causation=failed.id)
+    raised = EscalationRaised(
+        id=raised_id,
+        data=EscalationRaisedData(tier=tier, reason="unreachable", missing_roles=[d.role],
+                                  recipients=recipients, unreachable_contact_id=d.contact_id),
+        **common,  # type: ignore[arg-type]
+    )
+    return [raised, *_requests(raised_id, recipients, tier=tier,
+                               severity=state.severity or "high", routes=state.routes,
+                               kind="escalation", common=common)]
+
+
+def on_followup(
+    state: IncidentState | None, event: EncounterUpdated | IncidentResolved, *, now: datetime
+) -> list[Event]:
+    """Tell everyone already alerted about an update or the all-clear, once each."""
+    if state is None:
+        return []
+    kind = "resolved" if isinstance(event, IncidentResolved) else "update"
+    seen: set[tuple[str, str]] = set()
+    recipients = []
+    for n in state.notifications:
+        if n.kind in ("update", "resolved") or (n.contact_id, n.channel) in seen:
+            continue
+        seen.add((n.contact_id, n.channel))
+        recipients.append(Recipient(
+            notification_id=derive_id(event.id, "followup", n.contact_id, n.channel),
+            role=n.role, contact_id=n.contact_id, channel=n.channel,  # type: ignore[arg-type]
+        ))
+    common = _common(event, now=now, causation=event.id)
+    return _requests(event.id, recipients, tier=0, severity=state.severity or "high",
+                     routes=state.routes, kind=kind, common=common, cause_id=event.id)
+
+
+def detect_pattern(
+    pattern: Pattern, recent: Sequence[EncounterReported], prior: Sequence[PatternDetected],
+    *, directory: Directory, now: datetime,
+) -> list[Event]:
+    """`pattern.detected` (and alerts) when the window holds enough encounters; once a window."""
+    start = now - pattern.window
+    if any(p.data.pattern == pattern.name and p.occurred_at > start for p in prior):
+        return []
+    window = sorted((e for e in recent if e.recorded_at >= start), key=lambda e: e.recorded_at)
+    schools = list(dict.fromkeys(e.school_id for e in window))
+    count = len(schools) if pattern.distinct_schools else len(window)
+    if count < pattern.min_encounters:
+        return []
+    incidents = [e.incident_id for e in window]
+    pid = derive_id("pattern", pattern.name, *incidents)
+    incident_id = "pattern-" + pid[:8]
+    targets: dict[str, list[str]] = {}
+    for role in pattern.notify:
+        for contact in directory.contacts_for(role, "district"):
+            _add(targets, contact, role)
+    recipients = _recipients(targets, incident_id=incident_id, tier=0, directory=directory)
+    common = {
+        "source": "router", "incident_id": incident_id, "school_id": "district",
+        "occurred_at": now, "recorded_at": now, "correlation_id": incident_id,
+        "causation_id": window[-1].id, "actor": "system",
+    }
+    detected = PatternDetected(
+        id=pid,
+        data=PatternDetectedData(
+            pattern=pattern.name, window_minutes=int(pattern.window / timedelta(minutes=1)),
+            incident_ids=incidents, school_ids=schools, severity=pattern.severity,
+            recipients=recipients,
+        ),
+        **common,  # type: ignore[arg-type]
+    )
+    return [detected, *_requests(pid, recipients, tier=0, severity=pattern.severity,
+                                 routes=[pattern.name], kind="pattern", common=common)]

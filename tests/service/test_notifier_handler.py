@@ -1,0 +1,451 @@
+"""The notifier's handler: each request becomes one email and a recorded outcome.
+
+The handler reads and writes JetStream through `broker.connection.jetstream()`, which
+`TestNatsBroker` only mocks, so it runs here against a fake JetStream implementing the slice
+of the real interface the notifier uses (publish with the server's duplicate window,
+get_last_msg, key_value), and a real SMTP server (aiosmtpd, the `smtp` fixture) that can be
+told to answer 451 or 550.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from faststream.nats import NatsBroker, TestNatsBroker
+from nats.aio.msg import Msg
+from nats.js.api import PubAck
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+
+from schemas.events import (
+    EncounterReported,
+    Event,
+    NotificationFailed,
+    NotificationRequested,
+    NotificationSent,
+    parse_event,
+    serialize_event,
+    subject_for,
+)
+from services.common.consumer import run_handler
+from services.common.directory import Directory, load_directory
+from services.common.settings import Settings
+from services.common.streams import DELIVERIES_BUCKET
+from services.common.tokens import check_view_token
+from services.intake.reports import encounter_event, parse_report
+from services.notifier.main import Notifier, backoff, build_broker
+from services.router.decide import decide
+from services.router.rules import load_rules
+from tests.support import EXAMPLES, SmtpServer, report
+
+NOW = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
+
+# --- fakes (the same as the router's; each service test file stands alone) ------------------
+
+
+class FakeKeyValue:
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    async def get(self, key: str) -> Any:
+        if key not in self.data:
+            raise KeyNotFoundError
+        return SimpleNamespace(key=key, value=self.data[key])
+
+    async def put(self, key: str, value: bytes) -> int:
+        self.data[key] = value
+        return len(self.data)
+
+
+class FakeJetStream:
+    """Stores what is published, dropping a repeated Nats-Msg-Id as the server does."""
+
+    def __init__(self) -> None:
+        self.stored: list[tuple[str, bytes]] = []
+        self.publishes = 0
+        self.fail_with: Exception | None = None
+        self._ids: set[str] = set()
+        self.buckets: dict[str, FakeKeyValue] = {}
+
+    async def publish(self, subject: str, payload: bytes = b"", timeout: float | None = None,
+                      stream: str | None = None, headers: dict[str, str] | None = None) -> PubAck:
+        self.publishes += 1
+        if self.fail_with is not None:
+            raise self.fail_with
+        msg_id = (headers or {}).get("Nats-Msg-Id")
+        if msg_id is not None and msg_id in self._ids:
+            return PubAck(stream=stream or "DOORALERT", seq=len(self.stored), duplicate=True)
+        if msg_id is not None:
+            self._ids.add(msg_id)
+        self.stored.append((subject, payload))
+        return PubAck(stream=stream or "DOORALERT", seq=len(self.stored))
+
+    async def get_last_msg(self, stream_name: str, subject: str) -> Any:
+        for stored_subject, data in reversed(self.stored):
+            if stored_subject == subject:
+                return SimpleNamespace(subject=subject, data=data)
+        raise NotFoundError
+
+    async def key_value(self, bucket: str) -> FakeKeyValue:
+        if bucket not in self.buckets:
+            raise BucketNotFoundError
+        return self.buckets[bucket]
+
+    def events(self) -> list[Event]:
+        return [parse_event(data) for _, data in self.stored]
+
+
+class FakeClient:
+    def __init__(self, js: FakeJetStream) -> None:
+        self.js = js
+
+    def jetstream(self, **_: Any) -> FakeJetStream:
+        return self.js
+
+
+def ack_subject(consumer: str, *, delivered: int = 1, seq: int = 17) -> str:
+    """The reply subject JetStream gives a delivered message; its metadata is parsed from it."""
+    return f"$JS.ACK.DOORALERT.{consumer}.{delivered}.{seq}.{seq}.1740843000000000000.0"
+
+
+class FakeMessage:
+    """A delivered message: a real nats `Msg` inside, settled exactly once."""
+
+    def __init__(self, data: bytes, subject: str, *, consumer: str = "router",
+                 delivered: int = 1, seq: int = 17) -> None:
+        self.raw_message = Msg(_client=None, subject=subject,  # type: ignore[arg-type]
+                               reply=ack_subject(consumer, delivered=delivered, seq=seq),
+                               data=data)
+        self.outcome: str | None = None
+        self.delay: float | None = None
+
+    def _settle(self, outcome: str) -> None:
+        assert self.outcome is None, f"settled twice: {self.outcome}, then {outcome}"
+        self.outcome = outcome
+
+    async def ack(self) -> None:
+        self._settle("ack")
+
+    async def nack(self, delay: float | None = None) -> None:
+        self._settle("nack")
+        self.delay = delay
+
+    async def reject(self) -> None:
+        self._settle("reject")
+
+
+
+class FakeBroker:
+    """What `Notifier` uses of a broker: its connection."""
+
+    def __init__(self, js: FakeJetStream) -> None:
+        self.connection = FakeClient(js)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+DIRECTORY = load_directory(EXAMPLES)
+MAX_ATTEMPTS = 3
+
+
+@pytest.fixture
+def settings(smtp: SmtpServer) -> Settings:
+    return Settings(
+        smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_timeout=5.0,
+        secret_key="test-secret",  # type: ignore[arg-type]
+        retry_base_seconds=0.05, retry_max_seconds=0.5, max_attempts=MAX_ATTEMPTS,
+        publish_timeout_seconds=0.05, publish_retry_seconds=0.3,
+        public_url="https://dooralert.example",
+    )
+
+
+def incident(**overrides: Any) -> tuple[EncounterReported, list[NotificationRequested]]:
+    r = parse_report(report(**overrides), now=NOW)
+    reported = encounter_event(r, incident_id="inc-1", actor="key-hamline", now=NOW)
+    out = decide(reported, rules=load_rules(EXAMPLES), directory=DIRECTORY, now=NOW)
+    return reported, [e for e in out if isinstance(e, NotificationRequested)]
+
+
+def log_with_report(**overrides: Any) -> tuple[FakeJetStream, list[NotificationRequested]]:
+    """A JetStream holding the incident's report, as the notifier finds it in production."""
+    js = FakeJetStream()
+    js.buckets[DELIVERIES_BUCKET] = FakeKeyValue()
+    reported, requests = incident(**overrides)
+    js.stored.append((subject_for(reported), serialize_event(reported)))
+    return js, requests
+
+
+def new_events(js: FakeJetStream) -> list[Event]:
+    return [e for e in js.events() if not isinstance(e, EncounterReported)]
+
+
+async def deliver(js: FakeJetStream, settings: Settings, req: NotificationRequested, *,
+                  delivered: int = 1, directory: Directory = DIRECTORY) -> FakeMessage:
+    notifier = Notifier(settings=settings, directory=directory,
+                        broker=FakeBroker(js))  # type: ignore[arg-type]
+    msg = FakeMessage(serialize_event(req), subject_for(req), consumer="notifier",
+                      delivered=delivered)
+    try:
+        await run_handler(msg, js=js, consumer="notifier",  # type: ignore[arg-type]
+                          expect=NotificationRequested, handle=notifier.handle)
+    finally:
+        close = getattr(notifier, "close", None)  # pooled SMTP sessions, HTTP client
+        if close is not None:
+            await close()
+    return msg
+
+
+def principal(requests: list[NotificationRequested]) -> NotificationRequested:
+    return next(r for r in requests if r.data.role == "principal")
+
+
+# --- delivery -------------------------------------------------------------------------------
+
+
+async def test_a_request_sends_one_email_records_it_and_acks(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    js, requests = log_with_report()
+    req = principal(requests)
+    msg = await deliver(js, settings, req)
+    assert msg.outcome == "ack"
+    [mail] = smtp.received
+    assert mail.rcpt == ["principal@hamline.district.example"]
+    assert mail.message["Message-ID"] == f"<{req.data.notification_id}@dooralert>"
+    assert "Hamline Elementary" in mail.message["Subject"]
+    [sent] = new_events(js)
+    assert isinstance(sent, NotificationSent)
+    assert (sent.data.notification_id, sent.data.attempt) == (req.data.notification_id, 1)
+    assert sent.causation_id == req.id
+    assert sent.data.reply == "OK queued"  # the server's words, as it gave them
+    record = json.loads(js.buckets[DELIVERIES_BUCKET].data[req.data.notification_id])
+    assert record["attempt"] == 1
+
+
+async def test_the_email_links_to_the_status_page_with_a_token_for_this_incident(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    js, requests = log_with_report()
+    await deliver(js, settings, requests[0])
+    text = smtp.received[0].message.get_payload()[0].get_payload(decode=True).decode()
+    line = next(x for x in text.splitlines() if "https://dooralert.example/incidents/inc-1" in x)
+    token = line.split("token=")[1].strip()
+    assert check_view_token("test-secret", "inc-1", token)
+
+
+async def test_recorded_outcomes_never_contain_an_address(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    js, requests = log_with_report()
+    smtp.handler.replies = ["550 5.1.1 <law-oncall@district.example>: Recipient address rejected"]
+    for req in requests:
+        await deliver(js, settings, req)
+    assert len(new_events(js)) == len(requests)
+    assert all(b"@" not in data for _, data in js.stored[1:])
+
+
+async def test_a_notification_already_in_the_bucket_sends_no_email_and_republishes_sent(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    js, requests = log_with_report()
+    req = requests[0]
+    js.buckets[DELIVERIES_BUCKET].data[req.data.notification_id] = json.dumps(
+        {"attempt": 2, "reply": "250 OK queued", "at": NOW.isoformat()}
+    ).encode()
+    msg = await deliver(js, settings, req, delivered=3)
+    assert msg.outcome == "ack"
+    assert smtp.received == []
+    [sent] = new_events(js)
+    assert isinstance(sent, NotificationSent)
+    assert (sent.data.attempt, sent.data.reply) == (2, "250 OK queued")
+
+
+async def test_a_redelivered_request_sends_no_second_email(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    js, requests = log_with_report()
+    await deliver(js, settings, requests[0], delivered=1)
+    again = await deliver(js, settings, requests[0], delivered=2)
+    assert again.outcome == "ack"
+    assert len(smtp.received) == 1
+    assert len(new_events(js)) == 1  # the republished `sent` has the same id: a duplicate
+
+
+async def test_a_451_reply_is_a_transient_failure_retried_after_a_backoff(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    js, requests = log_with_report()
+    smtp.handler.replies = ["451 4.3.0 Please try again later"]
+    msg = await deliver(js, settings, requests[0], delivered=1)
+    assert msg.outcome == "nack"
+    assert msg.delay is not None and 0 < msg.delay <= settings.retry_max_seconds
+    [failed] = new_events(js)
+    assert isinstance(failed, NotificationFailed)
+    assert failed.data.permanent is False
+    assert failed.data.attempt == 1
+    assert failed.data.reason.startswith("451")
+    assert failed.data.next_attempt_in_seconds == round(msg.delay, 3)
+    assert smtp.received == []
+    assert js.buckets[DELIVERIES_BUCKET].data == {}
+
+
+async def test_a_retry_after_a_451_delivers_and_is_recorded_as_sent(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    js, requests = log_with_report()
+    smtp.handler.replies = ["451 4.3.0 Please try again later"]
+    await deliver(js, settings, requests[0], delivered=1)
+    msg = await deliver(js, settings, requests[0], delivered=2)
+    assert msg.outcome == "ack"
+    assert len(smtp.received) == 1
+    assert [type(e) for e in new_events(js)] == [NotificationFailed, NotificationSent]
+    assert new_events(js)[1].data.attempt == 2  # type: ignore[attr-defined]
+
+
+async def test_a_550_reply_is_a_permanent_failure_and_is_not_retried(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    js, requests = log_with_report()
+    smtp.handler.replies = ["550 5.1.1 <principal@hamline.district.example>: no such user"]
+    msg = await deliver(js, settings, principal(requests))
+    assert msg.outcome == "ack"
+    [failed] = new_events(js)
+    assert isinstance(failed, NotificationFailed)
+    assert failed.data.permanent is True
+    assert failed.data.next_attempt_in_seconds is None
+    assert failed.data.reason == "550 5.1.1 <address>: no such user"
+
+
+async def test_a_transient_failure_at_the_last_attempt_becomes_permanent(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    js, requests = log_with_report()
+    smtp.handler.replies = ["451 4.3.0 Please try again later"]
+    msg = await deliver(js, settings, requests[0], delivered=MAX_ATTEMPTS)
+    assert msg.outcome == "ack"
+    [failed] = new_events(js)
+    assert isinstance(failed, NotificationFailed)
+    assert failed.data.permanent is True
+    assert failed.data.attempt == MAX_ATTEMPTS
+    assert failed.data.reason.startswith(f"gave up after {MAX_ATTEMPTS} attempts: 451")
+
+
+async def test_an_unreachable_mail_server_is_a_transient_failure(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    js, requests = log_with_report()
+    smtp.stop()
+    try:
+        msg = await deliver(js, settings, requests[0])
+    finally:
+        smtp.start()
+    assert msg.outcome == "nack"
+    [failed] = new_events(js)
+    assert isinstance(failed, NotificationFailed) and failed.data.permanent is False
+
+
+async def test_a_request_whose_report_is_not_in_the_log_yet_is_retried(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    js, requests = log_with_report()
+    js.stored.clear()
+    msg = await deliver(js, settings, requests[0])
+    assert msg.outcome == "nack"
+    [failed] = new_events(js)
+    assert isinstance(failed, NotificationFailed)
+    assert "report is not in the log yet" in failed.data.reason
+    assert smtp.received == []
+
+
+async def test_a_contact_removed_from_the_directory_is_a_permanent_failure(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    js, requests = log_with_report()
+    req = next(r for r in requests if r.data.contact_id == "law-counsel")
+    raw = DIRECTORY.model_dump()
+    raw["roles"]["law"] = ["law-dept"]
+    raw["contacts"] = [c for c in raw["contacts"] if c["id"] != "law-counsel"]
+    for c in raw["contacts"]:
+        c["backups"] = [b for b in c["backups"] if b != "law-counsel"]
+    msg = await deliver(js, settings, req, directory=Directory.model_validate(raw))
+    assert msg.outcome == "ack"
+    [failed] = new_events(js)
+    assert isinstance(failed, NotificationFailed) and failed.data.permanent
+    assert 'contact "law-counsel" is not in district.yaml' in failed.data.reason
+    assert smtp.received == []
+
+
+async def test_an_outcome_that_cannot_be_recorded_is_retried(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    js, requests = log_with_report()
+    smtp.handler.replies = ["550 5.1.1 no such user"]
+
+    class Refusing(FakeJetStream):
+        async def publish(self, *a: Any, **kw: Any) -> PubAck:
+            raise RuntimeError("stream unavailable")
+
+    refusing = Refusing()
+    refusing.stored, refusing.buckets = js.stored, js.buckets
+    msg = await deliver(refusing, settings, requests[0])
+    assert (msg.outcome, msg.delay) == ("nack", 2.0)
+
+
+async def test_a_poison_request_is_dead_lettered_and_rejected(settings: Settings) -> None:
+    js, _ = log_with_report()
+    notifier = Notifier(settings=settings, directory=DIRECTORY,
+                        broker=FakeBroker(js))  # type: ignore[arg-type]
+    msg = FakeMessage(b"{{{", "dooralert.hamline.inc-1.notification.requested",
+                      consumer="notifier")
+    await run_handler(msg, js=js, consumer="notifier",  # type: ignore[arg-type]
+                      expect=NotificationRequested, handle=notifier.handle)
+    assert msg.outcome == "reject"
+    [dead] = new_events(js)
+    assert dead.type == "message.dead_lettered"
+    assert dead.source == "notifier"
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3, 5, 10, 30])
+def test_retry_delays_grow_and_stay_under_the_cap(attempt: int) -> None:
+    raw = min(300.0, 2.0 * 2 ** (attempt - 1))
+    for _ in range(20):
+        assert raw / 2 <= backoff(attempt, base=2.0, cap=300.0) <= raw
+
+
+# --- through TestNatsBroker -----------------------------------------------------------------
+
+
+def notifier_broker(js: FakeJetStream, settings: Settings) -> NatsBroker:
+    broker = build_broker(settings, directory=DIRECTORY)
+    # Connected before TestNatsBroker starts, so it keeps this connection instead of a mock.
+    broker.config.connection_state.connect(FakeClient(js), js)  # type: ignore[arg-type]
+    return broker
+
+
+async def test_a_request_on_the_bus_is_emailed_and_recorded(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    js, requests = log_with_report()
+    req = principal(requests)
+    async with TestNatsBroker(notifier_broker(js, settings)) as br:
+        await br.publish(serialize_event(req), subject_for(req),
+                         reply_to=ack_subject("notifier", delivered=1))
+    assert [m.rcpt for m in smtp.received] == [["principal@hamline.district.example"]]
+    [sent] = new_events(js)
+    assert isinstance(sent, NotificationSent)
+    assert sent.data.notification_id == req.data.notification_id
+
+
+async def test_a_poison_message_on_the_bus_is_dead_lettered(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    js, _ = log_with_report()
+    async with TestNatsBroker(notifier_broker(js, settings)) as br:
+        await br.publish(b"not an event", "dooralert.hamline.inc-1.notification.requested",
+                         reply_to=ack_subject("notifier"))
+    [dead] = new_events(js)
+    assert dead.type == "message.dead_lettered"
+    assert smtp.received == []

@@ -1,0 +1,312 @@
+"""The router's handler: every encounter becomes a decision, and no message is lost silently.
+
+The handler publishes through `broker.connection.jetstream()`, which `TestNatsBroker` only
+mocks, so the broker here is connected to a fake JetStream that implements the slice of the
+real interface the services use (publish with the server's duplicate window, get_last_msg,
+key_value). Delivery guarantees against a real nats-server are integration tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from faststream.nats import NatsBroker, TestNatsBroker
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import PubAck
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+
+from schemas.events import (
+    EncounterReported,
+    EscalationDecided,
+    Event,
+    MessageDeadLettered,
+    NotificationRequested,
+    parse_event,
+    serialize_event,
+    subject_for,
+)
+from services.common.consumer import run_handler
+from services.common.directory import load_directory
+from services.common.settings import Settings
+from services.intake.reports import encounter_event, parse_report
+from services.router.main import build_broker
+from services.router.rules import load_rules
+from tests.support import EXAMPLES, report
+
+NOW = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
+
+# --- fakes ----------------------------------------------------------------------------------
+
+
+class FakeKeyValue:
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    async def get(self, key: str) -> Any:
+        if key not in self.data:
+            raise KeyNotFoundError
+        return SimpleNamespace(key=key, value=self.data[key])
+
+    async def put(self, key: str, value: bytes) -> int:
+        self.data[key] = value
+        return len(self.data)
+
+
+class FakeJetStream:
+    """Stores what is published, dropping a repeated Nats-Msg-Id as the server does."""
+
+    def __init__(self) -> None:
+        self.stored: list[tuple[str, bytes]] = []
+        self.publishes = 0
+        self.fail_with: Exception | None = None
+        self._ids: set[str] = set()
+        self.buckets: dict[str, FakeKeyValue] = {}
+
+    async def publish(self, subject: str, payload: bytes = b"", timeout: float | None = None,
+                      stream: str | None = None, headers: dict[str, str] | None = None) -> PubAck:
+        self.publishes += 1
+        if self.fail_with is not None:
+            raise self.fail_with
+        msg_id = (headers or {}).get("Nats-Msg-Id")
+        if msg_id is not None and msg_id in self._ids:
+            return PubAck(stream=stream or "DOORALERT", seq=len(self.stored), duplicate=True)
+        if msg_id is not None:
+            self._ids.add(msg_id)
+        self.stored.append((subject, payload))
+        return PubAck(stream=stream or "DOORALERT", seq=len(self.stored))
+
+    async def get_last_msg(self, stream_name: str, subject: str) -> Any:
+        for stored_subject, data in reversed(self.stored):
+            if stored_subject == subject:
+                return SimpleNamespace(subject=subject, data=data)
+        raise NotFoundError
+
+    async def key_value(self, bucket: str) -> FakeKeyValue:
+        if bucket not in self.buckets:
+            raise BucketNotFoundError
+        return self.buckets[bucket]
+
+    def events(self) -> list[Event]:
+        return [parse_event(data) for _, data in self.stored]
+
+
+class FakeClient:
+    def __init__(self, js: FakeJetStream) -> None:
+        self.js = js
+
+    def jetstream(self, **_: Any) -> FakeJetStream:
+        return self.js
+
+
+def ack_subject(consumer: str, *, delivered: int = 1, seq: int = 17) -> str:
+    """The reply subject JetStream gives a delivered message; its metadata is parsed from it."""
+    return f"$JS.ACK.DOORALERT.{consumer}.{delivered}.{seq}.{seq}.1740843000000000000.0"
+
+
+class FakeMessage:
+    """A delivered message: a real nats `Msg` inside, settled exactly once."""
+
+    def __init__(self, data: bytes, subject: str, *, consumer: str = "router",
+                 delivered: int = 1, seq: int = 17) -> None:
+        self.raw_message = Msg(_client=None, subject=subject,  # type: ignore[arg-type]
+                               reply=ack_subject(consumer, delivered=delivered, seq=seq),
+                               data=data)
+        self.outcome: str | None = None
+        self.delay: float | None = None
+
+    def _settle(self, outcome: str) -> None:
+        assert self.outcome is None, f"settled twice: {self.outcome}, then {outcome}"
+        self.outcome = outcome
+
+    async def ack(self) -> None:
+        self._settle("ack")
+
+    async def nack(self, delay: float | None = None) -> None:
+        self._settle("nack")
+        self.delay = delay
+
+    async def reject(self) -> None:
+        self._settle("reject")
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+SETTINGS = Settings(publish_timeout_seconds=0.05, publish_retry_seconds=0.3)
+
+
+def encounter(incident_id: str = "inc-1", **overrides: Any) -> EncounterReported:
+    r = parse_report(report(**overrides), now=NOW)
+    return encounter_event(r, incident_id=incident_id, actor="key-hamline", now=NOW)
+
+
+def router(js: FakeJetStream) -> NatsBroker:
+    broker = build_broker(SETTINGS, rules=load_rules(EXAMPLES),
+                          directory=load_directory(EXAMPLES))
+    # Connected before TestNatsBroker starts, so it keeps this connection instead of a mock.
+    broker.config.connection_state.connect(FakeClient(js), js)  # type: ignore[arg-type]
+    return broker
+
+
+def subscriber_function(broker: NatsBroker) -> Callable[[bytes, Any], Awaitable[None]]:
+    """The function the router declared as its subscriber, to call with a FakeMessage."""
+    [subscriber] = broker.subscribers
+    return subscriber.calls[0].handler._original_call  # type: ignore[no-any-return]
+
+
+async def deliver(js: FakeJetStream, data: bytes, subject: str, **kw: Any) -> FakeMessage:
+    msg = FakeMessage(data, subject, **kw)
+    await subscriber_function(router(js))(data, msg)
+    return msg
+
+
+REPORT_SUBJECT = "dooralert.hamline.inc-1.encounter.reported"
+
+
+# --- through TestNatsBroker -----------------------------------------------------------------
+
+
+async def test_an_encounter_report_becomes_a_decision_and_one_request_per_contact() -> None:
+    js = FakeJetStream()
+    event = encounter()
+    async with TestNatsBroker(router(js)) as br:
+        await br.publish(serialize_event(event), subject_for(event))
+    decided, *requests = js.events()
+    assert isinstance(decided, EscalationDecided)
+    assert decided.causation_id == event.id
+    assert [type(e) for e in requests] == [NotificationRequested] * 4
+    assert [e.data.contact_id for e in requests] == [  # type: ignore[attr-defined]
+        "law-dept", "law-counsel", "safety-office", "principal-hamline",
+    ]
+    assert [s for s, _ in js.stored] == [subject_for(e) for e in js.events()]
+    assert all(s.startswith("dooralert.hamline.inc-1.") for s, _ in js.stored)
+
+
+async def test_a_redelivered_report_adds_no_second_decision() -> None:
+    js = FakeJetStream()
+    event = encounter()
+    async with TestNatsBroker(router(js)) as br:
+        await br.publish(serialize_event(event), subject_for(event))
+        await br.publish(serialize_event(event), subject_for(event))
+    assert js.publishes == 10
+    assert len(js.stored) == 5  # the second run's ids were the same: all dropped as duplicates
+
+
+async def test_a_poison_message_on_the_bus_is_dead_lettered() -> None:
+    js = FakeJetStream()
+    async with TestNatsBroker(router(js)) as br:
+        await br.publish(b"\xff not json", REPORT_SUBJECT, reply_to=ack_subject("router"))
+    [dead] = js.events()
+    assert isinstance(dead, MessageDeadLettered)
+    assert (dead.school_id, dead.incident_id, dead.source) == ("hamline", "inc-1", "router")
+    assert dead.data.subject == REPORT_SUBJECT and dead.data.stream_sequence == 17
+    assert dead.data.consumer == "router"
+    assert "not JSON" in dead.data.reason
+
+
+# --- settling the message (the handler called with a FakeMessage) ---------------------------
+
+
+async def test_a_decided_report_is_acked() -> None:
+    js = FakeJetStream()
+    event = encounter()
+    msg = await deliver(js, serialize_event(event), subject_for(event))
+    assert msg.outcome == "ack"
+    assert len(js.stored) == 5
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xff\xfe garbage", "not JSON"),
+        (b"{not json", "not JSON"),
+        (b"[1, 2, 3]", "not a JSON object"),
+        (b'{"hello": "world"}', "type"),
+        (serialize_event(encounter()).replace(b'"ice"', b'"la migra"'), "agency_stated"),
+    ],
+    ids=["binary", "broken-json", "json-array", "not-an-event", "invalid-report"],
+)
+async def test_an_unreadable_message_is_dead_lettered_and_rejected(
+    payload: bytes, reason: str
+) -> None:
+    js = FakeJetStream()
+    msg = await deliver(js, payload, REPORT_SUBJECT, seq=99)
+    assert msg.outcome == "reject"  # terminated: never redelivered, never silently acked
+    [dead] = js.events()
+    assert isinstance(dead, MessageDeadLettered)
+    assert dead.data.stream_sequence == 99
+    assert reason in dead.data.reason
+
+
+async def test_an_event_of_the_wrong_type_is_dead_lettered_not_decided() -> None:
+    js = FakeJetStream()
+    wrong = encounter().model_dump()
+    decided = EscalationDecided.model_validate({
+        **{k: v for k, v in wrong.items() if k not in ("type", "data")},
+        "data": {"routes": [], "severity": "high", "notify_roles": [], "require_ack": [],
+                 "recipients": []},
+    })
+    msg = await deliver(js, serialize_event(decided), REPORT_SUBJECT)
+    assert msg.outcome == "reject"
+    [dead] = js.events()
+    assert isinstance(dead, MessageDeadLettered)
+    assert "expected encounter.reported, got escalation.decided" in dead.data.reason
+
+
+async def test_a_poison_message_on_a_malformed_subject_is_still_dead_lettered() -> None:
+    js = FakeJetStream()
+    msg = await deliver(js, b"nope", "dooralert.BAD SCHOOL.x.encounter.reported")
+    assert msg.outcome == "reject"
+    [dead] = js.events()
+    assert (dead.school_id, dead.incident_id) == ("unknown", "x")
+
+
+async def test_the_same_poison_message_redelivered_is_dead_lettered_once() -> None:
+    js = FakeJetStream()
+    await deliver(js, b"nope", REPORT_SUBJECT, seq=5)
+    await deliver(js, b"nope", REPORT_SUBJECT, seq=5, delivered=2)
+    assert len(js.stored) == 1
+
+
+async def test_a_poison_message_that_cannot_be_recorded_is_retried_not_dropped() -> None:
+    js = FakeJetStream()
+    js.fail_with = RuntimeError("stream unavailable")
+    msg = await deliver(js, b"nope", REPORT_SUBJECT)
+    assert msg.outcome == "nack"
+    assert msg.delay == 2.0
+
+
+async def test_a_failing_handler_is_retried_after_a_delay() -> None:
+    js = FakeJetStream()
+    js.fail_with = RuntimeError("stream unavailable")
+    event = encounter()
+    msg = await deliver(js, serialize_event(event), subject_for(event))
+    assert msg.outcome == "nack"
+    assert msg.delay == 2.0
+    assert js.stored == []
+
+
+async def test_a_report_is_retried_when_jetstream_keeps_timing_out() -> None:
+    js = FakeJetStream()
+    js.fail_with = NatsTimeoutError()
+    event = encounter()
+    msg = await deliver(js, serialize_event(event), subject_for(event))
+    assert msg.outcome == "nack"
+    assert js.publishes > 1  # publish_event retried within publish_retry_seconds first
+
+
+async def test_a_handler_asking_for_a_retry_is_nacked_with_its_delay() -> None:
+    js = FakeJetStream()
+    event = encounter()
+    msg = FakeMessage(serialize_event(event), subject_for(event))
+
+    async def later(_: Event, __: Any) -> float:
+        return 7.5
+
+    await run_handler(msg, js=js, consumer="router",  # type: ignore[arg-type]
+                      expect=EncounterReported, handle=later)
+    assert (msg.outcome, msg.delay) == ("nack", 7.5)
