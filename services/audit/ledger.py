@@ -31,7 +31,7 @@ from pathlib import Path
 from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from services.audit.merkle import CompactRange, MerkleError
 from services.audit.note import (
@@ -47,6 +47,10 @@ from services.common.logging import get_logger
 from services.common.streams import CHECKPOINTS_STREAM, STREAM, SUBJECT_PREFIX
 
 log = get_logger("dooralert.ledger")
+
+# NATS hiccups the ledger waits out (a server restart, a cluster leader election).
+_TRANSIENT = (APIError, NatsTimeoutError, NoRespondersError, ConnectionClosedError,
+              asyncio.TimeoutError)
 
 DEFAULT_EVERY = 1000
 DEFAULT_SECONDS = 10.0
@@ -136,6 +140,13 @@ class Ledger:
             tree = None
             log.warning("ledger.rebuild", reason=f"checkpoint state unreadable: {exc}",
                         size=cp.size)
+        last_seq = (await self.js.stream_info(STREAM)).state.last_seq
+        if last_seq < cp.size:
+            raise ForkRefused(
+                f"DOORALERT ends at seq {last_seq} but the last checkpoint signed size {cp.size}: "
+                "the log was truncated or restored from an older copy. The ledger will not sign "
+                "a fork; run `dooralert audit verify` and investigate."
+            )
         if tree is None or tree.size != cp.size or tree.root() != cp.root:
             tree = await self._rebuild(cp)
         self.tree = tree
@@ -214,17 +225,19 @@ class Ledger:
                     if self.clock() - idle_since >= STALL_CHECK_SECONDS:
                         idle_since = self.clock()
                         if await self._stalled():
-                            with contextlib.suppress(Exception):
-                                await psub.unsubscribe()
-                            psub = await self._subscribe()
+                            psub = await self._resubscribe(psub, stop)
+                except _TRANSIENT as exc:
+                    log.warning("ledger.fetch_failed", error=repr(exc))
+                    await asyncio.sleep(0.5)
+                    psub = await self._resubscribe(psub, stop)
+                    continue
                 for m in msgs:
                     seq = m.metadata.sequence.stream
                     if seq <= self.tree.size:
                         continue  # redelivered after a resubscribe
                     if seq > self.tree.size + 1:
                         await self._check_gap(self.tree.size + 1, seq)
-                        await psub.unsubscribe()
-                        psub = await self._subscribe()
+                        psub = await self._resubscribe(psub, stop)
                         break
                     self._take(self.tree, seq, m.data)
                     if self.tree.size - self._anchored >= self.every:
@@ -243,12 +256,27 @@ class Ledger:
             config=reader_config(self.tree.size + 1, inactive_threshold=60.0),
         )
 
+    async def _resubscribe(self, old, stop: asyncio.Event):  # type: ignore[no-untyped-def]
+        """A fresh reader from the tree's next seq, retried while NATS is unavailable."""
+        with contextlib.suppress(Exception):
+            await old.unsubscribe()
+        delay = 0.2
+        while True:
+            try:
+                return await self._subscribe()
+            except _TRANSIENT as exc:
+                if stop.is_set():
+                    raise
+                log.warning("ledger.subscribe_failed", error=repr(exc), delay=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     async def _stalled(self) -> bool:
         """Idle, yet the stream holds more than the tree: the consumer was lost (a server
         restart drops in-memory ephemeral consumers); the caller subscribes again."""
         try:
             last_seq = (await self.js.stream_info(STREAM)).state.last_seq
-        except (NatsTimeoutError, NoRespondersError, asyncio.TimeoutError):
+        except _TRANSIENT:
             return False
         if last_seq > self.tree.size:
             log.warning("ledger.resubscribe", reason="stalled", size=self.tree.size,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from pydantic import ValidationError
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -18,7 +19,19 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from schemas.events import EncounterReported, parse_event
+from schemas.events import (
+    EncounterReported,
+    EncounterUpdated,
+    EncounterUpdatedData,
+    Event,
+    IncidentAcknowledged,
+    IncidentAcknowledgedData,
+    IncidentResolved,
+    IncidentResolvedData,
+    derive_id,
+    new_event_id,
+    parse_event,
+)
 from schemas.report import Agency, Document, Entry, Purpose, SignedByJudge
 from services.common.directory import Directory, School
 from services.common.incident import IncidentState, fold
@@ -32,10 +45,11 @@ from services.common.streams import (
     publish_event,
     read_incident,
 )
-from services.common.tokens import check_view_token, view_token
+from services.common.tokens import TokenError, check_view_token, read_ack_token, view_token
 from services.intake.reports import (
     ReportInvalid,
     encounter_event,
+    field_errors,
     incident_id_for,
     parse_report,
     same_report,
@@ -222,7 +236,137 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
     @app.get("/api/v1/incidents/{incident_id}")
     async def get_incident(incident_id: str, request: Request, token: str | None = None) -> Any:
         state_ = await authorised_incident(request, incident_id, token)
-        return JSONResponse(state_.model_dump(mode="json"))
+        doc = state_.model_dump(mode="json")
+        doc["roles"] = [r.model_dump(mode="json") for r in state_.roles()]
+        return JSONResponse(doc)
+
+    # --- follow-ups and acknowledgements -------------------------------------------------
+
+    async def append(event: Event) -> None:
+        try:
+            await publish_event(js(), event, timeout=settings.publish_timeout_seconds,
+                                retry_for=settings.publish_retry_seconds)
+        except Exception as exc:  # noqa: BLE001
+            raise Unavailable() from exc
+
+    async def staff_incident(request: Request, incident_id: str, key: str | None
+                             ) -> tuple[IncidentState, str]:
+        school = authorise(key)
+        incident = await project(incident_id)
+        if incident is None:
+            raise ApiError(404, "no such incident")
+        if incident.school_id != school.id:
+            raise ApiError(403, "this intake key is for another school")
+        assert key is not None
+        return incident, key
+
+    def envelope(incident: IncidentState, *, actor: str, now: datetime) -> dict[str, Any]:
+        return {"source": "intake", "incident_id": incident.incident_id,
+                "school_id": incident.school_id, "occurred_at": now, "recorded_at": now,
+                "correlation_id": incident.incident_id, "actor": actor}
+
+    async def follow_up(incident: IncidentState, key: str, raw: Any, *, resolve: bool) -> str:
+        if incident.status == "resolved":
+            raise ApiError(409, "the incident is already resolved")
+        now = datetime.now(UTC)
+        model = IncidentResolvedData if resolve else EncounterUpdatedData
+        try:
+            data = model.model_validate(raw if raw is not None else {})
+        except ValidationError as exc:
+            raise ReportInvalid(field_errors(exc)) from None
+        if not resolve and not data.model_dump(exclude_none=True):
+            raise ReportInvalid([{"field": "(body)", "reason": "nothing changed"}])
+        cls = IncidentResolved if resolve else EncounterUpdated
+        event = cls(id=new_event_id(), data=data,  # type: ignore[arg-type]
+                    **envelope(incident, actor=_actor(key), now=now))
+        await append(event)
+        log.info(event.type, incident=incident.incident_id, school=incident.school_id)
+        return event.id
+
+    async def json_body(request: Request) -> Any:
+        body = await read_body(request)
+        if not body.strip():
+            return None
+        try:
+            return json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ReportInvalid([{"field": "(body)", "reason": f"not valid JSON: {exc}"}]) from None
+
+    @app.post("/api/v1/incidents/{incident_id}/updates", status_code=202)
+    async def post_update(incident_id: str, request: Request) -> JSONResponse:
+        incident, key = await staff_incident(request, incident_id, _bearer(request))
+        event_id = await follow_up(incident, key, await json_body(request), resolve=False)
+        return JSONResponse({"incident_id": incident_id, "event_id": event_id}, 202)
+
+    @app.post("/api/v1/incidents/{incident_id}/resolve", status_code=202)
+    async def post_resolve(incident_id: str, request: Request) -> JSONResponse:
+        incident, key = await staff_incident(request, incident_id, _bearer(request))
+        event_id = await follow_up(incident, key, await json_body(request), resolve=True)
+        return JSONResponse({"incident_id": incident_id, "event_id": event_id}, 202)
+
+    async def acknowledge(token: str, *, via: str, record: bool) -> tuple[int, str, str | None]:
+        """Check an ack token; record the ack when asked. (status, message, incident id)."""
+        now = datetime.now(UTC)
+        try:
+            claim = read_ack_token(secret, token, now=now)
+        except TokenError as exc:
+            return 400, str(exc), None
+        incident = await project(claim.incident_id)
+        if incident is None or incident.school_id != claim.school_id:
+            return 404, "this incident is not in the log", None
+        if any(a.role == claim.role and a.contact_id == claim.contact_id
+               for a in incident.acknowledgements):
+            return 409, "already acknowledged: this link has been used", incident.incident_id
+        if incident.status == "resolved":
+            return 409, "the incident has been resolved; no acknowledgement needed", \
+                incident.incident_id
+        if not record:
+            return 200, "confirm", incident.incident_id
+        event = IncidentAcknowledged(
+            id=derive_id(incident.incident_id, "acknowledged", claim.role, claim.contact_id),
+            data=IncidentAcknowledgedData(role=claim.role, contact_id=claim.contact_id,
+                                          notification_id=claim.notification_id,
+                                          via=via),  # type: ignore[arg-type]
+            **envelope(incident, actor=f"contact:{claim.contact_id}", now=now),
+        )
+        await append(event)
+        log.info("incident.acknowledged", incident=incident.incident_id, role=claim.role,
+                 contact=claim.contact_id, via=via)
+        return 202, "acknowledged", incident.incident_id
+
+    @app.post("/api/v1/incidents/{incident_id}/ack", status_code=202)
+    async def post_ack(incident_id: str, request: Request) -> JSONResponse:
+        raw = await json_body(request)
+        token = raw.get("token") if isinstance(raw, dict) else None
+        if not isinstance(token, str):
+            raise ReportInvalid([{"field": "token", "reason": "required"}])
+        status, message, found = await acknowledge(token, via="api", record=True)
+        if found is not None and found != incident_id:
+            raise ApiError(400, "the token is for another incident")
+        if status >= 400:
+            raise ApiError(status, message)
+        return JSONResponse({"incident_id": incident_id, "status": message}, status)
+
+    def ack_page(request: Request, token: str, status: int, message: str) -> HTMLResponse:
+        resp = TEMPLATES.TemplateResponse(
+            request, "ack.html",
+            {"token": token, "status": status, "message": message, "district": directory.district},
+            status_code=200 if status in (200, 202) else status,
+        )
+        resp.headers["Referrer-Policy"] = "no-referrer"
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+
+    @app.get("/ack/{token}", response_class=HTMLResponse)
+    async def ack_confirm(token: str, request: Request) -> HTMLResponse:
+        # A GET never acknowledges: mail scanners follow links.
+        status, message, _ = await acknowledge(token, via="link", record=False)
+        return ack_page(request, token, status, message)
+
+    @app.post("/ack/{token}", response_class=HTMLResponse)
+    async def ack_record(token: str, request: Request) -> HTMLResponse:
+        status, message, _ = await acknowledge(token, via="link", record=True)
+        return ack_page(request, token, status, message)
 
     async def authorised_incident(
         request: Request, incident_id: str, token: str | None
@@ -297,6 +441,27 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
             phone = directory.district.emergency_phone or "the law department"
             return form_page(request, values=values, errors={}, status=503,
                              banner=f"Could not record the report. Call {phone} now.")
+        return RedirectResponse(urls(incident_id)["page_url"], status_code=303)
+
+    @app.post("/incidents/{incident_id}/followup", response_class=HTMLResponse)
+    async def followup_form(incident_id: str, request: Request) -> Response:
+        from urllib.parse import parse_qsl
+
+        body = await read_body(request)
+        values = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        key = values.get("intake_key", "").strip() or None
+        action = values.get("action", "")
+        try:
+            incident, key_ = await staff_incident(request, incident_id, key)
+            if action == "resolve":
+                await follow_up(incident, key_, {}, resolve=True)
+            elif action == "agents_left":
+                await follow_up(incident, key_, {"entry": "left"}, resolve=False)
+            else:
+                raise ApiError(422, "unknown action")
+        except (ApiError, ReportInvalid) as exc:
+            status = exc.status if isinstance(exc, ApiError) else 422
+            return HTMLResponse(f"<!doctype html><title>dooralert</title><p>{exc}</p>", status)
         return RedirectResponse(urls(incident_id)["page_url"], status_code=303)
 
     @app.get("/incidents/{incident_id}", response_class=HTMLResponse)

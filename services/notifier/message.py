@@ -184,10 +184,9 @@ def build_email(
     msg["Message-ID"] = message_id(request.data.notification_id)
     msg["X-Dooralert-Incident"] = report.incident_id
     msg["Auto-Submitted"] = "auto-generated"
-    if lang != "en":
-        msg["Content-Language"] = lang
     msg.set_content(tpl.render(lang, f"{variant}.txt", values))
     msg.add_alternative(tpl.render(lang, f"{variant}.html", values), subtype="html")
+    msg["Content-Language"] = lang  # after set_content, which drops Content-* headers
     return msg
 
 

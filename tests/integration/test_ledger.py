@@ -134,17 +134,22 @@ async def test_restart_resumes_from_the_last_checkpoint_without_rereading_the_lo
     assert result.ok and result.anchored == 13, result.render()
 
 
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [(3, "does not hash to the last signed checkpoint"), (100, "ends at seq 3")],
+    ids=["changed", "truncated"],
+)
 async def test_restart_refuses_to_sign_on_when_the_log_no_longer_matches_its_checkpoint(
-    js: JetStreamContext, signer: Signer
+    js: JetStreamContext, signer: Signer, size: int, message: str
 ) -> None:
     await publish_reports(js, 3)
-    # A signed checkpoint whose root the log does not hash to, without resume state: the
-    # ledger must rebuild, notice, and stop rather than sign a fork.
-    bogus = sign_checkpoint(signer, Checkpoint(ORIGIN, 3, b"\x01" * 32))
-    await js.publish(checkpoint_subject(ORIGIN), bogus.encode(),
-                     stream=CHECKPOINTS_STREAM)
-    with pytest.raises(ForkRefused, match="size 3"):
+    # A signed checkpoint the log does not match, without resume state: the ledger must
+    # notice and stop rather than sign a fork.
+    bogus = sign_checkpoint(signer, Checkpoint(ORIGIN, size, b"\x01" * 32))
+    await js.publish(checkpoint_subject(ORIGIN), bogus.encode(), stream=CHECKPOINTS_STREAM)
+    with pytest.raises(ForkRefused, match=message):
         await Ledger(js, signer, origin=ORIGIN).run(asyncio.Event())
+    assert len(await read_checkpoint_notes(js)) == 1  # nothing signed
 
 
 async def test_online_verify_reports_events_after_the_last_checkpoint_as_unanchored(

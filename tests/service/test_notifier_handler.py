@@ -64,7 +64,8 @@ class FakeJetStream:
     """Stores what is published, dropping a repeated Nats-Msg-Id as the server does."""
 
     def __init__(self) -> None:
-        self.stored: list[tuple[str, bytes]] = []
+        self.stored: list[tuple[str, bytes]] = []  # the DOORALERT stream
+        self.other_streams: list[tuple[str | None, str, bytes]] = []  # e.g. timers
         self.publishes = 0
         self.fail_with: Exception | None = None
         self._ids: set[str] = set()
@@ -76,6 +77,9 @@ class FakeJetStream:
         if self.fail_with is not None:
             raise self.fail_with
         msg_id = (headers or {}).get("Nats-Msg-Id")
+        if stream not in (None, "DOORALERT"):
+            self.other_streams.append((stream, subject, payload))
+            return PubAck(stream=stream, seq=len(self.other_streams))
         if msg_id is not None and msg_id in self._ids:
             return PubAck(stream=stream or "DOORALERT", seq=len(self.stored), duplicate=True)
         if msg_id is not None:
@@ -153,6 +157,7 @@ MAX_ATTEMPTS = 3
 
 @pytest.fixture
 def settings(smtp: SmtpServer) -> Settings:
+    """Replaces the shared `settings` fixture here: no nats-server is needed for these tests."""
     return Settings(
         smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_timeout=5.0,
         secret_key="test-secret",  # type: ignore[arg-type]
