@@ -181,25 +181,87 @@ def audit_replay(
     raise typer.Exit(code)
 
 
-@rules_app.command("check")
-def rules_check(
-    file: Annotated[Path, typer.Argument(help="rules.yaml")],
-    district: Annotated[Optional[Path], typer.Option(help="district.yaml to check roles against")] = None,
-) -> None:
-    """Validate a rules file in full; exit non-zero with precise errors."""
+def _rules_and_directory(file: Path, district: Optional[Path]):  # type: ignore[no-untyped-def]
     from services.common.directory import load_directory
     from services.router.rules import load_rules
 
+    rules = load_rules(file)
+    base = district or (file.parent if file.is_file() else file)
+    if district is not None and district.is_file():
+        base = district.parent
+    directory = load_directory(base) if (base / "district.yaml").exists() else None
+    return rules, directory
+
+
+@rules_app.command("check")
+def rules_check(
+    file: Annotated[Path, typer.Argument(help="rules.yaml")],
+    district: Annotated[Optional[Path], typer.Option(
+        help="district.yaml (or its directory); default: beside the rules file")] = None,
+) -> None:
+    """Validate a rules file in full; exit non-zero with precise errors."""
     try:
-        rules = load_rules(file)
-        if district is not None:
-            load_directory(district.parent if district.is_file() else district)
+        rules, directory = _rules_and_directory(file, district)
     except ConfigError as exc:
         _fail(str(exc), 1)
         return
-    for warning in rules.warnings():
+    warnings = list(rules.warnings())
+    if directory is not None:
+        roles = {r for route in rules.routes for r in route.notify}
+        for role in sorted(roles):
+            if not any(directory.contacts_for(role, s.id) for s in directory.schools):
+                warnings.append(f'role "{role}" has no contact in district.yaml')
+    for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
-    typer.echo(f"{file}: ok, {len(rules.routes)} routes")
+    typer.echo(f"{file}: ok, {len(rules.routes)} routes, {len(rules.escalation.tiers)} "
+               f"escalation tiers, {len(rules.patterns)} patterns")
+
+
+@rules_app.command("explain")
+def rules_explain(
+    file: Annotated[Path, typer.Argument(help="rules.yaml")],
+    report_file: Annotated[Path, typer.Option("--report", help="a report as JSON")],
+    district: Annotated[Optional[Path], typer.Option(help="district.yaml or its directory")] = None,
+) -> None:
+    """Show which routes match a report and who would be told. Sends nothing."""
+    import json as _json
+    from datetime import UTC, datetime
+
+    from services.intake.reports import ReportInvalid, encounter_event, parse_report
+    from services.router.decide import decide
+
+    try:
+        rules, directory = _rules_and_directory(file, district)
+    except ConfigError as exc:
+        _fail(str(exc), 1)
+        return
+    if directory is None:
+        _fail("no district.yaml beside the rules file; pass --district", 1)
+        return
+    now = datetime.now(UTC)
+    try:
+        report = parse_report(_json.loads(report_file.read_text()), now=now)
+    except (OSError, ValueError) as exc:
+        _fail(f"{report_file}: {exc}", 1)
+        return
+    except ReportInvalid as exc:
+        _fail(f"{report_file}: invalid report: {exc}", 1)
+        return
+    event = encounter_event(report, incident_id="explain", actor="cli", now=now)
+    decided = decide(event, rules=rules, directory=directory, now=now)[0].data  # type: ignore[attr-defined]
+    matched = ", ".join(decided.routes) or "(none: law and safety are told as a safety net)"
+    typer.echo(f"routes:      {matched}")
+    typer.echo(f"severity:    {decided.severity}")
+    typer.echo(f"notify:      {', '.join(decided.notify_roles)}")
+    if decided.require_ack:
+        wait = (decided.ack_deadline - now).total_seconds() if decided.ack_deadline else 0
+        typer.echo(f"must ack:    {', '.join(decided.require_ack)} within {wait:.0f}s")
+    for r in decided.recipients:
+        contact = directory.contact(r.contact_id)
+        typer.echo(f"  {r.role:<15} {r.contact_id:<20} {contact.name if contact else '?':<36} "
+                   f"{r.channel}")
+    if decided.unresolved_roles:
+        typer.echo(f"nobody to tell for: {', '.join(decided.unresolved_roles)}")
 
 
 @keys_app.command("intake")

@@ -61,8 +61,8 @@ def decide(
     seen: set[tuple[str, str]] = set()
     for role in roles:
         contacts = directory.contacts_for(role, event.school_id)
-        if not contacts:
-            unresolved.append(role)
+        if not any(first_channel(c, channels) for c in contacts):
+            unresolved.append(role)  # nobody holds it, or nobody we can reach
         for contact in contacts:
             channel = first_channel(contact, channels)
             if channel is None or (contact.id, channel) in seen:

@@ -208,6 +208,12 @@ def _check_condition(where: str, field: str, cond: Condition) -> None:
     values = cond.in_ if isinstance(cond, InList) else [cond]
     _, allowed = _field_values(field)
     if allowed is None:
+        ann = EncounterReport.model_fields[field].annotation
+        want = int if ann is int or "int" in str(ann) else str
+        for value in values:
+            if type(value) is not want:
+                raise ValueError(f"{where}: {field} is {want.__name__}, so {value!r} can never "
+                                 "match")
         return
     for value in values:
         if value not in allowed or (isinstance(value, bool) != isinstance(next(iter(allowed)), bool)):

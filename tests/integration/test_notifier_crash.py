@@ -1,6 +1,8 @@
 """The notifier as a real process, SIGKILLed mid-burst and restarted: every recipient gets
-every alert; a duplicate (same Message-ID twice) is possible only for a message the SMTP
-server accepted just before the kill, so there are at most as many as in-flight sends."""
+every alert. A duplicate (the same Message-ID twice) happens only for a send the SMTP server
+accepted in the instant before the kill, before its delivery record was written: with one
+worker that is at most one per crash; with N concurrent workers at most N per crash (measured:
+1-2 per crash with 16 workers)."""
 
 from __future__ import annotations
 
@@ -15,12 +17,14 @@ from typing import Any
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from services.common.settings import Settings
 from services.common.streams import STREAM, SUBJECT_PREFIX
 from services.common.streams import publish_event
 from tests.fixtures.notifier_support import encounter, request
 from tests.support import REPO, EXAMPLES, eventually
 
 INCIDENTS = 200
+WORKERS = Settings().notifier_workers  # in-flight sends the kill can interrupt
 # Example config contacts (email only): one alert each per incident.
 CONTACTS = [("law-dept", "law"), ("safety-office", "safety"), ("principal-hamline", "principal")]
 
@@ -85,4 +89,4 @@ async def test_sigkill_mid_burst_loses_no_alert_and_duplicates_at_most_in_flight
     assert len(counts) == expected
     assert all(per_recipient[addr] >= INCIDENTS for addr in per_recipient) and \
         len(per_recipient) == len(CONTACTS)
-    assert duplicates <= crashes
+    assert duplicates <= crashes * WORKERS
