@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, computed_field
 
 from schemas.events import (
     EncounterReported,
@@ -119,6 +119,12 @@ class IncidentState(BaseModel):
 
     def has_escalation(self, tier: int, reason: str, contact_id: str | None = None) -> bool:
         return self.escalation(tier, reason, contact_id) is not None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def required_roles(self) -> list[RoleStatus]:
+        """Per role that must acknowledge: notified at, acknowledged at and by whom."""
+        return self.roles()
 
     def roles(self) -> list[RoleStatus]:
         out = []

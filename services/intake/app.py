@@ -236,9 +236,7 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
     @app.get("/api/v1/incidents/{incident_id}")
     async def get_incident(incident_id: str, request: Request, token: str | None = None) -> Any:
         state_ = await authorised_incident(request, incident_id, token)
-        doc = state_.model_dump(mode="json")
-        doc["roles"] = [r.model_dump(mode="json") for r in state_.roles()]
-        return JSONResponse(doc)
+        return JSONResponse(state_.model_dump(mode="json"))
 
     # --- follow-ups and acknowledgements -------------------------------------------------
 

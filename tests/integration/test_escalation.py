@@ -138,7 +138,7 @@ async def test_acknowledged_in_time_means_no_escalation(fast, js, client, smtp):
         assert await events_of(js, incident_id, "escalation.raised") == []
         state = (await client.get(f"/api/v1/incidents/{incident_id}",
                                   headers={"Authorization": f"Bearer {HAMLINE_KEY}"})).json()
-        roles = {r["role"]: r for r in state["roles"]}
+        roles = {r["role"]: r for r in state["required_roles"]}
         assert roles["law"]["acknowledged_by"] == "law-dept" and roles["law"]["notified_at"]
         assert roles["safety"]["acknowledged_at"] is not None
     finally:
