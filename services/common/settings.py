@@ -70,3 +70,5 @@ class Settings(BaseSettings):
     smtp_idle_seconds: float = 30.0
     # Notification requests processed at once; a slow target holds only one of them.
     notifier_workers: int = 16
+    # Acknowledgement links in alerts stay valid this long.
+    ack_link_days: int = 7

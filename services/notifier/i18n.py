@@ -94,3 +94,37 @@ def protocol(document: Document, language: str) -> str:
 
 def role_name(role: str, language: str) -> str:
     return _ROLES.get(language, _ROLES["en"]).get(role, role)
+
+
+# What kind of notification this is, said first (subject prefix, headline) — per language.
+_KIND_TEXT: dict[str, dict[str, tuple[str, str]]] = {
+    "en": {
+        "escalation": ("ESCALATED: ", "ESCALATION: this alert has not been acknowledged in time. "
+                                      "Please respond now."),
+        "update": ("UPDATE: ", "UPDATE: the situation at the door has changed. Current details "
+                               "below."),
+        "resolved": ("ALL CLEAR: ", "ALL CLEAR: the incident has been resolved. No further "
+                                    "action is needed."),
+    },
+    "es": {
+        "escalation": ("ESCALADO: ", "ESCALAMIENTO: esta alerta no ha sido confirmada a tiempo. "
+                                     "Por favor responda ahora."),
+        "update": ("ACTUALIZACIÓN: ", "ACTUALIZACIÓN: la situación en la puerta ha cambiado. "
+                                      "Detalles actuales abajo."),
+        "resolved": ("DESPEJADO: ", "TODO DESPEJADO: el incidente se ha resuelto. No se necesita "
+                                    "más acción."),
+    },
+}
+_ACK_TEXT = {
+    "en": "Acknowledge (you are handling it)",
+    "es": "Confirmar (usted se encarga)",
+}
+
+
+def kind_text(kind: str, language: str) -> tuple[str, str]:
+    """(subject prefix, headline) for a notification kind; empty for the first alert."""
+    return _KIND_TEXT.get(language, _KIND_TEXT["en"]).get(kind, ("", ""))
+
+
+def ack_text(language: str) -> str:
+    return _ACK_TEXT.get(language, _ACK_TEXT["en"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from faststream import FastStream
@@ -27,11 +27,14 @@ from schemas.events import (
     NotificationRequested,
     NotificationSent,
     NotificationSentData,
+    PatternDetected,
     derive_id,
     parse_event,
 )
 from services.common.consumer import raw_decoder, run_handler
-from services.common.directory import Directory, EmailChannel, WebhookChannel
+from services.common.directory import Contact, Directory, EmailChannel, WebhookChannel
+from services.common.incident import fold
+from services.common.tokens import AckClaim, ack_token
 from services.common.logging import get_logger
 from services.common.settings import Settings
 from services.common.streams import (
@@ -39,6 +42,7 @@ from services.common.streams import (
     STREAM,
     SUBJECT_PREFIX,
     get_last,
+    read_incident,
     publish_event,
 )
 from services.common.tokens import view_token
@@ -50,6 +54,7 @@ from services.notifier.channels import (
 from services.notifier.deadletters import ADVISORY_SUBJECT, record_advisory
 from services.notifier.message import (
     AlertContext,
+    build_pattern_email,
     TemplateCheckError,
     build_email,
     default_templates,
@@ -198,6 +203,8 @@ class Notifier:
         channel = next((c for c in contact.channels if c.type == d.channel), None)
         if channel is None:
             raise PermanentDeliveryError(f'contact "{d.contact_id}" has no {d.channel} channel')
+        if d.kind == "pattern":
+            return await self._deliver_pattern(req, contact, channel)
         raw = await get_last(
             self.js, f"{SUBJECT_PREFIX}.{req.school_id}.{req.incident_id}.encounter.reported"
         )
@@ -205,13 +212,28 @@ class Notifier:
             raise TransientDeliveryError("the incident's report is not in the log yet")
         report = parse_event(raw)
         assert isinstance(report, EncounterReported)
+        if d.kind in ("update", "resolved"):
+            # Follow-ups show the report as it stands now, updates applied.
+            state = fold(await read_incident(self.js, req.incident_id))
+            if state is not None and state.report is not None:
+                report = report.model_copy(update={"data": state.report})
         school = self.directory.school(req.school_id)
         school_name = school.name if school else req.school_id
-        token = view_token(self.settings.secret_key.get_secret_value(), req.incident_id)
+        secret = self.settings.secret_key.get_secret_value()
+        token = view_token(secret, req.incident_id)
         status_url = f"{self.settings.base_url}/incidents/{req.incident_id}?token={token}"
+        ack_url = None
+        if d.kind in ("alert", "escalation"):
+            expires = datetime.now(UTC) + timedelta(days=self.settings.ack_link_days)
+            claim = AckClaim(req.incident_id, req.school_id, d.role, d.contact_id,
+                             d.notification_id, int(expires.timestamp()))
+            ack_url = f"{self.settings.base_url}/ack/{ack_token(secret, claim)}"
         if isinstance(channel, WebhookChannel):
             payload = webhook_payload(req, report, school_name=school_name,
                                       status_url=status_url)
+            payload["kind"] = d.kind
+            if ack_url:
+                payload["ack_url"] = ack_url
             return await post_webhook(
                 self.http(), channel.url, payload, secret=self.webhook_secret,
                 now=datetime.now(UTC), timeout=self.settings.webhook_timeout,
@@ -227,7 +249,40 @@ class Notifier:
         )
         message = build_email(
             request=req, report=report, ctx=ctx, sender=self.settings.smtp_from,
-            to=channel.address, language=contact.language,
+            to=channel.address, language=contact.language, ack_url=ack_url,
+        )
+        return await self.smtp.send(message)
+
+    async def _deliver_pattern(self, req: NotificationRequested, contact: Contact,
+                               channel: EmailChannel | WebhookChannel) -> str:
+        raw = await get_last(
+            self.js, f"{SUBJECT_PREFIX}.{req.school_id}.{req.incident_id}.pattern.detected")
+        if raw is None:
+            raise TransientDeliveryError("the pattern event is not in the log yet")
+        pattern = parse_event(raw)
+        assert isinstance(pattern, PatternDetected)
+        names = {s.id: s.name for s in self.directory.schools}
+        if isinstance(channel, WebhookChannel):
+            payload: dict[str, object] = {
+                "type": "dooralert.pattern", "kind": "pattern",
+                "delivery_id": req.data.notification_id, "pattern": pattern.data.pattern,
+                "window_minutes": pattern.data.window_minutes,
+                "incident_ids": pattern.data.incident_ids,
+                "schools": [{"id": s, "name": names.get(s, s)} for s in pattern.data.school_ids],
+                "severity": pattern.data.severity,
+            }
+            return await post_webhook(
+                self.http(), channel.url, payload, secret=self.webhook_secret,
+                now=datetime.now(UTC), timeout=self.settings.webhook_timeout,
+            )
+        ctx = AlertContext(
+            district_name=self.directory.district.name, school_name="", timezone="UTC",
+            recipient_name=contact.name, status_url="",
+            emergency_phone=self.directory.district.emergency_phone,
+        )
+        message = build_pattern_email(
+            request=req, pattern=pattern, school_names=names, ctx=ctx,
+            sender=self.settings.smtp_from, to=channel.address, language=contact.language,
         )
         return await self.smtp.send(message)
 

@@ -25,9 +25,9 @@ from jinja2 import (
     select_autoescape,
 )
 
-from schemas.events import EncounterReported, NotificationRequested
+from schemas.events import EncounterReported, NotificationRequested, PatternDetected
 from schemas.report import EncounterReport
-from services.notifier.i18n import LANGUAGES, label, protocol, role_name
+from services.notifier.i18n import LANGUAGES, ack_text, kind_text, label, protocol, role_name
 
 TEMPLATES = Path(__file__).parent / "templates"
 KINDS = ("txt", "html")
@@ -94,7 +94,8 @@ class Templates:
             ]
             for name in sorted(names):
                 try:
-                    out = self.render(lang, name, _values(sample, lang, role="law"))
+                    out = self.render(lang, name, _values(sample, lang, role="law",
+                                                          kind="escalation", ack_url="http://x/a"))
                 except TemplateError as exc:
                     where = f"{self.root / lang / name}"
                     line = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
@@ -143,11 +144,18 @@ def _sample() -> _Sample:
     return _Sample(r, ctx, "critical", "sample-incident")
 
 
-def _values(s: _Sample, language: str, *, role: str) -> dict[str, Any]:
+def _values(s: _Sample, language: str, *, role: str, kind: str = "alert",
+            ack_url: str | None = None) -> dict[str, Any]:
     r = s.r
     assert r.occurred_at is not None
     local = r.occurred_at.astimezone(ZoneInfo(s.ctx.timezone))
+    prefix, headline = kind_text(kind, language)
     return {
+        "kind": kind,
+        "subject_prefix": prefix,
+        "headline": headline,
+        "ack_url": ack_url,
+        "ack_label": ack_text(language),
         "r": r,
         "ctx": s.ctx,
         "severity": s.severity,
@@ -168,13 +176,18 @@ def build_email(
     to: str,
     language: str = "en",
     templates: Templates | None = None,
+    ack_url: str | None = None,
 ) -> EmailMessage:
+    """The email for one notification. `report` is the incident's current report (for an
+    update, with the changes applied); `ack_url` is the recipient's acknowledgement link."""
     tpl = templates or default_templates()
     lang = language if language in LANGUAGES else "en"
     values = _values(
         _Sample(report.data, ctx, request.data.severity, report.incident_id), lang,
-        role=request.data.role,
+        role=request.data.role, kind=request.data.kind, ack_url=ack_url,
     )
+    # A stand-in for several roles ("law+safety") reads as their names joined.
+    values["role_name"] = " + ".join(role_name(r, lang) for r in request.data.role.split("+"))
     variant = variant_for(request.data.role)
     msg = EmailMessage()
     msg["Subject"] = header_safe(tpl.render(lang, "subject.txt", values))
@@ -187,6 +200,40 @@ def build_email(
     msg.set_content(tpl.render(lang, f"{variant}.txt", values))
     msg.add_alternative(tpl.render(lang, f"{variant}.html", values), subtype="html")
     msg["Content-Language"] = lang  # after set_content, which drops Content-* headers
+    return msg
+
+
+def build_pattern_email(
+    *, request: NotificationRequested, pattern: PatternDetected, school_names: dict[str, str],
+    ctx: AlertContext, sender: str, to: str, language: str = "en",
+) -> EmailMessage:
+    """Encounters at several schools in a short window: one alert to district leadership."""
+    d = pattern.data
+    schools = ", ".join(school_names.get(s, s) for s in d.school_ids)
+    if language == "es":
+        subject = f"[dooralert CRÍTICO] Encuentros en {len(d.school_ids)} escuelas en " \
+                  f"{d.window_minutes} minutos"
+        body = (f"Se reportaron agentes en {len(d.school_ids)} escuelas en los últimos "
+                f"{d.window_minutes} minutos: {schools}.\nPuede tratarse de una operación "
+                f"coordinada. Incidentes: {', '.join(d.incident_ids)}.\n")
+    else:
+        subject = f"[dooralert CRITICAL] Encounters at {len(d.school_ids)} schools within " \
+                  f"{d.window_minutes} minutes"
+        body = (f"Agents were reported at {len(d.school_ids)} schools within "
+                f"{d.window_minutes} minutes: {schools}.\nThis may be a coordinated operation. "
+                f"Incidents: {', '.join(d.incident_ids)}.\n")
+    if ctx.emergency_phone:
+        body += f"District emergency line: {ctx.emergency_phone}\n"
+    msg = EmailMessage()
+    msg["Subject"] = header_safe(subject)
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Date"] = format_datetime(request.recorded_at)
+    msg["Message-ID"] = message_id(request.data.notification_id)
+    msg["X-Dooralert-Incident"] = pattern.incident_id
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(body)
+    msg["Content-Language"] = language
     return msg
 
 

@@ -236,6 +236,34 @@ async def test_update_reaches_everyone_already_notified(fast, js, client, smtp):
             await b.stop()
 
 
+async def test_the_link_in_the_email_acknowledges_and_follow_ups_say_what_they_are(
+        fast, js, client, smtp):
+    brokers = await start_services(fast)
+    try:
+        incident_id = await post_report(client)
+        await eventually(lambda: len(smtp.received) == 4)
+        law = next(m.message for m in smtp.received if "law-oncall@district.example" in m.rcpt)
+        text = law.get_body(("plain",)).get_content()
+        ack_url = next(line.split(": ", 1)[1] for line in text.splitlines()
+                       if line.startswith("Acknowledge"))
+        path = ack_url.split("http://127.0.0.1:8080")[1]
+        assert (await client.post(path)).status_code == 200
+        [ack] = await events_of(js, incident_id, "incident.acknowledged")
+        assert ack.data.role == "law" and ack.data.contact_id == "law-dept"
+
+        await client.post(f"/api/v1/incidents/{incident_id}/updates", json={"entry": "left"},
+                          headers={"Authorization": f"Bearer {HAMLINE_KEY}"})
+        await eventually(lambda: len(smtp.received) == 8)
+        update = next(m.message for m in smtp.received[4:]
+                      if "law-oncall@district.example" in m.rcpt)
+        assert update["Subject"].startswith("UPDATE: ")
+        body = update.get_body(("plain",)).get_content()
+        assert "Agents left" in body and "Acknowledge" not in body
+    finally:
+        for b in brokers:
+            await b.stop()
+
+
 async def test_ack_link_confirms_on_get_records_on_post_and_refuses_reuse(fast, js, client):
     incident_id = await post_report(client)
     token = token_for(fast, incident_id, "law", "law-dept")
@@ -272,6 +300,8 @@ async def test_encounters_at_two_schools_raise_one_pattern_alert(fast, js, clien
         [pattern] = await _patterns(js, 1)
         assert sorted(pattern.data.school_ids) == ["hamline", "lincoln-park"]
         assert [r.contact_id for r in pattern.data.recipients] == ["chief-of-schools"]
+        await eventually(lambda: any("2 schools" in str(m.message["Subject"])
+                                     for m in smtp.received))
     finally:
         for b in brokers:
             await b.stop()
