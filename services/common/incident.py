@@ -150,7 +150,8 @@ def _upsert(state: IncidentState, new: NotificationState) -> IncidentState:
 
 
 def evolve(state: IncidentState | None, event: Event) -> IncidentState:
-    """Apply one event. Idempotent per event: re-applying a delivered one changes nothing."""
+    """Apply one event. A redelivered event leaves statuses, acks and escalations as they
+    were (only the event counter moves)."""
     if state is None:
         state = IncidentState(incident_id=event.incident_id, school_id=event.school_id)
     state = state.model_copy(

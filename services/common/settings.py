@@ -72,3 +72,19 @@ class Settings(BaseSettings):
     notifier_workers: int = 16
     # Acknowledgement links in alerts stay valid this long.
     ack_link_days: int = 7
+
+    # Intake staff pages (issue: staff intake experience, access control).
+    # Staff sign in once per device; the signed session cookie lasts this long.
+    session_lifetime_seconds: float = 30 * 24 * 3600.0
+    # Mark session cookies Secure; default: when public_url is https.
+    cookie_secure: bool | None = None
+    # Write requests (reports, follow-ups, acks) allowed per minute, in bursts of the same size;
+    # 0 turns a limit off. Per school (API key or session) and per client address.
+    rate_limit_school_per_minute: float = 600.0
+    rate_limit_client_per_minute: float = 1200.0
+    # Sign-in attempts per client address per minute (slows intake-key guessing).
+    rate_limit_signin_per_minute: float = 10.0
+    # The incident page's live stream: how often it re-reads the log, and how long one stream
+    # stays open before the browser reconnects.
+    live_poll_seconds: float = 1.0
+    live_max_seconds: float = 600.0

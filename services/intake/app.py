@@ -13,8 +13,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from pydantic import ValidationError
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -32,11 +32,10 @@ from schemas.events import (
     new_event_id,
     parse_event,
 )
-from schemas.report import Agency, Document, Entry, Purpose, SignedByJudge
 from services.common.directory import Directory, School
 from services.common.incident import IncidentState, fold
 from services.common.logging import get_logger
-from services.common.protocol import PROTOCOL, label
+from services.common.protocol import load_protocol
 from services.common.settings import Settings
 from services.common.streams import (
     SUBJECT_PREFIX,
@@ -54,10 +53,11 @@ from services.intake.reports import (
     parse_report,
     same_report,
 )
+from services.intake.pages import Core, install_pages
+from services.intake.security import RateLimiter, SecurityHeaders
 
 log = get_logger("dooralert.intake")
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-TEMPLATES.env.filters["label"] = label
+STATIC = Path(__file__).parent / "static"
 
 
 class ApiError(Exception):
@@ -102,6 +102,26 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
         redoc_url=None,
     )
     secret = settings.secret_key.get_secret_value()
+    protocol = load_protocol(settings.config_dir)
+    school_limiter = RateLimiter(settings.rate_limit_school_per_minute)
+    client_limiter = RateLimiter(settings.rate_limit_client_per_minute)
+
+    def limit(*, school_id: str | None, client: str) -> float:
+        """0 if this write may go ahead; else the seconds to wait (nothing is recorded)."""
+        wait = client_limiter.take(client)
+        if not wait and school_id is not None:
+            wait = school_limiter.take(school_id)
+        if wait:
+            log.warning("intake.rate_limited", school=school_id)
+        return wait
+
+    def api_limit(request: Request, school_id: str | None) -> None:
+        wait = limit(school_id=school_id, client=request.client.host if request.client else "-")
+        if wait:
+            phone = directory.district.emergency_phone
+            raise ApiError(429, f"too many requests; retry in {int(wait) + 1} s"
+                           + (f" (emergency: call {phone})" if phone else ""),
+                           retry_after=int(wait) + 1)
 
     def js() -> JetStreamContext:
         return state["js"]  # type: ignore[no-any-return]
@@ -128,7 +148,7 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
         return school
 
     async def accept(
-        raw: Any, *, school: School, key: str, idempotency_key: str | None
+        raw: Any, *, school: School, actor: str, idempotency_key: str | None
     ) -> tuple[str, bool]:
         """Record one report. Returns (incident id, whether it is new)."""
         if isinstance(raw, dict) and "school_id" in raw and raw["school_id"] != school.id:
@@ -136,7 +156,7 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
         now = datetime.now(UTC)
         report = parse_report(raw, now=now)
         incident_id = incident_id_for(school.id, idempotency_key)
-        event = encounter_event(report, incident_id=incident_id, actor=_actor(key), now=now)
+        event = encounter_event(report, incident_id=incident_id, actor=actor, now=now)
         subject = f"{SUBJECT_PREFIX}.{school.id}.{incident_id}.encounter.reported"
         try:
             if idempotency_key:
@@ -181,6 +201,8 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if exc.status == 429:
+            headers = {"Retry-After": str(exc.extra.get("retry_after", 60))}
         return JSONResponse({"error": exc.message, **exc.extra}, exc.status, headers=headers)
 
     @app.exception_handler(ReportInvalid)
@@ -220,6 +242,7 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
     async def post_encounter(request: Request) -> JSONResponse:
         key = _bearer(request)
         school = authorise(key)
+        api_limit(request, school.id)
         body = await read_body(request)
         try:
             raw = json.loads(body)
@@ -229,7 +252,8 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
         if idem is not None and not (1 <= len(idem) <= 200 and idem.isprintable()):
             raise ReportInvalid([{"field": "Idempotency-Key", "reason": "1-200 printable characters"}])
         assert key is not None
-        incident_id, created = await accept(raw, school=school, key=key, idempotency_key=idem)
+        incident_id, created = await accept(raw, school=school, actor=_actor(key),
+                                            idempotency_key=idem)
         return JSONResponse({"incident_id": incident_id, "created": created, **urls(incident_id)},
                             202)
 
@@ -263,7 +287,7 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
                 "school_id": incident.school_id, "occurred_at": now, "recorded_at": now,
                 "correlation_id": incident.incident_id, "actor": actor}
 
-    async def follow_up(incident: IncidentState, key: str, raw: Any, *, resolve: bool) -> str:
+    async def follow_up(incident: IncidentState, actor: str, raw: Any, *, resolve: bool) -> str:
         if incident.status == "resolved":
             raise ApiError(409, "the incident is already resolved")
         now = datetime.now(UTC)
@@ -276,7 +300,7 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
             raise ReportInvalid([{"field": "(body)", "reason": "nothing changed"}])
         cls = IncidentResolved if resolve else EncounterUpdated
         event = cls(id=new_event_id(), data=data,  # type: ignore[arg-type]
-                    **envelope(incident, actor=_actor(key), now=now))
+                    **envelope(incident, actor=actor, now=now))
         await append(event)
         log.info(event.type, incident=incident.incident_id, school=incident.school_id)
         return event.id
@@ -293,13 +317,17 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
     @app.post("/api/v1/incidents/{incident_id}/updates", status_code=202)
     async def post_update(incident_id: str, request: Request) -> JSONResponse:
         incident, key = await staff_incident(request, incident_id, _bearer(request))
-        event_id = await follow_up(incident, key, await json_body(request), resolve=False)
+        api_limit(request, incident.school_id)
+        event_id = await follow_up(incident, _actor(key), await json_body(request),
+                                   resolve=False)
         return JSONResponse({"incident_id": incident_id, "event_id": event_id}, 202)
 
     @app.post("/api/v1/incidents/{incident_id}/resolve", status_code=202)
     async def post_resolve(incident_id: str, request: Request) -> JSONResponse:
         incident, key = await staff_incident(request, incident_id, _bearer(request))
-        event_id = await follow_up(incident, key, await json_body(request), resolve=True)
+        api_limit(request, incident.school_id)
+        event_id = await follow_up(incident, _actor(key), await json_body(request),
+                                   resolve=True)
         return JSONResponse({"incident_id": incident_id, "event_id": event_id}, 202)
 
     async def acknowledge(token: str, *, via: str, record: bool) -> tuple[int, str, str | None]:
@@ -345,27 +373,6 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
             raise ApiError(status, message)
         return JSONResponse({"incident_id": incident_id, "status": message}, status)
 
-    def ack_page(request: Request, token: str, status: int, message: str) -> HTMLResponse:
-        resp = TEMPLATES.TemplateResponse(
-            request, "ack.html",
-            {"token": token, "status": status, "message": message, "district": directory.district},
-            status_code=200 if status in (200, 202) else status,
-        )
-        resp.headers["Referrer-Policy"] = "no-referrer"
-        resp.headers["Cache-Control"] = "no-store"
-        return resp
-
-    @app.get("/ack/{token}", response_class=HTMLResponse)
-    async def ack_confirm(token: str, request: Request) -> HTMLResponse:
-        # A GET never acknowledges: mail scanners follow links.
-        status, message, _ = await acknowledge(token, via="link", record=False)
-        return ack_page(request, token, status, message)
-
-    @app.post("/ack/{token}", response_class=HTMLResponse)
-    async def ack_record(token: str, request: Request) -> HTMLResponse:
-        status, message, _ = await acknowledge(token, via="link", record=True)
-        return ack_page(request, token, status, message)
-
     async def authorised_incident(
         request: Request, incident_id: str, token: str | None
     ) -> IncidentState:
@@ -383,104 +390,9 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
 
     # --- HTML ----------------------------------------------------------------------------
 
-    def form_page(request: Request, *, values: dict[str, str], errors: dict[str, str],
-                  status: int = 200, banner: str | None = None) -> HTMLResponse:
-        from schemas.events import new_event_id
-
-        return TEMPLATES.TemplateResponse(
-            request,
-            "form.html",
-            {
-                "schools": directory.schools,
-                "district": directory.district,
-                "values": values,
-                "errors": errors,
-                "banner": banner,
-                "submission_id": values.get("submission_id") or new_event_id(),
-                "choices": {
-                    "agency_stated": list(Agency),
-                    "document": list(Document),
-                    "signed_by_judge": list(SignedByJudge),
-                    "purpose": list(Purpose),
-                    "entry": list(Entry),
-                },
-                "protocol": {d.value: text for d, text in PROTOCOL.items()},
-            },
-            status_code=status,
-        )
-
-    @app.get("/", response_class=HTMLResponse)
-    async def form(request: Request) -> HTMLResponse:
-        return form_page(request, values={"entry": "kept_outside", "agent_count": "1"}, errors={})
-
-    @app.post("/report", response_class=HTMLResponse)
-    async def submit_form(request: Request) -> Response:
-        body = await read_body(request)
-        from urllib.parse import parse_qsl
-
-        values = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        key = values.pop("intake_key", "").strip()
-        submission_id = values.get("submission_id", "")
-        raw: dict[str, Any] = {k: v for k, v in values.items() if k != "submission_id"}
-        if raw.get("notes", "") == "":
-            raw.pop("notes", None)
-        try:
-            school = authorise(key)
-            incident_id, _ = await accept(raw, school=school, key=key,
-                                          idempotency_key=submission_id or None)
-        except ApiError as exc:
-            return form_page(request, values=values, errors={"intake_key": exc.message},
-                             status=exc.status)
-        except ReportInvalid as exc:
-            errors = {f["field"]: f["reason"] for f in exc.fields}
-            return form_page(request, values=values, errors=errors, status=422,
-                             banner="Please correct the fields marked below.")
-        except Unavailable:
-            phone = directory.district.emergency_phone or "the law department"
-            return form_page(request, values=values, errors={}, status=503,
-                             banner=f"Could not record the report. Call {phone} now.")
-        return RedirectResponse(urls(incident_id)["page_url"], status_code=303)
-
-    @app.post("/incidents/{incident_id}/followup", response_class=HTMLResponse)
-    async def followup_form(incident_id: str, request: Request) -> Response:
-        from urllib.parse import parse_qsl
-
-        body = await read_body(request)
-        values = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        key = values.get("intake_key", "").strip() or None
-        action = values.get("action", "")
-        try:
-            incident, key_ = await staff_incident(request, incident_id, key)
-            if action == "resolve":
-                await follow_up(incident, key_, {}, resolve=True)
-            elif action == "agents_left":
-                await follow_up(incident, key_, {"entry": "left"}, resolve=False)
-            else:
-                raise ApiError(422, "unknown action")
-        except (ApiError, ReportInvalid) as exc:
-            status = exc.status if isinstance(exc, ApiError) else 422
-            return HTMLResponse(f"<!doctype html><title>dooralert</title><p>{exc}</p>", status)
-        return RedirectResponse(urls(incident_id)["page_url"], status_code=303)
-
-    @app.get("/incidents/{incident_id}", response_class=HTMLResponse)
-    async def incident_page(incident_id: str, request: Request, token: str | None = None) -> Any:
-        try:
-            incident = await authorised_incident(request, incident_id, token)
-        except ApiError as exc:
-            return HTMLResponse(f"<!doctype html><title>dooralert</title><p>{exc.message}</p>",
-                                exc.status)
-        school = directory.school(incident.school_id)
-        names = {c.id: c.name for c in directory.contacts}
-        return TEMPLATES.TemplateResponse(
-            request,
-            "incident.html",
-            {
-                "incident": incident,
-                "school_name": school.name if school else incident.school_id,
-                "names": names,
-                "protocol": PROTOCOL[incident.report.document] if incident.report else "",
-                "district": directory.district,
-            },
-        )
-
+    install_pages(app, settings=settings, directory=directory, protocol=protocol, core=Core(
+        accept=accept, project=project, follow_up=follow_up, urls=urls, read_body=read_body,
+        limit=limit, acknowledge=acknowledge, api_error=ApiError, unavailable=Unavailable))
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.add_middleware(SecurityHeaders)
     return app
