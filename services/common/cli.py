@@ -306,11 +306,12 @@ def audit_serve() -> None:
     origin = _log_origin(settings)
 
     async def run() -> None:
+        nc = await connect(settings.nats_url, name="dooralert-ledger")
+        # Only once connected: a signal before that ends the process the default way.
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        nc = await connect(settings.nats_url, name="dooralert-ledger")
         try:
             ledger = Ledger(nc.jetstream(), signer, origin=origin,
                             every=settings.checkpoint_every, seconds=settings.checkpoint_seconds,

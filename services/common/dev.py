@@ -120,6 +120,18 @@ def secret_key(data_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def log_key(data_dir: Path, config_dir: Path) -> str:
+    """The audit ledger's signing key (made once per data dir); returns the verifier key line."""
+    from services.audit.note import Signer, read_signing_key, write_signing_key
+    from services.common.directory import load_directory
+
+    path = data_dir / "log.key"
+    if not path.exists():
+        origin = f"dooralert.example/{load_directory(config_dir).district.id}"
+        write_signing_key(path, Signer.generate(origin))
+    return str(read_signing_key(path).verifier.line)
+
+
 async def _provision(url: str) -> None:
     nc = await connect(url, name="dooralert-dev")
     try:
@@ -156,7 +168,10 @@ def run_dev(opts: DevOptions) -> int:
         "DOORALERT_HTTP_PORT": str(opts.http_port),
         "DOORALERT_SECRET_KEY": secret_key(data),
         "DOORALERT_LOG_FORMAT": "json",
+        "DOORALERT_LOG_KEY_FILE": str(data / "log.key"),
+        "DOORALERT_CHECKPOINT_DIR": str(data / "checkpoints"),
     }
+    verifier = log_key(data, opts.config_dir)
     logs = data / "logs"
     nats = Child(
         "nats-server",
@@ -168,6 +183,7 @@ def run_dev(opts: DevOptions) -> int:
     smtp = Child("outbox", [*cli, "outbox", "--dir", str(outbox), "--host", opts.host,
                             "--port", str(opts.smtp_port)], env, logs / "outbox.log")
     services = [Child(name, [*cli, name], env, logs / f"{name}.log") for name in SERVICES]
+    services.append(Child("ledger", [*cli, "audit", "serve"], env, logs / "ledger.log"))
 
     stop_requested = False
 
@@ -205,6 +221,8 @@ def run_dev(opts: DevOptions) -> int:
                     "  demo keys     " + "   ".join(f"{s}: {k}" for s, k in DEMO_KEYS.items()),
                     f"  outbox        {outbox}",
                     f"  NATS          {nats_url}",
+                    f"  log key       {verifier}",
+                    f"  checkpoints   {data / 'checkpoints'}",
                     f"  logs          {logs}",
                     "Press Ctrl-C to stop.",
                     "",

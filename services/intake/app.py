@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -32,6 +33,7 @@ from schemas.events import (
     new_event_id,
     parse_event,
 )
+from schemas.report import TOKEN_PATTERN, EncounterReport
 from services.common.directory import Directory, School
 from services.common.incident import IncidentState, fold
 from services.common.logging import get_logger
@@ -79,6 +81,31 @@ def _bearer(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+class AckRequest(BaseModel):
+    """An acknowledgement through the API: the token from the alert's link."""
+
+    token: str
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def _body(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
+    """The request body in OpenAPI (the handlers read raw bytes to answer bad JSON with 422)."""
+    schema = model.model_json_schema()
+    schema = _inline(schema, schema.get("$defs", {}))
+    return {"requestBody": {"required": required,
+                            "content": {"application/json": {"schema": schema}}}}
 
 
 def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
@@ -184,6 +211,8 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
         return incident_id, not ack.duplicate
 
     async def project(incident_id: str) -> IncidentState | None:
+        if not re.fullmatch(TOKEN_PATTERN, incident_id):
+            return None  # not an id dooralert makes (and a "." or "*" would widen the subject)
         try:
             return fold(await read_incident(js(), incident_id))
         except Exception as exc:  # noqa: BLE001
@@ -238,7 +267,7 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
         ok = bool(nc and nc.is_connected)
         return JSONResponse({"status": "ok" if ok else "degraded", "nats": ok}, 200 if ok else 503)
 
-    @app.post("/api/v1/encounters", status_code=202)
+    @app.post("/api/v1/encounters", status_code=202, openapi_extra=_body(EncounterReport))
     async def post_encounter(request: Request) -> JSONResponse:
         key = _bearer(request)
         school = authorise(key)
@@ -314,7 +343,8 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ReportInvalid([{"field": "(body)", "reason": f"not valid JSON: {exc}"}]) from None
 
-    @app.post("/api/v1/incidents/{incident_id}/updates", status_code=202)
+    @app.post("/api/v1/incidents/{incident_id}/updates", status_code=202,
+              openapi_extra=_body(EncounterUpdatedData))
     async def post_update(incident_id: str, request: Request) -> JSONResponse:
         incident, key = await staff_incident(request, incident_id, _bearer(request))
         api_limit(request, incident.school_id)
@@ -322,7 +352,8 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
                                    resolve=False)
         return JSONResponse({"incident_id": incident_id, "event_id": event_id}, 202)
 
-    @app.post("/api/v1/incidents/{incident_id}/resolve", status_code=202)
+    @app.post("/api/v1/incidents/{incident_id}/resolve", status_code=202,
+              openapi_extra=_body(IncidentResolvedData, required=False))
     async def post_resolve(incident_id: str, request: Request) -> JSONResponse:
         incident, key = await staff_incident(request, incident_id, _bearer(request))
         api_limit(request, incident.school_id)
@@ -360,7 +391,8 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
                  contact=claim.contact_id, via=via)
         return 202, "acknowledged", incident.incident_id
 
-    @app.post("/api/v1/incidents/{incident_id}/ack", status_code=202)
+    @app.post("/api/v1/incidents/{incident_id}/ack", status_code=202,
+              openapi_extra=_body(AckRequest))
     async def post_ack(incident_id: str, request: Request) -> JSONResponse:
         raw = await json_body(request)
         token = raw.get("token") if isinstance(raw, dict) else None

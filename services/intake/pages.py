@@ -139,10 +139,14 @@ def install_pages(app: FastAPI, *, settings: Settings, directory: Directory, pro
         return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
     def same_origin(request: Request) -> bool:
-        # Browsers send Origin on every cross-site POST; a mismatch is refused outright.
+        # Browsers mark every cross-site POST (Sec-Fetch-Site, Origin); refuse it outright.
+        # With Referrer-Policy no-referrer, Chromium sends `Origin: null` on our own forms, so
+        # "null" proves nothing either way: the CSRF token decides.
+        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return False
         origin = request.headers.get("origin")
         if not origin or origin == "null":
-            return origin is None
+            return True
         host = urlsplit(origin).netloc
         return host in (request.headers.get("host"), urlsplit(settings.base_url).netloc)
 
@@ -166,6 +170,10 @@ def install_pages(app: FastAPI, *, settings: Settings, directory: Directory, pro
             raise PageError(429, "error.rate", seconds=int(wait) + 1,
                             phone=phone or i18n.translate(language(request)[0],
                                                           "form.law_department"))
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(status_code=204)
 
     # --- sign in / out ----------------------------------------------------------------------
 

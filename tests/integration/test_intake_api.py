@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from services.common.streams import read_messages
@@ -104,11 +106,24 @@ async def test_incident_status_needs_the_key_of_its_school_or_the_link_token(int
     assert missing.status_code == 404
 
 
+async def sign_in(client, key=HAMLINE_KEY, school="hamline") -> str:  # type: ignore[no-untyped-def]
+    """Sign in the way a browser does (CSRF token from the page); returns the form's token."""
+    page = await client.get("/")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    resp = await client.post("/signin", data={"csrf_token": token, "school_id": school,
+                                               "intake_key": key})
+    assert resp.status_code == 303, resp.text
+    page = await client.get("/")
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+
+
 async def test_html_form_submits_to_the_same_handler_and_shows_the_incident(intake_client, js):
+    # Staff sign in once per device (session cookie); the form no longer asks for the key.
+    csrf = await sign_in(intake_client)
     page = await intake_client.get("/")
     assert page.status_code == 200 and 'name="notes"' in page.text
     form = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in report().items()}
-    form |= {"intake_key": HAMLINE_KEY, "submission_id": "form-1", "notes": ""}
+    form |= {"csrf_token": csrf, "submission_id": "form-1", "notes": ""}
     resp = await intake_client.post("/report", data=form)
     assert resp.status_code == 303
     incident = await intake_client.get(resp.headers["location"].split("http://127.0.0.1:8080")[1])
@@ -119,7 +134,8 @@ async def test_html_form_submits_to_the_same_handler_and_shows_the_incident(inta
 
 
 async def test_html_form_shows_field_errors_and_keeps_values(intake_client, js):
-    form = {"intake_key": HAMLINE_KEY, "school_id": "hamline", "location": "Gym door",
+    csrf = await sign_in(intake_client)
+    form = {"csrf_token": csrf, "school_id": "hamline", "location": "Gym door",
             "agent_count": "99", "submission_id": "form-2"}
     resp = await intake_client.post("/report", data=form)
     assert resp.status_code == 422

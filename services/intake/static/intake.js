@@ -1,0 +1,77 @@
+// dooralert staff pages, progressive enhancement: every page works without this file.
+(function () {
+  "use strict";
+  document.documentElement.classList.add("js");
+
+  function ready(fn) {
+    if (document.readyState !== "loading") fn();
+    else document.addEventListener("DOMContentLoaded", fn);
+  }
+
+  // The report form: show the guidance for the document chosen, count notes characters.
+  function enhanceForm() {
+    var doc = document.getElementById("document");
+    var guidance = document.getElementById("guidance");
+    if (doc && guidance) {
+      var title = document.getElementById("guidance-title");
+      var pick = guidance.querySelector(".pick");
+      var show = function () {
+        var items = guidance.querySelectorAll(".doc");
+        var chosen = false;
+        for (var i = 0; i < items.length; i++) {
+          var on = items[i].getAttribute("data-document") === doc.value;
+          items[i].classList.toggle("current", on);
+          chosen = chosen || on;
+        }
+        if (pick) pick.hidden = chosen;
+        if (title) title.textContent = title.getAttribute("data-one");
+      };
+      doc.addEventListener("change", show);
+      show();
+    }
+    var notes = document.getElementById("notes");
+    var count = document.getElementById("notes-count");
+    if (notes && count) {
+      var max = parseInt(notes.getAttribute("maxlength"), 10) || 500;
+      var update = function () {
+        var left = max - notes.value.length;
+        count.textContent = left + " " + count.getAttribute("data-suffix");
+        count.classList.toggle("low", left < 50);
+      };
+      notes.addEventListener("input", update);
+      update();
+    }
+    var form = document.getElementById("report");
+    if (form) {
+      // One press sends one alert; the server also drops a repeated submission.
+      form.addEventListener("submit", function () {
+        var button = form.querySelector("button[type=submit]");
+        if (button) setTimeout(function () { button.disabled = true; }, 0);
+      });
+    }
+  }
+
+  // The incident page: replace the status section whenever the server sends a new one.
+  function enhanceIncident() {
+    var live = document.getElementById("live");
+    if (!live || !window.EventSource) return;
+    var url = live.getAttribute("data-events");
+    if (!url) return;
+    var source = new EventSource(url);
+    var badge = document.querySelector(".live-badge");
+    source.addEventListener("status", function (e) {
+      var msg = JSON.parse(e.data);
+      live.innerHTML = msg.html;
+      live.setAttribute("data-event-count", String(msg.event_count));
+      if (badge) badge.hidden = false;
+    });
+    source.addEventListener("error", function () {
+      if (badge) badge.hidden = true;
+    });
+  }
+
+  ready(function () {
+    enhanceForm();
+    enhanceIncident();
+  });
+})();
