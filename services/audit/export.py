@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +27,7 @@ from services.audit.ledger import H_KEY
 from services.audit.note import join_notes
 from services.audit.source import CHECKPOINT_SUBJECTS, iter_batches
 from services.audit.verify import CHECKPOINTS_FILE, EVENTS_FILE, KEY_FILE
-from services.common.streams import CHECKPOINTS_STREAM
+from services.common.streams import CHECKPOINTS_STREAM, STREAM
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,11 @@ def _replace(path: Path, write: object) -> None:
     tmp.replace(path)
 
 
-async def export(js: JetStreamContext, out: Path, *, key_line: str | None = None) -> ExportSummary:
+async def export(
+    js: JetStreamContext, out: Path, *, key_line: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExportSummary:
+    """Write the export; `progress(done, total)` is called after each batch of events."""
     out.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
     header_key: str | None = None
@@ -65,6 +70,7 @@ async def export(js: JetStreamContext, out: Path, *, key_line: str | None = None
             header_key = (m.headers or {}).get(H_KEY, header_key)
 
     count = 0
+    total = (await js.stream_info(STREAM)).state.last_seq
     tmp = out / f".{EVENTS_FILE}.tmp"
     with tmp.open("w", encoding="utf-8") as fh:
         async for msgs in iter_batches(js):
@@ -75,6 +81,8 @@ async def export(js: JetStreamContext, out: Path, *, key_line: str | None = None
                                         dict(m.headers or {}), m.data))
             fh.write("\n".join(lines) + "\n")
             count += len(lines)
+            if progress is not None:
+                progress(count, max(total, count))
     tmp.replace(out / EVENTS_FILE)
 
     _replace(out / CHECKPOINTS_FILE, lambda fh: fh.write(join_notes(notes)))

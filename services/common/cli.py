@@ -181,6 +181,70 @@ def audit_replay(
     raise typer.Exit(code)
 
 
+@audit_app.command("report")
+def audit_report(
+    incident: Annotated[str, typer.Option(help="the incident id")],
+    fmt: Annotated[str, typer.Option("--format", help="md (Markdown) or html (printable)")] = "md",
+    key: Annotated[Optional[str], typer.Option(
+        help="verifier key line or file: check the anchoring checkpoint's signature")] = None,
+) -> None:
+    """The after-action report for one incident: who was told, who acknowledged, when."""
+    import re
+    from datetime import UTC, datetime
+
+    from schemas.report import TOKEN_PATTERN
+    from services.audit.note import NoteError, load_verifier
+    from services.audit.report import build_report, render_html, render_markdown
+    from services.audit.source import read_checkpoint_notes
+    from services.common.directory import load_directory
+    from services.common.streams import SUBJECT_PREFIX, connect, read_messages
+
+    if fmt not in ("md", "html"):
+        _fail(f"--format must be md or html, not {fmt!r}")
+    if not re.fullmatch(TOKEN_PATTERN, incident):
+        _fail(f"--incident {incident!r} is not an incident id (lowercase letters, digits, - _)")
+    try:
+        verifier = load_verifier(key) if key else None
+    except (NoteError, OSError) as exc:
+        _fail(f"--key: {exc}")
+        return
+    settings = _settings()
+    try:
+        directory = load_directory(settings.config_dir)
+    except ConfigError as exc:
+        _fail(f"cannot read contact names: {exc}")
+        return
+
+    async def run():  # type: ignore[no-untyped-def]
+        nc = await connect(settings.nats_url, name="dooralert-report")
+        try:
+            js = nc.jetstream()
+            messages = await read_messages(js, f"{SUBJECT_PREFIX}.*.{incident}.>")
+            return messages, await read_checkpoint_notes(js)
+        finally:
+            await nc.close()
+
+    try:
+        messages, notes = asyncio.run(run())
+    except OSError as exc:
+        _fail(f"cannot reach NATS at {settings.nats_url}: {exc}")
+        return
+    pairs, unreadable = [], []
+    for m in messages:
+        try:
+            pairs.append((m.seq, m.event()))
+        except ValueError as exc:
+            unreadable.append(f"seq {m.seq}: {str(exc)[:200]}")
+    if not pairs:
+        _fail(f"no events for incident {incident}", 1)
+    school = directory.school(pairs[0][1].school_id)
+    built = build_report(pairs, now=datetime.now(UTC), checkpoints=notes, verifier=verifier,
+                         contact_names={c.id: c.name for c in directory.contacts},
+                         school_name=school.name if school else None,
+                         problems=[f"unreadable message {u}" for u in unreadable])
+    typer.echo(render_html(built) if fmt == "html" else render_markdown(built), nl=False)
+
+
 def _rules_and_directory(file: Path, district: Optional[Path]):  # type: ignore[no-untyped-def]
     from services.common.directory import load_directory
     from services.router.rules import load_rules
@@ -348,12 +412,24 @@ def audit_export(
         _fail(f"--key: {exc}")
         return
 
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        # A progress bar on stderr for long exports (shown only on a terminal).
+        nonlocal bar
+        if bar is None:
+            bar = typer.progressbar(length=total, label="exporting", file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
     async def run():  # type: ignore[no-untyped-def]
         nc = await connect(settings.nats_url, name="dooralert-export")
         try:
-            return await export(nc.jetstream(), out, key_line=key_line)
+            return await export(nc.jetstream(), out, key_line=key_line, progress=progress)
         finally:
             await nc.close()
+            if bar is not None:
+                bar.__exit__(None, None, None)
 
     try:
         summary = asyncio.run(run())

@@ -277,10 +277,10 @@ class StoredMessage:
 
 async def read_messages(
     js: JetStreamContext, subject: str = f"{SUBJECT_PREFIX}.>", *, batch: int = 500,
-    since: datetime | None = None,
+    since: datetime | None = None, headers_only: bool = False,
 ) -> list[StoredMessage]:
     """Every stored message on `subject` (stored at or after `since`), in stream order,
-    through a throwaway consumer."""
+    through a throwaway consumer. `headers_only` skips payloads (subjects and times only)."""
     psub = await js.pull_subscribe(
         subject,
         stream=STREAM,
@@ -290,6 +290,7 @@ async def read_messages(
             opt_start_time=None if since is None else since.isoformat(),
             inactive_threshold=30.0,
             mem_storage=True,
+            headers_only=headers_only or None,
         ),
     )
     out: list[StoredMessage] = []

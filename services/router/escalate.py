@@ -7,10 +7,10 @@ produce the same events and the server keeps one of each.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from schemas.events import (
-    EncounterReported,
     EncounterUpdated,
     EscalationRaised,
     EscalationRaisedData,
@@ -203,8 +203,18 @@ def on_followup(
                      routes=state.routes, kind=kind, common=common, cause_id=event.id)
 
 
+@dataclass(frozen=True)
+class Sighting:
+    """An encounter as the pattern rules see it: which school, which incident, when stored.
+    (Read from subjects and stream times alone, so detection never parses payloads.)"""
+
+    incident_id: str
+    school_id: str
+    recorded_at: datetime
+
+
 def detect_pattern(
-    pattern: Pattern, recent: Sequence[EncounterReported], prior: Sequence[PatternDetected],
+    pattern: Pattern, recent: Sequence[Sighting], prior: Sequence[PatternDetected],
     *, directory: Directory, now: datetime,
 ) -> list[Event]:
     """`pattern.detected` (and alerts) when the window holds enough encounters; once a window."""
@@ -227,7 +237,7 @@ def detect_pattern(
     common = {
         "source": "router", "incident_id": incident_id, "school_id": "district",
         "occurred_at": now, "recorded_at": now, "correlation_id": incident_id,
-        "causation_id": window[-1].id, "actor": "system",
+        "causation_id": None, "actor": "system",
     }
     detected = PatternDetected(
         id=pid,

@@ -42,7 +42,13 @@ from services.common.streams import (
     schedule_timer,
 )
 from services.router.decide import decide
-from services.router.escalate import detect_pattern, on_deadline, on_followup, on_unreachable
+from services.router.escalate import (
+    Sighting,
+    detect_pattern,
+    on_deadline,
+    on_followup,
+    on_unreachable,
+)
 from services.router.rules import Rules
 
 log = get_logger("dooralert.router")
@@ -79,13 +85,15 @@ class Router:
                  notifications=len(events) - 1, deadline=str(decided.data.ack_deadline))
         for pattern in self.rules.patterns:
             since = now - pattern.window
-            recent = [m.event() for m in await read_messages(self.js, SUBJECT, since=since)]
+            recent = [
+                Sighting(incident_id=m.subject.split(".")[2], school_id=m.subject.split(".")[1],
+                         recorded_at=m.time)
+                for m in await read_messages(self.js, SUBJECT, since=since, headers_only=True)
+            ]
             prior = [m.event() for m in await read_messages(
                 self.js, f"{SUBJECT_PREFIX}.district.*.pattern.detected", since=since)]
             found = detect_pattern(
-                pattern,
-                [e for e in recent if isinstance(e, EncounterReported)],
-                [e for e in prior if isinstance(e, PatternDetected)],
+                pattern, recent, [e for e in prior if isinstance(e, PatternDetected)],
                 directory=self.directory, now=now,
             )
             if found:

@@ -8,9 +8,7 @@ test-artifacts/. axe-core (vendored in tests/e2e/vendor/) checks accessibility.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -307,4 +305,3 @@ def test_keyboard_only_submission(stack, browser):
 
 def test_screenshots_are_saved() -> None:
     assert ARTIFACTS.exists()
-    _ = json, shutil

@@ -3,14 +3,12 @@ event types; the auditor reads the log and cannot write to it."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -77,7 +75,7 @@ class Conn:
 
     @property
     def js(self):  # type: ignore[no-untyped-def]
-        return self.nc.jetstream(timeout=1.0)
+        return self.nc.jetstream(timeout=0.5)
 
     async def refused(self, subject: str, payload: bytes = b"{}") -> bool:
         """A JetStream publish the server refuses: no ack, and a permissions violation."""
@@ -212,4 +210,3 @@ async def test_the_services_run_under_their_own_users(secured, connect, smtp,  #
         await notifier.stop()
         await router.stop()
     assert len(smtp.received) >= 4
-    _ = asyncio, datetime, UTC
