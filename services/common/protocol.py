@@ -66,6 +66,42 @@ LABELS: dict[str, str] = {
 }
 
 
+# Spanish labels, shared by the intake pages and the notifier's alerts.
+LABELS_ES: dict[str, str] = {
+    "ice": "ICE",
+    "cbp": "CBP",
+    "hsi": "HSI",
+    "dhs_other": "DHS (otra)",
+    "fbi": "FBI",
+    "us_marshals": "US Marshals",
+    "local_police": "Policía local",
+    "other": "Otra",
+    "unknown": "Desconocido",
+    "none": "Ningún documento",
+    "administrative_warrant": "Orden administrativa",
+    "administrative_subpoena": "Citación administrativa",
+    "judicial_warrant": "Orden judicial",
+    "judicial_subpoena": "Citación judicial",
+    "court_order": "Orden de un tribunal",
+    "yes": "Sí",
+    "no": "No",
+    "unsure": "No se sabe",
+    "student": "Un estudiante",
+    "parent": "Un padre o madre",
+    "staff": "Un miembro del personal",
+    "records": "Expedientes",
+    "unspecified": "No indicado",
+    "kept_outside": "Se quedaron afuera",
+    "left": "Los agentes se fueron",
+    "entered_with_warrant": "Entraron con una orden",
+    "entered_without_consent": "Entraron sin consentimiento",
+    "law": "Departamento legal",
+    "safety": "Oficina de seguridad",
+    "leadership": "Dirección del distrito",
+    "principal": "Director(a)",
+    "family_liaison": "Enlace con las familias",
+}
+
 def label(value: object) -> str:
     raw = getattr(value, "value", value)
     return LABELS.get(str(raw), str(raw))
@@ -95,7 +131,7 @@ _JUDICIAL_ES = (
     "por un juez; espere al departamento legal, que ha sido avisado, antes de dejar entrar a "
     "nadie. No comparta información de estudiantes ni el estatus migratorio de nadie."
 )
-_PROTOCOL_ES: dict[Document, str] = {
+PROTOCOL_ES: dict[Document, str] = {
     Document.NONE: (
         "Sin documento: no deje entrar a los agentes. Manténgalos afuera y no permita que hablen "
         "con estudiantes ni con el personal. El departamento legal y la oficina de seguridad han "
@@ -142,7 +178,7 @@ class Protocol(BaseModel):
         if language in given:
             return given[language]  # type: ignore[index]
         if language == "es":
-            return _PROTOCOL_ES[doc]
+            return PROTOCOL_ES[doc]
         return given.get("en") or PROTOCOL[doc]
 
     def always_text(self, language: str = "en") -> str:

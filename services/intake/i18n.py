@@ -6,7 +6,7 @@ browser's Accept-Language, else English. A key missing in one language falls bac
 
 from __future__ import annotations
 
-from services.common.protocol import LABELS
+from services.common.protocol import LABELS_ES, LABELS
 
 LANGUAGES = ("en", "es")
 DEFAULT_LANGUAGE = "en"
@@ -192,40 +192,6 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
 }
 
-LABELS_ES: dict[str, str] = {
-    "ice": "ICE",
-    "cbp": "CBP",
-    "hsi": "HSI",
-    "dhs_other": "DHS (otra)",
-    "fbi": "FBI",
-    "us_marshals": "US Marshals",
-    "local_police": "Policía local",
-    "other": "Otra",
-    "unknown": "Desconocido",
-    "none": "Ningún documento",
-    "administrative_warrant": "Orden administrativa",
-    "administrative_subpoena": "Citación administrativa",
-    "judicial_warrant": "Orden judicial",
-    "judicial_subpoena": "Citación judicial",
-    "court_order": "Orden de un tribunal",
-    "yes": "Sí",
-    "no": "No",
-    "unsure": "No se sabe",
-    "student": "Un estudiante",
-    "parent": "Un padre o madre",
-    "staff": "Un miembro del personal",
-    "records": "Expedientes",
-    "unspecified": "No indicado",
-    "kept_outside": "Se quedaron afuera",
-    "left": "Los agentes se fueron",
-    "entered_with_warrant": "Entraron con una orden",
-    "entered_without_consent": "Entraron sin consentimiento",
-    "law": "Departamento legal",
-    "safety": "Oficina de seguridad",
-    "leadership": "Dirección del distrito",
-    "principal": "Director(a)",
-    "family_liaison": "Enlace con las familias",
-}
 _ROLES_EN = {"law": "Law department", "safety": "Safety office",
              "leadership": "District leadership", "principal": "Principal",
              "family_liaison": "Family liaison"}

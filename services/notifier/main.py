@@ -28,6 +28,7 @@ from schemas.events import (
     NotificationSent,
     NotificationSentData,
     PatternDetected,
+    EventDecodeError,
     derive_id,
     parse_event,
 )
@@ -210,8 +211,14 @@ class Notifier:
         )
         if raw is None:
             raise TransientDeliveryError("the incident's report is not in the log yet")
-        report = parse_event(raw)
-        assert isinstance(report, EncounterReported)
+        report = _as_report(raw)
+        if report is None:
+            # The last message on the subject is unreadable: take the incident's first
+            # readable report from the log (read_incident skips unreadable messages).
+            report = next((e for e in await read_incident(self.js, req.incident_id)
+                           if isinstance(e, EncounterReported)), None)
+        if report is None:
+            raise TransientDeliveryError("the incident's report is not in the log yet")
         if d.kind in ("update", "resolved"):
             # Follow-ups show the report as it stands now, updates applied.
             state = fold(await read_incident(self.js, req.incident_id))
@@ -303,6 +310,16 @@ class Notifier:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+
+
+def _as_report(raw: bytes | None) -> EncounterReported | None:
+    if raw is None:
+        return None
+    try:
+        event = parse_event(raw)
+    except EventDecodeError:
+        return None
+    return event if isinstance(event, EncounterReported) else None
 
 
 def build_broker(settings: Settings, *, directory: Directory) -> NatsBroker:

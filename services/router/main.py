@@ -24,6 +24,7 @@ from schemas.events import (
     IncidentResolved,
     NotificationFailed,
     PatternDetected,
+    EventDecodeError,
     derive_id,
 )
 from services.common.consumer import raw_decoder, run_handler
@@ -34,6 +35,7 @@ from services.common.settings import Settings
 from services.common.streams import (
     STREAM,
     SUBJECT_PREFIX,
+    StoredMessage,
     TIMER_FIRED_PREFIX,
     TIMERS_STREAM,
     publish_events,
@@ -53,6 +55,14 @@ from services.router.rules import Rules
 
 log = get_logger("dooralert.router")
 SUBJECT = f"{SUBJECT_PREFIX}.*.*.encounter.reported"
+
+
+def _readable(message: StoredMessage) -> Event | None:
+    try:
+        return message.event()
+    except EventDecodeError:
+        log.warning("event.unreadable", seq=message.seq, subject=message.subject)
+        return None
 
 
 class Router:
@@ -90,8 +100,9 @@ class Router:
                          recorded_at=m.time)
                 for m in await read_messages(self.js, SUBJECT, since=since, headers_only=True)
             ]
-            prior = [m.event() for m in await read_messages(
-                self.js, f"{SUBJECT_PREFIX}.district.*.pattern.detected", since=since)]
+            prior = [e for e in map(_readable, await read_messages(
+                self.js, f"{SUBJECT_PREFIX}.district.*.pattern.detected", since=since))
+                if e is not None]
             found = detect_pattern(
                 pattern, recent, [e for e in prior if isinstance(e, PatternDetected)],
                 directory=self.directory, now=now,
