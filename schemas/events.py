@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 from schemas.report import Document, EncounterReport, Entry, SignedByJudge, Token
 
 Source = Literal["intake", "router", "notifier", "audit"]
-Channel = Literal["email", "webhook"]
+Channel = Literal["email", "webhook", "apprise"]
 Severity = Literal["info", "high", "critical"]
 
 # Namespace for ids derived from other ids (uuid5): a redelivered message derives the same ids,

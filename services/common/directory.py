@@ -39,7 +39,16 @@ class WebhookChannel(_Strict):
     url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
 
 
-ChannelConfig = Annotated[EmailChannel | WebhookChannel, Field(discriminator="type")]
+class AppriseChannel(_Strict):
+    """A chat, push or SMS target as an Apprise URL (e.g. `ntfy://…`, `msteams://…`,
+    `twilio://…`). The URL often holds a token: it lives only here, never in the log."""
+
+    type: Literal["apprise"]
+    url: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9+.-]*://\S+$")]
+
+
+ChannelConfig = Annotated[EmailChannel | WebhookChannel | AppriseChannel,
+                          Field(discriminator="type")]
 
 
 class Contact(_Strict):

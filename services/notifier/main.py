@@ -33,7 +33,13 @@ from schemas.events import (
     parse_event,
 )
 from services.common.consumer import raw_decoder, run_handler
-from services.common.directory import Contact, Directory, EmailChannel, WebhookChannel
+from services.common.directory import (
+    AppriseChannel,
+    Contact,
+    Directory,
+    EmailChannel,
+    WebhookChannel,
+)
 from services.common.incident import fold
 from services.common.tokens import AckClaim, ack_token
 from services.common.logging import get_logger
@@ -52,6 +58,7 @@ from services.notifier.channels import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from services.notifier.apprise_channel import send_apprise
 from services.notifier.deadletters import ADVISORY_SUBJECT, record_advisory
 from services.notifier.message import (
     AlertContext,
@@ -245,7 +252,6 @@ class Notifier:
                 self.http(), channel.url, payload, secret=self.webhook_secret,
                 now=datetime.now(UTC), timeout=self.settings.webhook_timeout,
             )
-        assert isinstance(channel, EmailChannel)
         ctx = AlertContext(
             district_name=self.directory.district.name,
             school_name=school_name,
@@ -254,14 +260,23 @@ class Notifier:
             status_url=status_url,
             emergency_phone=self.directory.district.emergency_phone,
         )
+        to = channel.address if isinstance(channel, EmailChannel) else "apprise@dooralert.invalid"
         message = build_email(
             request=req, report=report, ctx=ctx, sender=self.settings.smtp_from,
-            to=channel.address, language=contact.language, ack_url=ack_url,
+            to=to, language=contact.language, ack_url=ack_url,
         )
+        if isinstance(channel, AppriseChannel):
+            # The plain-text alert, titled like the email's subject.
+            body = message.get_body(("plain",))
+            return await send_apprise(
+                channel.url, title=str(message["Subject"]),
+                body=body.get_content() if body is not None else "",
+                timeout=self.settings.webhook_timeout,
+            )
         return await self.smtp.send(message)
 
     async def _deliver_pattern(self, req: NotificationRequested, contact: Contact,
-                               channel: EmailChannel | WebhookChannel) -> str:
+                               channel: EmailChannel | WebhookChannel | AppriseChannel) -> str:
         raw = await get_last(
             self.js, f"{SUBJECT_PREFIX}.{req.school_id}.{req.incident_id}.pattern.detected")
         if raw is None:
@@ -281,6 +296,14 @@ class Notifier:
             return await post_webhook(
                 self.http(), channel.url, payload, secret=self.webhook_secret,
                 now=datetime.now(UTC), timeout=self.settings.webhook_timeout,
+            )
+        if isinstance(channel, AppriseChannel):
+            d = pattern.data
+            return await send_apprise(
+                channel.url, title=f"dooralert: encounters at {len(d.school_ids)} schools",
+                body=f"Agents reported at {', '.join(names.get(s, s) for s in d.school_ids)} "
+                     f"within {d.window_minutes} minutes.",
+                timeout=self.settings.webhook_timeout,
             )
         ctx = AlertContext(
             district_name=self.directory.district.name, school_name="", timezone="UTC",

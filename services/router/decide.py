@@ -19,7 +19,7 @@ from services.router.rules import SEVERITY_ORDER, Rules
 
 # When no route matches, these are still told: an encounter is never dropped silently.
 FALLBACK_ROLES = ("law", "safety")
-SUPPORTED_CHANNELS = frozenset({"email"})
+SUPPORTED_CHANNELS = frozenset({"email", "webhook", "apprise"})
 
 
 def first_channel(contact: Contact, channels: frozenset[str] = SUPPORTED_CHANNELS) -> str | None:

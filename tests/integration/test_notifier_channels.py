@@ -214,3 +214,25 @@ async def test_max_deliveries_advisory_becomes_a_dead_letter_event(notifier, js)
     assert event.data.consumer == "flaky"  # type: ignore[attr-defined]
     assert event.data.subject == "dooralert.hamline.inc-dead.encounter.reported"  # type: ignore[attr-defined]
     assert event.incident_id == "inc-dead" and "max deliveries" in event.data.reason  # type: ignore[attr-defined]
+
+
+async def test_apprise_target_gets_the_plain_text_alert(notifier, js, webhook):
+    req = request("inc-apprise", "chat-room", role="leadership", channel="apprise")
+    await start(js, "inc-apprise", req)
+    [sent] = await eventually(lambda: events_of(js, "inc-apprise", "notification.sent"))
+    assert sent.data.channel == "apprise"  # type: ignore[attr-defined]
+    [hit] = webhook.ok("/apprise")
+    assert "Hamline Elementary" in hit.json["title"]
+    assert "Administrative warrant" in hit.json["message"]
+    assert "/ack/" in hit.json["message"]
+
+
+async def test_failing_apprise_target_is_retried_then_falls_back_to_email(
+        notifier, js, webhook, smtp):
+    webhook.status["/apprise"] = [500]
+    req = request("inc-apprise-down", "chat-room", role="leadership", channel="apprise")
+    await start(js, "inc-apprise-down", req)
+    await eventually(lambda: to(smtp, "chat-fallback@district.example"), timeout=15)
+    failed = await events_of(js, "inc-apprise-down", "notification.failed")
+    assert [f.data.permanent for f in failed][-1] is True  # type: ignore[attr-defined]
+    assert "token" not in str(failed) and "json://" not in str(failed)

@@ -204,13 +204,21 @@ def test_a_school_missing_from_the_directory_still_alerts_district_roles() -> No
     assert {r.data.role for r in requests} == {"law", "safety"}
 
 
-def test_contacts_reachable_only_on_unsupported_channels_get_no_email_request() -> None:
+def test_a_webhook_only_contact_is_alerted_by_webhook_and_unreachable_roles_are_reported(
+) -> None:
     raw = yaml.safe_load((EXAMPLES / "district.yaml").read_text())
     for c in raw["contacts"]:
         if c["id"] == "principal-hamline":
             c["channels"] = [{"type": "webhook", "url": "https://hooks.example/principal"}]
-    _, requests = run(reported(), directory=Directory.model_validate(raw))
-    assert "principal-hamline" not in {r.data.contact_id for r in requests}
+    directory = Directory.model_validate(raw)
+    _, requests = run(reported(), directory=directory)
+    assert ("principal-hamline", "webhook") in {(r.data.contact_id, r.data.channel)
+                                               for r in requests}
+    # A deployment that sends email only cannot reach that principal, and says so.
+    out = decide(reported(), rules=RULES, directory=directory, now=NOW,
+                 channels=frozenset({"email"}))
+    assert out[0].data.unresolved_roles == ["principal"]  # type: ignore[attr-defined]
+    assert "principal-hamline" not in {e.data.contact_id for e in out[1:]}  # type: ignore[attr-defined]
 
 
 def test_one_request_per_contact_on_its_first_usable_channel() -> None:
