@@ -315,3 +315,35 @@ async def _patterns(js, n):  # type: ignore[no-untyped-def]
 async def _count(js, incident_id, type_, n):  # type: ignore[no-untyped-def]
     found = await events_of(js, incident_id, type_)
     return found if len(found) >= n else None
+
+
+async def test_replay_rebuilds_exactly_the_live_state_of_every_incident(fast, js, client, smtp):
+    import json
+
+    from services.audit.replay import replay
+
+    brokers = await start_services(fast)
+    try:
+        acked = await post_report(client)
+        escalated = await post_report(client, purpose="student")
+        resolved = await post_report(client, key=LINCOLN_KEY, school_id="lincoln-park")
+        await client.post(f"/api/v1/incidents/{acked}/ack",
+                          json={"token": token_for(fast, acked, "law", "law-dept")})
+        await client.post(f"/api/v1/incidents/{resolved}/resolve", json={"note": "left"},
+                          headers={"Authorization": f"Bearer {LINCOLN_KEY}"})
+        await eventually(lambda: _count(js, escalated, "escalation.raised", 1), timeout=15)
+        await asyncio.sleep(1.0)  # let deliveries settle
+    finally:
+        for b in brokers:
+            await b.stop()
+    text, code = replay(await read_messages(js), incident=None, as_json=True)
+    assert code == 0
+    replayed = {doc["incident_id"]: doc["state"] for doc in map(json.loads, text.splitlines())}
+    for incident_id, key in ((acked, HAMLINE_KEY), (escalated, HAMLINE_KEY),
+                             (resolved, LINCOLN_KEY)):
+        live = (await client.get(f"/api/v1/incidents/{incident_id}",
+                                 headers={"Authorization": f"Bearer {key}"})).json()
+        assert replayed[incident_id] == live
+    assert replayed[resolved]["status"] == "resolved"
+    assert replayed[acked]["acknowledgements"][0]["contact_id"] == "law-dept"
+    assert replayed[escalated]["escalations"]
