@@ -257,8 +257,26 @@ async def publish_event(
 
 
 async def publish_events(js: JetStreamContext, events: Sequence[Event], **kw: float) -> None:
-    for event in events:
-        await publish_event(js, event, **kw)
+    """Append `events`: the first (the decision, escalation or pattern the rest follow from)
+    alone, awaiting its PubAck; then the rest pipelined, all their PubAcks awaited.
+
+    Every caller passes a head event followed by events that depend only on it (the
+    notification requests it names), so the one order that matters - head stored before
+    its requests - holds even if a request is retried; the requests' order among themselves
+    carries no meaning. Pipelining them saves one round trip per request (a report's 1+k
+    publishes took 1+k sequential round trips). Raises if any publish finally fails, after
+    the others have settled, so the caller's message is not acked.
+    """
+    if not events:
+        return
+    await publish_event(js, events[0], **kw)
+    if len(events) == 1:
+        return
+    results = await asyncio.gather(*(publish_event(js, e, **kw) for e in events[1:]),
+                                   return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 @dataclass(frozen=True)
@@ -294,8 +312,10 @@ async def read_messages(
         ),
     )
     out: list[StoredMessage] = []
+    name: str | None = None
     try:
         info = await psub.consumer_info()
+        name = info.name
         pending = info.num_pending
         while pending > 0:
             msgs = await psub.fetch(min(pending, batch), timeout=5)
@@ -313,11 +333,92 @@ async def read_messages(
             pending = msgs[-1].metadata.num_pending
     finally:
         try:
-            await js.delete_consumer(STREAM, (await psub.consumer_info()).name)
+            # The name from the first consumer_info: asking again cost one more round trip.
+            await js.delete_consumer(STREAM, name or (await psub.consumer_info()).name)
         except Exception:  # noqa: BLE001 - it expires by itself after inactive_threshold
             pass
         await psub.unsubscribe()
     return out
+
+
+class StreamTail:
+    """A long-lived cursor over the messages stored on `subjects`: `read_new()` returns those
+    appended since the previous call, in stream order (the first call: those stored at or
+    after `since`).
+
+    `read_messages` creates, drains and deletes a consumer per call, re-reading the whole
+    window each time; the router called it on every report, so a burst of N reports cost
+    O(N^2) messages fetched plus 3 consumer API calls each. A tail costs one consumer_info
+    round trip per call plus the new messages only, and returns the same snapshot: every
+    message stored before the call. Should the consumer vanish (server restart, idle past
+    `inactive_threshold`) or its deliveries skip one (a lost fetch reply), `read_new` raises
+    `TailReset` and the caller starts over with a new tail.
+    """
+
+    def __init__(self, js: JetStreamContext, subjects: Sequence[str], *, since: datetime,
+                 batch: int = 500, inactive_threshold: float = 300.0) -> None:
+        self.js, self.subjects, self.since, self.batch = js, list(subjects), since, batch
+        self.inactive_threshold = inactive_threshold
+        self._psub: JetStreamContext.PullSubscription | None = None
+        self._delivered = 0  # consumer sequence of the last message received
+
+    async def _open(self) -> JetStreamContext.PullSubscription:
+        if self._psub is None:
+            self._psub = await self.js.pull_subscribe(
+                self.subjects[0],
+                stream=STREAM,
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.NONE,
+                    deliver_policy=DeliverPolicy.BY_START_TIME,
+                    opt_start_time=self.since.isoformat(),
+                    filter_subjects=self.subjects if len(self.subjects) > 1 else None,
+                    inactive_threshold=self.inactive_threshold,
+                    mem_storage=True,
+                ),
+            )
+        return self._psub
+
+    async def read_new(self) -> list[StoredMessage]:
+        out: list[StoredMessage] = []
+        try:
+            psub = await self._open()
+            pending = (await psub.consumer_info()).num_pending
+            while pending > 0:
+                msgs = await psub.fetch(min(pending, self.batch), timeout=5)
+                for m in msgs:
+                    md = m.metadata
+                    if md.sequence.consumer != self._delivered + 1:
+                        raise TailReset(f"consumer skipped from {self._delivered} to "
+                                        f"{md.sequence.consumer}")
+                    self._delivered = md.sequence.consumer
+                    out.append(StoredMessage(seq=md.sequence.stream, subject=m.subject,
+                                             time=md.timestamp, data=m.data,
+                                             headers=dict(m.headers or {})))
+                pending = msgs[-1].metadata.num_pending
+        except TailReset:
+            await self.close()
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure: the cursor can't be trusted
+            await self.close()
+            raise TailReset(f"{type(exc).__name__}: {exc}") from exc
+        return out
+
+    async def close(self) -> None:
+        psub, self._psub = self._psub, None
+        if psub is None:
+            return
+        try:
+            await self.js.delete_consumer(STREAM, (await psub.consumer_info()).name)
+        except Exception:  # noqa: BLE001 - it expires by itself after inactive_threshold
+            pass
+        try:
+            await psub.unsubscribe()
+        except Exception:  # noqa: BLE001 - connection already gone
+            pass
+
+
+class TailReset(Exception):
+    """A StreamTail lost its place; start a new one."""
 
 
 async def read_incident(js: JetStreamContext, incident_id: str) -> list[Event]:

@@ -7,6 +7,7 @@ DOORALERT_TIMERS). All decisions are pure functions of the incident's folded eve
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import UTC, datetime
@@ -36,11 +37,12 @@ from services.common.streams import (
     STREAM,
     SUBJECT_PREFIX,
     StoredMessage,
+    StreamTail,
+    TailReset,
     TIMER_FIRED_PREFIX,
     TIMERS_STREAM,
     publish_events,
     read_incident,
-    read_messages,
     schedule_timer,
 )
 from services.router.decide import decide
@@ -55,6 +57,7 @@ from services.router.rules import Rules
 
 log = get_logger("dooralert.router")
 SUBJECT = f"{SUBJECT_PREFIX}.*.*.encounter.reported"
+PATTERN_SUBJECT = f"{SUBJECT_PREFIX}.district.*.pattern.detected"
 
 
 def _readable(message: StoredMessage) -> Event | None:
@@ -69,6 +72,14 @@ class Router:
     def __init__(self, *, settings: Settings, rules: Rules, directory: Directory,
                  broker: NatsBroker) -> None:
         self.settings, self.rules, self.directory, self.broker = settings, rules, directory, broker
+        # Pattern detection's view of the log: reports and pattern events stored within the
+        # longest pattern window, kept up to date by a tail (one round trip per report)
+        # instead of re-reading the whole window through new consumers on every report.
+        self._tail: StreamTail | None = None
+        self._sightings: list[Sighting] = []
+        self._prior: list[tuple[datetime, PatternDetected]] = []  # (stored at, event)
+        # One detection at a time: each sees the pattern events the previous one appended.
+        self._pattern_lock = asyncio.Lock()
 
     @property
     def js(self) -> JetStreamContext:
@@ -93,25 +104,54 @@ class Router:
                            at=decided.data.ack_deadline)
         log.info("escalation.decided", incident=event.incident_id, school=event.school_id,
                  notifications=len(events) - 1, deadline=str(decided.data.ack_deadline))
+        if self.rules.patterns:
+            async with self._pattern_lock:
+                await self._detect_patterns(now)
+        return None
+
+    async def _detect_patterns(self, now: datetime) -> None:
+        recent, prior = await self._pattern_window(now)
         for pattern in self.rules.patterns:
-            since = now - pattern.window
-            recent = [
-                Sighting(incident_id=m.subject.split(".")[2], school_id=m.subject.split(".")[1],
-                         recorded_at=m.time)
-                for m in await read_messages(self.js, SUBJECT, since=since, headers_only=True)
-            ]
-            prior = [e for e in map(_readable, await read_messages(
-                self.js, f"{SUBJECT_PREFIX}.district.*.pattern.detected", since=since))
-                if e is not None]
-            found = detect_pattern(
-                pattern, recent, [e for e in prior if isinstance(e, PatternDetected)],
-                directory=self.directory, now=now,
-            )
+            found = detect_pattern(pattern, recent, prior, directory=self.directory, now=now)
             if found:
                 await self.publish(found)
                 log.warning("pattern.detected", pattern=pattern.name,
                             incidents=len(found[0].data.incident_ids))  # type: ignore[attr-defined]
-        return None
+                # The next pattern (and the next report) must see this one.
+                recent, prior = await self._pattern_window(now)
+
+    async def _pattern_window(self, now: datetime
+                              ) -> tuple[list[Sighting], list[PatternDetected]]:
+        """Every report and pattern event stored within the longest pattern window, up to
+        now (detect_pattern narrows each pattern's own window)."""
+        horizon = now - max(p.window for p in self.rules.patterns)
+        for attempt in (1, 2):
+            if self._tail is None:
+                self._tail = StreamTail(self.js, [SUBJECT, PATTERN_SUBJECT], since=horizon)
+                self._sightings, self._prior = [], []
+            try:
+                new = await self._tail.read_new()
+                break
+            except TailReset as exc:
+                self._tail = None
+                if attempt == 2:
+                    raise
+                log.warning("pattern.tail_reset", reason=str(exc))
+        for m in new:
+            parts = m.subject.split(".")
+            if m.subject.endswith(".encounter.reported"):
+                self._sightings.append(Sighting(incident_id=parts[2], school_id=parts[1],
+                                                recorded_at=m.time))
+            else:
+                event = _readable(m)
+                if isinstance(event, PatternDetected):
+                    self._prior.append((m.time, event))
+        # Forget what no window reaches any more (the same cut read_messages(since=) made).
+        if self._sightings and self._sightings[0].recorded_at < horizon:
+            self._sightings = [s for s in self._sightings if s.recorded_at >= horizon]
+        if self._prior and self._prior[0][0] < horizon:
+            self._prior = [p for p in self._prior if p[0] >= horizon]
+        return list(self._sightings), [e for _, e in self._prior]
 
     async def on_followup(self, event: Event, _: NatsMessage) -> float | None:
         now = datetime.now(UTC)
