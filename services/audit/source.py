@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from services.audit.note import Verifier
 from services.audit.verify import LogVerifier, VerifyResult
-from services.common.streams import CHECKPOINTS_STREAM, STREAM
+from services.common.streams import CHECKPOINTS_STREAM, STREAM, consume_batches
 
 CHECKPOINT_SUBJECTS = "dooralert_checkpoints.>"
 
@@ -40,25 +39,9 @@ async def iter_batches(
     batch: int = 1000,
 ) -> AsyncIterator[list[Msg]]:
     """Every message stored now from `start_seq` on, in stream order, in batches."""
-    psub = await js.pull_subscribe(subject, stream=stream, config=reader_config(start_seq))
-    try:
-        pending = (await psub.consumer_info()).num_pending
-        while pending > 0:
-            try:
-                msgs = await psub.fetch(min(pending, batch), timeout=5)
-            except NatsTimeoutError:
-                break
-            if not msgs:
-                break
-            yield msgs
-            pending = msgs[-1].metadata.num_pending
-    finally:
-        try:
-            await js.delete_consumer(stream, (await psub.consumer_info()).name)
-        except Exception:  # noqa: BLE001 - it expires by itself after inactive_threshold
-            pass
-        await psub.unsubscribe()
-
+    async for msgs in consume_batches(js, subject, config=reader_config(start_seq),
+                                      stream=stream, batch=batch):
+        yield msgs
 
 async def read_checkpoint_notes(js: JetStreamContext) -> list[str]:
     """Every checkpoint note in DOORALERT_CHECKPOINTS, in the order they were appended."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import nats
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -293,51 +294,57 @@ class StoredMessage:
         return parse_event(self.data)
 
 
-async def read_messages(
-    js: JetStreamContext, subject: str = f"{SUBJECT_PREFIX}.>", *, batch: int = 500,
-    since: datetime | None = None, headers_only: bool = False,
-) -> list[StoredMessage]:
-    """Every stored message on `subject` (stored at or after `since`), in stream order,
-    through a throwaway consumer. `headers_only` skips payloads (subjects and times only)."""
-    psub = await js.pull_subscribe(
-        subject,
-        stream=STREAM,
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.NONE,
-            deliver_policy=DeliverPolicy.ALL if since is None else DeliverPolicy.BY_START_TIME,
-            opt_start_time=None if since is None else since.isoformat(),
-            inactive_threshold=30.0,
-            mem_storage=True,
-            headers_only=headers_only or None,
-        ),
-    )
-    out: list[StoredMessage] = []
+async def consume_batches(
+    js: JetStreamContext, subject: str, *, config: ConsumerConfig, stream: str = STREAM,
+    batch: int = 500,
+) -> AsyncIterator[list[Msg]]:
+    """Every message a throwaway consumer with `config` sees now, in stream order, in batches;
+    the consumer is deleted afterwards (or expires by itself after its inactive threshold)."""
+    psub = await js.pull_subscribe(subject, stream=stream, config=config)
     name: str | None = None
     try:
         info = await psub.consumer_info()
         name = info.name
         pending = info.num_pending
         while pending > 0:
-            msgs = await psub.fetch(min(pending, batch), timeout=5)
-            for m in msgs:
-                md = m.metadata
-                out.append(
-                    StoredMessage(
-                        seq=md.sequence.stream,
-                        subject=m.subject,
-                        time=md.timestamp,
-                        data=m.data,
-                        headers=dict(m.headers or {}),
-                    )
-                )
+            try:
+                msgs = await psub.fetch(min(pending, batch), timeout=5)
+            except NatsTimeoutError:
+                break
+            if not msgs:
+                break
+            yield msgs
             pending = msgs[-1].metadata.num_pending
     finally:
         try:
             # The name from the first consumer_info: asking again cost one more round trip.
-            await js.delete_consumer(STREAM, name or (await psub.consumer_info()).name)
+            await js.delete_consumer(stream, name or (await psub.consumer_info()).name)
         except Exception:  # noqa: BLE001 - it expires by itself after inactive_threshold
             pass
         await psub.unsubscribe()
+
+
+async def read_messages(
+    js: JetStreamContext, subject: str = f"{SUBJECT_PREFIX}.>", *, batch: int = 500,
+    since: datetime | None = None, headers_only: bool = False,
+) -> list[StoredMessage]:
+    """Every stored message on `subject` (stored at or after `since`), in stream order,
+    through a throwaway consumer. `headers_only` skips payloads (subjects and times only)."""
+    config = ConsumerConfig(
+        ack_policy=AckPolicy.NONE,
+        deliver_policy=DeliverPolicy.ALL if since is None else DeliverPolicy.BY_START_TIME,
+        opt_start_time=None if since is None else since.isoformat(),
+        inactive_threshold=30.0,
+        mem_storage=True,
+        headers_only=headers_only or None,
+    )
+    out: list[StoredMessage] = []
+    async for msgs in consume_batches(js, subject, config=config, batch=batch):
+        for m in msgs:
+            md = m.metadata
+            out.append(StoredMessage(seq=md.sequence.stream, subject=m.subject,
+                                     time=md.timestamp, data=m.data,
+                                     headers=dict(m.headers or {})))
     return out
 
 

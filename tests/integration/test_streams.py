@@ -1,0 +1,51 @@
+"""Reading the log back: throwaway reads and the router's long-lived tail, on a real server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.common.streams import STREAM, StreamTail, TailReset, read_messages
+
+
+async def put(js, n: int, start: int = 0) -> None:  # type: ignore[no-untyped-def]
+    for i in range(start, start + n):
+        await js.publish(f"dooralert.hamline.inc-{i}.encounter.reported", b"x", stream=STREAM)
+
+
+async def test_a_tail_returns_each_message_once_in_order_and_only_its_subjects(js):
+    await put(js, 3)
+    await js.publish("dooralert.hamline.inc-0.notification.sent", b"y", stream=STREAM)
+    tail = StreamTail(js, ["dooralert.*.*.encounter.reported"],
+                      since=datetime.now(UTC) - timedelta(minutes=5))
+    first = await tail.read_new()
+    assert [m.subject.split(".")[2] for m in first] == ["inc-0", "inc-1", "inc-2"]
+    assert await tail.read_new() == []
+    await put(js, 2, start=3)
+    assert [m.subject.split(".")[2] for m in await tail.read_new()] == ["inc-3", "inc-4"]
+    await tail.close()
+
+
+async def test_a_tail_whose_consumer_vanished_says_so_instead_of_missing_messages(js):
+    await put(js, 2)
+    tail = StreamTail(js, ["dooralert.*.*.encounter.reported"],
+                      since=datetime.now(UTC) - timedelta(minutes=5))
+    await tail.read_new()
+    name = (await tail._psub.consumer_info()).name  # type: ignore[union-attr]
+    await js.delete_consumer(STREAM, name)
+    await put(js, 1, start=2)
+    with pytest.raises(TailReset):
+        await tail.read_new()
+    fresh = StreamTail(js, ["dooralert.*.*.encounter.reported"],
+                       since=datetime.now(UTC) - timedelta(minutes=5))
+    assert len(await fresh.read_new()) == 3
+    await fresh.close()
+
+
+async def test_read_messages_honours_since_and_headers_only(js):
+    await put(js, 2)
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    assert await read_messages(js, since=later) == []
+    msgs = await read_messages(js, "dooralert.*.*.encounter.reported", headers_only=True)
+    assert len(msgs) == 2 and all(m.data == b"" for m in msgs)
