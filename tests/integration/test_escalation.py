@@ -141,6 +141,12 @@ async def test_acknowledged_in_time_means_no_escalation(fast, js, client, smtp):
         roles = {r["role"]: r for r in state["required_roles"]}
         assert roles["law"]["acknowledged_by"] == "law-dept" and roles["law"]["notified_at"]
         assert roles["safety"]["acknowledged_at"] is not None
+        from services.common.tokens import view_token
+
+        token = view_token(fast.secret_key.get_secret_value(), incident_id)
+        page = await client.get(f"/incidents/{incident_id}?token={token}")
+        table = page.text.split('id="required-roles"')[1].split("</table>")[0]
+        assert "Law Department (on call)" in table and "Office of Safety and Security" in table
     finally:
         for b in brokers:
             await b.stop()
