@@ -12,7 +12,15 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+import httpx
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from schemas.report import TOKEN_PATTERN
 from services.common.config import load_yaml_model
@@ -37,6 +45,17 @@ class EmailChannel(_Strict):
 class WebhookChannel(_Strict):
     type: Literal["webhook"]
     url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$")]
+
+    @field_validator("url")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        try:
+            httpx.URL(value)
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise ValueError(f"not a valid URL: {exc}") from None
+        if any(ord(ch) < 33 for ch in value):
+            raise ValueError("not a valid URL: control characters or spaces")
+        return value
 
 
 class AppriseChannel(_Strict):
@@ -86,6 +105,9 @@ class Directory(_Strict):
         if dupes:
             raise ValueError(f"duplicate contact ids: {', '.join(sorted(dupes))}")
         school_ids = [s.id for s in self.schools]
+        if "district" in school_ids or "unknown" in school_ids:
+            raise ValueError('school ids "district" and "unknown" are reserved (district-wide '
+                             "and unreadable events use them)")
         dupes = {i for i in school_ids if school_ids.count(i) > 1}
         if dupes:
             raise ValueError(f"duplicate school ids: {', '.join(sorted(dupes))}")

@@ -27,7 +27,10 @@ def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMap
 def configure_logging(*, level: str = "info", fmt: str = "auto") -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: Any = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer() if use_json
+        # Plain tracebacks: the default formatter prints every frame's local variables, which
+        # would put keys, secrets and addresses into the log.
+        else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
     )
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     structlog.configure(
@@ -45,6 +48,8 @@ def configure_logging(*, level: str = "info", fmt: str = "auto") -> None:
     )
     # Library loggers (uvicorn, faststream, nats) go to stderr at warning and above.
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr)
+    # Apprise logs its targets (phone numbers, chat ids) in its own warnings: keep them out.
+    logging.getLogger("apprise").setLevel(logging.CRITICAL)
 
 
 def get_logger(name: str) -> Any:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG_DIR = REPO_ROOT / "deploy" / "examples"
@@ -14,7 +15,10 @@ EXAMPLE_CONFIG_DIR = REPO_ROOT / "deploy" / "examples"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DOORALERT_", extra="ignore")
 
-    nats_url: str = "nats://127.0.0.1:4222"
+    # One server, or a cluster's nodes separated by commas: "nats://a:4222,nats://b:4222".
+    # A comma-separated value becomes a list (what NatsBroker and nats.connect take for
+    # several servers); a single URL stays the string it was.
+    nats_url: Annotated[str | list[str], NoDecode] = "nats://127.0.0.1:4222"
     config_dir: Path = EXAMPLE_CONFIG_DIR
 
     smtp_host: str = "127.0.0.1"
@@ -38,10 +42,18 @@ class Settings(BaseSettings):
     retry_max_seconds: float = 300.0
     max_attempts: int = 8
     publish_timeout_seconds: float = 2.0
-    publish_retry_seconds: float = 10.0
+    # Covers a cluster's stream-leader failover (measured 5-8 s; see streams.publish_event).
+    publish_retry_seconds: float = 20.0
 
     log_level: str = "info"
     log_format: str = "auto"  # auto | json | console
+
+    @field_validator("nats_url", mode="before")
+    @classmethod
+    def _split_nats_url(cls, value: object) -> object:
+        if isinstance(value, str) and "," in value:
+            return [u.strip() for u in value.split(",") if u.strip()]
+        return value
 
     @property
     def base_url(self) -> str:

@@ -29,7 +29,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from schemas.events import Event, parse_event, serialize_event, subject_for
 from services.common.logging import get_logger
@@ -42,6 +42,10 @@ CHECKPOINTS_STREAM = "DOORALERT_CHECKPOINTS"
 DELIVERIES_BUCKET = "DOORALERT_DELIVERIES"
 SUBJECT_PREFIX = "dooralert"
 DUPLICATE_WINDOW_S = 60 * 60.0  # one hour: covers any redelivery and a cluster failover
+
+
+class IncompleteRead(Exception):
+    """A read of the log stopped before every stored message arrived; try again."""
 
 
 class ProvisionError(Exception):
@@ -218,9 +222,20 @@ async def provision(js: JetStreamContext, *, replicas: int = 1) -> list[str]:
     return actions
 
 
-async def connect(url: str, *, name: str) -> Client:
+def server_urls(url: str | Sequence[str]) -> list[str]:
+    """The servers in a DOORALERT_NATS_URL: one URL, or several separated by commas (the
+    nodes of a cluster; the client fails over between them and learns the rest from INFO)."""
+    parts = url.split(",") if isinstance(url, str) else list(url)
+    urls = [u.strip() for u in parts if u.strip()]
+    if not urls:
+        raise ValueError(f"no NATS server URL in {url!r}")
+    return urls
+
+
+async def connect(url: str | Sequence[str], *, name: str) -> Client:
+    urls = server_urls(url)
     return await nats.connect(
-        url,
+        urls[0] if len(urls) == 1 else urls,
         name=name,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
@@ -233,11 +248,19 @@ async def publish_event(
     event: Event,
     *,
     timeout: float = 2.0,
-    retry_for: float = 10.0,
+    retry_for: float = 20.0,
 ) -> PubAck:
     """Append an event to DOORALERT, retrying with the same Nats-Msg-Id until acknowledged.
 
     A retry after a lost PubAck is dropped by the server as a duplicate, so retrying is safe.
+
+    Sized for a cluster losing the stream leader (tests/integration/test_cluster.py, 3 nodes,
+    SIGKILL of the DOORALERT leader): writes fail for 5-8 s - a 2 s timeout if this client was
+    connected to the dead node, then "no responders" (NoStreamResponseError, returned at once)
+    until the survivors elect a leader; the raft election timeout alone is randomised up to
+    9 s. `retry_for` 10 s left no margin over that, so the default (and
+    DOORALERT_PUBLISH_RETRY_SECONDS) is 20 s. Backoff is capped at 0.5 s so the first
+    publish after the election waits little.
     """
     payload = serialize_event(event)
     subject = subject_for(event, SUBJECT_PREFIX)
@@ -249,12 +272,16 @@ async def publish_event(
                 subject, payload, stream=STREAM, timeout=timeout,
                 headers={"Nats-Msg-Id": event.id},
             )
-        except (NatsTimeoutError, NoRespondersError, ConnectionClosedError, asyncio.TimeoutError):
+        except (NatsTimeoutError, NoRespondersError, ConnectionClosedError, asyncio.TimeoutError,
+                # During a leader election js.publish raises these, not a timeout: no stream
+                # leader answers (503 no responders), or JetStream answers 503 unavailable.
+                NoStreamResponseError, ServiceUnavailableError) as exc:
             if time.monotonic() + delay > deadline:
                 raise
-            log.warning("publish.retry", subject=subject, event_id=event.id, delay=delay)
+            log.warning("publish.retry", subject=subject, event_id=event.id, delay=delay,
+                        error=type(exc).__name__)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, 0.5)
 
 
 async def publish_events(js: JetStreamContext, events: Sequence[Event], **kw: float) -> None:
@@ -310,9 +337,10 @@ async def consume_batches(
             try:
                 msgs = await psub.fetch(min(pending, batch), timeout=5)
             except NatsTimeoutError:
-                break
+                # Never hand back a silently short read: a fold or export over it would lie.
+                raise IncompleteRead(f"{pending} message(s) on {subject} not delivered") from None
             if not msgs:
-                break
+                raise IncompleteRead(f"{pending} message(s) on {subject} not delivered")
             yield msgs
             pending = msgs[-1].metadata.num_pending
     finally:

@@ -275,7 +275,7 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
         body = await read_body(request)
         try:
             raw = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise ReportInvalid([{"field": "(body)", "reason": f"not valid JSON: {exc}"}]) from None
         idem = request.headers.get("idempotency-key")
         if idem is not None and not (1 <= len(idem) <= 200 and idem.isprintable()):
@@ -340,7 +340,7 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
             return None
         try:
             return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise ReportInvalid([{"field": "(body)", "reason": f"not valid JSON: {exc}"}]) from None
 
     @app.post("/api/v1/incidents/{incident_id}/updates", status_code=202,
@@ -398,9 +398,13 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
         token = raw.get("token") if isinstance(raw, dict) else None
         if not isinstance(token, str):
             raise ReportInvalid([{"field": "token", "reason": "required"}])
-        status, message, found = await acknowledge(token, via="api", record=True)
-        if found is not None and found != incident_id:
-            raise ApiError(400, "the token is for another incident")
+        try:
+            claim = read_ack_token(secret, token, now=datetime.now(UTC))
+        except TokenError as exc:
+            raise ApiError(400, str(exc)) from None
+        if claim.incident_id != incident_id:
+            raise ApiError(400, "the token is for another incident")  # and nothing is recorded
+        status, message, _ = await acknowledge(token, via="api", record=True)
         if status >= 400:
             raise ApiError(status, message)
         return JSONResponse({"incident_id": incident_id, "status": message}, status)
@@ -409,15 +413,16 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
         request: Request, incident_id: str, token: str | None
     ) -> IncidentState:
         key = _bearer(request)
-        if not key and not check_view_token(secret, incident_id, token):
+        by_token = check_view_token(secret, incident_id, token)
+        if not key and not by_token:
             raise ApiError(401, "send the school's intake key or the link's token")
+        # A key is checked before the log is read: a wrong key learns nothing, costs nothing.
+        school = None if by_token else authorise(key)
         incident = await project(incident_id)
         if incident is None:
             raise ApiError(404, "no such incident")
-        if key and not check_view_token(secret, incident_id, token):
-            school = authorise(key)
-            if school.id != incident.school_id:
-                raise ApiError(403, "this intake key is for another school")
+        if school is not None and school.id != incident.school_id:
+            raise ApiError(403, "this intake key is for another school")
         return incident
 
     # --- HTML ----------------------------------------------------------------------------

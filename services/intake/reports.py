@@ -11,6 +11,7 @@ from schemas.events import EncounterReported, derive_id, new_event_id
 from schemas.report import REFUSED_FIELDS, EncounterReport
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+MAX_REPORT_AGE = timedelta(days=7)
 
 
 class ReportInvalid(Exception):
@@ -48,6 +49,9 @@ def parse_report(raw: Any, *, now: datetime) -> EncounterReport:
         raise ReportInvalid(field_errors(exc)) from None
     if report.occurred_at is not None and report.occurred_at > now + MAX_CLOCK_SKEW:
         raise ReportInvalid([{"field": "occurred_at", "reason": "is in the future"}])
+    if report.occurred_at is not None and report.occurred_at < now - MAX_REPORT_AGE:
+        raise ReportInvalid([{"field": "occurred_at",
+                              "reason": "is more than 7 days ago: report current encounters"}])
     return report.at(now)
 
 

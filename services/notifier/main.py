@@ -162,7 +162,16 @@ class Notifier:
             log.info("notification.already_sent", notification=d.notification_id)
             return None
         try:
-            reply = await self._deliver(req)
+            try:
+                reply = await self._deliver(req)
+            except DeliveryError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                # Anything else (NATS hiccup, a bug, an unrenderable report) is retried with
+                # backoff and recorded like a transient failure, then falls back and escalates
+                # like one: never an endless silent retry.
+                log.exception("notification.error", notification=d.notification_id)
+                raise TransientDeliveryError(f"internal error: {type(exc).__name__}") from None
         except PermanentDeliveryError as err:
             await self._give_up(req, attempt, err)
             return None
@@ -245,9 +254,8 @@ class Notifier:
         if isinstance(channel, WebhookChannel):
             payload = webhook_payload(req, report, school_name=school_name,
                                       status_url=status_url)
+            # No ack link: webhooks often post into shared rooms (see the README).
             payload["kind"] = d.kind
-            if ack_url:
-                payload["ack_url"] = ack_url
             return await post_webhook(
                 self.http(), channel.url, payload, secret=self.webhook_secret,
                 now=datetime.now(UTC), timeout=self.settings.webhook_timeout,
@@ -266,7 +274,14 @@ class Notifier:
             to=to, language=contact.language, ack_url=ack_url,
         )
         if isinstance(channel, AppriseChannel):
-            # The plain-text alert, titled like the email's subject.
+            # Chat rooms and SMS are shared places: the plain-text alert without staff notes
+            # and without the acknowledgement link (anyone in the room could use it).
+            message = build_email(
+                request=req, report=report.model_copy(update={
+                    "data": report.data.model_copy(update={"notes": None})}),
+                ctx=ctx, sender=self.settings.smtp_from, to=to, language=contact.language,
+                ack_url=None,
+            )
             body = message.get_body(("plain",))
             return await send_apprise(
                 channel.url, title=str(message["Subject"]),
@@ -281,8 +296,12 @@ class Notifier:
             self.js, f"{SUBJECT_PREFIX}.{req.school_id}.{req.incident_id}.pattern.detected")
         if raw is None:
             raise TransientDeliveryError("the pattern event is not in the log yet")
-        pattern = parse_event(raw)
-        assert isinstance(pattern, PatternDetected)
+        try:
+            pattern = parse_event(raw)
+        except EventDecodeError as exc:
+            raise PermanentDeliveryError(f"the pattern event is unreadable: {exc}") from None
+        if not isinstance(pattern, PatternDetected):
+            raise PermanentDeliveryError("the pattern subject holds another event type")
         names = {s.id: s.name for s in self.directory.schools}
         if isinstance(channel, WebhookChannel):
             payload: dict[str, object] = {

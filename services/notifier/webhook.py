@@ -89,6 +89,9 @@ async def post_webhook(
         raise TransientDeliveryError(f"webhook timed out: {type(exc).__name__}") from None
     except httpx.HTTPError as exc:
         raise TransientDeliveryError(f"webhook unreachable: {type(exc).__name__}: {exc}") from None
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise PermanentDeliveryError(f"webhook URL in district.yaml is invalid: "
+                                     f"{type(exc).__name__}") from None
     if 200 <= resp.status_code < 300:
         return scrub(f"HTTP {resp.status_code}")
     if 300 <= resp.status_code < 400:

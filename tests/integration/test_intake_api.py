@@ -77,11 +77,42 @@ async def test_oversized_body_is_413(intake_client, js):
     await assert_no_events(js)
 
 
-@pytest.mark.parametrize("content", [b"not json", b"[1,2]", b"\xff\xfe", b"null", b""])
+@pytest.mark.parametrize("content", [b"not json", b"[1,2]", b"\xff\xfe", b"null", b"",
+                                     b"[" * 3000])
 async def test_malformed_bodies_are_422_not_500(intake_client, js, content):
     resp = await post(intake_client, content=content)
     assert resp.status_code == 422, resp.text
     assert resp.json()["fields"][0]["field"] == "(body)"
+
+
+async def test_a_time_more_than_a_week_ago_is_refused(intake_client, js):
+    resp = await post(intake_client, report(occurred_at="0001-01-01T00:00:00+14:00"))
+    assert resp.status_code == 422
+    assert resp.json()["fields"][0]["field"] == "occurred_at"
+    await assert_no_events(js)
+
+
+async def test_a_wrong_key_cannot_probe_which_incidents_exist(intake_client, js):
+    resp = await post(intake_client, report())
+    real = resp.json()["incident_id"]
+    for incident_id in (real, "no-such-incident"):
+        probe = await intake_client.get(f"/api/v1/incidents/{incident_id}",
+                                        headers={"Authorization": "Bearer nope"})
+        assert probe.status_code == 401
+
+
+async def test_an_ack_token_posted_to_another_incident_records_nothing(intake_client, js):
+    from datetime import UTC, datetime, timedelta
+
+    from services.common.tokens import AckClaim, ack_token
+
+    a = (await post(intake_client, report())).json()["incident_id"]
+    b = (await post(intake_client, report())).json()["incident_id"]
+    exp = int((datetime.now(UTC) + timedelta(hours=1)).timestamp())
+    token = ack_token("test-secret", AckClaim(a, "hamline", "law", "law-dept", "n", exp))
+    resp = await intake_client.post(f"/api/v1/incidents/{b}/ack", json={"token": token})
+    assert resp.status_code == 400
+    assert await read_messages(js, "dooralert.*.*.incident.acknowledged") == []
 
 
 async def test_future_time_is_refused(intake_client, js):

@@ -224,7 +224,9 @@ async def test_apprise_target_gets_the_plain_text_alert(notifier, js, webhook):
     [hit] = webhook.ok("/apprise")
     assert "Hamline Elementary" in hit.json["title"]
     assert "Administrative warrant" in hit.json["message"]
-    assert "/ack/" in hit.json["message"]
+    # A shared room: no acknowledgement link, no staff notes.
+    assert "/ack/" not in hit.json["message"]
+    assert "Notes from staff" not in hit.json["message"]
 
 
 async def test_failing_apprise_target_is_retried_then_falls_back_to_email(

@@ -351,3 +351,23 @@ async def test_a_poison_message_on_the_bus_is_dead_lettered(
     [dead] = new_events(js)
     assert dead.type == "message.dead_lettered"
     assert smtp.received == []
+
+
+async def test_an_unexpected_error_is_retried_as_a_recorded_failure_then_given_up(
+    settings: Settings, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: Notifier, req: NotificationRequested) -> str:
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr(Notifier, "_deliver", broken)
+    js, requests = log_with_report()
+    msg = await deliver(js, settings, requests[0], delivered=1)
+    assert msg.outcome == "nack"
+    [failed] = new_events(js)
+    assert isinstance(failed, NotificationFailed) and not failed.data.permanent
+    assert failed.data.reason == "internal error: OverflowError"
+    js2, requests2 = log_with_report()
+    last = await deliver(js2, settings, requests2[0], delivered=MAX_ATTEMPTS)
+    assert last.outcome == "ack"
+    [final] = new_events(js2)
+    assert isinstance(final, NotificationFailed) and final.data.permanent

@@ -155,3 +155,29 @@ def test_a_broken_district_file_names_the_field(tmp_path: Path) -> None:
     (tmp_path / "district.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match='undefined contact "nobody"'):
         load_directory(tmp_path)
+
+
+def test_webhook_urls_that_do_not_parse_are_refused_at_load() -> None:
+    import yaml
+    from pydantic import ValidationError
+
+    from services.common.directory import Directory
+    from tests.support import EXAMPLES
+
+    raw = yaml.safe_load((EXAMPLES / "district.yaml").read_text())
+    raw["contacts"][0]["channels"] = [{"type": "webhook", "url": "http://[::1/x"}]
+    with pytest.raises(ValidationError, match="not a valid URL"):
+        Directory.model_validate(raw)
+
+
+def test_the_district_school_id_is_reserved() -> None:
+    import yaml
+    from pydantic import ValidationError
+
+    from services.common.directory import Directory
+    from tests.support import EXAMPLES
+
+    raw = yaml.safe_load((EXAMPLES / "district.yaml").read_text())
+    raw["schools"][0]["id"] = "district"
+    with pytest.raises(ValidationError, match="reserved"):
+        Directory.model_validate(raw)
