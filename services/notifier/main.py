@@ -8,9 +8,12 @@ email carries the same Message-ID.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -163,7 +166,8 @@ class Notifier:
             return None
         try:
             try:
-                reply = await self._deliver(req)
+                async with _heartbeat(msg):
+                    reply = await self._deliver(req)
             except DeliveryError:
                 raise
             except Exception as exc:  # noqa: BLE001
@@ -352,6 +356,26 @@ class Notifier:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+
+
+@asynccontextmanager
+async def _heartbeat(msg: NatsMessage, every: float = 10.0) -> AsyncIterator[None]:
+    """Tell the server the message is still being worked on while a slow send runs, so it is
+    not redelivered (and sent twice) past the consumer's ack_wait."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await msg.in_progress()
+            except Exception:  # noqa: BLE001 - a missed beat only risks a redelivery
+                log.warning("notification.heartbeat_failed")
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 def _as_report(raw: bytes | None) -> EncounterReported | None:
