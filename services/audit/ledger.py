@@ -44,7 +44,7 @@ from services.audit.note import (
 )
 from services.audit.source import iter_batches, reader_config
 from services.common.logging import get_logger
-from services.common.streams import CHECKPOINTS_STREAM, STREAM, SUBJECT_PREFIX
+from services.common.streams import CHECKPOINTS_STREAM, STREAM, SUBJECT_PREFIX, retrying
 
 log = get_logger("dooralert.ledger")
 
@@ -304,19 +304,11 @@ def _claimed_size(note: str) -> int | None:
 
 async def _publish(js: JetStreamContext, subject: str, payload: bytes, headers: dict[str, str],
                    *, retry_for: float = 30.0) -> None:
-    deadline = time.monotonic() + retry_for
-    delay = 0.1
-    while True:
-        try:
-            await js.publish(subject, payload, stream=CHECKPOINTS_STREAM, timeout=2.0,
-                             headers=headers)
-            return
-        except (NatsTimeoutError, NoRespondersError, ConnectionClosedError, asyncio.TimeoutError):
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning("checkpoint.publish_retry", subject=subject, delay=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+    await retrying(
+        lambda: js.publish(subject, payload, stream=CHECKPOINTS_STREAM, timeout=2.0,
+                           headers=headers),
+        retry_for=retry_for, what="checkpoint.publish", subject=subject,
+    )
 
 
 def _write_file(directory: Path, cp: Checkpoint, note: str) -> None:

@@ -43,7 +43,9 @@ def configure_logging(*, level: str = "info", fmt: str = "auto") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # Whatever sys.stderr is when a line is written (not when logging was configured):
+        # a replaced stream (tests' capture, a daemon's redirect) never gets stale writes.
+        logger_factory=lambda *_: structlog.PrintLogger(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
     # Library loggers (uvicorn, faststream, nats) go to stderr at warning and above.

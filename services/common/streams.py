@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import nats
 from nats.aio.client import Client
@@ -35,6 +36,7 @@ from schemas.events import Event, parse_event, serialize_event, subject_for
 from services.common.logging import get_logger
 
 log = get_logger("dooralert.streams")
+T = TypeVar("T")
 
 STREAM = "DOORALERT"
 TIMERS_STREAM = "DOORALERT_TIMERS"
@@ -264,22 +266,33 @@ async def publish_event(
     """
     payload = serialize_event(event)
     subject = subject_for(event, SUBJECT_PREFIX)
+    return await retrying(
+        lambda: js.publish(subject, payload, stream=STREAM, timeout=timeout,
+                           headers={"Nats-Msg-Id": event.id}),
+        retry_for=retry_for, what="publish", subject=subject, event_id=event.id,
+    )
+
+
+# What a JetStream request raises while a cluster elects a leader or a connection is being
+# re-established: no stream leader answers (503 no responders), JetStream answers 503
+# unavailable, or nothing answers before the timeout.
+TRANSIENT_NATS_ERRORS = (NatsTimeoutError, NoRespondersError, ConnectionClosedError,
+                         asyncio.TimeoutError, NoStreamResponseError, ServiceUnavailableError)
+
+
+async def retrying(op: Callable[[], Awaitable[T]], *, retry_for: float, what: str,
+                   **context: object) -> T:
+    """Run a JetStream request, retrying transient failures (backoff 0.1 s doubling to 0.5 s)
+    until `retry_for` seconds have passed; then the last error is raised."""
     deadline = time.monotonic() + retry_for
     delay = 0.1
     while True:
         try:
-            return await js.publish(
-                subject, payload, stream=STREAM, timeout=timeout,
-                headers={"Nats-Msg-Id": event.id},
-            )
-        except (NatsTimeoutError, NoRespondersError, ConnectionClosedError, asyncio.TimeoutError,
-                # During a leader election js.publish raises these, not a timeout: no stream
-                # leader answers (503 no responders), or JetStream answers 503 unavailable.
-                NoStreamResponseError, ServiceUnavailableError) as exc:
+            return await op()
+        except TRANSIENT_NATS_ERRORS as exc:
             if time.monotonic() + delay > deadline:
                 raise
-            log.warning("publish.retry", subject=subject, event_id=event.id, delay=delay,
-                        error=type(exc).__name__)
+            log.warning(f"{what}.retry", delay=delay, error=type(exc).__name__, **context)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
 
@@ -491,10 +504,15 @@ async def schedule_timer(
     )
 
 
-async def get_last(js: JetStreamContext, subject: str) -> bytes | None:
-    """The payload of the last message on an exact subject, or None."""
-    try:
-        msg = await js.get_last_msg(STREAM, subject)
-    except NotFoundError:
-        return None
-    return msg.data
+async def get_last(js: JetStreamContext, subject: str, *, retry_for: float = 20.0
+                   ) -> bytes | None:
+    """The payload of the last message on an exact subject, or None (retried like a publish)."""
+
+    async def op() -> bytes | None:
+        try:
+            msg = await js.get_last_msg(STREAM, subject)
+        except NotFoundError:
+            return None
+        return msg.data
+
+    return await retrying(op, retry_for=retry_for, what="get_last", subject=subject)

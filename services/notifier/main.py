@@ -53,6 +53,7 @@ from services.common.streams import (
     SUBJECT_PREFIX,
     get_last,
     read_incident,
+    retrying,
     publish_event,
 )
 from services.common.tokens import view_token
@@ -154,10 +155,17 @@ class Notifier:
         d = req.data
         attempt = msg.raw_message.metadata.num_delivered
         kv = await self.kv()
-        try:
-            entry = await kv.get(d.notification_id)
-        except KeyNotFoundError:
-            entry = None
+
+        async def lookup():  # type: ignore[no-untyped-def]
+            try:
+                return await kv.get(d.notification_id)
+            except KeyNotFoundError:
+                return None
+
+        # Both bucket operations ride out a cluster failover like a publish does: a record
+        # lost after the server accepted the email would mean a second email on redelivery.
+        retry_for = self.settings.publish_retry_seconds
+        entry = await retrying(lookup, retry_for=retry_for, what="delivery_record.get")
         if entry is not None and entry.value:
             # Delivered before a crash or redelivery: make sure the log says so, send nothing.
             record = json.loads(entry.value)
@@ -190,11 +198,10 @@ class Notifier:
             log.info("notification.retry", notification=d.notification_id, attempt=attempt,
                      delay=round(delay, 3), reason=err.reason)
             return delay
-        await kv.put(
-            d.notification_id,
-            json.dumps({"attempt": attempt, "reply": reply,
-                        "at": datetime.now(UTC).isoformat()}).encode(),
-        )
+        record = json.dumps({"attempt": attempt, "reply": reply,
+                             "at": datetime.now(UTC).isoformat()}).encode()
+        await retrying(lambda: kv.put(d.notification_id, record), retry_for=retry_for,
+                       what="delivery_record.put")
         await self._record_sent(req, attempt, reply)
         log.info("notification.sent", notification=d.notification_id, role=d.role,
                  channel=d.channel, incident=req.incident_id, attempt=attempt)
