@@ -225,6 +225,9 @@ def test_spanish_report_by_accept_language_and_switch_back_to_english(stack, bro
     # The whole form fits a phone screen or close to it (a scroll of one field at most).
     height = page.evaluate("document.documentElement.scrollHeight")
     assert height < 844 * 2.2, height
+    # ...and the send button is on the first screen, without scrolling.
+    box = page.locator("form#report button[type=submit]").bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 844, box
     shot(page, "form-es-phone")
     page.fill("#location", "Puerta del gimnasio")
     page.select_option("#agency_stated", "cbp")
