@@ -455,6 +455,7 @@ async def pipeline(args: argparse.Namespace, workdir: Path, nats_url: str,
         "post_response_ms": summary_ms(post_lat),
         "post_to_stored_ms": summary_ms(post_to_stored),
         "smtp_connections": smtp_connections,
+        "smtp_connections_total": len(sink.peers),
         "smtp_messages": smtp_messages,
         "cpu_window_s": round(t_complete - t_first, 3),
         "cpu_seconds": cpu,
@@ -514,7 +515,8 @@ def print_report(raw: dict[str, Any], pipe: dict[str, Any]) -> None:
         ratio = f"{value / limit:.3f}" if limit else ""
         w(f"  {label:<34}{value:>11,.1f}{lim:>30}{ratio:>9}")
     w("")
-    w(f"  SMTP: {pipe['smtp_messages']} messages over {pipe['smtp_connections']} connections")
+    w(f"  SMTP: {pipe['smtp_messages']} messages over {pipe['smtp_connections']} new connections "
+      f"({pipe['smtp_connections_total']} opened in the whole run: the notifier pools sessions)")
     win = pipe["cpu_window_s"]
     w(f"  CPU seconds from first POST to last email ({win} s; 2 cores shared with others):")
     for name, secs in pipe["cpu_seconds"].items():
