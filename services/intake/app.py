@@ -185,22 +185,30 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
         incident_id = incident_id_for(school.id, idempotency_key)
         event = encounter_event(report, incident_id=incident_id, actor=actor, now=now)
         subject = f"{SUBJECT_PREFIX}.{school.id}.{incident_id}.encounter.reported"
+        had_time = isinstance(raw, dict) and raw.get("occurred_at") is not None
+
+        async def check_stored() -> bool:
+            """Whether this incident's report is stored; 409 if it is a different report."""
+            stored = await get_last(js(), subject, retry_for=settings.publish_retry_seconds)
+            if stored is None:
+                return False
+            prior = parse_event(stored)
+            if not isinstance(prior, EncounterReported) or not same_report(
+                    prior.data, report, new_had_time=had_time):
+                raise ApiError(409, "Idempotency-Key already used for a different report")
+            return True
+
         try:
-            if idempotency_key:
-                stored = await get_last(js(), subject)
-                if stored is not None:
-                    prior = parse_event(stored)
-                    assert isinstance(prior, EncounterReported)
-                    had_time = isinstance(raw, dict) and raw.get("occurred_at") is not None
-                    if not same_report(prior.data, report, new_had_time=had_time):
-                        raise ApiError(
-                            409, "Idempotency-Key already used for a different report"
-                        )
-                    return incident_id, False
+            if idempotency_key and await check_stored():
+                return incident_id, False
             ack = await publish_event(
                 js(), event, timeout=settings.publish_timeout_seconds,
                 retry_for=settings.publish_retry_seconds,
             )
+            if ack.duplicate and idempotency_key:
+                # Lost a race with a concurrent request under the same key: same answer as
+                # if it had come first (a different report under that key gets 409).
+                await check_stored()
         except ApiError:
             raise
         except Exception as exc:  # noqa: BLE001 - NATS down: say so, record nothing

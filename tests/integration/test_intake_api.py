@@ -177,3 +177,15 @@ async def test_html_form_shows_field_errors_and_keeps_values(intake_client, js):
 async def test_healthz(intake_client, js):
     resp = await intake_client.get("/healthz")
     assert resp.json() == {"status": "ok", "nats": True}
+
+
+async def test_concurrent_different_reports_under_one_idempotency_key_one_wins_one_is_409(
+        intake_client, js):
+    import asyncio
+
+    first, second = await asyncio.gather(
+        post(intake_client, report(agent_count=2), headers={"Idempotency-Key": "race-1"}),
+        post(intake_client, report(agent_count=7), headers={"Idempotency-Key": "race-1"}),
+    )
+    assert sorted([first.status_code, second.status_code]) == [202, 409]
+    assert len(await read_messages(js, "dooralert.*.*.encounter.reported")) == 1
