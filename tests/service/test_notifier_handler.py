@@ -371,3 +371,22 @@ async def test_an_unexpected_error_is_retried_as_a_recorded_failure_then_given_u
     assert last.outcome == "ack"
     [final] = new_events(js2)
     assert isinstance(final, NotificationFailed) and final.data.permanent
+
+
+async def test_a_slow_send_keeps_telling_the_server_it_is_in_progress() -> None:
+    import asyncio
+
+    from services.notifier.main import _heartbeat
+
+    class Msg:
+        beats = 0
+
+        async def in_progress(self) -> None:
+            self.beats += 1
+
+    msg = Msg()
+    async with _heartbeat(msg, every=0.05):  # type: ignore[arg-type]
+        await asyncio.sleep(0.18)
+    beats = msg.beats
+    await asyncio.sleep(0.1)
+    assert beats >= 2 and msg.beats == beats  # beats while sending, none after
