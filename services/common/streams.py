@@ -340,7 +340,10 @@ async def consume_batches(
 ) -> AsyncIterator[list[Msg]]:
     """Every message a throwaway consumer with `config` sees now, in stream order, in batches;
     the consumer is deleted afterwards (or expires by itself after its inactive threshold)."""
-    psub = await js.pull_subscribe(subject, stream=stream, config=config)
+    # Creating the consumer is a JetStream API request: ride out a leader election like a
+    # publish does rather than fail the caller's read.
+    psub = await retrying(lambda: js.pull_subscribe(subject, stream=stream, config=config),
+                          retry_for=20.0, what="read.subscribe", subject=subject)
     name: str | None = None
     try:
         info = await psub.consumer_info()
