@@ -55,6 +55,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, S
 
 from services.common.dev import nats_server_binary  # noqa: E402
 from services.common.streams import SUBJECT_PREFIX, StoredMessage, provision, read_messages  # noqa: E402
+from tests.support import report  # noqa: E402
 
 CONFIG_DIR = REPO / "deploy" / "examples"
 SCHOOLS = [("hamline", "demo-hamline-intake-key"), ("lincoln-park", "demo-lincoln-intake-key")]
@@ -178,18 +179,12 @@ def summary_ms(values: list[float]) -> dict[str, float]:
 
 
 def report_body(school: str, i: int) -> dict[str, Any]:
-    return {
-        "school_id": school,
-        "location": f"Front entrance, door {i % 7 + 1}",
-        "agency_stated": "ice",
-        "agent_count": 2,
-        "credentials_shown": True,
-        "document": "administrative_warrant",
-        "signed_by_judge": "no",
-        "purpose": "unspecified",
-        "entry": "kept_outside",
-        "notes": "Two agents in plain clothes asked for the office; kept outside, law called.",
-    }
+    """The tests' sample report, varied a little, with notes of a realistic length."""
+    return report(
+        school_id=school,
+        location=f"Front entrance, door {i % 7 + 1}",
+        notes="Two agents in plain clothes asked for the office; kept outside, law called.",
+    )
 
 
 # --- raw JetStream -----------------------------------------------------------------------

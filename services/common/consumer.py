@@ -23,11 +23,12 @@ from schemas.events import (
     derive_id,
     parse_event,
 )
+from schemas.report import TOKEN_PATTERN
 from services.common.logging import get_logger
 from services.common.streams import publish_event
 
 log = get_logger("dooralert.consumer")
-_TOKEN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_TOKEN = re.compile(TOKEN_PATTERN)
 
 # A handler returns None when the message is done (ack), or a delay in seconds after which
 # it must be delivered again.
@@ -39,14 +40,14 @@ async def raw_decoder(msg: Any) -> bytes:
     return bytes(msg.body)
 
 
-async def dead_letter(js: JetStreamContext, msg: NatsMessage, consumer: str, reason: str) -> None:
-    raw = msg.raw_message
-    parts = raw.subject.split(".")
+def dead_letter_event(*, consumer: str, seq: int, subject: str, reason: str, now: datetime
+                      ) -> MessageDeadLettered:
+    """The `message.dead_lettered` event for stream message `seq` given up by `consumer`
+    (pure). Its id derives from both, so every process reporting it appends one event."""
+    parts = subject.split(".")
     school = parts[1] if len(parts) > 3 and _TOKEN.match(parts[1]) else "unknown"
     incident = parts[2] if len(parts) > 3 and _TOKEN.match(parts[2]) else "unknown"
-    seq = raw.metadata.sequence.stream
-    now = datetime.now(UTC)
-    event = MessageDeadLettered(
+    return MessageDeadLettered(
         id=derive_id("dead-letter", consumer, str(seq)),
         source="router" if consumer.startswith("router") else "notifier",
         incident_id=incident,
@@ -56,9 +57,16 @@ async def dead_letter(js: JetStreamContext, msg: NatsMessage, consumer: str, rea
         correlation_id=incident,
         actor="system",
         data=MessageDeadLetteredData(
-            stream_sequence=seq, subject=raw.subject, consumer=consumer, reason=reason[:500]
+            stream_sequence=seq, subject=subject, consumer=consumer, reason=reason[:500]
         ),
     )
+
+
+async def dead_letter(js: JetStreamContext, msg: NatsMessage, consumer: str, reason: str) -> None:
+    raw = msg.raw_message
+    seq = raw.metadata.sequence.stream
+    event = dead_letter_event(consumer=consumer, seq=seq, subject=raw.subject, reason=reason,
+                              now=datetime.now(UTC))
     await publish_event(js, event)
     log.error("message.dead_lettered", consumer=consumer, seq=seq, subject=raw.subject,
               reason=reason[:200])

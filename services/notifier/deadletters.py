@@ -11,42 +11,27 @@ lost (the message itself is still in the stream).
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from typing import Any
 
 from nats.js import JetStreamContext
 
-from schemas.events import MessageDeadLettered, MessageDeadLetteredData, derive_id
+from schemas.events import MessageDeadLettered
+from services.common.consumer import dead_letter_event
 from services.common.logging import get_logger
 from services.common.streams import STREAM, publish_event
 
 log = get_logger("dooralert.notifier.deadletters")
 ADVISORY_SUBJECT = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM}.*"
-_TOKEN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
-def dead_letter_event(advisory: dict[str, Any], subject: str, *, now: datetime
-                      ) -> MessageDeadLettered:
+def advisory_event(advisory: dict[str, Any], subject: str, *, now: datetime
+                   ) -> MessageDeadLettered:
     """The event for one max-deliveries advisory (pure)."""
-    consumer = str(advisory.get("consumer", "unknown"))
-    seq = int(advisory["stream_seq"])
-    parts = subject.split(".")
-    school = parts[1] if len(parts) > 3 and _TOKEN.match(parts[1]) else "unknown"
-    incident = parts[2] if len(parts) > 3 and _TOKEN.match(parts[2]) else "unknown"
-    return MessageDeadLettered(
-        id=derive_id("dead-letter", consumer, str(seq)),
-        source="notifier",
-        incident_id=incident,
-        school_id=school,
-        occurred_at=now,
-        recorded_at=now,
-        correlation_id=incident,
-        actor="system",
-        data=MessageDeadLetteredData(
-            stream_sequence=seq, subject=subject, consumer=consumer,
-            reason=f"max deliveries reached ({advisory.get('deliveries', '?')} attempts)",
-        ),
+    return dead_letter_event(
+        consumer=str(advisory.get("consumer", "unknown")), seq=int(advisory["stream_seq"]),
+        subject=subject, now=now,
+        reason=f"max deliveries reached ({advisory.get('deliveries', '?')} attempts)",
     )
 
 
@@ -61,7 +46,7 @@ async def record_advisory(js: JetStreamContext, payload: bytes) -> MessageDeadLe
         subject = (await js.get_msg(STREAM, seq)).subject or "unknown"
     except Exception:  # noqa: BLE001 - record it even when the message cannot be read back
         subject = "unknown"
-    event = dead_letter_event(advisory, subject, now=datetime.now(UTC))
+    event = advisory_event(advisory, subject, now=datetime.now(UTC))
     await publish_event(js, event)
     log.error("message.dead_lettered", consumer=event.data.consumer, seq=seq, subject=subject,
               reason=event.data.reason)
