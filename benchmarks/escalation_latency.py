@@ -69,18 +69,27 @@ async def main(n: int) -> None:
     js = nc.jetstream()
     await provision(js)
     directory = load_directory(cfg)
-    brokers = [router_broker(settings, rules=load_rules(cfg), directory=directory),
-               notifier_broker(settings, directory=directory)]
+    brokers = [
+        router_broker(settings, rules=load_rules(cfg), directory=directory),
+        notifier_broker(settings, directory=directory),
+    ]
     for b in brokers:
         await b.start()
     app = create_app(settings, directory=directory)
     try:
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://x") as client:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://x"
+            ) as client,
+        ):
             ids = []
             for _ in range(n):
-                r = await client.post("/api/v1/encounters", json=report(),
-                                      headers={"Authorization": f"Bearer {HAMLINE_KEY}"})
+                r = await client.post(
+                    "/api/v1/encounters",
+                    json=report(),
+                    headers={"Authorization": f"Bearer {HAMLINE_KEY}"},
+                )
                 ids.append(r.json()["incident_id"])
                 await asyncio.sleep(0.3)
             deadline = time.time() + 30
@@ -95,8 +104,10 @@ async def main(n: int) -> None:
             raised_lag.append(raised.occurred_at.timestamp() - due)
             email_lag.append(arrivals[incident_id] - due)
         print(f"incidents: {n}; ack_within 3s")
-        for name, xs in (("deadline -> escalation.raised", raised_lag),
-                         ("deadline -> backup's email accepted", email_lag)):
+        for name, xs in (
+            ("deadline -> escalation.raised", raised_lag),
+            ("deadline -> backup's email accepted", email_lag),
+        ):
             print(f"{name:<38} median {statistics.median(xs):.3f}s  max {max(xs):.3f}s")
     finally:
         for b in brokers:

@@ -73,12 +73,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def spawn(name: str, argv: list[str], *, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    name: str, argv: list[str], *, env: dict[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as logfile:
         # Own session: a Ctrl-C in the terminal reaches only this script, which stops the
         # children in order (services first, nats-server last).
-        proc = subprocess.Popen(argv, env=env, cwd=REPO, stdout=logfile, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=REPO,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     _children.append((name, proc))
     return proc
 
@@ -196,19 +205,28 @@ async def raw_jetstream(url: str, messages: int, size: int) -> dict[str, Any]:
     stream = "BENCH_RAW"
     out: dict[str, Any] = {"messages": messages, "payload_bytes": size}
     try:
-        await js.add_stream(StreamConfig(
-            name=stream, subjects=["bench_raw.>"], storage=StorageType.FILE,
-            duplicate_window=3600.0,
-        ))
+        await js.add_stream(
+            StreamConfig(
+                name=stream,
+                subjects=["bench_raw.>"],
+                storage=StorageType.FILE,
+                duplicate_window=3600.0,
+            )
+        )
         payload = secrets.token_bytes(size)
 
         # publish_async: pipelined, up to nats-py's default 4000 in flight.
         t0 = time.perf_counter()
         futures = []
         for i in range(messages):
-            futures.append(await js.publish_async(
-                f"bench_raw.async.{i % 64}", payload, stream=stream,
-                headers={"Nats-Msg-Id": f"async-{i}"}))
+            futures.append(
+                await js.publish_async(
+                    f"bench_raw.async.{i % 64}",
+                    payload,
+                    stream=stream,
+                    headers={"Nats-Msg-Id": f"async-{i}"},
+                )
+            )
         await js.publish_async_completed()
         dt = time.perf_counter() - t0
         errors = sum(1 for f in futures if f.exception() is not None)
@@ -218,17 +236,29 @@ async def raw_jetstream(url: str, messages: int, size: int) -> dict[str, Any]:
         # Sequential publish, awaiting each PubAck (what publish_event does).
         t0 = time.perf_counter()
         for i in range(messages):
-            await js.publish(f"bench_raw.seq.{i % 64}", payload, stream=stream,
-                             headers={"Nats-Msg-Id": f"seq-{i}"})
+            await js.publish(
+                f"bench_raw.seq.{i % 64}",
+                payload,
+                stream=stream,
+                headers={"Nats-Msg-Id": f"seq-{i}"},
+            )
         out["publish_seq_msg_s"] = round(messages / (time.perf_counter() - t0))
 
         # Pull fetch in batches of 500: without acks, then with an explicit ack per message.
-        for label, policy in (("fetch500_noack_msg_s", AckPolicy.NONE),
-                              ("fetch500_ack_msg_s", AckPolicy.EXPLICIT)):
+        for label, policy in (
+            ("fetch500_noack_msg_s", AckPolicy.NONE),
+            ("fetch500_ack_msg_s", AckPolicy.EXPLICIT),
+        ):
             psub = await js.pull_subscribe(
-                "bench_raw.async.>", stream=stream,
-                config=ConsumerConfig(ack_policy=policy, deliver_policy=DeliverPolicy.ALL,
-                                      max_ack_pending=-1, inactive_threshold=30.0))
+                "bench_raw.async.>",
+                stream=stream,
+                config=ConsumerConfig(
+                    ack_policy=policy,
+                    deliver_policy=DeliverPolicy.ALL,
+                    max_ack_pending=-1,
+                    inactive_threshold=30.0,
+                ),
+            )
             got = 0
             t0 = time.perf_counter()
             while got < messages:
@@ -267,8 +297,11 @@ class Posted:
 async def post_one(client: httpx.AsyncClient, school: str, key: str, i: int) -> Posted:
     p = Posted(school=school, t_start=time.perf_counter(), wall_start=time.time())
     try:
-        r = await client.post("/api/v1/encounters", json=report_body(school, i),
-                              headers={"Authorization": f"Bearer {key}"})
+        r = await client.post(
+            "/api/v1/encounters",
+            json=report_body(school, i),
+            headers={"Authorization": f"Bearer {key}"},
+        )
         p.status = r.status_code
         if r.status_code == 202:
             p.incident = r.json()["incident_id"]
@@ -289,8 +322,9 @@ async def wait_emails(sink: SinkHandler, want: dict[str, int], timeout: float) -
     return False
 
 
-async def wait_healthz(base: str, procs: list[tuple[str, subprocess.Popen[bytes]]],
-                       timeout: float) -> None:
+async def wait_healthz(
+    base: str, procs: list[tuple[str, subprocess.Popen[bytes]]], timeout: float
+) -> None:
     deadline = time.monotonic() + timeout
     async with httpx.AsyncClient(base_url=base, timeout=1.0) as client:
         while time.monotonic() < deadline:
@@ -321,11 +355,16 @@ def stage_latencies(messages: list[StoredMessage], incidents: set[str]) -> dict[
     router, notifier, req_to_first_sent = [], [], []
     for ev in per.values():
         if ev.get("encounter.reported") and ev.get("escalation.decided"):
-            router.append((min(ev["escalation.decided"]) - min(ev["encounter.reported"])).total_seconds())
+            router.append(
+                (min(ev["escalation.decided"]) - min(ev["encounter.reported"])).total_seconds()
+            )
         if ev.get("notification.requested") and ev.get("notification.sent"):
-            notifier.append((max(ev["notification.sent"]) - min(ev["notification.requested"])).total_seconds())
+            notifier.append(
+                (max(ev["notification.sent"]) - min(ev["notification.requested"])).total_seconds()
+            )
             req_to_first_sent.append(
-                (min(ev["notification.sent"]) - min(ev["notification.requested"])).total_seconds())
+                (min(ev["notification.sent"]) - min(ev["notification.requested"])).total_seconds()
+            )
     return {
         "events_by_type": dict(counts),
         "events_total": sum(counts.values()),
@@ -333,13 +372,17 @@ def stage_latencies(messages: list[StoredMessage], incidents: set[str]) -> dict[
         "reported_to_decided_ms": summary_ms(router),
         "requested_to_first_sent_ms": summary_ms(req_to_first_sent),
         "requested_to_last_sent_ms": summary_ms(notifier),
-        "_reported_at": {inc: min(ev["encounter.reported"]) for inc, ev in per.items()
-                         if ev.get("encounter.reported")},
+        "_reported_at": {
+            inc: min(ev["encounter.reported"])
+            for inc, ev in per.items()
+            if ev.get("encounter.reported")
+        },
     }
 
 
-async def pipeline(args: argparse.Namespace, workdir: Path, nats_url: str,
-                   sink: SinkHandler, smtp_port: int) -> dict[str, Any]:
+async def pipeline(
+    args: argparse.Namespace, workdir: Path, nats_url: str, sink: SinkHandler, smtp_port: int
+) -> dict[str, Any]:
     nc = await nats.connect(nats_url, name="bench-provision")
     try:
         await provision(nc.jetstream())
@@ -360,12 +403,16 @@ async def pipeline(args: argparse.Namespace, workdir: Path, nats_url: str,
     }
     logs = workdir / "logs"
     cli = [sys.executable, "-m", "services.common.cli"]
-    procs = [(name, spawn(name, [*cli, name], env=env, log_path=logs / f"{name}.log"))
-             for name in ("router", "notifier", "intake")]
+    procs = [
+        (name, spawn(name, [*cli, name], env=env, log_path=logs / f"{name}.log"))
+        for name in ("router", "notifier", "intake")
+    ]
     base = f"http://{HOST}:{http_port}"
     await wait_healthz(base, procs, 60)
 
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    limits = httpx.Limits(
+        max_connections=args.concurrency, max_keepalive_connections=args.concurrency
+    )
     async with httpx.AsyncClient(base_url=base, timeout=30.0, limits=limits) as client:
         # Warm-up: one report per school, not measured; proves router and notifier are bound
         # and tells how many emails each school's incident gets.
@@ -380,8 +427,7 @@ async def pipeline(args: argparse.Namespace, workdir: Path, nats_url: str,
             await asyncio.sleep(1.0)  # let the rest of its emails arrive
             emails_per_school[school] = sink.count(p.incident)
             if emails_per_school[school] == 0:
-                raise RuntimeError(f"warm-up incident for {school} got no email in 60s; "
-                                   f"see {logs}")
+                raise RuntimeError(f"warm-up incident for {school} got no email in 60s; see {logs}")
 
         sem = asyncio.Semaphore(args.concurrency)
 
@@ -467,32 +513,42 @@ async def pipeline(args: argparse.Namespace, workdir: Path, nats_url: str,
 def print_report(raw: dict[str, Any], pipe: dict[str, Any]) -> None:
     w = print
     w("")
-    w(f"Raw JetStream (this server, this run): {raw['messages']} msgs x {raw['payload_bytes']} B, "
-      "file storage, Nats-Msg-Id header")
+    w(
+        f"Raw JetStream (this server, this run): {raw['messages']} msgs x {raw['payload_bytes']} B, "
+        "file storage, Nats-Msg-Id header"
+    )
     w(f"  publish_async (pipelined)        {raw['publish_async_msg_s']:>9,} msg/s")
     w(f"  publish, await each PubAck       {raw['publish_seq_msg_s']:>9,} msg/s")
     w(f"  fetch batch=500, no ack          {raw['fetch500_noack_msg_s']:>9,} msg/s")
     w(f"  fetch batch=500 + ack            {raw['fetch500_ack_msg_s']:>9,} msg/s")
     w("")
-    w(f"Pipeline: {pipe['reports']} reports over HTTP, concurrency {pipe['concurrency']}, "
-      f"{pipe['accepted']} accepted, emails/incident {pipe['emails_per_incident']}, "
-      f"{'all' if pipe['complete'] else 'NOT all'} emails received "
-      f"({pipe['incidents_with_all_emails']}/{pipe['accepted']} incidents complete)")
+    w(
+        f"Pipeline: {pipe['reports']} reports over HTTP, concurrency {pipe['concurrency']}, "
+        f"{pipe['accepted']} accepted, emails/incident {pipe['emails_per_incident']}, "
+        f"{'all' if pipe['complete'] else 'NOT all'} emails received "
+        f"({pipe['incidents_with_all_emails']}/{pipe['accepted']} incidents complete)"
+    )
     if pipe["refused"]:
         w(f"  refused: {dict(pipe['refused'])}  first error: {pipe['first_error']}")
-    w(f"  events in the log for these incidents: {pipe['events_total']} "
-      f"{pipe['events_by_type']}  avg {pipe['event_bytes_avg']} B")
-    w(f"  window first POST -> last email: {pipe['window_s']} s   (all POSTs answered after "
-      f"{pipe['post_window_s']} s)")
+    w(
+        f"  events in the log for these incidents: {pipe['events_total']} "
+        f"{pipe['events_by_type']}  avg {pipe['event_bytes_avg']} B"
+    )
+    w(
+        f"  window first POST -> last email: {pipe['window_s']} s   (all POSTs answered after "
+        f"{pipe['post_window_s']} s)"
+    )
     w("")
     w(f"  {'latency (ms)':<40}{'p50':>9}{'p95':>9}{'p99':>9}{'max':>9}")
-    for label, key in (("POST -> SMTP accepted, first email", "first_email_ms"),
-                       ("POST -> SMTP accepted, last email", "last_email_ms"),
-                       ("POST response (202)", "post_response_ms"),
-                       ("POST -> report stored (stream time)", "post_to_stored_ms"),
-                       ("reported -> decided (router)", "reported_to_decided_ms"),
-                       ("requested -> first sent (notifier)", "requested_to_first_sent_ms"),
-                       ("requested -> last sent (notifier)", "requested_to_last_sent_ms")):
+    for label, key in (
+        ("POST -> SMTP accepted, first email", "first_email_ms"),
+        ("POST -> SMTP accepted, last email", "last_email_ms"),
+        ("POST response (202)", "post_response_ms"),
+        ("POST -> report stored (stream time)", "post_to_stored_ms"),
+        ("reported -> decided (router)", "reported_to_decided_ms"),
+        ("requested -> first sent (notifier)", "requested_to_first_sent_ms"),
+        ("requested -> last sent (notifier)", "requested_to_last_sent_ms"),
+    ):
         s = pipe[key]
         w(f"  {label:<40}{s['p50']:>9}{s['p95']:>9}{s['p99']:>9}{s['max']:>9}")
     w("")
@@ -510,8 +566,10 @@ def print_report(raw: dict[str, Any], pipe: dict[str, Any]) -> None:
         ratio = f"{value / limit:.3f}" if limit else ""
         w(f"  {label:<34}{value:>11,.1f}{lim:>30}{ratio:>9}")
     w("")
-    w(f"  SMTP: {pipe['smtp_messages']} messages over {pipe['smtp_connections']} new connections "
-      f"({pipe['smtp_connections_total']} opened in the whole run: the notifier pools sessions)")
+    w(
+        f"  SMTP: {pipe['smtp_messages']} messages over {pipe['smtp_connections']} new connections "
+        f"({pipe['smtp_connections_total']} opened in the whole run: the notifier pools sessions)"
+    )
     win = pipe["cpu_window_s"]
     w(f"  CPU seconds from first POST to last email ({win} s; 2 cores shared with others):")
     for name, secs in pipe["cpu_seconds"].items():
@@ -520,27 +578,42 @@ def print_report(raw: dict[str, Any], pipe: dict[str, Any]) -> None:
     w(f"  service logs: {pipe['logs']}")
 
 
-async def amain(args: argparse.Namespace, workdir: Path, nats_url: str, sink: SinkHandler,
-                smtp_port: int) -> dict[str, Any]:
+async def amain(
+    args: argparse.Namespace, workdir: Path, nats_url: str, sink: SinkHandler, smtp_port: int
+) -> dict[str, Any]:
     print(f"bench: raw JetStream, {args.raw_messages} messages ...", file=sys.stderr, flush=True)
     raw = await raw_jetstream(nats_url, args.raw_messages, args.payload_bytes)
-    print(f"bench: pipeline, {args.reports} reports, concurrency {args.concurrency} ...",
-          file=sys.stderr, flush=True)
+    print(
+        f"bench: pipeline, {args.reports} reports, concurrency {args.concurrency} ...",
+        file=sys.stderr,
+        flush=True,
+    )
     pipe = await pipeline(args, workdir, nats_url, sink, smtp_port)
-    return {"raw_jetstream": raw, "pipeline": pipe,
-            "ratio_events_to_publish_async": round(pipe["events_s"] / raw["publish_async_msg_s"], 4),
-            "ratio_events_to_publish_seq": round(pipe["events_s"] / raw["publish_seq_msg_s"], 4)}
+    return {
+        "raw_jetstream": raw,
+        "pipeline": pipe,
+        "ratio_events_to_publish_async": round(pipe["events_s"] / raw["publish_async_msg_s"], 4),
+        "ratio_events_to_publish_seq": round(pipe["events_s"] / raw["publish_seq_msg_s"], 4),
+    }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reports", type=int, default=200, help="reports to POST (default 200)")
     ap.add_argument("--concurrency", type=int, default=16, help="POSTs in flight (default 16)")
-    ap.add_argument("--raw-messages", type=int, default=10000,
-                    help="messages per raw JetStream test (default 10000)")
+    ap.add_argument(
+        "--raw-messages",
+        type=int,
+        default=10000,
+        help="messages per raw JetStream test (default 10000)",
+    )
     ap.add_argument("--payload-bytes", type=int, default=700)
-    ap.add_argument("--timeout", type=float, default=300.0,
-                    help="seconds to wait for every email after the last POST")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for every email after the last POST",
+    )
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (store, logs)")
     args = ap.parse_args()
@@ -553,9 +626,21 @@ def main() -> int:
     controller: Controller | None = None
     try:
         nats_port = free_port()
-        spawn("nats-server", [nats_server_binary(), "-a", HOST, "-p", str(nats_port), "-js",
-                              "-sd", str(workdir / "nats")],
-              env=dict(os.environ), log_path=workdir / "logs" / "nats-server.log")
+        spawn(
+            "nats-server",
+            [
+                nats_server_binary(),
+                "-a",
+                HOST,
+                "-p",
+                str(nats_port),
+                "-js",
+                "-sd",
+                str(workdir / "nats"),
+            ],
+            env=dict(os.environ),
+            log_path=workdir / "logs" / "nats-server.log",
+        )
         wait_for_port(nats_port, 15)
         sink = SinkHandler()
         smtp_port = free_port()

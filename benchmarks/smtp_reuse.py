@@ -22,7 +22,6 @@ from services.notifier.channels import send_email
 from services.notifier.smtp import SmtpPool
 
 
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,8 +44,7 @@ def message(i: int) -> EmailMessage:
     msg["To"] = "law@district.example"
     msg["Message-ID"] = f"<bench-{i}@dooralert>"
     msg.set_content("Law-enforcement agents at Hamline Elementary.\n" * 20)
-    msg.add_alternative("<p>Law-enforcement agents at Hamline Elementary.</p>" * 20,
-                        subtype="html")
+    msg.add_alternative("<p>Law-enforcement agents at Hamline Elementary.</p>" * 20, subtype="html")
     return msg
 
 
@@ -75,8 +73,9 @@ async def main() -> None:
     settings = Settings(smtp_host="127.0.0.1", smtp_port=port, smtp_pool_size=args.pool)
     try:
         await run(lambda m: send_email(m, settings=settings), 20, 4)  # warm-up
-        one_shot = await run(lambda m: send_email(m, settings=settings), args.messages,
-                             args.concurrency)
+        one_shot = await run(
+            lambda m: send_email(m, settings=settings), args.messages, args.concurrency
+        )
         pool = SmtpPool(settings=settings)
         pooled = await run(pool.send, args.messages, args.concurrency)
         await pool.close()
@@ -88,8 +87,10 @@ async def main() -> None:
         controller.stop()
     print(f"{args.messages} messages, {args.concurrency} in flight, pool of {args.pool}:")
     print(f"  one connection per message: {one_shot:8.0f} msg/s")
-    print(f"  pooled sessions:            {pooled:8.0f} msg/s  "
-          f"({pooled / one_shot:.1f}x; {pool.connects} connections opened)")
+    print(
+        f"  pooled sessions:            {pooled:8.0f} msg/s  "
+        f"({pooled / one_shot:.1f}x; {pool.connects} connections opened)"
+    )
     print(f"{args.messages // 2} messages, one at a time:")
     print(f"  one connection per message: {seq_one:8.0f} msg/s")
     print(f"  one reused session:         {seq_pooled:8.0f} msg/s  ({seq_pooled / seq_one:.1f}x)")

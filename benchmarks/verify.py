@@ -31,16 +31,33 @@ from services.audit.verify import verify_export  # noqa: E402
 
 def payload(i: int) -> bytes:
     # ~560 bytes, shaped like a serialized encounter.reported event.
-    return json.dumps({
-        "id": f"0190{i:028x}", "type": "encounter.reported", "schema_version": 1,
-        "source": "intake", "incident_id": f"inc-{i:012d}", "school_id": "hamline",
-        "occurred_at": "2026-01-01T12:00:00Z", "recorded_at": "2026-01-01T12:00:00.123456Z",
-        "correlation_id": f"inc-{i:012d}", "causation_id": None, "actor": "staff-7f3a",
-        "data": {"school_id": "hamline", "location": "Front entrance", "agency_stated": "ice",
-                 "agent_count": 2, "credentials_shown": True,
-                 "document": "administrative_warrant", "signed_by_judge": "no",
-                 "purpose": "unspecified", "entry": "kept_outside", "notes": "x" * 80},
-    }).encode()
+    return json.dumps(
+        {
+            "id": f"0190{i:028x}",
+            "type": "encounter.reported",
+            "schema_version": 1,
+            "source": "intake",
+            "incident_id": f"inc-{i:012d}",
+            "school_id": "hamline",
+            "occurred_at": "2026-01-01T12:00:00Z",
+            "recorded_at": "2026-01-01T12:00:00.123456Z",
+            "correlation_id": f"inc-{i:012d}",
+            "causation_id": None,
+            "actor": "staff-7f3a",
+            "data": {
+                "school_id": "hamline",
+                "location": "Front entrance",
+                "agency_stated": "ice",
+                "agent_count": 2,
+                "credentials_shown": True,
+                "document": "administrative_warrant",
+                "signed_by_judge": "no",
+                "purpose": "unspecified",
+                "entry": "kept_outside",
+                "notes": "x" * 80,
+            },
+        }
+    ).encode()
 
 
 def build(directory: Path, n: int, signer: Signer, origin: str) -> list[bytes]:
@@ -52,11 +69,19 @@ def build(directory: Path, n: int, signer: Signer, origin: str) -> list[bytes]:
             data = payload(i)
             payloads.append(data)
             tree.append(data)
-            fh.write(json.dumps({
-                "seq": i, "subject": f"dooralert.hamline.inc-{i:012d}.encounter.reported",
-                "time": "2026-01-01T12:00:00.123456Z",
-                "headers": {"Nats-Msg-Id": f"0190{i:028x}"},
-                "data": base64.b64encode(data).decode()}, separators=(",", ":")) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "seq": i,
+                        "subject": f"dooralert.hamline.inc-{i:012d}.encounter.reported",
+                        "time": "2026-01-01T12:00:00.123456Z",
+                        "headers": {"Nats-Msg-Id": f"0190{i:028x}"},
+                        "data": base64.b64encode(data).decode(),
+                    },
+                    separators=(",", ":"),
+                )
+                + "\n"
+            )
             if i % 1000 == 0 or i == n:
                 notes.append(sign_checkpoint(signer, Checkpoint(origin, i, tree.root())))
     (directory / "checkpoints.txt").write_text(join_notes(notes))
@@ -76,8 +101,10 @@ def main() -> None:
         t0 = time.perf_counter()
         payloads = build(d, n, signer, origin)
         size_mb = os.path.getsize(d / "events.jsonl") / 1e6
-        print(f"built {n} events ({size_mb:.0f} MB events.jsonl, {n // 1000 + 1} checkpoints) "
-              f"in {time.perf_counter() - t0:.1f}s")
+        print(
+            f"built {n} events ({size_mb:.0f} MB events.jsonl, {n // 1000 + 1} checkpoints) "
+            f"in {time.perf_counter() - t0:.1f}s"
+        )
 
         sha = hashlib.sha256
         t0 = time.perf_counter()

@@ -286,16 +286,19 @@ class EventDecodeError(ValueError):
 def upcast(raw: dict[str, Any]) -> dict[str, Any]:
     version = raw.get("schema_version", 1)
     if isinstance(version, int) and version > CURRENT_VERSION:
-        raise EventDecodeError(f"{raw.get('type')!r} v{version} was written by a newer dooralert "
-                               f"(this one reads up to v{CURRENT_VERSION}): upgrade to read it")
+        raise EventDecodeError(
+            f"{raw.get('type')!r} v{version} was written by a newer dooralert "
+            f"(this one reads up to v{CURRENT_VERSION}): upgrade to read it"
+        )
     while isinstance(version, int) and version < CURRENT_VERSION:
         step = UPCASTERS.get((raw.get("type", ""), version))
         if step is None:
             raise EventDecodeError(f"no upcaster for {raw.get('type')!r} v{version}")
         raw = step(raw)
         if not isinstance(raw.get("schema_version"), int) or raw["schema_version"] <= version:
-            raise EventDecodeError(f"upcaster for {raw.get('type')!r} v{version} did not raise "
-                                   "the version")
+            raise EventDecodeError(
+                f"upcaster for {raw.get('type')!r} v{version} did not raise the version"
+            )
         version = raw["schema_version"]
     return raw
 

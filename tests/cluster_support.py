@@ -48,13 +48,23 @@ class ClusterNode:
     def command(self) -> list[str]:
         return [
             nats_server_binary(),
-            "--server_name", self.name,
-            "-a", "127.0.0.1", "-p", str(self.port),
-            "-js", "-sd", str(self.store),
-            "--cluster_name", CLUSTER_NAME,
-            "--cluster", f"nats://127.0.0.1:{self.cluster_port}",
-            "--routes", ",".join(self.routes),
-            "-m", str(self.monitor_port),
+            "--server_name",
+            self.name,
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-js",
+            "-sd",
+            str(self.store),
+            "--cluster_name",
+            CLUSTER_NAME,
+            "--cluster",
+            f"nats://127.0.0.1:{self.cluster_port}",
+            "--routes",
+            ",".join(self.routes),
+            "-m",
+            str(self.monitor_port),
         ] + (["-l", str(self.log_file)] if self.log_file else [])
 
     def meta_cluster(self) -> dict:  # type: ignore[type-arg]
@@ -65,8 +75,9 @@ class ClusterNode:
 
     def start(self) -> None:
         self.store.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
     def kill(self) -> None:
         """SIGKILL, by PID: no clean shutdown, no leadership hand-off."""
@@ -91,13 +102,18 @@ class NatsCluster:
 
     def __init__(self, root: Path, size: int = 3) -> None:
         ports = free_ports(3 * size)
-        client, cluster, monitor = ports[:size], ports[size:2 * size], ports[2 * size:]
+        client, cluster, monitor = ports[:size], ports[size : 2 * size], ports[2 * size :]
         routes = [f"nats://127.0.0.1:{p}" for p in cluster]
         self.nodes = [
-            ClusterNode(name=f"n{i + 1}", store=root / f"n{i + 1}", port=client[i],
-                        cluster_port=cluster[i], monitor_port=monitor[i],
-                        routes=[r for j, r in enumerate(routes) if j != i],
-                        log_file=root / f"n{i + 1}.log")
+            ClusterNode(
+                name=f"n{i + 1}",
+                store=root / f"n{i + 1}",
+                port=client[i],
+                cluster_port=cluster[i],
+                monitor_port=monitor[i],
+                routes=[r for j, r in enumerate(routes) if j != i],
+                log_file=root / f"n{i + 1}.log",
+            )
             for i in range(size)
         ]
 
@@ -137,8 +153,9 @@ class NatsCluster:
             return False
         (leader,) = leaders
         peers = views[leader].get("replicas") or []  # the leader lists the others
-        return (views[leader].get("cluster_size") == len(self.nodes)
-                and {p["name"] for p in peers if p.get("current")} == set(views) - {leader})
+        return views[leader].get("cluster_size") == len(self.nodes) and {
+            p["name"] for p in peers if p.get("current")
+        } == set(views) - {leader}
 
     async def wait_for_meta_leader(self, timeout: float = 20.0) -> None:
         """Until every running node agrees on a JetStream meta leader and that leader has every
@@ -152,8 +169,10 @@ class NatsCluster:
             except OSError:
                 pass  # monitoring port not up yet
             if time.monotonic() > deadline:
-                raise RuntimeError("JetStream cluster formed no meta leader: "
-                                   + ", ".join(str(n.log_file) for n in self.nodes))
+                raise RuntimeError(
+                    "JetStream cluster formed no meta leader: "
+                    + ", ".join(str(n.log_file) for n in self.nodes)
+                )
             await asyncio.sleep(0.1)
 
     def stop(self) -> None:
@@ -179,14 +198,20 @@ async def move_leaders_off(nc: Any, node: str, *, keep: str, timeout: float = 20
             groups.append((f"stream {name}", f"$JS.API.STREAM.LEADER.STEPDOWN.{name}"))
         for c in await js.consumers_info(name):
             if c.config.durable_name:
-                groups.append((f"consumer {name}/{c.name}",
-                               f"$JS.API.CONSUMER.LEADER.STEPDOWN.{name}.{c.name}"))
+                groups.append(
+                    (
+                        f"consumer {name}/{c.name}",
+                        f"$JS.API.CONSUMER.LEADER.STEPDOWN.{name}.{c.name}",
+                    )
+                )
         for label, subject in groups:
+
             async def leader(label: str = label, name: str = name) -> str | None:
                 if label.startswith("stream"):
                     return await stream_leader(js, name)
                 info = await js.consumer_info(name, label.rsplit("/", 1)[1])
                 return info.cluster.leader if info.cluster else None
+
             while (current := await leader()) in (node, None):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{label} still led by {current}")

@@ -54,9 +54,18 @@ class NatsServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js",
-             "-sd", str(self.store)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                nats_server_binary(),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-js",
+                "-sd",
+                str(self.store),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -101,7 +110,9 @@ class ScriptedHandler:
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode()
-        self.received.append(Received(list(envelope.rcpt_tos), message_from_bytes(raw, policy=policy.default), raw))
+        self.received.append(
+            Received(list(envelope.rcpt_tos), message_from_bytes(raw, policy=policy.default), raw)
+        )
         return "250 OK queued"
 
 
@@ -142,7 +153,9 @@ def report(**overrides: Any) -> dict[str, Any]:
     return base
 
 
-async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, every: float = 0.05) -> Any:
+async def eventually(
+    check: Callable[[], Any], *, timeout: float = 10.0, every: float = 0.05
+) -> Any:
     """Poll an (async or plain) check until it returns a truthy value."""
     deadline = time.monotonic() + timeout
     while True:

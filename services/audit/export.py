@@ -43,8 +43,13 @@ def rfc3339(t: datetime) -> str:
 
 def event_line(seq: int, subject: str, time: datetime, headers: dict[str, str], data: bytes) -> str:
     return json.dumps(
-        {"seq": seq, "subject": subject, "time": rfc3339(time), "headers": headers,
-         "data": base64.b64encode(data).decode()},
+        {
+            "seq": seq,
+            "subject": subject,
+            "time": rfc3339(time),
+            "headers": headers,
+            "data": base64.b64encode(data).decode(),
+        },
         separators=(",", ":"),
     )
 
@@ -57,7 +62,10 @@ def _replace(path: Path, write: object) -> None:
 
 
 async def export(
-    js: JetStreamContext, out: Path, *, key_line: str | None = None,
+    js: JetStreamContext,
+    out: Path,
+    *,
+    key_line: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportSummary:
     """Write the export; `progress(done, total)` is called after each batch of events."""
@@ -77,8 +85,11 @@ async def export(
             lines = []
             for m in msgs:
                 md = m.metadata
-                lines.append(event_line(md.sequence.stream, m.subject, md.timestamp,
-                                        dict(m.headers or {}), m.data))
+                lines.append(
+                    event_line(
+                        md.sequence.stream, m.subject, md.timestamp, dict(m.headers or {}), m.data
+                    )
+                )
             fh.write("\n".join(lines) + "\n")
             count += len(lines)
             if progress is not None:

@@ -49,8 +49,13 @@ from services.common.streams import CHECKPOINTS_STREAM, STREAM, SUBJECT_PREFIX, 
 log = get_logger("dooralert.ledger")
 
 # NATS hiccups the ledger waits out (a server restart, a cluster leader election).
-_TRANSIENT = (APIError, NatsTimeoutError, NoRespondersError, ConnectionClosedError,
-              asyncio.TimeoutError)
+_TRANSIENT = (
+    APIError,
+    NatsTimeoutError,
+    NoRespondersError,
+    ConnectionClosedError,
+    asyncio.TimeoutError,
+)
 
 DEFAULT_EVERY = 1000
 DEFAULT_SECONDS = 10.0
@@ -131,15 +136,19 @@ class Ledger:
             cp = open_checkpoint(note, self.signer.verifier)
         except NoteError as exc:
             claimed = _claimed_size(note)
-            log.warning("ledger.rebuild", reason=f"last checkpoint not signed by this key: {exc}",
-                        claimed_size=claimed)
+            log.warning(
+                "ledger.rebuild",
+                reason=f"last checkpoint not signed by this key: {exc}",
+                claimed_size=claimed,
+            )
             return
         try:
             tree = CompactRange.loads((raw.headers or {}).get(H_RANGE, ""))
         except MerkleError as exc:
             tree = None
-            log.warning("ledger.rebuild", reason=f"checkpoint state unreadable: {exc}",
-                        size=cp.size)
+            log.warning(
+                "ledger.rebuild", reason=f"checkpoint state unreadable: {exc}", size=cp.size
+            )
         last_seq = (await self.js.stream_info(STREAM)).state.last_seq
         if last_seq < cp.size:
             raise ForkRefused(
@@ -202,9 +211,12 @@ class Ledger:
         return cp
 
     def _due(self) -> bool:
-        return checkpoint_due(unanchored=self.tree.size - self._anchored,
-                              seconds_since=self.clock() - self._since,
-                              every=self.every, seconds=self.seconds)
+        return checkpoint_due(
+            unanchored=self.tree.size - self._anchored,
+            seconds_since=self.clock() - self._since,
+            every=self.every,
+            seconds=self.seconds,
+        )
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -252,7 +264,8 @@ class Ledger:
 
     async def _subscribe(self):  # type: ignore[no-untyped-def]
         return await self.js.pull_subscribe(
-            f"{SUBJECT_PREFIX}.>", stream=STREAM,
+            f"{SUBJECT_PREFIX}.>",
+            stream=STREAM,
             config=reader_config(self.tree.size + 1, inactive_threshold=60.0),
         )
 
@@ -279,8 +292,9 @@ class Ledger:
         except _TRANSIENT:
             return False
         if last_seq > self.tree.size:
-            log.warning("ledger.resubscribe", reason="stalled", size=self.tree.size,
-                        last_seq=last_seq)
+            log.warning(
+                "ledger.resubscribe", reason="stalled", size=self.tree.size, last_seq=last_seq
+            )
             return True
         return False
 
@@ -302,12 +316,21 @@ def _claimed_size(note: str) -> int | None:
         return None
 
 
-async def _publish(js: JetStreamContext, subject: str, payload: bytes, headers: dict[str, str],
-                   *, retry_for: float = 30.0) -> None:
+async def _publish(
+    js: JetStreamContext,
+    subject: str,
+    payload: bytes,
+    headers: dict[str, str],
+    *,
+    retry_for: float = 30.0,
+) -> None:
     await retrying(
-        lambda: js.publish(subject, payload, stream=CHECKPOINTS_STREAM, timeout=2.0,
-                           headers=headers),
-        retry_for=retry_for, what="checkpoint.publish", subject=subject,
+        lambda: js.publish(
+            subject, payload, stream=CHECKPOINTS_STREAM, timeout=2.0, headers=headers
+        ),
+        retry_for=retry_for,
+        what="checkpoint.publish",
+        subject=subject,
     )
 
 

@@ -126,7 +126,7 @@ class Signer:
         text = text.strip()
         if not text.startswith(_PRIVATE_PREFIX):
             raise NoteError("signing key must start with PRIVATE+KEY+")
-        parts = text[len(_PRIVATE_PREFIX):].split("+", 2)
+        parts = text[len(_PRIVATE_PREFIX) :].split("+", 2)
         if len(parts) != 3:
             raise NoteError("signing key must look like PRIVATE+KEY+<name>+<hex id>+<base64>")
         name, hex_id, blob = parts
@@ -192,13 +192,13 @@ def parse_note(note: str) -> Note:
     split = note.rfind("\n\n")
     if split < 0:
         raise NoteError("signed note has no blank line before its signatures")
-    text, sig_block = note[: split + 1], note[split + 2:]
+    text, sig_block = note[: split + 1], note[split + 2 :]
     sigs = []
     for line in sig_block.splitlines():
         if not line.startswith(SIG_PREFIX):
             raise NoteError(f"malformed signature line {line[:60]!r}")
         try:
-            name, blob = line[len(SIG_PREFIX):].split(" ")
+            name, blob = line[len(SIG_PREFIX) :].split(" ")
         except ValueError:
             raise NoteError(f"malformed signature line {line[:60]!r}") from None
         raw = _b64decode(blob, "signature")

@@ -26,24 +26,32 @@ def summary(event: Event) -> str:
     match event:
         case EncounterReported():
             r = event.data
-            return (f"{r.agent_count} agent(s), {label(r.agency_stated)}, {label(r.document)}, "
-                    f"{label(r.entry)} at {r.location}")
+            return (
+                f"{r.agent_count} agent(s), {label(r.agency_stated)}, {label(r.document)}, "
+                f"{label(r.entry)} at {r.location}"
+            )
         case EscalationDecided():
             d = event.data
             routes = ", ".join(d.routes) or "no route matched"
-            return (f"{d.severity}: route {routes}; notify {', '.join(d.notify_roles)}; "
-                    f"{len(d.recipients)} recipient(s)")
+            return (
+                f"{d.severity}: route {routes}; notify {', '.join(d.notify_roles)}; "
+                f"{len(d.recipients)} recipient(s)"
+            )
         case NotificationRequested():
             d = event.data
             return f"{d.channel} to {d.role} {d.contact_id}"
         case NotificationSent():
             d = event.data
-            return f"{d.channel} to {d.role} {d.contact_id} accepted (attempt {d.attempt}): {d.reply}"
+            return (
+                f"{d.channel} to {d.role} {d.contact_id} accepted (attempt {d.attempt}): {d.reply}"
+            )
         case NotificationFailed():
             d = event.data
             kind = "permanent" if d.permanent else "transient"
-            return (f"{d.channel} to {d.role} {d.contact_id} failed ({kind}, attempt "
-                    f"{d.attempt}): {d.reason}")
+            return (
+                f"{d.channel} to {d.role} {d.contact_id} failed ({kind}, attempt "
+                f"{d.attempt}): {d.reason}"
+            )
         case MessageDeadLettered():
             d = event.data
             return f"seq {d.stream_sequence} set aside by {d.consumer}: {d.reason}"
@@ -68,14 +76,18 @@ def group(messages: list[StoredMessage]) -> tuple["OrderedDict[str, list[Event]]
 def render_text(incident_id: str, events: list[Event], state: IncidentState | None) -> str:
     lines = [f"Incident {incident_id}" + (f" at {state.school_id}" if state else "")]
     for e in events:
-        lines.append(f"  {e.recorded_at:%Y-%m-%d %H:%M:%S.%f}"[:-3] + f"Z  {e.type:<24} "
-                     f"{e.actor:<24} {summary(e)}")
+        lines.append(
+            f"  {e.recorded_at:%Y-%m-%d %H:%M:%S.%f}"[:-3] + f"Z  {e.type:<24} "
+            f"{e.actor:<24} {summary(e)}"
+        )
     if state:
         sent = sum(n.status == "sent" for n in state.notifications)
         failed = sum(n.status == "failed" for n in state.notifications)
         pending = len(state.notifications) - sent - failed
-        lines.append(f"  => severity {state.severity}; notifications: {sent} sent, "
-                     f"{failed} failed, {pending} pending")
+        lines.append(
+            f"  => severity {state.severity}; notifications: {sent} sent, "
+            f"{failed} failed, {pending} pending"
+        )
     return "\n".join(lines)
 
 
@@ -88,7 +100,9 @@ def render_json(incident_id: str, events: list[Event], state: IncidentState | No
     return json.dumps(doc)
 
 
-def replay(messages: list[StoredMessage], *, incident: str | None, as_json: bool) -> tuple[str, int]:
+def replay(
+    messages: list[StoredMessage], *, incident: str | None, as_json: bool
+) -> tuple[str, int]:
     """The rendered replay and an exit code (1 when the incident is unknown)."""
     incidents, problems = group(messages)
     if incident is not None:
@@ -98,8 +112,11 @@ def replay(messages: list[StoredMessage], *, incident: str | None, as_json: bool
     out = []
     for incident_id, events in incidents.items():
         state = fold(events)
-        out.append(render_json(incident_id, events, state) if as_json
-                   else render_text(incident_id, events, state))
+        out.append(
+            render_json(incident_id, events, state)
+            if as_json
+            else render_text(incident_id, events, state)
+        )
     if problems and not as_json:
         out.append("Unreadable messages:\n  " + "\n  ".join(problems))
     return ("\n" if as_json else "\n\n").join(out), 0

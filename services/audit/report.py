@@ -164,8 +164,13 @@ def find_anchor(last_seq: int, notes: Sequence[str], verifier: Verifier | None) 
             continue
         if cp.size < last_seq:
             continue
-        anchor = Anchor(last_seq=last_seq, size=cp.size, origin=cp.origin,
-                        root=base64.b64encode(cp.root).decode(), checkpoint_number=number)
+        anchor = Anchor(
+            last_seq=last_seq,
+            size=cp.size,
+            origin=cp.origin,
+            root=base64.b64encode(cp.root).decode(),
+            checkpoint_number=number,
+        )
         if verifier is None:
             return anchor
         key = f"{verifier.name}+{verifier.key_id.hex()}"
@@ -192,8 +197,12 @@ def _report_fields(event: EncounterReported) -> list[tuple[str, str]]:
     ]
 
 
-_UPDATE_LABELS = {"entry": "Entry", "document": "Document", "signed_by_judge": "Signed by a judge",
-                  "agent_count": "Agents"}
+_UPDATE_LABELS = {
+    "entry": "Entry",
+    "document": "Document",
+    "signed_by_judge": "Signed by a judge",
+    "agent_count": "Agents",
+}
 
 
 def build_report(
@@ -222,33 +231,60 @@ def build_report(
     pattern_event = next((e for e in events if isinstance(e, PatternDetected)), None)
 
     notifications = [
-        NotificationRow(role=n.role, person=person(n.contact_id), channel=n.channel, tier=n.tier,
-                        kind=n.kind, status=n.status, requested_at=n.requested_at,
-                        sent_at=n.sent_at, failed_at=n.failed_at, attempts=n.attempts,
-                        last_error=n.last_error)
+        NotificationRow(
+            role=n.role,
+            person=person(n.contact_id),
+            channel=n.channel,
+            tier=n.tier,
+            kind=n.kind,
+            status=n.status,
+            requested_at=n.requested_at,
+            sent_at=n.sent_at,
+            failed_at=n.failed_at,
+            attempts=n.attempts,
+            last_error=n.last_error,
+        )
         for n in state.notifications
     ]
 
     def first_told(contact_id: str, role: str) -> datetime | None:
-        mine = [n.requested_at for n in state.notifications
-                if n.contact_id == contact_id and n.requested_at is not None]
+        mine = [
+            n.requested_at
+            for n in state.notifications
+            if n.contact_id == contact_id and n.requested_at is not None
+        ]
         if not mine:
             roles = set(role.split("+"))
-            mine = [n.requested_at for n in state.notifications
-                    if n.role in roles and n.requested_at is not None]
+            mine = [
+                n.requested_at
+                for n in state.notifications
+                if n.role in roles and n.requested_at is not None
+            ]
         return min(mine) if mine else None
 
     acks = []
     for a in state.acknowledgements:
         told = first_told(a.contact_id, a.role)
-        acks.append(AckRow(role=a.role, person=person(a.contact_id), at=a.at, via=a.via,
-                           delay=a.at - told if told is not None else None))
+        acks.append(
+            AckRow(
+                role=a.role,
+                person=person(a.contact_id),
+                at=a.at,
+                via=a.via,
+                delay=a.at - told if told is not None else None,
+            )
+        )
 
     escalations = [
-        EscalationRow(tier=e.tier, reason=e.reason, missing_roles=e.missing_roles, at=e.at,
-                      told=[person(c) for c in e.contact_ids], next_deadline=e.next_deadline,
-                      unreachable=person(e.unreachable_contact_id)
-                      if e.unreachable_contact_id else None)
+        EscalationRow(
+            tier=e.tier,
+            reason=e.reason,
+            missing_roles=e.missing_roles,
+            at=e.at,
+            told=[person(c) for c in e.contact_ids],
+            next_deadline=e.next_deadline,
+            unreachable=person(e.unreachable_contact_id) if e.unreachable_contact_id else None,
+        )
         for e in state.escalations
     ]
 
@@ -261,24 +297,41 @@ def build_report(
         seen_ids.add(e.id)
         if isinstance(e, EncounterUpdated):
             d = e.data
-            changes = [(_UPDATE_LABELS[k], label(v) if k != "agent_count" else str(v))
-                       for k, v in d.model_dump(exclude_none=True).items() if k != "notes"]
-            follow_ups.append(FollowUp(at=e.occurred_at, kind="update", changes=changes,
-                                       note=d.notes))
+            changes = [
+                (_UPDATE_LABELS[k], label(v) if k != "agent_count" else str(v))
+                for k, v in d.model_dump(exclude_none=True).items()
+                if k != "notes"
+            ]
+            follow_ups.append(
+                FollowUp(at=e.occurred_at, kind="update", changes=changes, note=d.notes)
+            )
         elif isinstance(e, IncidentResolved) and not resolved_seen:
             resolved_seen = True
-            follow_ups.append(FollowUp(at=e.occurred_at, kind="resolved", changes=[],
-                                       note=e.data.note))
+            follow_ups.append(
+                FollowUp(at=e.occurred_at, kind="resolved", changes=[], note=e.data.note)
+            )
 
-    dead = [DeadLetterRow(at=e.recorded_at, stream_sequence=e.data.stream_sequence,
-                          subject=e.data.subject, consumer=e.data.consumer, reason=e.data.reason)
-            for e in events if isinstance(e, MessageDeadLettered)]
+    dead = [
+        DeadLetterRow(
+            at=e.recorded_at,
+            stream_sequence=e.data.stream_sequence,
+            subject=e.data.subject,
+            consumer=e.data.consumer,
+            reason=e.data.reason,
+        )
+        for e in events
+        if isinstance(e, MessageDeadLettered)
+    ]
 
     pattern: list[tuple[str, str]] = []
     if pattern_event is not None:
         p = pattern_event.data
-        pattern = [("Pattern", p.pattern), ("Window", f"{p.window_minutes} min"),
-                   ("Schools", ", ".join(p.school_ids)), ("Incidents", ", ".join(p.incident_ids))]
+        pattern = [
+            ("Pattern", p.pattern),
+            ("Window", f"{p.window_minutes} min"),
+            ("Schools", ", ".join(p.school_ids)),
+            ("Incidents", ", ".join(p.incident_ids)),
+        ]
 
     problems = list(problems)
     if reported is None and pattern_event is None:
@@ -310,8 +363,10 @@ def build_report(
         escalations=escalations,
         follow_ups=follow_ups,
         dead_letters=dead,
-        timeline=[TimelineRow(seq=s, at=e.recorded_at, type=e.type, actor=e.actor,
-                              summary=_summary(e)) for s, e in messages],
+        timeline=[
+            TimelineRow(seq=s, at=e.recorded_at, type=e.type, actor=e.actor, summary=_summary(e))
+            for s, e in messages
+        ],
         anchor=find_anchor(max(s for s, _ in messages), checkpoints, verifier),
         problems=problems,
     )
@@ -341,8 +396,9 @@ def _duration(delta: timedelta | None) -> str:
         return f"{sign}{seconds:.1f}s"
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
-    return f"{sign}{hours}h {minutes:02d}m {secs:02d}s" if hours else \
-        f"{sign}{minutes}m {secs:02d}s"
+    return (
+        f"{sign}{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{sign}{minutes}m {secs:02d}s"
+    )
 
 
 def _names(people: Sequence[Person]) -> str:
@@ -363,16 +419,18 @@ def _anchor_markdown(anchor: Anchor | None) -> list[str]:
     lines = [f"- Last event of this incident: stream sequence {anchor.last_seq}"]
     if not anchor.anchored:
         return [*lines, "- **Not yet anchored**: no checkpoint covers this sequence yet"]
-    lines += [f"- Checkpoint #{anchor.checkpoint_number} of {md(anchor.origin)}, "
-              f"tree size {anchor.size}",
-              f"- Root: `{anchor.root}`"]
+    lines += [
+        f"- Checkpoint #{anchor.checkpoint_number} of {md(anchor.origin)}, tree size {anchor.size}",
+        f"- Root: `{anchor.root}`",
+    ]
     if anchor.verified is None:
         lines.append("- Signature not checked (pass --key to check it)")
     elif anchor.verified:
         lines.append(f"- Signature verifies with key `{anchor.key}`")
     else:
-        lines.append(f"- Signature **does NOT verify** with key `{anchor.key}`: "
-                     f"{md(anchor.problem)}")
+        lines.append(
+            f"- Signature **does NOT verify** with key `{anchor.key}`: {md(anchor.problem)}"
+        )
     return [*lines, "", "`dooralert audit verify` checks that the log still hashes to this root."]
 
 
@@ -398,12 +456,17 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
 def render_markdown(r: AfterActionReport) -> str:
     title = f"After-action report: incident {r.incident_id}"
     school = f"{r.school_name} ({r.school_id})" if r.school_name else r.school_id
-    out = [f"# {md(title)}", "",
-           f"School: {md(school)}  ",
-           f"Status: **{r.status}**" + (f" (resolved {_time(r.resolved_at)})"
-                                        if r.resolved_at else "") + "  ",
-           f"Events: {r.event_count}, {_time(r.first_event_at)} to {_time(r.last_event_at)}  ",
-           f"Generated: {_time(r.generated_at)} (all times UTC)", ""]
+    out = [
+        f"# {md(title)}",
+        "",
+        f"School: {md(school)}  ",
+        f"Status: **{r.status}**"
+        + (f" (resolved {_time(r.resolved_at)})" if r.resolved_at else "")
+        + "  ",
+        f"Events: {r.event_count}, {_time(r.first_event_at)} to {_time(r.last_event_at)}  ",
+        f"Generated: {_time(r.generated_at)} (all times UTC)",
+        "",
+    ]
     out += [f"> warning: {md(p)}" for p in r.problems]
     if r.problems:
         out.append("")
@@ -418,39 +481,91 @@ def render_markdown(r: AfterActionReport) -> str:
         out += ["No report in the log.", ""]
 
     out += ["## Rules and severity", ""]
-    out += _table(["", ""], [
-        ("Severity", r.severity or "—"),
-        ("Rules matched", ", ".join(r.routes) or "none (safety net)"),
-        ("Roles notified", ", ".join(r.notify_roles) or "—"),
-        ("Must acknowledge", ", ".join(r.require_ack) or "—"),
-        ("Acknowledge by", _time(r.ack_deadline)),
-        *([("Roles with no contact", ", ".join(r.unresolved_roles))] if r.unresolved_roles
-          else []),
-    ])
+    out += _table(
+        ["", ""],
+        [
+            ("Severity", r.severity or "—"),
+            ("Rules matched", ", ".join(r.routes) or "none (safety net)"),
+            ("Roles notified", ", ".join(r.notify_roles) or "—"),
+            ("Must acknowledge", ", ".join(r.require_ack) or "—"),
+            ("Acknowledge by", _time(r.ack_deadline)),
+            *(
+                [("Roles with no contact", ", ".join(r.unresolved_roles))]
+                if r.unresolved_roles
+                else []
+            ),
+        ],
+    )
 
     out += ["## Notifications", ""]
-    out += _table(
-        ["role", "contact", "name", "channel", "kind", "tier", "requested", "outcome",
-         "attempts", "last error"],
-        [(n.role, n.person.contact_id, n.person.name, n.channel, n.kind, n.tier,
-          _time(n.requested_at), _status(n), n.attempts, n.last_error or "") for n in
-         r.notifications]) if r.notifications else ["None.", ""]
+    out += (
+        _table(
+            [
+                "role",
+                "contact",
+                "name",
+                "channel",
+                "kind",
+                "tier",
+                "requested",
+                "outcome",
+                "attempts",
+                "last error",
+            ],
+            [
+                (
+                    n.role,
+                    n.person.contact_id,
+                    n.person.name,
+                    n.channel,
+                    n.kind,
+                    n.tier,
+                    _time(n.requested_at),
+                    _status(n),
+                    n.attempts,
+                    n.last_error or "",
+                )
+                for n in r.notifications
+            ],
+        )
+        if r.notifications
+        else ["None.", ""]
+    )
 
     out += ["## Acknowledgements", ""]
-    out += _table(["role", "contact", "name", "at", "via", "after first notification"],
-                  [(a.role, a.person.contact_id, a.person.name, _time(a.at), a.via,
-                    _duration(a.delay)) for a in r.acknowledgements]) \
-        if r.acknowledgements else ["None.", ""]
+    out += (
+        _table(
+            ["role", "contact", "name", "at", "via", "after first notification"],
+            [
+                (a.role, a.person.contact_id, a.person.name, _time(a.at), a.via, _duration(a.delay))
+                for a in r.acknowledgements
+            ],
+        )
+        if r.acknowledgements
+        else ["None.", ""]
+    )
     if r.missing_acks:
         out += [f"Never acknowledged: {md(', '.join(r.missing_acks))}", ""]
 
     out += ["## Escalations", ""]
-    out += _table(["tier", "reason", "at", "missing roles", "told", "next deadline"],
-                  [(e.tier, e.reason + (f" ({_names([e.unreachable])})" if e.unreachable
-                                        else ""),
-                    _time(e.at), ", ".join(e.missing_roles), _names(e.told),
-                    _time(e.next_deadline)) for e in r.escalations]) \
-        if r.escalations else ["None.", ""]
+    out += (
+        _table(
+            ["tier", "reason", "at", "missing roles", "told", "next deadline"],
+            [
+                (
+                    e.tier,
+                    e.reason + (f" ({_names([e.unreachable])})" if e.unreachable else ""),
+                    _time(e.at),
+                    ", ".join(e.missing_roles),
+                    _names(e.told),
+                    _time(e.next_deadline),
+                )
+                for e in r.escalations
+            ],
+        )
+        if r.escalations
+        else ["None.", ""]
+    )
 
     out += ["## Follow-ups", ""]
     if not r.follow_ups:
@@ -466,15 +581,21 @@ def render_markdown(r: AfterActionReport) -> str:
 
     if r.dead_letters:
         out += ["## Dead letters", ""]
-        out += _table(["at", "seq", "subject", "consumer", "reason"],
-                      [(_time(d.at), d.stream_sequence, d.subject, d.consumer, d.reason)
-                       for d in r.dead_letters])
+        out += _table(
+            ["at", "seq", "subject", "consumer", "reason"],
+            [
+                (_time(d.at), d.stream_sequence, d.subject, d.consumer, d.reason)
+                for d in r.dead_letters
+            ],
+        )
 
     out += ["## Checkpoint", ""]
     out += _anchor_markdown(r.anchor)
     out += ["", "## Timeline", ""]
-    out += _table(["seq", "recorded", "event", "actor", "summary"],
-                  [(t.seq, _time(t.at), t.type, t.actor, t.summary) for t in r.timeline])
+    out += _table(
+        ["seq", "recorded", "event", "actor", "summary"],
+        [(t.seq, _time(t.at), t.type, t.actor, t.summary) for t in r.timeline],
+    )
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -39,9 +39,11 @@ async def iter_batches(
     batch: int = 1000,
 ) -> AsyncIterator[list[Msg]]:
     """Every message stored now from `start_seq` on, in stream order, in batches."""
-    async for msgs in consume_batches(js, subject, config=reader_config(start_seq),
-                                      stream=stream, batch=batch):
+    async for msgs in consume_batches(
+        js, subject, config=reader_config(start_seq), stream=stream, batch=batch
+    ):
         yield msgs
+
 
 async def read_checkpoint_notes(js: JetStreamContext) -> list[str]:
     """Every checkpoint note in DOORALERT_CHECKPOINTS, in the order they were appended."""
@@ -51,8 +53,13 @@ async def read_checkpoint_notes(js: JetStreamContext) -> list[str]:
     return notes
 
 
-async def verify_stream(js: JetStreamContext, verifier: Verifier, *, origin: str | None = None,
-                        extra_notes: Sequence[str] = ()) -> VerifyResult:
+async def verify_stream(
+    js: JetStreamContext,
+    verifier: Verifier,
+    *,
+    origin: str | None = None,
+    extra_notes: Sequence[str] = (),
+) -> VerifyResult:
     """`audit verify` online: the checkpoints first, then every DOORALERT payload."""
     notes = await read_checkpoint_notes(js)
     lv = LogVerifier([*notes, *extra_notes], verifier, origin=origin)

@@ -115,26 +115,34 @@ class LogVerifier:
             if first is None:
                 first = (cp.origin, i)
             elif cp.origin != first[0]:
-                self._error(cp.size, f"{name}: origin {cp.origin!r} differs from checkpoint "
-                                     f"#{first[1]}'s {first[0]!r}")
+                self._error(
+                    cp.size,
+                    f"{name}: origin {cp.origin!r} differs from checkpoint "
+                    f"#{first[1]}'s {first[0]!r}",
+                )
                 continue
             self.result.valid_checkpoints += 1
             seen = self._by_size.get(cp.size)
             if seen is None:
                 self._by_size[cp.size] = (i, cp.root)
             elif seen[1] != cp.root:
-                self._error(cp.size, f"fork at size {cp.size}: checkpoints #{seen[0]} and #{i} "
-                                     "are both validly signed but have different roots")
+                self._error(
+                    cp.size,
+                    f"fork at size {cp.size}: checkpoints #{seen[0]} and #{i} "
+                    "are both validly signed but have different roots",
+                )
 
     def _check_root(self, size: int, root: bytes) -> None:
         index, want = self._by_size[size]
         if root == want:
             self._last_ok_size = size
         else:
-            self._error(self._last_ok_size + 1,
-                        f"checkpoint #{index} (size {size}): root does not match the log; "
-                        f"the log differs from the signed one at some sequence in "
-                        f"{self._last_ok_size + 1}..{size}")
+            self._error(
+                self._last_ok_size + 1,
+                f"checkpoint #{index} (size {size}): root does not match the log; "
+                f"the log differs from the signed one at some sequence in "
+                f"{self._last_ok_size + 1}..{size}",
+            )
         self._next_target += 1
 
     def feed(self, entries: Iterable[tuple[int, bytes]]) -> None:
@@ -181,24 +189,32 @@ class LogVerifier:
         r = self.result
         r.events = self._n
         key = f"{r.verifier.name}+{r.verifier.key_id.hex()}"
-        for size in self._targets[self._next_target:]:
+        for size in self._targets[self._next_target :]:
             index = self._by_size[size][0]
             if self._broken_at is not None:
-                self._error(self._broken_at, f"checkpoint #{index} (size {size}) not checked: "
-                                             f"the log is broken at seq {self._broken_at}")
+                self._error(
+                    self._broken_at,
+                    f"checkpoint #{index} (size {size}) not checked: "
+                    f"the log is broken at seq {self._broken_at}",
+                )
             else:
-                self._error(self._n + 1,
-                            f"checkpoint #{index} (size {size}) covers {size} events but the log "
-                            f"has {self._n}: seq {self._n + 1}..{size} are missing (truncated)")
+                self._error(
+                    self._n + 1,
+                    f"checkpoint #{index} (size {size}) covers {size} events but the log "
+                    f"has {self._n}: seq {self._n + 1}..{size} are missing (truncated)",
+                )
         covered = max(self._by_size, default=0)
         r.anchored = min(covered, self._n)
         if self._broken_at is None:
             if not self._by_size and self._n:
-                self._error(self._n + 1,
-                            f"no checkpoint signed by {key}: all {self._n} events unanchored")
+                self._error(
+                    self._n + 1, f"no checkpoint signed by {key}: all {self._n} events unanchored"
+                )
             elif self._n > covered:
-                r.warnings.append(f"{self._n - covered} events after the last checkpoint "
-                                  f"(seq {covered + 1}..{self._n}) are unanchored")
+                r.warnings.append(
+                    f"{self._n - covered} events after the last checkpoint "
+                    f"(seq {covered + 1}..{self._n}) are unanchored"
+                )
         return r
 
 
@@ -215,8 +231,13 @@ def iter_export(path: Path) -> Iterator[tuple[int, bytes]]:
                 raise ExportFormatError(f"{path.name} line {lineno}: {exc}") from exc
 
 
-def verify_export(directory: Path, verifier: Verifier, *, origin: str | None = None,
-                  extra_notes: Sequence[str] = ()) -> VerifyResult:
+def verify_export(
+    directory: Path,
+    verifier: Verifier,
+    *,
+    origin: str | None = None,
+    extra_notes: Sequence[str] = (),
+) -> VerifyResult:
     """Verify an `audit export` directory against the trusted key."""
     events = directory / EVENTS_FILE
     if not events.is_file():

@@ -154,7 +154,9 @@ def outbox(
 @audit_app.command("replay")
 def audit_replay(
     incident: Annotated[Optional[str], typer.Option(help="one incident id")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="events and folded state as JSON")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="events and folded state as JSON")
+    ] = False,
 ) -> None:
     """Rebuild each incident from the log and print its timeline."""
     from services.audit.replay import replay
@@ -185,8 +187,10 @@ def audit_replay(
 def audit_report(
     incident: Annotated[str, typer.Option(help="the incident id")],
     fmt: Annotated[str, typer.Option("--format", help="md (Markdown) or html (printable)")] = "md",
-    key: Annotated[Optional[str], typer.Option(
-        help="verifier key line or file: check the anchoring checkpoint's signature")] = None,
+    key: Annotated[
+        Optional[str],
+        typer.Option(help="verifier key line or file: check the anchoring checkpoint's signature"),
+    ] = None,
 ) -> None:
     """The after-action report for one incident: who was told, who acknowledged, when."""
     import re
@@ -238,10 +242,15 @@ def audit_report(
     if not pairs:
         _fail(f"no events for incident {incident}", 1)
     school = directory.school(pairs[0][1].school_id)
-    built = build_report(pairs, now=datetime.now(UTC), checkpoints=notes, verifier=verifier,
-                         contact_names={c.id: c.name for c in directory.contacts},
-                         school_name=school.name if school else None,
-                         problems=[f"unreadable message {u}" for u in unreadable])
+    built = build_report(
+        pairs,
+        now=datetime.now(UTC),
+        checkpoints=notes,
+        verifier=verifier,
+        contact_names={c.id: c.name for c in directory.contacts},
+        school_name=school.name if school else None,
+        problems=[f"unreadable message {u}" for u in unreadable],
+    )
     typer.echo(render_html(built) if fmt == "html" else render_markdown(built), nl=False)
 
 
@@ -260,8 +269,10 @@ def _rules_and_directory(file: Path, district: Optional[Path]):  # type: ignore[
 @rules_app.command("check")
 def rules_check(
     file: Annotated[Path, typer.Argument(help="rules.yaml")],
-    district: Annotated[Optional[Path], typer.Option(
-        help="district.yaml (or its directory); default: beside the rules file")] = None,
+    district: Annotated[
+        Optional[Path],
+        typer.Option(help="district.yaml (or its directory); default: beside the rules file"),
+    ] = None,
 ) -> None:
     """Validate a rules file in full; exit non-zero with precise errors."""
     try:
@@ -277,8 +288,10 @@ def rules_check(
                 warnings.append(f'role "{role}" has no contact in district.yaml')
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
-    typer.echo(f"{file}: ok, {len(rules.routes)} routes, {len(rules.escalation.tiers)} "
-               f"escalation tiers, {len(rules.patterns)} patterns")
+    typer.echo(
+        f"{file}: ok, {len(rules.routes)} routes, {len(rules.escalation.tiers)} "
+        f"escalation tiers, {len(rules.patterns)} patterns"
+    )
 
 
 @rules_app.command("explain")
@@ -322,8 +335,9 @@ def rules_explain(
         typer.echo(f"must ack:    {', '.join(decided.require_ack)} within {wait:.0f}s")
     for r in decided.recipients:
         contact = directory.contact(r.contact_id)
-        typer.echo(f"  {r.role:<15} {r.contact_id:<20} {contact.name if contact else '?':<36} "
-                   f"{r.channel}")
+        typer.echo(
+            f"  {r.role:<15} {r.contact_id:<20} {contact.name if contact else '?':<36} {r.channel}"
+        )
     if decided.unresolved_roles:
         typer.echo(f"nobody to tell for: {', '.join(decided.unresolved_roles)}")
 
@@ -359,8 +373,10 @@ def audit_serve() -> None:
 
     settings = _settings()
     if settings.log_key_file is None:
-        _fail("DOORALERT_LOG_KEY_FILE is not set; make a key with "
-              "`dooralert keys generate --name NAME --out FILE`")
+        _fail(
+            "DOORALERT_LOG_KEY_FILE is not set; make a key with "
+            "`dooralert keys generate --name NAME --out FILE`"
+        )
         return
     try:
         signer = read_signing_key(settings.log_key_file)
@@ -377,9 +393,14 @@ def audit_serve() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
-            ledger = Ledger(nc.jetstream(), signer, origin=origin,
-                            every=settings.checkpoint_every, seconds=settings.checkpoint_seconds,
-                            out_dir=settings.checkpoint_dir)
+            ledger = Ledger(
+                nc.jetstream(),
+                signer,
+                origin=origin,
+                every=settings.checkpoint_every,
+                seconds=settings.checkpoint_seconds,
+                out_dir=settings.checkpoint_dir,
+            )
             log.info("ledger.start", origin=origin, key=signer.verifier.line)
             await ledger.run(stop)
         finally:
@@ -395,10 +416,16 @@ def audit_serve() -> None:
 
 @audit_app.command("export")
 def audit_export(
-    out: Annotated[Path, typer.Option(help="directory to write events.jsonl, checkpoints.txt, "
-                                           "log-key.pub into")],
-    key: Annotated[Optional[str], typer.Option(help="verifier key line or file for log-key.pub "
-                                                    "(default: from the last checkpoint)")] = None,
+    out: Annotated[
+        Path,
+        typer.Option(help="directory to write events.jsonl, checkpoints.txt, log-key.pub into"),
+    ],
+    key: Annotated[
+        Optional[str],
+        typer.Option(
+            help="verifier key line or file for log-key.pub (default: from the last checkpoint)"
+        ),
+    ] = None,
 ) -> None:
     """Export the event log and its signed checkpoints for offline verification."""
     from services.audit.export import export
@@ -444,11 +471,17 @@ def audit_export(
 @audit_app.command("verify")
 def audit_verify(
     key: Annotated[str, typer.Option(help="the trusted verifier key line, or a file holding it")],
-    export_dir: Annotated[Optional[Path], typer.Option(
-        "--export", help="verify this export directory offline (default: online from NATS)")] = None,
+    export_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--export", help="verify this export directory offline (default: online from NATS)"
+        ),
+    ] = None,
     origin: Annotated[Optional[str], typer.Option(help="require this checkpoint origin")] = None,
-    checkpoint: Annotated[Optional[list[Path]], typer.Option(
-        help="extra checkpoint notes held outside the system (repeatable)")] = None,
+    checkpoint: Annotated[
+        Optional[list[Path]],
+        typer.Option(help="extra checkpoint notes held outside the system (repeatable)"),
+    ] = None,
 ) -> None:
     """Check the log against its signed checkpoints; exit 0 only if it is intact."""
     from services.audit.note import NoteError, load_verifier, split_notes
@@ -475,8 +508,9 @@ def audit_verify(
         async def run():  # type: ignore[no-untyped-def]
             nc = await connect(settings.nats_url, name="dooralert-verify")
             try:
-                return await verify_stream(nc.jetstream(), verifier, origin=origin,
-                                           extra_notes=extra)
+                return await verify_stream(
+                    nc.jetstream(), verifier, origin=origin, extra_notes=extra
+                )
             finally:
                 await nc.close()
 
@@ -502,8 +536,10 @@ def keys_generate(
         signer = Signer.generate(name)
         write_signing_key(out, signer, overwrite=force)
     except FileExistsError:
-        _fail(f"{out} exists; pass --force to replace it (checkpoints signed with it stay "
-              "verifiable only with its verifier key)")
+        _fail(
+            f"{out} exists; pass --force to replace it (checkpoints signed with it stay "
+            "verifiable only with its verifier key)"
+        )
         return
     except (NoteError, OSError) as exc:
         _fail(str(exc))

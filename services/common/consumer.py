@@ -40,8 +40,9 @@ async def raw_decoder(msg: Any) -> bytes:
     return bytes(msg.body)
 
 
-def dead_letter_event(*, consumer: str, seq: int, subject: str, reason: str, now: datetime
-                      ) -> MessageDeadLettered:
+def dead_letter_event(
+    *, consumer: str, seq: int, subject: str, reason: str, now: datetime
+) -> MessageDeadLettered:
     """The `message.dead_lettered` event for stream message `seq` given up by `consumer`
     (pure). Its id derives from both, so every process reporting it appends one event."""
     parts = subject.split(".")
@@ -65,11 +66,17 @@ def dead_letter_event(*, consumer: str, seq: int, subject: str, reason: str, now
 async def dead_letter(js: JetStreamContext, msg: NatsMessage, consumer: str, reason: str) -> None:
     raw = msg.raw_message
     seq = raw.metadata.sequence.stream
-    event = dead_letter_event(consumer=consumer, seq=seq, subject=raw.subject, reason=reason,
-                              now=datetime.now(UTC))
+    event = dead_letter_event(
+        consumer=consumer, seq=seq, subject=raw.subject, reason=reason, now=datetime.now(UTC)
+    )
     await publish_event(js, event)
-    log.error("message.dead_lettered", consumer=consumer, seq=seq, subject=raw.subject,
-              reason=reason[:200])
+    log.error(
+        "message.dead_lettered",
+        consumer=consumer,
+        seq=seq,
+        subject=raw.subject,
+        reason=reason[:200],
+    )
 
 
 async def run_handler(
@@ -84,7 +91,9 @@ async def run_handler(
     try:
         event = parse_event(msg.raw_message.data)
         if not isinstance(event, expect):
-            raise EventDecodeError(f"expected {expect.model_fields['type'].default}, got {event.type}")
+            raise EventDecodeError(
+                f"expected {expect.model_fields['type'].default}, got {event.type}"
+            )
     except EventDecodeError as exc:
         try:
             await dead_letter(js, msg, consumer, str(exc))
@@ -97,8 +106,9 @@ async def run_handler(
     try:
         delay = await handle(event, msg)
     except Exception:  # noqa: BLE001 - a failed handler is retried, never dropped
-        log.exception("handler.failed", consumer=consumer, event_id=event.id,
-                      incident=event.incident_id)
+        log.exception(
+            "handler.failed", consumer=consumer, event_id=event.id, incident=event.incident_id
+        )
         await msg.nack(delay=error_delay)
         return
     if delay is None:

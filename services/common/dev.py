@@ -49,8 +49,12 @@ class Child:
     def start(self) -> None:
         logfile = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
-            self.argv, env=self.env, stdout=logfile, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            self.argv,
+            env=self.env,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         logfile.close()
 
@@ -143,15 +147,25 @@ async def _provision(url: str) -> None:
 def run_dev(opts: DevOptions) -> int:
     ports = [opts.http_port, opts.smtp_port, opts.nats_port]
     if len(set(ports)) != 3:
-        print("dooralert dev: --http-port, --smtp-port and --nats-port must differ",
-              file=sys.stderr)
+        print(
+            "dooralert dev: --http-port, --smtp-port and --nats-port must differ", file=sys.stderr
+        )
         return 2
-    busy = [f"{name} port {port}" for name, port in
-            (("HTTP", opts.http_port), ("SMTP", opts.smtp_port), ("NATS", opts.nats_port))
-            if not port_free(opts.host, port)]
+    busy = [
+        f"{name} port {port}"
+        for name, port in (
+            ("HTTP", opts.http_port),
+            ("SMTP", opts.smtp_port),
+            ("NATS", opts.nats_port),
+        )
+        if not port_free(opts.host, port)
+    ]
     if busy:
-        print(f"dooralert dev: {', '.join(busy)} already in use; choose others with "
-              "--http-port/--smtp-port/--nats-port", file=sys.stderr)
+        print(
+            f"dooralert dev: {', '.join(busy)} already in use; choose others with "
+            "--http-port/--smtp-port/--nats-port",
+            file=sys.stderr,
+        )
         return 2
     data = opts.data_dir
     (data / "logs").mkdir(parents=True, exist_ok=True)
@@ -175,13 +189,28 @@ def run_dev(opts: DevOptions) -> int:
     logs = data / "logs"
     nats = Child(
         "nats-server",
-        [nats_server_binary(), "-a", opts.host, "-p", str(opts.nats_port), "-js",
-         "-sd", str(data / "nats"), "-n", "dooralert-dev"],
-        env, logs / "nats-server.log",
+        [
+            nats_server_binary(),
+            "-a",
+            opts.host,
+            "-p",
+            str(opts.nats_port),
+            "-js",
+            "-sd",
+            str(data / "nats"),
+            "-n",
+            "dooralert-dev",
+        ],
+        env,
+        logs / "nats-server.log",
     )
     cli = [sys.executable, "-m", "services.common.cli"]
-    smtp = Child("outbox", [*cli, "outbox", "--dir", str(outbox), "--host", opts.host,
-                            "--port", str(opts.smtp_port)], env, logs / "outbox.log")
+    smtp = Child(
+        "outbox",
+        [*cli, "outbox", "--dir", str(outbox), "--host", opts.host, "--port", str(opts.smtp_port)],
+        env,
+        logs / "outbox.log",
+    )
     services = [Child(name, [*cli, name], env, logs / f"{name}.log") for name in SERVICES]
     services.append(Child("ledger", [*cli, "audit", "serve"], env, logs / "ledger.log"))
 
@@ -237,8 +266,10 @@ def run_dev(opts: DevOptions) -> int:
                     now = time.monotonic()
                     child.restarts = [t for t in child.restarts if now - t < 60] + [now]
                     if len(child.restarts) > 5:
-                        print(f"dooralert dev: {child.name} keeps exiting; see {child.log_path}",
-                              file=sys.stderr)
+                        print(
+                            f"dooralert dev: {child.name} keeps exiting; see {child.log_path}",
+                            file=sys.stderr,
+                        )
                         code = 1
                         stop_requested = True
                         break

@@ -66,8 +66,9 @@ class AppriseChannel(_Strict):
     url: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9+.-]*://\S+$")]
 
 
-ChannelConfig = Annotated[EmailChannel | WebhookChannel | AppriseChannel,
-                          Field(discriminator="type")]
+ChannelConfig = Annotated[
+    EmailChannel | WebhookChannel | AppriseChannel, Field(discriminator="type")
+]
 
 
 class Contact(_Strict):
@@ -106,8 +107,10 @@ class Directory(_Strict):
             raise ValueError(f"duplicate contact ids: {', '.join(sorted(dupes))}")
         school_ids = [s.id for s in self.schools]
         if "district" in school_ids or "unknown" in school_ids:
-            raise ValueError('school ids "district" and "unknown" are reserved (district-wide '
-                             "and unreadable events use them)")
+            raise ValueError(
+                'school ids "district" and "unknown" are reserved (district-wide '
+                "and unreadable events use them)"
+            )
         dupes = {i for i in school_ids if school_ids.count(i) > 1}
         if dupes:
             raise ValueError(f"duplicate school ids: {', '.join(sorted(dupes))}")

@@ -112,10 +112,17 @@ class IncidentState(BaseModel):
         done = self.acknowledged_roles()
         return [r for r in self.require_ack if r not in done]
 
-    def escalation(self, tier: int, reason: str, contact_id: str | None = None
-                   ) -> Escalation | None:
-        return next((e for e in self.escalations if e.tier == tier and e.reason == reason
-                     and e.unreachable_contact_id == contact_id), None)
+    def escalation(
+        self, tier: int, reason: str, contact_id: str | None = None
+    ) -> Escalation | None:
+        return next(
+            (
+                e
+                for e in self.escalations
+                if e.tier == tier and e.reason == reason and e.unreachable_contact_id == contact_id
+            ),
+            None,
+        )
 
     def has_escalation(self, tier: int, reason: str, contact_id: str | None = None) -> bool:
         return self.escalation(tier, reason, contact_id) is not None
@@ -129,15 +136,20 @@ class IncidentState(BaseModel):
     def roles(self) -> list[RoleStatus]:
         out = []
         for role in self.require_ack:
-            told = [n.requested_at for n in self.notifications
-                    if n.role == role and n.requested_at is not None]
+            told = [
+                n.requested_at
+                for n in self.notifications
+                if n.role == role and n.requested_at is not None
+            ]
             ack = next((a for a in self.acknowledgements if role in a.role.split("+")), None)
-            out.append(RoleStatus(
-                role=role,
-                notified_at=min(told) if told else None,
-                acknowledged_at=ack.at if ack else None,
-                acknowledged_by=ack.contact_id if ack else None,
-            ))
+            out.append(
+                RoleStatus(
+                    role=role,
+                    notified_at=min(told) if told else None,
+                    acknowledged_at=ack.at if ack else None,
+                    acknowledged_by=ack.contact_id if ack else None,
+                )
+            )
         return out
 
 
@@ -226,20 +238,27 @@ def evolve(state: IncidentState | None, event: Event) -> IncidentState:
             return _upsert(state, base.model_copy(update=update))
         case IncidentAcknowledged():
             d = event.data
-            if any(a.role == d.role and a.contact_id == d.contact_id
-                   for a in state.acknowledgements):
+            if any(
+                a.role == d.role and a.contact_id == d.contact_id for a in state.acknowledgements
+            ):
                 return state
-            ack = Acknowledgement(role=d.role, contact_id=d.contact_id, at=event.occurred_at,
-                                  via=d.via)
+            ack = Acknowledgement(
+                role=d.role, contact_id=d.contact_id, at=event.occurred_at, via=d.via
+            )
             return state.model_copy(update={"acknowledgements": [*state.acknowledgements, ack]})
         case EscalationRaised():
             d = event.data
             if state.has_escalation(d.tier, d.reason, d.unreachable_contact_id):
                 return state
-            esc = Escalation(tier=d.tier, reason=d.reason, missing_roles=d.missing_roles,
-                             at=event.occurred_at, unreachable_contact_id=d.unreachable_contact_id,
-                             contact_ids=[r.contact_id for r in d.recipients],
-                             next_deadline=d.next_deadline)
+            esc = Escalation(
+                tier=d.tier,
+                reason=d.reason,
+                missing_roles=d.missing_roles,
+                at=event.occurred_at,
+                unreachable_contact_id=d.unreachable_contact_id,
+                contact_ids=[r.contact_id for r in d.recipients],
+                next_deadline=d.next_deadline,
+            )
             return state.model_copy(update={"escalations": [*state.escalations, esc]})
         case EncounterUpdated():
             changes = event.data.model_dump(mode="json", exclude_none=True)
@@ -253,8 +272,7 @@ def evolve(state: IncidentState | None, event: Event) -> IncidentState:
         case IncidentResolved():
             if state.status == "resolved":
                 return state
-            return state.model_copy(update={"status": "resolved",
-                                            "resolved_at": event.occurred_at})
+            return state.model_copy(update={"status": "resolved", "resolved_at": event.occurred_at})
         case _:
             return state
 

@@ -12,8 +12,19 @@ import structlog
 # Keys whose values never reach a log line: secrets, and report free text that may hold
 # personal data despite the form's warning.
 _REDACTED_KEYS = frozenset(
-    {"password", "secret", "secret_key", "token", "key", "intake_key", "authorization",
-     "notes", "address", "email", "to"}
+    {
+        "password",
+        "secret",
+        "secret_key",
+        "token",
+        "key",
+        "intake_key",
+        "authorization",
+        "notes",
+        "address",
+        "email",
+        "to",
+    }
 )
 
 
@@ -27,7 +38,8 @@ def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMap
 def configure_logging(*, level: str = "info", fmt: str = "auto") -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: Any = (
-        structlog.processors.JSONRenderer() if use_json
+        structlog.processors.JSONRenderer()
+        if use_json
         # Plain tracebacks: the default formatter prints every frame's local variables, which
         # would put keys, secrets and addresses into the log.
         else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)

@@ -102,6 +102,7 @@ LABELS_ES: dict[str, str] = {
     "family_liaison": "Enlace con las familias",
 }
 
+
 def label(value: object) -> str:
     raw = getattr(value, "value", value)
     return LABELS.get(str(raw), str(raw))

@@ -164,7 +164,9 @@ def _weakenings(have: StreamConfig, want: StreamConfig) -> list[str]:
     if have.storage != want.storage:
         out.append(f"storage would change from {have.storage} to {want.storage}")
     if set(have.subjects or []) - set(want.subjects or []):
-        out.append(f"subjects would lose {sorted(set(have.subjects or []) - set(want.subjects or []))}")
+        out.append(
+            f"subjects would lose {sorted(set(have.subjects or []) - set(want.subjects or []))}"
+        )
     return out
 
 
@@ -173,10 +175,21 @@ _FLAGS = frozenset({"deny_delete", "deny_purge", "allow_rollup_hdrs", "allow_msg
 
 def _differs(have: StreamConfig, want: StreamConfig) -> bool:
     keys = (  # noqa
-"subjects", "deny_delete", "deny_purge", "allow_rollup_hdrs", "duplicate_window",
-            "allow_msg_schedules", "storage", "num_replicas")
-    return any(bool(getattr(have, k)) != bool(getattr(want, k)) if k in _FLAGS
-               else getattr(have, k) != getattr(want, k) for k in keys)
+        "subjects",
+        "deny_delete",
+        "deny_purge",
+        "allow_rollup_hdrs",
+        "duplicate_window",
+        "allow_msg_schedules",
+        "storage",
+        "num_replicas",
+    )
+    return any(
+        bool(getattr(have, k)) != bool(getattr(want, k))
+        if k in _FLAGS
+        else getattr(have, k) != getattr(want, k)
+        for k in keys
+    )
 
 
 async def provision(js: JetStreamContext, *, replicas: int = 1) -> list[str]:
@@ -217,8 +230,9 @@ async def provision(js: JetStreamContext, *, replicas: int = 1) -> list[str]:
         from nats.js.api import KeyValueConfig
 
         await js.create_key_value(
-            KeyValueConfig(bucket=DELIVERIES_BUCKET, history=1, storage=StorageType.FILE,
-                           replicas=replicas)
+            KeyValueConfig(
+                bucket=DELIVERIES_BUCKET, history=1, storage=StorageType.FILE, replicas=replicas
+            )
         )
         actions.append(f"created bucket {DELIVERIES_BUCKET}")
     return actions
@@ -267,21 +281,32 @@ async def publish_event(
     payload = serialize_event(event)
     subject = subject_for(event, SUBJECT_PREFIX)
     return await retrying(
-        lambda: js.publish(subject, payload, stream=STREAM, timeout=timeout,
-                           headers={"Nats-Msg-Id": event.id}),
-        retry_for=retry_for, what="publish", subject=subject, event_id=event.id,
+        lambda: js.publish(
+            subject, payload, stream=STREAM, timeout=timeout, headers={"Nats-Msg-Id": event.id}
+        ),
+        retry_for=retry_for,
+        what="publish",
+        subject=subject,
+        event_id=event.id,
     )
 
 
 # What a JetStream request raises while a cluster elects a leader or a connection is being
 # re-established: no stream leader answers (503 no responders), JetStream answers 503
 # unavailable, or nothing answers before the timeout.
-TRANSIENT_NATS_ERRORS = (NatsTimeoutError, NoRespondersError, ConnectionClosedError,
-                         asyncio.TimeoutError, NoStreamResponseError, ServiceUnavailableError)
+TRANSIENT_NATS_ERRORS = (
+    NatsTimeoutError,
+    NoRespondersError,
+    ConnectionClosedError,
+    asyncio.TimeoutError,
+    NoStreamResponseError,
+    ServiceUnavailableError,
+)
 
 
-async def retrying(op: Callable[[], Awaitable[T]], *, retry_for: float, what: str,
-                   **context: object) -> T:
+async def retrying(
+    op: Callable[[], Awaitable[T]], *, retry_for: float, what: str, **context: object
+) -> T:
     """Run a JetStream request, retrying transient failures (backoff 0.1 s doubling to 0.5 s)
     until `retry_for` seconds have passed; then the last error is raised."""
     deadline = time.monotonic() + retry_for
@@ -313,8 +338,9 @@ async def publish_events(js: JetStreamContext, events: Sequence[Event], **kw: fl
     await publish_event(js, events[0], **kw)
     if len(events) == 1:
         return
-    results = await asyncio.gather(*(publish_event(js, e, **kw) for e in events[1:]),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(publish_event(js, e, **kw) for e in events[1:]), return_exceptions=True
+    )
     for result in results:
         if isinstance(result, BaseException):
             raise result
@@ -335,15 +361,23 @@ class StoredMessage:
 
 
 async def consume_batches(
-    js: JetStreamContext, subject: str, *, config: ConsumerConfig, stream: str = STREAM,
+    js: JetStreamContext,
+    subject: str,
+    *,
+    config: ConsumerConfig,
+    stream: str = STREAM,
     batch: int = 500,
 ) -> AsyncIterator[list[Msg]]:
     """Every message a throwaway consumer with `config` sees now, in stream order, in batches;
     the consumer is deleted afterwards (or expires by itself after its inactive threshold)."""
     # Creating the consumer is a JetStream API request: ride out a leader election like a
     # publish does rather than fail the caller's read.
-    psub = await retrying(lambda: js.pull_subscribe(subject, stream=stream, config=config),
-                          retry_for=20.0, what="read.subscribe", subject=subject)
+    psub = await retrying(
+        lambda: js.pull_subscribe(subject, stream=stream, config=config),
+        retry_for=20.0,
+        what="read.subscribe",
+        subject=subject,
+    )
     name: str | None = None
     try:
         info = await psub.consumer_info()
@@ -369,8 +403,12 @@ async def consume_batches(
 
 
 async def read_messages(
-    js: JetStreamContext, subject: str = f"{SUBJECT_PREFIX}.>", *, batch: int = 500,
-    since: datetime | None = None, headers_only: bool = False,
+    js: JetStreamContext,
+    subject: str = f"{SUBJECT_PREFIX}.>",
+    *,
+    batch: int = 500,
+    since: datetime | None = None,
+    headers_only: bool = False,
 ) -> list[StoredMessage]:
     """Every stored message on `subject` (stored at or after `since`), in stream order,
     through a throwaway consumer. `headers_only` skips payloads (subjects and times only)."""
@@ -386,9 +424,15 @@ async def read_messages(
     async for msgs in consume_batches(js, subject, config=config, batch=batch):
         for m in msgs:
             md = m.metadata
-            out.append(StoredMessage(seq=md.sequence.stream, subject=m.subject,
-                                     time=md.timestamp, data=m.data,
-                                     headers=dict(m.headers or {})))
+            out.append(
+                StoredMessage(
+                    seq=md.sequence.stream,
+                    subject=m.subject,
+                    time=md.timestamp,
+                    data=m.data,
+                    headers=dict(m.headers or {}),
+                )
+            )
     return out
 
 
@@ -406,8 +450,15 @@ class StreamTail:
     `TailReset` and the caller starts over with a new tail.
     """
 
-    def __init__(self, js: JetStreamContext, subjects: Sequence[str], *, since: datetime,
-                 batch: int = 500, inactive_threshold: float = 300.0) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        subjects: Sequence[str],
+        *,
+        since: datetime,
+        batch: int = 500,
+        inactive_threshold: float = 300.0,
+    ) -> None:
         self.js, self.subjects, self.since, self.batch = js, list(subjects), since, batch
         self.inactive_threshold = inactive_threshold
         self._psub: JetStreamContext.PullSubscription | None = None
@@ -439,12 +490,19 @@ class StreamTail:
                 for m in msgs:
                     md = m.metadata
                     if md.sequence.consumer != self._delivered + 1:
-                        raise TailReset(f"consumer skipped from {self._delivered} to "
-                                        f"{md.sequence.consumer}")
+                        raise TailReset(
+                            f"consumer skipped from {self._delivered} to {md.sequence.consumer}"
+                        )
                     self._delivered = md.sequence.consumer
-                    out.append(StoredMessage(seq=md.sequence.stream, subject=m.subject,
-                                             time=md.timestamp, data=m.data,
-                                             headers=dict(m.headers or {})))
+                    out.append(
+                        StoredMessage(
+                            seq=md.sequence.stream,
+                            subject=m.subject,
+                            time=md.timestamp,
+                            data=m.data,
+                            headers=dict(m.headers or {}),
+                        )
+                    )
                 pending = msgs[-1].metadata.num_pending
         except TailReset:
             await self.close()
@@ -484,7 +542,12 @@ async def read_incident(js: JetStreamContext, incident_id: str) -> list[Event]:
 
 
 async def schedule_timer(
-    js: JetStreamContext, *, school_id: str, incident_id: str, tier: int, at: datetime,
+    js: JetStreamContext,
+    *,
+    school_id: str,
+    incident_id: str,
+    tier: int,
+    at: datetime,
     msg_id: str,
 ) -> None:
     """A durable deadline: DOORALERT_TIMERS delivers the payload to the fired subject at `at`.
@@ -494,11 +557,20 @@ async def schedule_timer(
     now = datetime.now(UTC)
     # Whole seconds, rounded up, and never in the past (the router may be catching up).
     fire = max(at, now + timedelta(seconds=1)).replace(microsecond=0) + timedelta(seconds=1)
-    payload = json.dumps({"incident_id": incident_id, "school_id": school_id, "tier": tier,
-                          "deadline": at.isoformat()}).encode()
+    payload = json.dumps(
+        {
+            "incident_id": incident_id,
+            "school_id": school_id,
+            "tier": tier,
+            "deadline": at.isoformat(),
+        }
+    ).encode()
     key = f"{school_id}.{incident_id}.{tier}"
     await js.publish(
-        f"{TIMER_SCHEDULE_PREFIX}.{key}", payload, stream=TIMERS_STREAM, timeout=5.0,
+        f"{TIMER_SCHEDULE_PREFIX}.{key}",
+        payload,
+        stream=TIMERS_STREAM,
+        timeout=5.0,
         headers={
             "Nats-Schedule": "@at " + fire.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "Nats-Schedule-Target": f"{TIMER_FIRED_PREFIX}.{key}",
@@ -507,8 +579,7 @@ async def schedule_timer(
     )
 
 
-async def get_last(js: JetStreamContext, subject: str, *, retry_for: float = 20.0
-                   ) -> bytes | None:
+async def get_last(js: JetStreamContext, subject: str, *, retry_for: float = 20.0) -> bytes | None:
     """The payload of the last message on an exact subject, or None (retried like a publish)."""
 
     async def op() -> bytes | None:

@@ -56,9 +56,19 @@ def _unb64(text: str) -> bytes:
 
 def ack_token(secret: str, claim: AckClaim) -> str:
     """`<payload>.<mac>`: bound to one incident, role, contact and notification; expiring."""
-    payload = _b64(json.dumps(
-        [claim.incident_id, claim.school_id, claim.role, claim.contact_id,
-         claim.notification_id, claim.expires_at], separators=(",", ":")).encode())
+    payload = _b64(
+        json.dumps(
+            [
+                claim.incident_id,
+                claim.school_id,
+                claim.role,
+                claim.contact_id,
+                claim.notification_id,
+                claim.expires_at,
+            ],
+            separators=(",", ":"),
+        ).encode()
+    )
     mac = hmac.new(secret.encode(), b"ack\x1f" + payload.encode(), hashlib.sha256).digest()
     return f"{payload}.{_b64(mac)}"
 

@@ -104,8 +104,9 @@ def _body(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
     """The request body in OpenAPI (the handlers read raw bytes to answer bad JSON with 422)."""
     schema = model.model_json_schema()
     schema = _inline(schema, schema.get("$defs", {}))
-    return {"requestBody": {"required": required,
-                            "content": {"application/json": {"schema": schema}}}}
+    return {
+        "requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}
+    }
 
 
 def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
@@ -146,9 +147,12 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
         wait = limit(school_id=school_id, client=request.client.host if request.client else "-")
         if wait:
             phone = directory.district.emergency_phone
-            raise ApiError(429, f"too many requests; retry in {int(wait) + 1} s"
-                           + (f" (emergency: call {phone})" if phone else ""),
-                           retry_after=int(wait) + 1)
+            raise ApiError(
+                429,
+                f"too many requests; retry in {int(wait) + 1} s"
+                + (f" (emergency: call {phone})" if phone else ""),
+                retry_after=int(wait) + 1,
+            )
 
     def js() -> JetStreamContext:
         return state["js"]  # type: ignore[no-any-return]
@@ -194,7 +198,8 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
                 return False
             prior = parse_event(stored)
             if not isinstance(prior, EncounterReported) or not same_report(
-                    prior.data, report, new_had_time=had_time):
+                prior.data, report, new_had_time=had_time
+            ):
                 raise ApiError(409, "Idempotency-Key already used for a different report")
             return True
 
@@ -202,7 +207,9 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
             if idempotency_key and await check_stored():
                 return incident_id, False
             ack = await publish_event(
-                js(), event, timeout=settings.publish_timeout_seconds,
+                js(),
+                event,
+                timeout=settings.publish_timeout_seconds,
                 retry_for=settings.publish_retry_seconds,
             )
             if ack.duplicate and idempotency_key:
@@ -214,8 +221,13 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
         except Exception as exc:  # noqa: BLE001 - NATS down: say so, record nothing
             log.error("report.not_recorded", school=school.id, error=type(exc).__name__)
             raise Unavailable() from exc
-        log.info("encounter.reported", incident=incident_id, school=school.id, seq=ack.seq,
-                 duplicate=bool(ack.duplicate))
+        log.info(
+            "encounter.reported",
+            incident=incident_id,
+            school=school.id,
+            seq=ack.seq,
+            duplicate=bool(ack.duplicate),
+        )
         return incident_id, not ack.duplicate
 
     async def project(incident_id: str) -> IncidentState | None:
@@ -254,8 +266,9 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [{"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]}
-                  for e in exc.errors()]
+        fields = [
+            {"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()
+        ]
         return JSONResponse({"error": "invalid request", "fields": fields}, 422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -287,12 +300,16 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
             raise ReportInvalid([{"field": "(body)", "reason": f"not valid JSON: {exc}"}]) from None
         idem = request.headers.get("idempotency-key")
         if idem is not None and not (1 <= len(idem) <= 200 and idem.isprintable()):
-            raise ReportInvalid([{"field": "Idempotency-Key", "reason": "1-200 printable characters"}])
+            raise ReportInvalid(
+                [{"field": "Idempotency-Key", "reason": "1-200 printable characters"}]
+            )
         assert key is not None
-        incident_id, created = await accept(raw, school=school, actor=_actor(key),
-                                            idempotency_key=idem)
-        return JSONResponse({"incident_id": incident_id, "created": created, **urls(incident_id)},
-                            202)
+        incident_id, created = await accept(
+            raw, school=school, actor=_actor(key), idempotency_key=idem
+        )
+        return JSONResponse(
+            {"incident_id": incident_id, "created": created, **urls(incident_id)}, 202
+        )
 
     @app.get("/api/v1/incidents/{incident_id}")
     async def get_incident(incident_id: str, request: Request, token: str | None = None) -> Any:
@@ -303,13 +320,18 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
 
     async def append(event: Event) -> None:
         try:
-            await publish_event(js(), event, timeout=settings.publish_timeout_seconds,
-                                retry_for=settings.publish_retry_seconds)
+            await publish_event(
+                js(),
+                event,
+                timeout=settings.publish_timeout_seconds,
+                retry_for=settings.publish_retry_seconds,
+            )
         except Exception as exc:  # noqa: BLE001
             raise Unavailable() from exc
 
-    async def staff_incident(request: Request, incident_id: str, key: str | None
-                             ) -> tuple[IncidentState, str]:
+    async def staff_incident(
+        request: Request, incident_id: str, key: str | None
+    ) -> tuple[IncidentState, str]:
         school = authorise(key)
         incident = await project(incident_id)
         if incident is None:
@@ -320,9 +342,15 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
         return incident, key
 
     def envelope(incident: IncidentState, *, actor: str, now: datetime) -> dict[str, Any]:
-        return {"source": "intake", "incident_id": incident.incident_id,
-                "school_id": incident.school_id, "occurred_at": now, "recorded_at": now,
-                "correlation_id": incident.incident_id, "actor": actor}
+        return {
+            "source": "intake",
+            "incident_id": incident.incident_id,
+            "school_id": incident.school_id,
+            "occurred_at": now,
+            "recorded_at": now,
+            "correlation_id": incident.incident_id,
+            "actor": actor,
+        }
 
     async def follow_up(incident: IncidentState, actor: str, raw: Any, *, resolve: bool) -> str:
         if incident.status == "resolved":
@@ -336,8 +364,11 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
         if not resolve and not data.model_dump(exclude_none=True):
             raise ReportInvalid([{"field": "(body)", "reason": "nothing changed"}])
         cls = IncidentResolved if resolve else EncounterUpdated
-        event = cls(id=new_event_id(), data=data,  # type: ignore[arg-type]
-                    **envelope(incident, actor=actor, now=now))
+        event = cls(
+            id=new_event_id(),
+            data=data,  # type: ignore[arg-type]
+            **envelope(incident, actor=actor, now=now),
+        )
         await append(event)
         log.info(event.type, incident=incident.incident_id, school=incident.school_id)
         return event.id
@@ -351,22 +382,26 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
         except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise ReportInvalid([{"field": "(body)", "reason": f"not valid JSON: {exc}"}]) from None
 
-    @app.post("/api/v1/incidents/{incident_id}/updates", status_code=202,
-              openapi_extra=_body(EncounterUpdatedData))
+    @app.post(
+        "/api/v1/incidents/{incident_id}/updates",
+        status_code=202,
+        openapi_extra=_body(EncounterUpdatedData),
+    )
     async def post_update(incident_id: str, request: Request) -> JSONResponse:
         incident, key = await staff_incident(request, incident_id, _bearer(request))
         api_limit(request, incident.school_id)
-        event_id = await follow_up(incident, _actor(key), await json_body(request),
-                                   resolve=False)
+        event_id = await follow_up(incident, _actor(key), await json_body(request), resolve=False)
         return JSONResponse({"incident_id": incident_id, "event_id": event_id}, 202)
 
-    @app.post("/api/v1/incidents/{incident_id}/resolve", status_code=202,
-              openapi_extra=_body(IncidentResolvedData, required=False))
+    @app.post(
+        "/api/v1/incidents/{incident_id}/resolve",
+        status_code=202,
+        openapi_extra=_body(IncidentResolvedData, required=False),
+    )
     async def post_resolve(incident_id: str, request: Request) -> JSONResponse:
         incident, key = await staff_incident(request, incident_id, _bearer(request))
         api_limit(request, incident.school_id)
-        event_id = await follow_up(incident, _actor(key), await json_body(request),
-                                   resolve=True)
+        event_id = await follow_up(incident, _actor(key), await json_body(request), resolve=True)
         return JSONResponse({"incident_id": incident_id, "event_id": event_id}, 202)
 
     async def acknowledge(token: str, *, via: str, record: bool) -> tuple[int, str, str | None]:
@@ -379,28 +414,42 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
         incident = await project(claim.incident_id)
         if incident is None or incident.school_id != claim.school_id:
             return 404, "this incident is not in the log", None
-        if any(a.role == claim.role and a.contact_id == claim.contact_id
-               for a in incident.acknowledgements):
+        if any(
+            a.role == claim.role and a.contact_id == claim.contact_id
+            for a in incident.acknowledgements
+        ):
             return 409, "already acknowledged: this link has been used", incident.incident_id
         if incident.status == "resolved":
-            return 409, "the incident has been resolved; no acknowledgement needed", \
-                incident.incident_id
+            return (
+                409,
+                "the incident has been resolved; no acknowledgement needed",
+                incident.incident_id,
+            )
         if not record:
             return 200, "confirm", incident.incident_id
         event = IncidentAcknowledged(
             id=derive_id(incident.incident_id, "acknowledged", claim.role, claim.contact_id),
-            data=IncidentAcknowledgedData(role=claim.role, contact_id=claim.contact_id,
-                                          notification_id=claim.notification_id,
-                                          via=via),  # type: ignore[arg-type]
+            data=IncidentAcknowledgedData(
+                role=claim.role,
+                contact_id=claim.contact_id,
+                notification_id=claim.notification_id,
+                via=via,
+            ),  # type: ignore[arg-type]
             **envelope(incident, actor=f"contact:{claim.contact_id}", now=now),
         )
         await append(event)
-        log.info("incident.acknowledged", incident=incident.incident_id, role=claim.role,
-                 contact=claim.contact_id, via=via)
+        log.info(
+            "incident.acknowledged",
+            incident=incident.incident_id,
+            role=claim.role,
+            contact=claim.contact_id,
+            via=via,
+        )
         return 202, "acknowledged", incident.incident_id
 
-    @app.post("/api/v1/incidents/{incident_id}/ack", status_code=202,
-              openapi_extra=_body(AckRequest))
+    @app.post(
+        "/api/v1/incidents/{incident_id}/ack", status_code=202, openapi_extra=_body(AckRequest)
+    )
     async def post_ack(incident_id: str, request: Request) -> JSONResponse:
         raw = await json_body(request)
         token = raw.get("token") if isinstance(raw, dict) else None
@@ -435,9 +484,23 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
 
     # --- HTML ----------------------------------------------------------------------------
 
-    install_pages(app, settings=settings, directory=directory, protocol=protocol, core=Core(
-        accept=accept, project=project, follow_up=follow_up, urls=urls, read_body=read_body,
-        limit=limit, acknowledge=acknowledge, api_error=ApiError, unavailable=Unavailable))
+    install_pages(
+        app,
+        settings=settings,
+        directory=directory,
+        protocol=protocol,
+        core=Core(
+            accept=accept,
+            project=project,
+            follow_up=follow_up,
+            urls=urls,
+            read_body=read_body,
+            limit=limit,
+            acknowledge=acknowledge,
+            api_error=ApiError,
+            unavailable=Unavailable,
+        ),
+    )
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_middleware(SecurityHeaders)
     return app

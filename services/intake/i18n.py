@@ -21,7 +21,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "sign_out": "Sign out",
         "signin.title": "Sign in to report agents at the door",
         "signin.intro": "Sign in once on this device with your school's intake key. You stay "
-                        "signed in for {days} days, so in an emergency the form opens at once.",
+        "signed in for {days} days, so in an emergency the form opens at once.",
         "signin.school": "School",
         "signin.key": "School intake key",
         "signin.submit": "Sign in",
@@ -29,7 +29,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "signin.expired": "Your sign-in has expired. Sign in again with your school's intake key.",
         "form.title": "Law-enforcement agents at the door",
         "form.intro": "Keep the agents outside. Do not let them speak to students or staff. "
-                      "This form alerts the law department and the safety office at once.",
+        "This form alerts the law department and the safety office at once.",
         "form.school": "School",
         "form.location": "Which door or area",
         "form.location_hint": "e.g. Front entrance",
@@ -49,7 +49,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "form.guidance_pick": "Choose the document shown to see what to do.",
         "form.notes": "Notes (optional)",
         "form.notes_warning": "Do not write names of students or families, or anyone's "
-                              "immigration status.",
+        "immigration status.",
         "form.notes_left": "characters left",
         "form.submit": "Send alert",
         "form.fix": "Please correct the fields marked below.",
@@ -96,9 +96,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "incident.live": "Live",
         "incident.id": "Incident",
         "error.csrf": "This form has expired or was opened somewhere else. Go back, reload the "
-                      "page and submit again.",
+        "page and submit again.",
         "error.rate": "Too many submissions in a short time. Wait {seconds} seconds and try "
-                      "again; if agents are at the door now, call {phone}.",
+        "again; if agents are at the door now, call {phone}.",
         "error.other_school": "You are signed in for another school.",
         "error.not_found": "No such incident.",
         "error.go_back": "Back to the form",
@@ -112,18 +112,18 @@ MESSAGES: dict[str, dict[str, str]] = {
         "sign_out": "Cerrar sesión",
         "signin.title": "Inicie sesión para reportar agentes en la puerta",
         "signin.intro": "Inicie sesión una vez en este dispositivo con la clave de su escuela. "
-                        "La sesión dura {days} días, para que en una emergencia el formulario "
-                        "se abra de inmediato.",
+        "La sesión dura {days} días, para que en una emergencia el formulario "
+        "se abra de inmediato.",
         "signin.school": "Escuela",
         "signin.key": "Clave de la escuela",
         "signin.submit": "Iniciar sesión",
         "signin.bad_key": "Esta clave no corresponde a la escuela elegida.",
         "signin.expired": "Su sesión ha vencido. Inicie sesión otra vez con la clave de su "
-                          "escuela.",
+        "escuela.",
         "form.title": "Agentes del orden en la puerta",
         "form.intro": "Mantenga a los agentes afuera. No permita que hablen con estudiantes ni "
-                      "con el personal. Este formulario avisa de inmediato al departamento "
-                      "legal y a la oficina de seguridad.",
+        "con el personal. Este formulario avisa de inmediato al departamento "
+        "legal y a la oficina de seguridad.",
         "form.school": "Escuela",
         "form.location": "Qué puerta o área",
         "form.location_hint": "p. ej. Entrada principal",
@@ -143,7 +143,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "form.guidance_pick": "Elija el documento mostrado para ver qué hacer.",
         "form.notes": "Notas (opcional)",
         "form.notes_warning": "No escriba nombres de estudiantes ni de familias, ni el estatus "
-                              "migratorio de nadie.",
+        "migratorio de nadie.",
         "form.notes_left": "caracteres restantes",
         "form.submit": "Enviar alerta",
         "form.fix": "Corrija los campos marcados abajo.",
@@ -190,9 +190,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "incident.live": "En vivo",
         "incident.id": "Incidente",
         "error.csrf": "Este formulario venció o se abrió en otro lugar. Vuelva atrás, recargue "
-                      "la página y envíelo otra vez.",
+        "la página y envíelo otra vez.",
         "error.rate": "Demasiados envíos en poco tiempo. Espere {seconds} segundos y vuelva a "
-                      "intentarlo; si hay agentes en la puerta ahora, llame al {phone}.",
+        "intentarlo; si hay agentes en la puerta ahora, llame al {phone}.",
         "error.other_school": "Su sesión es de otra escuela.",
         "error.not_found": "No existe ese incidente.",
         "error.go_back": "Volver al formulario",
@@ -200,9 +200,13 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
 }
 
-_ROLES_EN = {"law": "Law department", "safety": "Safety office",
-             "leadership": "District leadership", "principal": "Principal",
-             "family_liaison": "Family liaison"}
+_ROLES_EN = {
+    "law": "Law department",
+    "safety": "Safety office",
+    "leadership": "District leadership",
+    "principal": "Principal",
+    "family_liaison": "Family liaison",
+}
 
 
 def translate(language: str, key: str, **values: object) -> str:
@@ -241,8 +245,7 @@ def from_accept_language(header: str | None) -> str | None:
     return best[1] if best else None
 
 
-def choose_language(query: str | None, cookie: str | None, accept: str | None
-                    ) -> tuple[str, bool]:
+def choose_language(query: str | None, cookie: str | None, accept: str | None) -> tuple[str, bool]:
     """(language, whether to remember it in the cookie)."""
     if query in LANGUAGES:
         return query, query != cookie  # type: ignore[return-value]

@@ -67,32 +67,46 @@ class PageError(Exception):
         self.status, self.key, self.values = status, key, values
 
 
-def install_pages(app: FastAPI, *, settings: Settings, directory: Directory, protocol: Protocol,
-                  core: Core) -> None:
+def install_pages(
+    app: FastAPI, *, settings: Settings, directory: Directory, protocol: Protocol, core: Core
+) -> None:
     secret = settings.secret_key.get_secret_value()
     signin_limiter = RateLimiter(settings.rate_limit_signin_per_minute)
-    secure = settings.cookie_secure if settings.cookie_secure is not None else \
-        settings.base_url.startswith("https://")
+    secure = (
+        settings.cookie_secure
+        if settings.cookie_secure is not None
+        else settings.base_url.startswith("https://")
+    )
     tz = _zone(directory.district.timezone)
     phone = directory.district.emergency_phone
 
     # --- request context -------------------------------------------------------------------
 
     def language(request: Request) -> tuple[str, bool]:
-        return i18n.choose_language(request.query_params.get("lang"),
-                                    request.cookies.get(i18n.LANG_COOKIE),
-                                    request.headers.get("accept-language"))
+        return i18n.choose_language(
+            request.query_params.get("lang"),
+            request.cookies.get(i18n.LANG_COOKIE),
+            request.headers.get("accept-language"),
+        )
 
     def current_session(request: Request) -> tuple[Session | None, bool]:
         """(session, whether it expired)."""
         try:
-            return decode_session(secret, request.cookies.get(SESSION_COOKIE),
-                                  directory=directory), False
+            return decode_session(
+                secret, request.cookies.get(SESSION_COOKIE), directory=directory
+            ), False
         except SessionExpired:
             return None, True
 
-    def render(request: Request, template: str, ctx: dict[str, Any], *, status: int = 200,
-               session: Session | None = None, new_cookie: bool = False) -> HTMLResponse:
+    def render(
+        request: Request,
+        template: str,
+        ctx: dict[str, Any],
+        *,
+        status: int = 200,
+        session: Session | None = None,
+        new_cookie: bool = False,
+    ) -> HTMLResponse:
         lang, remember = language(request)
         if session is None:
             session = current_session(request)[0]
@@ -104,32 +118,61 @@ def install_pages(app: FastAPI, *, settings: Settings, directory: Directory, pro
         if not token or not csrf_valid(secret, session, token, token):
             token = csrf_token(secret, session)
         school = directory.school(session.school_id) if session.school_id else None
-        resp = TEMPLATES.TemplateResponse(request, template, {
-            "lang": lang,
-            "t": lambda key, **v: i18n.translate(lang, key, **v),
-            "label": lambda value: i18n.label(value, lang),
-            "csrf": token,
-            "csrf_field": CSRF_FIELD,
-            "signed_in": school,
-            "district": directory.district,
-            "switch_url": f"{request.url.path}?lang={i18n.translate(lang, 'switch_lang')}",
-            **ctx,
-        }, status_code=status)
+        resp = TEMPLATES.TemplateResponse(
+            request,
+            template,
+            {
+                "lang": lang,
+                "t": lambda key, **v: i18n.translate(lang, key, **v),
+                "label": lambda value: i18n.label(value, lang),
+                "csrf": token,
+                "csrf_field": CSRF_FIELD,
+                "signed_in": school,
+                "district": directory.district,
+                "switch_url": f"{request.url.path}?lang={i18n.translate(lang, 'switch_lang')}",
+                **ctx,
+            },
+            status_code=status,
+        )
         if remember:
-            resp.set_cookie(i18n.LANG_COOKIE, lang, max_age=365 * 24 * 3600, httponly=True,
-                            samesite="strict", secure=secure)
+            resp.set_cookie(
+                i18n.LANG_COOKIE,
+                lang,
+                max_age=365 * 24 * 3600,
+                httponly=True,
+                samesite="strict",
+                secure=secure,
+            )
         if new_cookie:
             lifetime = 3600 * 12 if anonymous else settings.session_lifetime_seconds
-            resp.set_cookie(SESSION_COOKIE, encode_session(secret, session),
-                            max_age=int(lifetime), httponly=True, samesite="strict",
-                            secure=secure, path="/")
-        resp.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict", secure=secure,
-                        path="/", max_age=int(settings.session_lifetime_seconds))
+            resp.set_cookie(
+                SESSION_COOKIE,
+                encode_session(secret, session),
+                max_age=int(lifetime),
+                httponly=True,
+                samesite="strict",
+                secure=secure,
+                path="/",
+            )
+        resp.set_cookie(
+            CSRF_COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            secure=secure,
+            path="/",
+            max_age=int(settings.session_lifetime_seconds),
+        )
         return resp
 
     def error_page(request: Request, exc: PageError, session: Session | None) -> HTMLResponse:
-        resp = render(request, "error.html", {"message_key": exc.key, "values": exc.values},
-                      status=exc.status, session=session)
+        resp = render(
+            request,
+            "error.html",
+            {"message_key": exc.key, "values": exc.values},
+            status=exc.status,
+            session=session,
+        )
         if exc.status == 429 and "seconds" in exc.values:
             resp.headers["Retry-After"] = str(exc.values["seconds"])
         return resp
@@ -150,14 +193,14 @@ def install_pages(app: FastAPI, *, settings: Settings, directory: Directory, pro
         host = urlsplit(origin).netloc
         return host in (request.headers.get("host"), urlsplit(settings.base_url).netloc)
 
-    def check_post(request: Request, values: dict[str, str], *, need_school: bool
-                   ) -> Session:
+    def check_post(request: Request, values: dict[str, str], *, need_school: bool) -> Session:
         """The session of a form POST, its CSRF token checked; or a PageError."""
         session, expired = current_session(request)
         if expired:
             raise PageError(401, "signin.expired")
         if not same_origin(request) or not csrf_valid(
-                secret, session, values.get(CSRF_FIELD), request.cookies.get(CSRF_COOKIE)):
+            secret, session, values.get(CSRF_FIELD), request.cookies.get(CSRF_COOKIE)
+        ):
             raise PageError(403, "error.csrf")
         assert session is not None
         if need_school and session.school_id is None:
@@ -167,9 +210,12 @@ def install_pages(app: FastAPI, *, settings: Settings, directory: Directory, pro
     def rate_limit(request: Request, school_id: str) -> None:
         wait = core.limit(school_id=school_id, client=_client(request))
         if wait:
-            raise PageError(429, "error.rate", seconds=int(wait) + 1,
-                            phone=phone or i18n.translate(language(request)[0],
-                                                          "form.law_department"))
+            raise PageError(
+                429,
+                "error.rate",
+                seconds=int(wait) + 1,
+                phone=phone or i18n.translate(language(request)[0], "form.law_department"),
+            )
 
     @app.get("/favicon.ico", include_in_schema=False)
     async def favicon() -> Response:
@@ -177,37 +223,68 @@ def install_pages(app: FastAPI, *, settings: Settings, directory: Directory, pro
 
     # --- sign in / out ----------------------------------------------------------------------
 
-    def signin_page(request: Request, *, status: int = 200, error: str | None = None,
-                    school_id: str | None = None) -> HTMLResponse:
-        return render(request, "signin.html", {
-            "schools": directory.schools, "error": error, "school_id": school_id,
-            "days": int(settings.session_lifetime_seconds // 86400) or 1,
-        }, status=status)
+    def signin_page(
+        request: Request,
+        *,
+        status: int = 200,
+        error: str | None = None,
+        school_id: str | None = None,
+    ) -> HTMLResponse:
+        return render(
+            request,
+            "signin.html",
+            {
+                "schools": directory.schools,
+                "error": error,
+                "school_id": school_id,
+                "days": int(settings.session_lifetime_seconds // 86400) or 1,
+            },
+            status=status,
+        )
 
     @app.post("/signin", response_class=HTMLResponse)
     async def signin(request: Request) -> Response:
         values = await form_values(request)
         session, _ = current_session(request)
         if not same_origin(request) or not csrf_valid(
-                secret, session, values.get(CSRF_FIELD), request.cookies.get(CSRF_COOKIE)):
+            secret, session, values.get(CSRF_FIELD), request.cookies.get(CSRF_COOKIE)
+        ):
             return error_page(request, PageError(403, "error.csrf"), None)
         wait = signin_limiter.take(_client(request))
         if wait:
-            return error_page(request, PageError(429, "error.rate", seconds=int(wait) + 1,
-                                                 phone=phone or "-"), session)
+            return error_page(
+                request,
+                PageError(429, "error.rate", seconds=int(wait) + 1, phone=phone or "-"),
+                session,
+            )
         school_id = values.get("school_id", "")
         school = directory.school_for_key(values.get("intake_key", "").strip())
         if school is None or school.id != school_id:
             return signin_page(request, status=401, error="signin.bad_key", school_id=school_id)
-        fresh = new_session(school=school, key_hash=hash_intake_key(values["intake_key"].strip()),
-                            lifetime=settings.session_lifetime_seconds)
+        fresh = new_session(
+            school=school,
+            key_hash=hash_intake_key(values["intake_key"].strip()),
+            lifetime=settings.session_lifetime_seconds,
+        )
         resp = RedirectResponse("/", status_code=303)
-        resp.set_cookie(SESSION_COOKIE, encode_session(secret, fresh),
-                        max_age=int(settings.session_lifetime_seconds), httponly=True,
-                        samesite="strict", secure=secure, path="/")
-        resp.set_cookie(CSRF_COOKIE, csrf_token(secret, fresh), httponly=True,
-                        samesite="strict", secure=secure, path="/",
-                        max_age=int(settings.session_lifetime_seconds))
+        resp.set_cookie(
+            SESSION_COOKIE,
+            encode_session(secret, fresh),
+            max_age=int(settings.session_lifetime_seconds),
+            httponly=True,
+            samesite="strict",
+            secure=secure,
+            path="/",
+        )
+        resp.set_cookie(
+            CSRF_COOKIE,
+            csrf_token(secret, fresh),
+            httponly=True,
+            samesite="strict",
+            secure=secure,
+            path="/",
+            max_age=int(settings.session_lifetime_seconds),
+        )
         return resp
 
     @app.post("/signout", response_class=HTMLResponse)
@@ -224,30 +301,46 @@ def install_pages(app: FastAPI, *, settings: Settings, directory: Directory, pro
 
     # --- the report form ----------------------------------------------------------------------
 
-    def form_page(request: Request, session: Session, *, values: dict[str, str],
-                  errors: dict[str, str], status: int = 200, banner: str | None = None
-                  ) -> HTMLResponse:
+    def form_page(
+        request: Request,
+        session: Session,
+        *,
+        values: dict[str, str],
+        errors: dict[str, str],
+        status: int = 200,
+        banner: str | None = None,
+    ) -> HTMLResponse:
         lang = language(request)[0]
-        return render(request, "form.html", {
-            "values": values,
-            "errors": errors,
-            "banner": banner,
-            "submission_id": values.get("submission_id") or new_event_id(),
-            "choices": {
-                "agency_stated": list(Agency),
-                "document": list(Document),
-                "signed_by_judge": list(SignedByJudge),
-                "purpose": list(Purpose),
-                "entry": list(Entry),
+        return render(
+            request,
+            "form.html",
+            {
+                "values": values,
+                "errors": errors,
+                "banner": banner,
+                "submission_id": values.get("submission_id") or new_event_id(),
+                "choices": {
+                    "agency_stated": list(Agency),
+                    "document": list(Document),
+                    "signed_by_judge": list(SignedByJudge),
+                    "purpose": list(Purpose),
+                    "entry": list(Entry),
+                },
+                "protocol": protocol.all(lang),
+                "always": protocol.always_text(lang),
             },
-            "protocol": protocol.all(lang),
-            "always": protocol.always_text(lang),
-        }, status=status, session=session)
+            status=status,
+            session=session,
+        )
 
     def defaults() -> dict[str, str]:
-        return {"entry": "kept_outside", "agent_count": "1", "purpose": "unspecified",
-                "signed_by_judge": "unsure",
-                "occurred_time": datetime.now(tz).strftime("%H:%M")}
+        return {
+            "entry": "kept_outside",
+            "agent_count": "1",
+            "purpose": "unspecified",
+            "signed_by_judge": "unsure",
+            "occurred_time": datetime.now(tz).strftime("%H:%M"),
+        }
 
     @app.get("/", response_class=HTMLResponse)
     async def form(request: Request) -> HTMLResponse:
@@ -271,28 +364,39 @@ def install_pages(app: FastAPI, *, settings: Settings, directory: Directory, pro
                 return signin_page(request, status=401, error=exc.key)
             return error_page(request, exc, None)
         try:
-            raw = report_from_form(values, school_id=session.school_id, tz=tz,
-                                   now=datetime.now(UTC))
-            incident_id, _ = await core.accept(raw, school=directory.school(session.school_id),
-                                               actor=session.actor,
-                                               idempotency_key=values.get("submission_id") or None)
+            raw = report_from_form(
+                values, school_id=session.school_id, tz=tz, now=datetime.now(UTC)
+            )
+            incident_id, _ = await core.accept(
+                raw,
+                school=directory.school(session.school_id),
+                actor=session.actor,
+                idempotency_key=values.get("submission_id") or None,
+            )
         except ReportInvalid as exc:
             errors = {f["field"]: _reason(f["reason"], lang) for f in exc.fields}
-            return form_page(request, session, values=values, errors=errors, status=422,
-                             banner=i18n.translate(lang, "form.fix"))
+            return form_page(
+                request,
+                session,
+                values=values,
+                errors=errors,
+                status=422,
+                banner=i18n.translate(lang, "form.fix"),
+            )
         except core.unavailable:
-            msg = i18n.translate(lang, "form.unavailable",
-                                 phone=phone or i18n.translate(lang, "form.law_department"))
+            msg = i18n.translate(
+                lang, "form.unavailable", phone=phone or i18n.translate(lang, "form.law_department")
+            )
             return form_page(request, session, values=values, errors={}, status=503, banner=msg)
         except core.api_error as exc:
-            return form_page(request, session, values=values, errors={},
-                             status=exc.status, banner=exc.message)  # type: ignore[attr-defined]
+            return form_page(
+                request, session, values=values, errors={}, status=exc.status, banner=exc.message
+            )  # type: ignore[attr-defined]
         return RedirectResponse(core.urls(incident_id)["page_url"], status_code=303)
 
     # --- the incident page --------------------------------------------------------------------
 
-    async def viewable(request: Request, incident_id: str, token: str | None
-                       ) -> IncidentState:
+    async def viewable(request: Request, incident_id: str, token: str | None) -> IncidentState:
         """The incident, if the link's token or a session of its school allows reading it."""
         by_token = check_view_token(secret, incident_id, token)
         session, _ = current_session(request)
@@ -308,24 +412,23 @@ def install_pages(app: FastAPI, *, settings: Settings, directory: Directory, pro
     def incident_context(request: Request, incident: IncidentState) -> dict[str, Any]:
         lang = language(request)[0]
         school = directory.school(incident.school_id)
-        token = check_view_token(secret, incident.incident_id,
-                                 request.query_params.get("token"))
+        token = check_view_token(secret, incident.incident_id, request.query_params.get("token"))
         return {
             "incident": incident,
             "school_name": school.name if school else incident.school_id,
             "names": {c.id: c.name for c in directory.contacts},
-            "protocol": protocol.text(incident.report.document, lang) if incident.report
-            else "",
+            "protocol": protocol.text(incident.report.document, lang) if incident.report else "",
             "always": protocol.always_text(lang),
             "documents": list(Document),
             "signed_choices": list(SignedByJudge),
             "events_url": f"/incidents/{incident.incident_id}/events"
-                          + (f"?token={request.query_params['token']}" if token else ""),
+            + (f"?token={request.query_params['token']}" if token else ""),
         }
 
     @app.get("/incidents/{incident_id}", response_class=HTMLResponse)
-    async def incident_page(incident_id: str, request: Request, token: str | None = None
-                            ) -> HTMLResponse:
+    async def incident_page(
+        incident_id: str, request: Request, token: str | None = None
+    ) -> HTMLResponse:
         session, _ = current_session(request)
         try:
             incident = await viewable(request, incident_id, token)
@@ -333,12 +436,14 @@ def install_pages(app: FastAPI, *, settings: Settings, directory: Directory, pro
             return error_page(request, exc, session)
         ctx = incident_context(request, incident)
         can_follow_up = session is not None and session.school_id == incident.school_id
-        return render(request, "incident.html", {**ctx, "can_follow_up": can_follow_up},
-                      session=session)
+        return render(
+            request, "incident.html", {**ctx, "can_follow_up": can_follow_up}, session=session
+        )
 
     @app.get("/incidents/{incident_id}/events")
-    async def incident_events(incident_id: str, request: Request, token: str | None = None
-                              ) -> Response:
+    async def incident_events(
+        incident_id: str, request: Request, token: str | None = None
+    ) -> Response:
         """Server-sent events: the status fragment, sent again whenever the projection changes."""
         try:
             incident = await viewable(request, incident_id, token)
@@ -348,11 +453,17 @@ def install_pages(app: FastAPI, *, settings: Settings, directory: Directory, pro
 
         def fragment(state: IncidentState) -> str:
             lang = language(request)[0]
-            html = template.render({**incident_context(request, state), "lang": lang,
-                                    "t": lambda key, **v: i18n.translate(lang, key, **v),
-                                    "label": lambda value: i18n.label(value, lang)})
-            data = json.dumps({"event_count": state.event_count, "status": state.status,
-                               "html": html})
+            html = template.render(
+                {
+                    **incident_context(request, state),
+                    "lang": lang,
+                    "t": lambda key, **v: i18n.translate(lang, key, **v),
+                    "label": lambda value: i18n.label(value, lang),
+                }
+            )
+            data = json.dumps(
+                {"event_count": state.event_count, "status": state.status, "html": html}
+            )
             return f"event: status\nid: {state.event_count}\ndata: {data}\n\n"
 
         async def stream() -> AsyncIterator[str]:
@@ -374,9 +485,11 @@ def install_pages(app: FastAPI, *, settings: Settings, directory: Directory, pro
                 else:
                     yield ": keep-alive\n\n"
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store",
-                                          "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
 
     @app.post("/incidents/{incident_id}/followup", response_class=HTMLResponse)
     async def followup_form(incident_id: str, request: Request) -> Response:
@@ -396,8 +509,7 @@ def install_pages(app: FastAPI, *, settings: Settings, directory: Directory, pro
             elif action == "agents_left":
                 await core.follow_up(incident, session.actor, {"entry": "left"}, resolve=False)
             elif action == "document":
-                change = {k: values[k] for k in ("document", "signed_by_judge")
-                          if values.get(k)}
+                change = {k: values[k] for k in ("document", "signed_by_judge") if values.get(k)}
                 await core.follow_up(incident, session.actor, change, resolve=False)
             else:
                 raise ReportInvalid([{"field": "action", "reason": "unknown action"}])
@@ -409,13 +521,15 @@ def install_pages(app: FastAPI, *, settings: Settings, directory: Directory, pro
             return HTMLResponse(_plain(str(exc)), 422)
         return RedirectResponse(core.urls(incident_id)["page_url"], status_code=303)
 
-
     # --- acknowledgement links (responders: no session; the link's token is the secret) ------
 
     def ack_page(request: Request, token: str, status: int, message: str) -> HTMLResponse:
-        return render(request, "ack.html", {"token": token, "status": status,
-                                            "message": message},
-                      status=200 if status in (200, 202) else status)
+        return render(
+            request,
+            "ack.html",
+            {"token": token, "status": status, "message": message},
+            status=200 if status in (200, 202) else status,
+        )
 
     @app.get("/ack/{token}", response_class=HTMLResponse)
     async def ack_confirm(token: str, request: Request) -> HTMLResponse:
@@ -436,8 +550,10 @@ def install_pages(app: FastAPI, *, settings: Settings, directory: Directory, pro
 def _plain(message: str) -> str:
     from html import escape
 
-    return f"<!doctype html><html lang='en'><title>dooralert</title><main><p>{escape(message)}" \
-           "</p><p><a href='/'>dooralert</a></p></main></html>"
+    return (
+        f"<!doctype html><html lang='en'><title>dooralert</title><main><p>{escape(message)}"
+        "</p><p><a href='/'>dooralert</a></p></main></html>"
+    )
 
 
 def _client(request: Request) -> str:
@@ -455,8 +571,9 @@ def _reason(reason: str, lang: str) -> str:
     return i18n.translate(lang, "reason.required") if reason == "required" else reason
 
 
-def report_from_form(values: dict[str, str], *, school_id: str, tz: Any, now: datetime
-                     ) -> dict[str, Any]:
+def report_from_form(
+    values: dict[str, str], *, school_id: str, tz: Any, now: datetime
+) -> dict[str, Any]:
     """The form's fields as the API's JSON report (pure). The time is local to the district."""
     skip = {CSRF_FIELD, "submission_id", "occurred_time", "intake_key"}
     raw: dict[str, Any] = {k: v for k, v in values.items() if k not in skip}

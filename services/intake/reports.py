@@ -50,8 +50,14 @@ def parse_report(raw: Any, *, now: datetime) -> EncounterReport:
     if report.occurred_at is not None and report.occurred_at > now + MAX_CLOCK_SKEW:
         raise ReportInvalid([{"field": "occurred_at", "reason": "is in the future"}])
     if report.occurred_at is not None and report.occurred_at < now - MAX_REPORT_AGE:
-        raise ReportInvalid([{"field": "occurred_at",
-                              "reason": "is more than 7 days ago: report current encounters"}])
+        raise ReportInvalid(
+            [
+                {
+                    "field": "occurred_at",
+                    "reason": "is more than 7 days ago: report current encounters",
+                }
+            ]
+        )
     return report.at(now)
 
 

@@ -28,8 +28,10 @@ CSRF_COOKIE = "dooralert_csrf"
 CSRF_FIELD = "csrf_token"
 
 # Every HTML page: scripts and styles only from our own /static files, no framing, no plugins.
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def _b64(data: bytes) -> str:
@@ -66,28 +68,38 @@ class SessionExpired(Exception):
     """A session cookie that was genuine but is past its expiry (or its key was rotated)."""
 
 
-def new_session(*, school: School | None, key_hash: str | None, lifetime: float,
-                now: float | None = None) -> Session:
+def new_session(
+    *, school: School | None, key_hash: str | None, lifetime: float, now: float | None = None
+) -> Session:
     now = time.time() if now is None else now
-    return Session(sid=secrets.token_urlsafe(16), school_id=school.id if school else None,
-                   key_id=key_id(key_hash) if key_hash else None,
-                   expires_at=int(now + lifetime))
+    return Session(
+        sid=secrets.token_urlsafe(16),
+        school_id=school.id if school else None,
+        key_id=key_id(key_hash) if key_hash else None,
+        expires_at=int(now + lifetime),
+    )
 
 
 def encode_session(secret: str, session: Session) -> str:
-    payload = _b64(json.dumps([session.sid, session.school_id, session.key_id,
-                               session.expires_at], separators=(",", ":")).encode())
+    payload = _b64(
+        json.dumps(
+            [session.sid, session.school_id, session.key_id, session.expires_at],
+            separators=(",", ":"),
+        ).encode()
+    )
     return f"{payload}.{_mac(secret, 'session', payload)}"
 
 
-def decode_session(secret: str, cookie: str | None, *, directory: Directory,
-                   now: float | None = None) -> Session | None:
+def decode_session(
+    secret: str, cookie: str | None, *, directory: Directory, now: float | None = None
+) -> Session | None:
     """The session in a cookie; None if absent or forged. Raises SessionExpired when stale."""
     if not cookie:
         return None
     payload, sep, mac = cookie.partition(".")
-    if not sep or not hmac.compare_digest(_mac(secret, "session", payload).encode(),
-                                          mac.encode("utf-8", "replace")):
+    if not sep or not hmac.compare_digest(
+        _mac(secret, "session", payload).encode(), mac.encode("utf-8", "replace")
+    ):
         return None
     try:
         sid, school_id, kid, expires_at = json.loads(_unb64(payload))
@@ -99,8 +111,7 @@ def decode_session(secret: str, cookie: str | None, *, directory: Directory,
         raise SessionExpired()
     if session.school_id is not None:
         school = directory.school(session.school_id)
-        if school is None or not any(key_id(h) == session.key_id
-                                     for h in school.intake_key_hashes):
+        if school is None or not any(key_id(h) == session.key_id for h in school.intake_key_hashes):
             raise SessionExpired()  # the school or its key was removed: sign in again
     return session
 
@@ -110,12 +121,14 @@ def csrf_token(secret: str, session: Session) -> str:
     return f"{nonce}.{_mac(secret, 'csrf', f'{session.sid}|{nonce}')}"
 
 
-def csrf_valid(secret: str, session: Session | None, form_token: str | None,
-               cookie_token: str | None) -> bool:
+def csrf_valid(
+    secret: str, session: Session | None, form_token: str | None, cookie_token: str | None
+) -> bool:
     if session is None or not form_token or not cookie_token:
         return False
-    if not hmac.compare_digest(form_token.encode("utf-8", "replace"),
-                               cookie_token.encode("utf-8", "replace")):
+    if not hmac.compare_digest(
+        form_token.encode("utf-8", "replace"), cookie_token.encode("utf-8", "replace")
+    ):
         return False
     nonce, sep, mac = form_token.partition(".")
     if not sep:
@@ -159,8 +172,11 @@ class RateLimiter:
         if len(self._buckets) <= self.MAX_KEYS:
             return
         # Drop buckets that have refilled: forgetting them changes nothing.
-        full = [k for k, (t, last) in self._buckets.items()
-                if t + (now - last) * self.rate >= self.capacity]
+        full = [
+            k
+            for k, (t, last) in self._buckets.items()
+            if t + (now - last) * self.rate >= self.capacity
+        ]
         for k in full:
             del self._buckets[k]
 

@@ -25,12 +25,13 @@ log = get_logger("dooralert.notifier.deadletters")
 ADVISORY_SUBJECT = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM}.*"
 
 
-def advisory_event(advisory: dict[str, Any], subject: str, *, now: datetime
-                   ) -> MessageDeadLettered:
+def advisory_event(advisory: dict[str, Any], subject: str, *, now: datetime) -> MessageDeadLettered:
     """The event for one max-deliveries advisory (pure)."""
     return dead_letter_event(
-        consumer=str(advisory.get("consumer", "unknown")), seq=int(advisory["stream_seq"]),
-        subject=subject, now=now,
+        consumer=str(advisory.get("consumer", "unknown")),
+        seq=int(advisory["stream_seq"]),
+        subject=subject,
+        now=now,
         reason=f"max deliveries reached ({advisory.get('deliveries', '?')} attempts)",
     )
 
@@ -48,6 +49,11 @@ async def record_advisory(js: JetStreamContext, payload: bytes) -> MessageDeadLe
         subject = "unknown"
     event = advisory_event(advisory, subject, now=datetime.now(UTC))
     await publish_event(js, event)
-    log.error("message.dead_lettered", consumer=event.data.consumer, seq=seq, subject=subject,
-              reason=event.data.reason)
+    log.error(
+        "message.dead_lettered",
+        consumer=event.data.consumer,
+        seq=seq,
+        subject=subject,
+        reason=event.data.reason,
+    )
     return event

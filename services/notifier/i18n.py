@@ -13,11 +13,20 @@ from services.common.protocol import LABELS, LABELS_ES, PROTOCOL, PROTOCOL_ES
 LANGUAGES = ("en", "es")
 
 _ROLES: dict[str, dict[str, str]] = {
-    "en": {"law": "law department", "safety": "safety office", "leadership": "district leadership",
-           "principal": "principal", "family_liaison": "family liaison"},
-    "es": {"law": "departamento legal", "safety": "oficina de seguridad",
-           "leadership": "dirección del distrito", "principal": "director(a)",
-           "family_liaison": "enlace con las familias"},
+    "en": {
+        "law": "law department",
+        "safety": "safety office",
+        "leadership": "district leadership",
+        "principal": "principal",
+        "family_liaison": "family liaison",
+    },
+    "es": {
+        "law": "departamento legal",
+        "safety": "oficina de seguridad",
+        "leadership": "dirección del distrito",
+        "principal": "director(a)",
+        "family_liaison": "enlace con las familias",
+    },
 }
 
 
@@ -41,20 +50,32 @@ def role_name(role: str, language: str) -> str:
 # What kind of notification this is, said first (subject prefix, headline) — per language.
 _KIND_TEXT: dict[str, dict[str, tuple[str, str]]] = {
     "en": {
-        "escalation": ("ESCALATED: ", "ESCALATION: this alert has not been acknowledged in time. "
-                                      "Please respond now."),
-        "update": ("UPDATE: ", "UPDATE: the situation at the door has changed. Current details "
-                               "below."),
-        "resolved": ("ALL CLEAR: ", "ALL CLEAR: the incident has been resolved. No further "
-                                    "action is needed."),
+        "escalation": (
+            "ESCALATED: ",
+            "ESCALATION: this alert has not been acknowledged in time. Please respond now.",
+        ),
+        "update": (
+            "UPDATE: ",
+            "UPDATE: the situation at the door has changed. Current details below.",
+        ),
+        "resolved": (
+            "ALL CLEAR: ",
+            "ALL CLEAR: the incident has been resolved. No further action is needed.",
+        ),
     },
     "es": {
-        "escalation": ("ESCALADO: ", "ESCALAMIENTO: esta alerta no ha sido confirmada a tiempo. "
-                                     "Por favor responda ahora."),
-        "update": ("ACTUALIZACIÓN: ", "ACTUALIZACIÓN: la situación en la puerta ha cambiado. "
-                                      "Detalles actuales abajo."),
-        "resolved": ("DESPEJADO: ", "TODO DESPEJADO: el incidente se ha resuelto. No se necesita "
-                                    "más acción."),
+        "escalation": (
+            "ESCALADO: ",
+            "ESCALAMIENTO: esta alerta no ha sido confirmada a tiempo. Por favor responda ahora.",
+        ),
+        "update": (
+            "ACTUALIZACIÓN: ",
+            "ACTUALIZACIÓN: la situación en la puerta ha cambiado. Detalles actuales abajo.",
+        ),
+        "resolved": (
+            "DESPEJADO: ",
+            "TODO DESPEJADO: el incidente se ha resuelto. No se necesita más acción.",
+        ),
     },
 }
 _ACK_TEXT = {

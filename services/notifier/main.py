@@ -125,16 +125,25 @@ class Notifier:
             NotificationSent(
                 id=derive_id(d.notification_id, "sent"),
                 data=NotificationSentData(
-                    notification_id=d.notification_id, role=d.role, contact_id=d.contact_id,
-                    channel=d.channel, attempt=attempt, reply=reply,
+                    notification_id=d.notification_id,
+                    role=d.role,
+                    contact_id=d.contact_id,
+                    channel=d.channel,
+                    attempt=attempt,
+                    reply=reply,
                 ),
                 **self._common(req),  # type: ignore[arg-type]
             ),
         )
 
     async def _record_failed(
-        self, req: NotificationRequested, attempt: int, err: DeliveryError,
-        retry_in: float | None, *, unreachable: bool = False,
+        self,
+        req: NotificationRequested,
+        attempt: int,
+        err: DeliveryError,
+        retry_in: float | None,
+        *,
+        unreachable: bool = False,
     ) -> None:
         d = req.data
         await publish_event(
@@ -142,9 +151,14 @@ class Notifier:
             NotificationFailed(
                 id=derive_id(d.notification_id, "failed", str(attempt)),
                 data=NotificationFailedData(
-                    notification_id=d.notification_id, role=d.role, contact_id=d.contact_id,
-                    channel=d.channel, attempt=attempt, permanent=retry_in is None,
-                    reason=err.reason, next_attempt_in_seconds=retry_in,
+                    notification_id=d.notification_id,
+                    role=d.role,
+                    contact_id=d.contact_id,
+                    channel=d.channel,
+                    attempt=attempt,
+                    permanent=retry_in is None,
+                    reason=err.reason,
+                    next_attempt_in_seconds=retry_in,
                     contact_unreachable=unreachable,
                 ),
                 **self._common(req),  # type: ignore[arg-type]
@@ -192,23 +206,38 @@ class Notifier:
                 final = PermanentDeliveryError(f"gave up after {attempt} attempts: {err.reason}")
                 await self._give_up(req, attempt, final)
                 return None
-            delay = backoff(attempt, base=self.settings.retry_base_seconds,
-                            cap=self.settings.retry_max_seconds)
+            delay = backoff(
+                attempt, base=self.settings.retry_base_seconds, cap=self.settings.retry_max_seconds
+            )
             await self._record_failed(req, attempt, err, round(delay, 3))
-            log.info("notification.retry", notification=d.notification_id, attempt=attempt,
-                     delay=round(delay, 3), reason=err.reason)
+            log.info(
+                "notification.retry",
+                notification=d.notification_id,
+                attempt=attempt,
+                delay=round(delay, 3),
+                reason=err.reason,
+            )
             return delay
-        record = json.dumps({"attempt": attempt, "reply": reply,
-                             "at": datetime.now(UTC).isoformat()}).encode()
-        await retrying(lambda: kv.put(d.notification_id, record), retry_for=retry_for,
-                       what="delivery_record.put")
+        record = json.dumps(
+            {"attempt": attempt, "reply": reply, "at": datetime.now(UTC).isoformat()}
+        ).encode()
+        await retrying(
+            lambda: kv.put(d.notification_id, record),
+            retry_for=retry_for,
+            what="delivery_record.put",
+        )
         await self._record_sent(req, attempt, reply)
-        log.info("notification.sent", notification=d.notification_id, role=d.role,
-                 channel=d.channel, incident=req.incident_id, attempt=attempt)
+        log.info(
+            "notification.sent",
+            notification=d.notification_id,
+            role=d.role,
+            channel=d.channel,
+            incident=req.incident_id,
+            attempt=attempt,
+        )
         return None
 
-    async def _give_up(self, req: NotificationRequested, attempt: int, err: DeliveryError
-                       ) -> None:
+    async def _give_up(self, req: NotificationRequested, attempt: int, err: DeliveryError) -> None:
         """Record the permanent failure; then try the contact's next channel, if any.
 
         The failure is appended before the fallback request: a crash in between redelivers
@@ -217,9 +246,17 @@ class Notifier:
         d = req.data
         nxt = next_channel(self.directory.contact(d.contact_id), d.channel)
         await self._record_failed(req, attempt, err, None, unreachable=nxt is None)
-        log.warning("notification.failed", notification=d.notification_id, role=d.role,
-                    channel=d.channel, incident=req.incident_id, attempt=attempt,
-                    reason=err.reason, fallback=nxt, contact_unreachable=nxt is None)
+        log.warning(
+            "notification.failed",
+            notification=d.notification_id,
+            role=d.role,
+            channel=d.channel,
+            incident=req.incident_id,
+            attempt=attempt,
+            reason=err.reason,
+            fallback=nxt,
+            contact_unreachable=nxt is None,
+        )
         if nxt is not None:
             await publish_event(self.js, fallback_request(req, nxt, now=datetime.now(UTC)))
 
@@ -242,8 +279,14 @@ class Notifier:
         if report is None:
             # The last message on the subject is unreadable: take the incident's first
             # readable report from the log (read_incident skips unreadable messages).
-            report = next((e for e in await read_incident(self.js, req.incident_id)
-                           if isinstance(e, EncounterReported)), None)
+            report = next(
+                (
+                    e
+                    for e in await read_incident(self.js, req.incident_id)
+                    if isinstance(e, EncounterReported)
+                ),
+                None,
+            )
         if report is None:
             raise TransientDeliveryError("the incident's report is not in the log yet")
         if d.kind in ("update", "resolved"):
@@ -259,17 +302,26 @@ class Notifier:
         ack_url = None
         if d.kind in ("alert", "escalation"):
             expires = datetime.now(UTC) + timedelta(days=self.settings.ack_link_days)
-            claim = AckClaim(req.incident_id, req.school_id, d.role, d.contact_id,
-                             d.notification_id, int(expires.timestamp()))
+            claim = AckClaim(
+                req.incident_id,
+                req.school_id,
+                d.role,
+                d.contact_id,
+                d.notification_id,
+                int(expires.timestamp()),
+            )
             ack_url = f"{self.settings.base_url}/ack/{ack_token(secret, claim)}"
         if isinstance(channel, WebhookChannel):
-            payload = webhook_payload(req, report, school_name=school_name,
-                                      status_url=status_url)
+            payload = webhook_payload(req, report, school_name=school_name, status_url=status_url)
             # No ack link: webhooks often post into shared rooms (see the README).
             payload["kind"] = d.kind
             return await post_webhook(
-                self.http(), channel.url, payload, secret=self.webhook_secret,
-                now=datetime.now(UTC), timeout=self.settings.webhook_timeout,
+                self.http(),
+                channel.url,
+                payload,
+                secret=self.webhook_secret,
+                now=datetime.now(UTC),
+                timeout=self.settings.webhook_timeout,
             )
         ctx = AlertContext(
             district_name=self.directory.district.name,
@@ -281,30 +333,46 @@ class Notifier:
         )
         to = channel.address if isinstance(channel, EmailChannel) else "apprise@dooralert.invalid"
         message = build_email(
-            request=req, report=report, ctx=ctx, sender=self.settings.smtp_from,
-            to=to, language=contact.language, ack_url=ack_url,
+            request=req,
+            report=report,
+            ctx=ctx,
+            sender=self.settings.smtp_from,
+            to=to,
+            language=contact.language,
+            ack_url=ack_url,
         )
         if isinstance(channel, AppriseChannel):
             # Chat rooms and SMS are shared places: the plain-text alert without staff notes
             # and without the acknowledgement link (anyone in the room could use it).
             message = build_email(
-                request=req, report=report.model_copy(update={
-                    "data": report.data.model_copy(update={"notes": None})}),
-                ctx=ctx, sender=self.settings.smtp_from, to=to, language=contact.language,
+                request=req,
+                report=report.model_copy(
+                    update={"data": report.data.model_copy(update={"notes": None})}
+                ),
+                ctx=ctx,
+                sender=self.settings.smtp_from,
+                to=to,
+                language=contact.language,
                 ack_url=None,
             )
             body = message.get_body(("plain",))
             return await send_apprise(
-                channel.url, title=str(message["Subject"]),
+                channel.url,
+                title=str(message["Subject"]),
                 body=body.get_content() if body is not None else "",
                 timeout=self.settings.webhook_timeout,
             )
         return await self.smtp.send(message)
 
-    async def _deliver_pattern(self, req: NotificationRequested, contact: Contact,
-                               channel: EmailChannel | WebhookChannel | AppriseChannel) -> str:
+    async def _deliver_pattern(
+        self,
+        req: NotificationRequested,
+        contact: Contact,
+        channel: EmailChannel | WebhookChannel | AppriseChannel,
+    ) -> str:
         raw = await get_last(
-            self.js, f"{SUBJECT_PREFIX}.{req.school_id}.{req.incident_id}.pattern.detected")
+            self.js, f"{SUBJECT_PREFIX}.{req.school_id}.{req.incident_id}.pattern.detected"
+        )
         if raw is None:
             raise TransientDeliveryError("the pattern event is not in the log yet")
         try:
@@ -316,33 +384,48 @@ class Notifier:
         names = {s.id: s.name for s in self.directory.schools}
         if isinstance(channel, WebhookChannel):
             payload: dict[str, object] = {
-                "type": "dooralert.pattern", "kind": "pattern",
-                "delivery_id": req.data.notification_id, "pattern": pattern.data.pattern,
+                "type": "dooralert.pattern",
+                "kind": "pattern",
+                "delivery_id": req.data.notification_id,
+                "pattern": pattern.data.pattern,
                 "window_minutes": pattern.data.window_minutes,
                 "incident_ids": pattern.data.incident_ids,
                 "schools": [{"id": s, "name": names.get(s, s)} for s in pattern.data.school_ids],
                 "severity": pattern.data.severity,
             }
             return await post_webhook(
-                self.http(), channel.url, payload, secret=self.webhook_secret,
-                now=datetime.now(UTC), timeout=self.settings.webhook_timeout,
+                self.http(),
+                channel.url,
+                payload,
+                secret=self.webhook_secret,
+                now=datetime.now(UTC),
+                timeout=self.settings.webhook_timeout,
             )
         if isinstance(channel, AppriseChannel):
             d = pattern.data
             return await send_apprise(
-                channel.url, title=f"dooralert: encounters at {len(d.school_ids)} schools",
+                channel.url,
+                title=f"dooralert: encounters at {len(d.school_ids)} schools",
                 body=f"Agents reported at {', '.join(names.get(s, s) for s in d.school_ids)} "
-                     f"within {d.window_minutes} minutes.",
+                f"within {d.window_minutes} minutes.",
                 timeout=self.settings.webhook_timeout,
             )
         ctx = AlertContext(
-            district_name=self.directory.district.name, school_name="", timezone="UTC",
-            recipient_name=contact.name, status_url="",
+            district_name=self.directory.district.name,
+            school_name="",
+            timezone="UTC",
+            recipient_name=contact.name,
+            status_url="",
             emergency_phone=self.directory.district.emergency_phone,
         )
         message = build_pattern_email(
-            request=req, pattern=pattern, school_names=names, ctx=ctx,
-            sender=self.settings.smtp_from, to=channel.address, language=contact.language,
+            request=req,
+            pattern=pattern,
+            school_names=names,
+            ctx=ctx,
+            sender=self.settings.smtp_from,
+            to=channel.address,
+            language=contact.language,
         )
         return await self.smtp.send(message)
 
@@ -354,8 +437,9 @@ class Notifier:
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
             # No redirects: a signed alert goes only to the URL the directory names.
-            self._http = httpx.AsyncClient(follow_redirects=False,
-                                           timeout=self.settings.webhook_timeout)
+            self._http = httpx.AsyncClient(
+                follow_redirects=False, timeout=self.settings.webhook_timeout
+            )
         return self._http
 
     async def close(self) -> None:

@@ -96,12 +96,16 @@ class Templates:
         for lang in LANGUAGES:
             names = ["subject.txt"] + [
                 f"{variant}.{kind}"
-                for variant in {DEFAULT_VARIANT, *VARIANTS.values()} for kind in KINDS
+                for variant in {DEFAULT_VARIANT, *VARIANTS.values()}
+                for kind in KINDS
             ]
             for name in sorted(names):
                 try:
-                    out = self.render(lang, name, _values(sample, lang, role="law",
-                                                          kind="escalation", ack_url="http://x/a"))
+                    out = self.render(
+                        lang,
+                        name,
+                        _values(sample, lang, role="law", kind="escalation", ack_url="http://x/a"),
+                    )
                 except TemplateError as exc:
                     where = f"{self.root / lang / name}"
                     line = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
@@ -140,18 +144,28 @@ class _Sample:
 
 def _sample() -> _Sample:
     at = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
-    r = EncounterReport.model_validate({
-        "school_id": "sample", "occurred_at": at, "location": "Front door",
-        "agency_stated": "ice", "agent_count": 2, "credentials_shown": True,
-        "document": "administrative_warrant", "signed_by_judge": "no",
-        "purpose": "unspecified", "entry": "kept_outside", "notes": "sample",
-    })
+    r = EncounterReport.model_validate(
+        {
+            "school_id": "sample",
+            "occurred_at": at,
+            "location": "Front door",
+            "agency_stated": "ice",
+            "agent_count": 2,
+            "credentials_shown": True,
+            "document": "administrative_warrant",
+            "signed_by_judge": "no",
+            "purpose": "unspecified",
+            "entry": "kept_outside",
+            "notes": "sample",
+        }
+    )
     ctx = AlertContext("District", "School", "UTC", "Name", "http://x/incidents/i", "+1 555")
     return _Sample(r, ctx, "critical", "sample-incident")
 
 
-def _values(s: _Sample, language: str, *, role: str, kind: str = "alert",
-            ack_url: str | None = None) -> dict[str, Any]:
+def _values(
+    s: _Sample, language: str, *, role: str, kind: str = "alert", ack_url: str | None = None
+) -> dict[str, Any]:
     r = s.r
     assert r.occurred_at is not None
     local = r.occurred_at.astimezone(ZoneInfo(s.ctx.timezone))
@@ -230,8 +244,11 @@ def build_email(
     tpl = templates or default_templates()
     lang = language if language in LANGUAGES else "en"
     values = _values(
-        _Sample(report.data, ctx, request.data.severity, report.incident_id), lang,
-        role=request.data.role, kind=request.data.kind, ack_url=ack_url,
+        _Sample(report.data, ctx, request.data.severity, report.incident_id),
+        lang,
+        role=request.data.role,
+        kind=request.data.kind,
+        ack_url=ack_url,
     )
     # A stand-in for several roles ("law+safety") reads as their names joined.
     values["role_name"] = " + ".join(role_name(r, lang) for r in request.data.role.split("+"))
@@ -251,24 +268,38 @@ def build_email(
 
 
 def build_pattern_email(
-    *, request: NotificationRequested, pattern: PatternDetected, school_names: dict[str, str],
-    ctx: AlertContext, sender: str, to: str, language: str = "en",
+    *,
+    request: NotificationRequested,
+    pattern: PatternDetected,
+    school_names: dict[str, str],
+    ctx: AlertContext,
+    sender: str,
+    to: str,
+    language: str = "en",
 ) -> EmailMessage:
     """Encounters at several schools in a short window: one alert to district leadership."""
     d = pattern.data
     schools = ", ".join(school_names.get(s, s) for s in d.school_ids)
     if language == "es":
-        subject = f"[dooralert CRÍTICO] Encuentros en {len(d.school_ids)} escuelas en " \
-                  f"{d.window_minutes} minutos"
-        body = (f"Se reportaron agentes en {len(d.school_ids)} escuelas en los últimos "
-                f"{d.window_minutes} minutos: {schools}.\nPuede tratarse de una operación "
-                f"coordinada. Incidentes: {', '.join(d.incident_ids)}.\n")
+        subject = (
+            f"[dooralert CRÍTICO] Encuentros en {len(d.school_ids)} escuelas en "
+            f"{d.window_minutes} minutos"
+        )
+        body = (
+            f"Se reportaron agentes en {len(d.school_ids)} escuelas en los últimos "
+            f"{d.window_minutes} minutos: {schools}.\nPuede tratarse de una operación "
+            f"coordinada. Incidentes: {', '.join(d.incident_ids)}.\n"
+        )
     else:
-        subject = f"[dooralert CRITICAL] Encounters at {len(d.school_ids)} schools within " \
-                  f"{d.window_minutes} minutes"
-        body = (f"Agents were reported at {len(d.school_ids)} schools within "
-                f"{d.window_minutes} minutes: {schools}.\nThis may be a coordinated operation. "
-                f"Incidents: {', '.join(d.incident_ids)}.\n")
+        subject = (
+            f"[dooralert CRITICAL] Encounters at {len(d.school_ids)} schools within "
+            f"{d.window_minutes} minutes"
+        )
+        body = (
+            f"Agents were reported at {len(d.school_ids)} schools within "
+            f"{d.window_minutes} minutes: {schools}.\nThis may be a coordinated operation. "
+            f"Incidents: {', '.join(d.incident_ids)}.\n"
+        )
     if ctx.emergency_phone:
         body += f"District emergency line: {ctx.emergency_phone}\n"
     msg = EmailMessage(policy=_POLICY)
@@ -285,6 +316,13 @@ def build_pattern_email(
 
 
 __all__ = [
-    "AlertContext", "TemplateCheckError", "Templates", "build_email", "check_templates",
-    "header_safe", "make_msgid", "message_id", "variant_for",
+    "AlertContext",
+    "TemplateCheckError",
+    "Templates",
+    "build_email",
+    "check_templates",
+    "header_safe",
+    "make_msgid",
+    "message_id",
+    "variant_for",
 ]

@@ -44,8 +44,9 @@ def fallback_notification_id(notification_id: str, channel: str) -> str:
     return derive_id(notification_id, "fallback", channel)
 
 
-def fallback_request(req: NotificationRequested, channel: str, *, now: datetime
-                     ) -> NotificationRequested:
+def fallback_request(
+    req: NotificationRequested, channel: str, *, now: datetime
+) -> NotificationRequested:
     """The same alert for the same contact on its next channel (deterministic ids)."""
     d = req.data
     nid = fallback_notification_id(d.notification_id, channel)
@@ -72,8 +73,9 @@ def fallback_request(req: NotificationRequested, channel: str, *, now: datetime
     )
 
 
-def webhook_payload(req: NotificationRequested, report: EncounterReported, *,
-                    school_name: str, status_url: str) -> dict[str, object]:
+def webhook_payload(
+    req: NotificationRequested, report: EncounterReported, *, school_name: str, status_url: str
+) -> dict[str, object]:
     """The webhook body: the incident, never a person (no contact, no notes)."""
     r = report.data
     return {

@@ -38,9 +38,13 @@ class SmtpPool:
         s = self.settings
         password = s.smtp_password.get_secret_value() if s.smtp_password else None
         smtp = aiosmtplib.SMTP(
-            hostname=s.smtp_host, port=s.smtp_port, timeout=s.smtp_timeout,
-            use_tls=s.smtp_tls, start_tls=s.smtp_starttls,
-            username=s.smtp_username, password=password,
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            timeout=s.smtp_timeout,
+            use_tls=s.smtp_tls,
+            start_tls=s.smtp_starttls,
+            username=s.smtp_username,
+            password=password,
         )
         await smtp.connect()
         self.connects += 1

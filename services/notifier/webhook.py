@@ -40,13 +40,18 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def verify(
-    secret: str, body: bytes, headers: dict[str, str], *, now: datetime,
+    secret: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    now: datetime,
     window: float = REPLAY_WINDOW_SECONDS,
 ) -> bool:
     """What a receiver does: signature valid, signed timestamp fresh, header matches body."""
     lower = {k.lower(): v for k, v in headers.items()}
-    if not hmac.compare_digest(sign(secret, body).encode(),
-                               lower.get(SIGNATURE_HEADER.lower(), "").encode()):
+    if not hmac.compare_digest(
+        sign(secret, body).encode(), lower.get(SIGNATURE_HEADER.lower(), "").encode()
+    ):
         return False
     try:
         ts = int(json.loads(body)["timestamp"])
@@ -70,7 +75,12 @@ def classify_http(status: int, text: str) -> DeliveryError:
 
 
 async def post_webhook(
-    client: httpx.AsyncClient, url: str, payload: dict[str, Any], *, secret: str, now: datetime,
+    client: httpx.AsyncClient,
+    url: str,
+    payload: dict[str, Any],
+    *,
+    secret: str,
+    now: datetime,
     timeout: float,
 ) -> str:
     """POST the signed payload; return `HTTP <status>` or raise DeliveryError."""
@@ -90,8 +100,9 @@ async def post_webhook(
     except httpx.HTTPError as exc:
         raise TransientDeliveryError(f"webhook unreachable: {type(exc).__name__}: {exc}") from None
     except (httpx.InvalidURL, ValueError) as exc:
-        raise PermanentDeliveryError(f"webhook URL in district.yaml is invalid: "
-                                     f"{type(exc).__name__}") from None
+        raise PermanentDeliveryError(
+            f"webhook URL in district.yaml is invalid: {type(exc).__name__}"
+        ) from None
     if 200 <= resp.status_code < 300:
         return scrub(f"HTTP {resp.status_code}")
     if 300 <= resp.status_code < 400:

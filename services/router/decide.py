@@ -70,8 +70,9 @@ def decide(
             seen.add((contact.id, channel))
             recipients.append(
                 Recipient(
-                    notification_id=notification_id(event.incident_id, 0, role, contact.id,
-                                                    channel),
+                    notification_id=notification_id(
+                        event.incident_id, 0, role, contact.id, channel
+                    ),
                     role=role,
                     contact_id=contact.id,
                     channel=channel,  # type: ignore[arg-type]

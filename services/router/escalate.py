@@ -32,8 +32,9 @@ from services.router.rules import Pattern, Rules
 ROLE_JOIN = "+"  # an escalation recipient may stand in for several unacknowledged roles
 
 
-def _common(state_or_event: IncidentState | Event, *, now: datetime, causation: str | None
-            ) -> dict[str, object]:
+def _common(
+    state_or_event: IncidentState | Event, *, now: datetime, causation: str | None
+) -> dict[str, object]:
     return {
         "source": "router",
         "incident_id": state_or_event.incident_id,
@@ -47,7 +48,11 @@ def _common(state_or_event: IncidentState | Event, *, now: datetime, causation: 
 
 
 def _recipients(
-    targets: dict[str, list[str]], *, incident_id: str, tier: int, directory: Directory,
+    targets: dict[str, list[str]],
+    *,
+    incident_id: str,
+    tier: int,
+    directory: Directory,
     channels: frozenset[str] = SUPPORTED_CHANNELS,
 ) -> list[Recipient]:
     """contact id -> roles it stands in for, as recipients on each contact's first channel."""
@@ -58,10 +63,14 @@ def _recipients(
         if channel is None:
             continue
         role = ROLE_JOIN.join(roles)
-        out.append(Recipient(
-            notification_id=notification_id(incident_id, tier, role, contact_id, channel),
-            role=role, contact_id=contact_id, channel=channel,  # type: ignore[arg-type]
-        ))
+        out.append(
+            Recipient(
+                notification_id=notification_id(incident_id, tier, role, contact_id, channel),
+                role=role,
+                contact_id=contact_id,
+                channel=channel,  # type: ignore[arg-type]
+            )
+        )
     return out
 
 
@@ -72,16 +81,30 @@ def _add(targets: dict[str, list[str]], contact: Contact | str, role: str) -> No
         roles.append(role)
 
 
-def _requests(raised_id: str, recipients: Sequence[Recipient], *, tier: int, severity: str,
-              routes: list[str], kind: str, common: dict[str, object],
-              cause_id: str | None = None) -> list[Event]:
+def _requests(
+    raised_id: str,
+    recipients: Sequence[Recipient],
+    *,
+    tier: int,
+    severity: str,
+    routes: list[str],
+    kind: str,
+    common: dict[str, object],
+    cause_id: str | None = None,
+) -> list[Event]:
     return [
         NotificationRequested(
             id=derive_id(raised_id, "notification.requested", r.notification_id),
             data=NotificationRequestedData(
-                notification_id=r.notification_id, role=r.role, contact_id=r.contact_id,
-                channel=r.channel, tier=tier, severity=severity,  # type: ignore[arg-type]
-                routes=routes, kind=kind, cause_id=cause_id,  # type: ignore[arg-type]
+                notification_id=r.notification_id,
+                role=r.role,
+                contact_id=r.contact_id,
+                channel=r.channel,
+                tier=tier,
+                severity=severity,  # type: ignore[arg-type]
+                routes=routes,
+                kind=kind,
+                cause_id=cause_id,  # type: ignore[arg-type]
             ),
             **common,  # type: ignore[arg-type]
         )
@@ -112,11 +135,10 @@ def on_deadline(
     targets: dict[str, list[str]] = {}
     if tier_cfg.notify == "backups":
         for role in missing:
-            holders = {n.contact_id for n in state.notifications
-                       if role in n.role.split(ROLE_JOIN)}
+            holders = {n.contact_id for n in state.notifications if role in n.role.split(ROLE_JOIN)}
             for cid in sorted(holders):
                 contact = directory.contact(cid)
-                for backup in (contact.backups if contact else []):
+                for backup in contact.backups if contact else []:
                     if backup not in holders:
                         _add(targets, backup, role)
         if not targets:
@@ -129,56 +151,90 @@ def on_deadline(
             for contact in directory.contacts_for(tier_role, state.school_id):
                 for role in missing:
                     _add(targets, contact, role)
-    recipients = _recipients(targets, incident_id=state.incident_id, tier=tier,
-                             directory=directory)
+    recipients = _recipients(targets, incident_id=state.incident_id, tier=tier, directory=directory)
     next_deadline = now + allowed if rules.escalation.tier(tier + 1) is not None else None
     raised_id = derive_id(state.incident_id, "escalation.raised", "deadline", str(tier))
     common = _common(state, now=now, causation=None)
     severity = state.severity or "high"
     raised = EscalationRaised(
         id=raised_id,
-        data=EscalationRaisedData(tier=tier, reason="deadline", missing_roles=missing,
-                                  recipients=recipients, next_deadline=next_deadline),
+        data=EscalationRaisedData(
+            tier=tier,
+            reason="deadline",
+            missing_roles=missing,
+            recipients=recipients,
+            next_deadline=next_deadline,
+        ),
         **common,  # type: ignore[arg-type]
     )
-    return [raised, *_requests(raised_id, recipients, tier=tier, severity=severity,
-                               routes=state.routes, kind="escalation", common=common)], \
-        next_deadline
+    return [
+        raised,
+        *_requests(
+            raised_id,
+            recipients,
+            tier=tier,
+            severity=severity,
+            routes=state.routes,
+            kind="escalation",
+            common=common,
+        ),
+    ], next_deadline
 
 
 def on_unreachable(
-    state: IncidentState | None, failed: NotificationFailed, *, directory: Directory,
+    state: IncidentState | None,
+    failed: NotificationFailed,
+    *,
+    directory: Directory,
     now: datetime,
 ) -> list[Event]:
     """Every channel of a contact failed: tell that contact's backups at once."""
     d = failed.data
     if state is None or state.status == "resolved" or not getattr(d, "contact_unreachable", False):
         return []
-    tier = max((n.tier for n in state.notifications if n.notification_id == d.notification_id),
-               default=0) + 1
+    tier = (
+        max(
+            (n.tier for n in state.notifications if n.notification_id == d.notification_id),
+            default=0,
+        )
+        + 1
+    )
     if state.has_escalation(tier, "unreachable", d.contact_id):
         return []
     contact = directory.contact(d.contact_id)
     targets: dict[str, list[str]] = {}
-    for backup in (contact.backups if contact else []):
+    for backup in contact.backups if contact else []:
         _add(targets, backup, d.role)
     if not targets:
         for leader in directory.contacts_for("leadership", state.school_id):
             if leader.id != d.contact_id:
                 _add(targets, leader, d.role)
-    recipients = _recipients(targets, incident_id=state.incident_id, tier=tier,
-                             directory=directory)
+    recipients = _recipients(targets, incident_id=state.incident_id, tier=tier, directory=directory)
     raised_id = derive_id(state.incident_id, "escalation.raised", "unreachable", d.contact_id)
     common = _common(state, now=now, causation=failed.id)
     raised = EscalationRaised(
         id=raised_id,
-        data=EscalationRaisedData(tier=tier, reason="unreachable", missing_roles=[d.role],
-                                  recipients=recipients, unreachable_contact_id=d.contact_id),
+        data=EscalationRaisedData(
+            tier=tier,
+            reason="unreachable",
+            missing_roles=[d.role],
+            recipients=recipients,
+            unreachable_contact_id=d.contact_id,
+        ),
         **common,  # type: ignore[arg-type]
     )
-    return [raised, *_requests(raised_id, recipients, tier=tier,
-                               severity=state.severity or "high", routes=state.routes,
-                               kind="escalation", common=common)]
+    return [
+        raised,
+        *_requests(
+            raised_id,
+            recipients,
+            tier=tier,
+            severity=state.severity or "high",
+            routes=state.routes,
+            kind="escalation",
+            common=common,
+        ),
+    ]
 
 
 def on_followup(
@@ -194,13 +250,25 @@ def on_followup(
         if n.kind in ("update", "resolved") or (n.contact_id, n.channel) in seen:
             continue
         seen.add((n.contact_id, n.channel))
-        recipients.append(Recipient(
-            notification_id=derive_id(event.id, "followup", n.contact_id, n.channel),
-            role=n.role, contact_id=n.contact_id, channel=n.channel,  # type: ignore[arg-type]
-        ))
+        recipients.append(
+            Recipient(
+                notification_id=derive_id(event.id, "followup", n.contact_id, n.channel),
+                role=n.role,
+                contact_id=n.contact_id,
+                channel=n.channel,  # type: ignore[arg-type]
+            )
+        )
     common = _common(event, now=now, causation=event.id)
-    return _requests(event.id, recipients, tier=0, severity=state.severity or "high",
-                     routes=state.routes, kind=kind, common=common, cause_id=event.id)
+    return _requests(
+        event.id,
+        recipients,
+        tier=0,
+        severity=state.severity or "high",
+        routes=state.routes,
+        kind=kind,
+        common=common,
+        cause_id=event.id,
+    )
 
 
 @dataclass(frozen=True)
@@ -214,8 +282,12 @@ class Sighting:
 
 
 def detect_pattern(
-    pattern: Pattern, recent: Sequence[Sighting], prior: Sequence[PatternDetected],
-    *, directory: Directory, now: datetime,
+    pattern: Pattern,
+    recent: Sequence[Sighting],
+    prior: Sequence[PatternDetected],
+    *,
+    directory: Directory,
+    now: datetime,
 ) -> list[Event]:
     """`pattern.detected` (and alerts) when the window holds enough encounters; once a window."""
     start = now - pattern.window
@@ -235,18 +307,36 @@ def detect_pattern(
             _add(targets, contact, role)
     recipients = _recipients(targets, incident_id=incident_id, tier=0, directory=directory)
     common = {
-        "source": "router", "incident_id": incident_id, "school_id": "district",
-        "occurred_at": now, "recorded_at": now, "correlation_id": incident_id,
-        "causation_id": None, "actor": "system",
+        "source": "router",
+        "incident_id": incident_id,
+        "school_id": "district",
+        "occurred_at": now,
+        "recorded_at": now,
+        "correlation_id": incident_id,
+        "causation_id": None,
+        "actor": "system",
     }
     detected = PatternDetected(
         id=pid,
         data=PatternDetectedData(
-            pattern=pattern.name, window_minutes=int(pattern.window / timedelta(minutes=1)),
-            incident_ids=incidents, school_ids=schools, severity=pattern.severity,
+            pattern=pattern.name,
+            window_minutes=int(pattern.window / timedelta(minutes=1)),
+            incident_ids=incidents,
+            school_ids=schools,
+            severity=pattern.severity,
             recipients=recipients,
         ),
         **common,  # type: ignore[arg-type]
     )
-    return [detected, *_requests(pid, recipients, tier=0, severity=pattern.severity,
-                                 routes=[pattern.name], kind="pattern", common=common)]
+    return [
+        detected,
+        *_requests(
+            pid,
+            recipients,
+            tier=0,
+            severity=pattern.severity,
+            routes=[pattern.name],
+            kind="pattern",
+            common=common,
+        ),
+    ]

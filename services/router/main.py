@@ -69,8 +69,9 @@ def _readable(message: StoredMessage) -> Event | None:
 
 
 class Router:
-    def __init__(self, *, settings: Settings, rules: Rules, directory: Directory,
-                 broker: NatsBroker) -> None:
+    def __init__(
+        self, *, settings: Settings, rules: Rules, directory: Directory, broker: NatsBroker
+    ) -> None:
         self.settings, self.rules, self.directory, self.broker = settings, rules, directory, broker
         # Pattern detection's view of the log: reports and pattern events stored within the
         # longest pattern window, kept up to date by a tail (one round trip per report)
@@ -86,12 +87,22 @@ class Router:
         return self.broker.connection.jetstream()
 
     async def publish(self, events: list[Event]) -> None:
-        await publish_events(self.js, events, timeout=self.settings.publish_timeout_seconds,
-                             retry_for=self.settings.publish_retry_seconds)
+        await publish_events(
+            self.js,
+            events,
+            timeout=self.settings.publish_timeout_seconds,
+            retry_for=self.settings.publish_retry_seconds,
+        )
 
     async def arm(self, *, school_id: str, incident_id: str, tier: int, at: datetime) -> None:
-        await schedule_timer(self.js, school_id=school_id, incident_id=incident_id, tier=tier,
-                             at=at, msg_id=derive_id(incident_id, "timer", str(tier)))
+        await schedule_timer(
+            self.js,
+            school_id=school_id,
+            incident_id=incident_id,
+            tier=tier,
+            at=at,
+            msg_id=derive_id(incident_id, "timer", str(tier)),
+        )
 
     async def on_report(self, event: EncounterReported, _: NatsMessage) -> float | None:
         now = datetime.now(UTC)
@@ -100,10 +111,19 @@ class Router:
         decided = events[0]
         assert isinstance(decided, EscalationDecided)
         if decided.data.require_ack and decided.data.ack_deadline is not None:
-            await self.arm(school_id=event.school_id, incident_id=event.incident_id, tier=1,
-                           at=decided.data.ack_deadline)
-        log.info("escalation.decided", incident=event.incident_id, school=event.school_id,
-                 notifications=len(events) - 1, deadline=str(decided.data.ack_deadline))
+            await self.arm(
+                school_id=event.school_id,
+                incident_id=event.incident_id,
+                tier=1,
+                at=decided.data.ack_deadline,
+            )
+        log.info(
+            "escalation.decided",
+            incident=event.incident_id,
+            school=event.school_id,
+            notifications=len(events) - 1,
+            deadline=str(decided.data.ack_deadline),
+        )
         if self.rules.patterns:
             async with self._pattern_lock:
                 await self._detect_patterns(now)
@@ -115,13 +135,15 @@ class Router:
             found = detect_pattern(pattern, recent, prior, directory=self.directory, now=now)
             if found:
                 await self.publish(found)
-                log.warning("pattern.detected", pattern=pattern.name,
-                            incidents=len(found[0].data.incident_ids))  # type: ignore[attr-defined]
+                log.warning(
+                    "pattern.detected",
+                    pattern=pattern.name,
+                    incidents=len(found[0].data.incident_ids),
+                )  # type: ignore[attr-defined]
                 # The next pattern (and the next report) must see this one.
                 recent, prior = await self._pattern_window(now)
 
-    async def _pattern_window(self, now: datetime
-                              ) -> tuple[list[Sighting], list[PatternDetected]]:
+    async def _pattern_window(self, now: datetime) -> tuple[list[Sighting], list[PatternDetected]]:
         """Every report and pattern event stored within the longest pattern window, up to
         now (detect_pattern narrows each pattern's own window)."""
         horizon = now - max(p.window for p in self.rules.patterns)
@@ -140,8 +162,9 @@ class Router:
         for m in new:
             parts = m.subject.split(".")
             if m.subject.endswith(".encounter.reported"):
-                self._sightings.append(Sighting(incident_id=parts[2], school_id=parts[1],
-                                                recorded_at=m.time))
+                self._sightings.append(
+                    Sighting(incident_id=parts[2], school_id=parts[1], recorded_at=m.time)
+                )
             else:
                 event = _readable(m)
                 if isinstance(event, PatternDetected):
@@ -164,8 +187,12 @@ class Router:
             return None
         if events:
             await self.publish(events)
-            log.info("followup.notified", incident=event.incident_id, type=event.type,
-                     notifications=sum(e.type == "notification.requested" for e in events))
+            log.info(
+                "followup.notified",
+                incident=event.incident_id,
+                type=event.type,
+                notifications=sum(e.type == "notification.requested" for e in events),
+            )
         return None
 
     async def on_timer(self, msg: NatsMessage) -> None:
@@ -179,19 +206,28 @@ class Router:
         try:
             now = datetime.now(UTC)
             state = fold(await read_incident(self.js, incident_id))
-            events, next_deadline = on_deadline(state, tier=int(tier), rules=self.rules,
-                                                directory=self.directory, now=now)
+            events, next_deadline = on_deadline(
+                state, tier=int(tier), rules=self.rules, directory=self.directory, now=now
+            )
             await self.publish(events)
             if next_deadline is not None:
-                await self.arm(school_id=school_id, incident_id=incident_id, tier=int(tier) + 1,
-                               at=next_deadline)
+                await self.arm(
+                    school_id=school_id,
+                    incident_id=incident_id,
+                    tier=int(tier) + 1,
+                    at=next_deadline,
+                )
         except Exception:  # noqa: BLE001 - retried: a deadline is never dropped
             log.exception("timer.failed", incident=incident_id, tier=tier)
             await msg.nack(delay=2.0)
             return
         if events:
-            log.warning("escalation.raised", incident=incident_id, tier=tier,
-                        missing=events[0].data.missing_roles)  # type: ignore[attr-defined]
+            log.warning(
+                "escalation.raised",
+                incident=incident_id,
+                tier=tier,
+                missing=events[0].data.missing_roles,
+            )  # type: ignore[attr-defined]
         await msg.ack()
 
 
@@ -210,22 +246,34 @@ def build_broker(settings: Settings, *, rules: Rules, directory: Directory) -> N
         "decoder": raw_decoder,
     }
 
-    @broker.subscriber(SUBJECT, durable="router", title="router",
-                       description="Applies rules.yaml to each encounter report", **common)
+    @broker.subscriber(
+        SUBJECT,
+        durable="router",
+        title="router",
+        description="Applies rules.yaml to each encounter report",
+        **common,
+    )
     async def on_encounter(body: bytes, msg: NatsMessage) -> None:
-        await run_handler(msg, js=router.js, consumer="router", expect=EncounterReported,
-                          handle=router.on_report)
-
-    @broker.subscriber(f"{SUBJECT_PREFIX}.>", durable="router-followups",
-                       title="router-followups",
-                       description="encounter.updated, incident.resolved, notification.failed",
-                       **common)
-    async def on_followup(body: bytes, msg: NatsMessage) -> None:
-        await run_handler(msg, js=router.js, consumer="router-followups", expect=Event,
-                          handle=router.on_followup)
+        await run_handler(
+            msg, js=router.js, consumer="router", expect=EncounterReported, handle=router.on_report
+        )
 
     @broker.subscriber(
-        f"{TIMER_FIRED_PREFIX}.>", durable="router-timers", title="router-timers",
+        f"{SUBJECT_PREFIX}.>",
+        durable="router-followups",
+        title="router-followups",
+        description="encounter.updated, incident.resolved, notification.failed",
+        **common,
+    )
+    async def on_followup(body: bytes, msg: NatsMessage) -> None:
+        await run_handler(
+            msg, js=router.js, consumer="router-followups", expect=Event, handle=router.on_followup
+        )
+
+    @broker.subscriber(
+        f"{TIMER_FIRED_PREFIX}.>",
+        durable="router-timers",
+        title="router-timers",
         description="Escalation deadlines fired by DOORALERT_TIMERS message schedules",
         **{**common, "stream": JStream(TIMERS_STREAM, declare=False)},
     )

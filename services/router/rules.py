@@ -131,8 +131,10 @@ class Tier(BaseModel):
                 raise ValueError("an escalation tier must notify someone")
             for role in self.notify:
                 if role not in KNOWN_ROLES:
-                    raise ValueError(f'undefined role "{role}" in an escalation tier '
-                                     f'(known: {", ".join(KNOWN_ROLES)}, or "backups")')
+                    raise ValueError(
+                        f'undefined role "{role}" in an escalation tier '
+                        f'(known: {", ".join(KNOWN_ROLES)}, or "backups")'
+                    )
         return self
 
     @property
@@ -182,8 +184,10 @@ class Pattern(BaseModel):
         parse_duration(self.within)
         for role in self.notify:
             if role not in DISTRICT_ROLES:
-                raise ValueError(f'pattern "{self.name}" notifies "{role}": a pattern spans '
-                                 f'schools, so only district roles ({", ".join(DISTRICT_ROLES)})')
+                raise ValueError(
+                    f'pattern "{self.name}" notifies "{role}": a pattern spans '
+                    f"schools, so only district roles ({', '.join(DISTRICT_ROLES)})"
+                )
         return self
 
     @property
@@ -212,14 +216,17 @@ def _check_condition(where: str, field: str, cond: Condition) -> None:
         want = int if ann is int or "int" in str(ann) else str
         for value in values:
             if type(value) is not want:
-                raise ValueError(f"{where}: {field} is {want.__name__}, so {value!r} can never "
-                                 "match")
+                raise ValueError(
+                    f"{where}: {field} is {want.__name__}, so {value!r} can never match"
+                )
         return
     for value in values:
-        if value not in allowed or (isinstance(value, bool) != isinstance(next(iter(allowed)), bool)):
+        if value not in allowed or (
+            isinstance(value, bool) != isinstance(next(iter(allowed)), bool)
+        ):
             raise ValueError(
-                f'{where}: {field} can never be {value!r} '
-                f'(allowed: {", ".join(str(a) for a in sorted(allowed, key=str))})'
+                f"{where}: {field} can never be {value!r} "
+                f"(allowed: {', '.join(str(a) for a in sorted(allowed, key=str))})"
             )
 
 
@@ -289,8 +296,10 @@ class Rules(BaseModel):
                 "a report that matches nothing alerts only law and safety"
             )
         if any(r.require_ack for r in self.routes) and not self.escalation.tiers:
-            out.append("routes require acknowledgements but no escalation tiers are defined: "
-                       "a missed deadline is recorded and nobody else is told")
+            out.append(
+                "routes require acknowledgements but no escalation tiers are defined: "
+                "a missed deadline is recorded and nobody else is told"
+            )
         return out
 
 

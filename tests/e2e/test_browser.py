@@ -28,14 +28,23 @@ from tests.support import EXAMPLES, HAMLINE_KEY, REPO, NatsServer, SmtpServer, f
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 ARTIFACTS = REPO / "test-artifacts"
 SECRET = "browser-test-secret"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="needs /usr/bin/chromium (make test installs it)")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs /usr/bin/chromium (make test installs it)"
+)
 
 
 @dataclass
@@ -59,10 +68,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     smtp = SmtpServer()
     smtp.start()
     port = free_port()
-    settings = Settings(nats_url=nats_server.url, config_dir=EXAMPLES, smtp_host="127.0.0.1",
-                        smtp_port=smtp.port, secret_key=SECRET,  # type: ignore[arg-type]
-                        http_host="127.0.0.1", http_port=port, live_poll_seconds=0.3,
-                        retry_base_seconds=0.05, retry_max_seconds=0.5, max_attempts=4)
+    settings = Settings(
+        nats_url=nats_server.url,
+        config_dir=EXAMPLES,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp.port,
+        secret_key=SECRET,  # type: ignore[arg-type]
+        http_host="127.0.0.1",
+        http_port=port,
+        live_poll_seconds=0.3,
+        retry_base_seconds=0.05,
+        retry_max_seconds=0.5,
+        max_attempts=4,
+    )
     directory = load_directory(EXAMPLES)
     started, stop = threading.Event(), threading.Event()
     failure: list[BaseException] = []
@@ -75,9 +93,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         notifier = notifier_broker(settings, directory=directory)
         await router.start()
         await notifier.start()
-        server = uvicorn.Server(uvicorn.Config(create_app(settings, directory=directory),
-                                               host="127.0.0.1", port=port, log_level="warning",
-                                               timeout_graceful_shutdown=1))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings, directory=directory),
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                timeout_graceful_shutdown=1,
+            )
+        )
         task = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.02)
@@ -117,13 +141,16 @@ def browser(stack: Stack) -> Iterator[Any]:
         b.close()
 
 
-def new_page(browser: Any, *, lang: str = "en-US", js: bool = True, mobile: bool = False
-             ) -> tuple[Any, list[str]]:
+def new_page(
+    browser: Any, *, lang: str = "en-US", js: bool = True, mobile: bool = False
+) -> tuple[Any, list[str]]:
     context = browser.new_context(
-        locale=lang, java_script_enabled=js,
+        locale=lang,
+        java_script_enabled=js,
         extra_http_headers={"Accept-Language": lang},
         viewport={"width": 390, "height": 844} if mobile else {"width": 1000, "height": 900},
-        is_mobile=mobile, has_touch=mobile,
+        is_mobile=mobile,
+        has_touch=mobile,
     )
     page = context.new_page()
     page.set_default_timeout(10_000)
@@ -146,8 +173,10 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
     page.evaluate(AXE.read_text(encoding="utf-8"))  # via DevTools: not subject to the page CSP
     result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     bad = [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
-    return [{"id": v["id"], "impact": v["impact"],
-             "nodes": [n["target"] for n in v["nodes"]][:3]} for v in bad]
+    return [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:3]}
+        for v in bad
+    ]
 
 
 def shot(page: Any, name: str) -> None:
@@ -155,13 +184,26 @@ def shot(page: Any, name: str) -> None:
 
 
 def ack_via_api(stack: Stack, incident_id: str, role: str = "law") -> None:
-    status = httpx.get(f"{stack.base}/api/v1/incidents/{incident_id}",
-                       headers={"Authorization": f"Bearer {HAMLINE_KEY}"}, timeout=5).json()
+    status = httpx.get(
+        f"{stack.base}/api/v1/incidents/{incident_id}",
+        headers={"Authorization": f"Bearer {HAMLINE_KEY}"},
+        timeout=5,
+    ).json()
     note = next(n for n in status["notifications"] if n["role"] == role)
-    token = ack_token(SECRET, AckClaim(incident_id, "hamline", role, note["contact_id"],
-                                       note["notification_id"], int(time.time()) + 600))
-    resp = httpx.post(f"{stack.base}/api/v1/incidents/{incident_id}/ack",
-                      json={"token": token}, timeout=5)
+    token = ack_token(
+        SECRET,
+        AckClaim(
+            incident_id,
+            "hamline",
+            role,
+            note["contact_id"],
+            note["notification_id"],
+            int(time.time()) + 600,
+        ),
+    )
+    resp = httpx.post(
+        f"{stack.base}/api/v1/incidents/{incident_id}/ack", json={"token": token}, timeout=5
+    )
     assert resp.status_code == 202, resp.text
 
 
@@ -282,19 +324,19 @@ def test_keyboard_only_submission(stack, browser):
     page, _ = new_page(browser)
     page.goto(stack.base + "/")
     kb = page.keyboard
-    tab_to(page, "school_id", limit=4)   # past the language link
+    tab_to(page, "school_id", limit=4)  # past the language link
     tab_to(page, "intake_key")
     kb.type(HAMLINE_KEY)
     kb.press("Enter")  # Hamline is the first school: the default choice
     page.wait_for_selector("#location")
-    tab_to(page, "location", limit=6)    # past the language link and sign-out
+    tab_to(page, "location", limit=6)  # past the language link and sign-out
     kb.type("Back gate")
     tab_to(page, "agency_stated")
-    kb.type("ICE")                       # type-to-select
-    tab_to(page, "agent_count")          # default 1
-    kb.press("Tab")                      # credentials: the radio group
-    kb.press("Space")                    # Yes
-    tab_to(page, "document", limit=5)    # past the time (default: now)
+    kb.type("ICE")  # type-to-select
+    tab_to(page, "agent_count")  # default 1
+    kb.press("Tab")  # credentials: the radio group
+    kb.press("Space")  # Yes
+    tab_to(page, "document", limit=5)  # past the time (default: now)
     kb.type("No doc")
     passed = tab_to(page, "submit", limit=8)
     # Guidance is text, not a stop; defaults keep their values; one Tab per control.

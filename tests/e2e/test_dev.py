@@ -42,9 +42,25 @@ def test_dev_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOORALERT_")}
     env["DOORALERT_CHECKPOINT_SECONDS"] = "1"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.common.cli", "dev", "--data-dir", str(data),
-         "--http-port", str(http), "--smtp-port", str(smtp), "--nats-port", str(nats)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "services.common.cli",
+            "dev",
+            "--data-dir",
+            str(data),
+            "--http-port",
+            str(http),
+            "--smtp-port",
+            str(smtp),
+            "--nats-port",
+            str(nats),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         banner = []
@@ -58,36 +74,67 @@ def test_dev_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
         assert HAMLINE_KEY in text and str(data / "outbox") in text
 
         base = f"http://127.0.0.1:{http}"
-        resp = httpx.post(f"{base}/api/v1/encounters", json=report(),
-                          headers={"Authorization": f"Bearer {HAMLINE_KEY}"}, timeout=10)
+        resp = httpx.post(
+            f"{base}/api/v1/encounters",
+            json=report(),
+            headers={"Authorization": f"Bearer {HAMLINE_KEY}"},
+            timeout=10,
+        )
         assert resp.status_code == 202, resp.text
         incident_id = resp.json()["incident_id"]
 
         outbox = data / "outbox"
-        emls = wait_for(lambda: (lambda f: f if len(f) >= 4 else None)(
-            sorted(outbox.glob("*.eml"))), timeout=20)
+        emls = wait_for(
+            lambda: (lambda f: f if len(f) >= 4 else None)(sorted(outbox.glob("*.eml"))), timeout=20
+        )
         messages = [message_from_bytes(p.read_bytes(), policy=policy.default) for p in emls]
         assert {m["To"] for m in messages} == {
-            "law-oncall@district.example", "deputy-counsel@district.example",
-            "safety-desk@district.example", "principal@hamline.district.example"}
+            "law-oncall@district.example",
+            "deputy-counsel@district.example",
+            "safety-desk@district.example",
+            "principal@hamline.district.example",
+        }
         assert all(m["X-Dooralert-Incident"] == incident_id for m in messages)
 
-        wait_for(lambda: all(n["status"] == "sent" for n in httpx.get(
-            resp.json()["status_url"], timeout=10).json()["notifications"]), timeout=10)
+        wait_for(
+            lambda: all(
+                n["status"] == "sent"
+                for n in httpx.get(resp.json()["status_url"], timeout=10).json()["notifications"]
+            ),
+            timeout=10,
+        )
         status = httpx.get(resp.json()["status_url"], timeout=10).json()
         assert status["incident_id"] == incident_id
 
         cli_env = {**env, "DOORALERT_NATS_URL": f"nats://127.0.0.1:{nats}"}
         replay = subprocess.run(
-            [sys.executable, "-m", "services.common.cli", "audit", "replay", "--incident",
-             incident_id], cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                "-m",
+                "services.common.cli",
+                "audit",
+                "replay",
+                "--incident",
+                incident_id,
+            ],
+            cwd=REPO,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert replay.returncode == 0, replay.stderr
         assert "encounter.reported" in replay.stdout and "notification.sent" in replay.stdout
         assert "4 sent, 0 failed" in replay.stdout
 
         as_json = subprocess.run(
             [sys.executable, "-m", "services.common.cli", "audit", "replay", "--json"],
-            cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=60)
+            cwd=REPO,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         doc = json.loads(as_json.stdout.splitlines()[0])
         # Replay folds the same events with the same code: exactly the live state.
         assert doc["state"] == status
@@ -98,12 +145,31 @@ def test_dev_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
         out = tmp_path / "export"
         export = subprocess.run(
             [sys.executable, "-m", "services.common.cli", "audit", "export", "--out", str(out)],
-            cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=60)
+            cwd=REPO,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert export.returncode == 0, export.stderr
         verify = subprocess.run(
-            [sys.executable, "-m", "services.common.cli", "audit", "verify", "--export",
-             str(out), "--key", key_line], cwd=REPO, env=cli_env, capture_output=True,
-            text=True, timeout=60)
+            [
+                sys.executable,
+                "-m",
+                "services.common.cli",
+                "audit",
+                "verify",
+                "--export",
+                str(out),
+                "--key",
+                key_line,
+            ],
+            cwd=REPO,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert verify.returncode == 0, verify.stdout + verify.stderr
     finally:
         proc.send_signal(signal.SIGINT)

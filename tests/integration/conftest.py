@@ -24,13 +24,15 @@ class Pipeline:
 
     async def report(self, body: dict, *, key: str = HAMLINE_KEY, **headers: str) -> httpx.Response:
         return await self.client.post(
-            "/api/v1/encounters", json=body,
+            "/api/v1/encounters",
+            json=body,
             headers={"Authorization": f"Bearer {key}", **headers},
         )
 
     async def incident(self, incident_id: str, *, key: str = HAMLINE_KEY) -> dict:
-        resp = await self.client.get(f"/api/v1/incidents/{incident_id}",
-                                     headers={"Authorization": f"Bearer {key}"})
+        resp = await self.client.get(
+            f"/api/v1/incidents/{incident_id}", headers={"Authorization": f"Bearer {key}"}
+        )
         assert resp.status_code == 200, resp.text
         return resp.json()
 
@@ -45,8 +47,9 @@ async def intake_client(settings: Settings, js: object) -> AsyncIterator[httpx.A
 
 
 @pytest.fixture
-async def pipeline(settings: Settings, js: object, intake_client: httpx.AsyncClient
-                   ) -> AsyncIterator[Pipeline]:
+async def pipeline(
+    settings: Settings, js: object, intake_client: httpx.AsyncClient
+) -> AsyncIterator[Pipeline]:
     """Intake (in-process ASGI), router and notifier on a real nats-server and real SMTP."""
     directory = load_directory(EXAMPLES)
     router = router_broker(settings, rules=load_rules(EXAMPLES), directory=directory)

@@ -41,36 +41,53 @@ def fast(settings: Settings, tmp_path: Path) -> Settings:
 async def client(fast: Settings, js: JetStreamContext) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(fast, directory=load_directory(fast.config_dir))
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://intake") as c:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://intake"
+        ) as c:
             yield c
 
 
 def cli(*args: str, fast: Settings) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DOORALERT_NATS_URL": fast.nats_url,
-           "DOORALERT_CONFIG_DIR": str(fast.config_dir), "DOORALERT_LOG_FORMAT": "json"}
-    return subprocess.run([sys.executable, "-m", "services.common.cli", *args], env=env,
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "DOORALERT_NATS_URL": fast.nats_url,
+        "DOORALERT_CONFIG_DIR": str(fast.config_dir),
+        "DOORALERT_LOG_FORMAT": "json",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "services.common.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 async def test_the_after_action_report_shows_acks_escalations_and_the_anchoring_checkpoint(
-        fast: Settings, js: JetStreamContext, client: httpx.AsyncClient, smtp: object) -> None:
+    fast: Settings, js: JetStreamContext, client: httpx.AsyncClient, smtp: object
+) -> None:
     brokers = await start_services(fast)
     try:
         resp = await client.post(
-            "/api/v1/encounters", json=report(location="Door 3 <gym>", notes=NOTES),
-            headers={"Authorization": f"Bearer {HAMLINE_KEY}"})
+            "/api/v1/encounters",
+            json=report(location="Door 3 <gym>", notes=NOTES),
+            headers={"Authorization": f"Bearer {HAMLINE_KEY}"},
+        )
         assert resp.status_code == 202, resp.text
         incident_id = str(resp.json()["incident_id"])
-        ack = await client.post(f"/api/v1/incidents/{incident_id}/ack",
-                                json={"token": token_for(fast, incident_id, "law", "law-dept")})
+        ack = await client.post(
+            f"/api/v1/incidents/{incident_id}/ack",
+            json={"token": token_for(fast, incident_id, "law", "law-dept")},
+        )
         assert ack.status_code == 202, ack.text
 
         async def escalated_and_delivered() -> bool:
             events = await read_incident(js, incident_id)
             return any(e.type == "escalation.raised" for e in events) and any(
                 e.type == "notification.sent" and e.data.contact_id == "chief-of-schools"
-                for e in events)
+                for e in events
+            )
 
         await eventually(escalated_and_delivered, timeout=15)
     finally:
@@ -85,8 +102,7 @@ async def test_the_after_action_report_shows_acks_escalations_and_the_anchoring_
     size = len(await read_messages(js))
     await run_ledger(Ledger(js, signer, origin=ORIGIN, every=1000, seconds=60), until_size=size)
 
-    md = cli("audit", "report", "--incident", incident_id, "--key", signer.verifier.line,
-             fast=fast)
+    md = cli("audit", "report", "--incident", incident_id, "--key", signer.verifier.line, fast=fast)
     assert md.returncode == 0, md.stderr
     text = md.stdout
     assert f"# After-action report: incident {incident_id}" in text
@@ -95,8 +111,11 @@ async def test_the_after_action_report_shows_acks_escalations_and_the_anchoring_
     assert "| Rules matched | any-encounter |" in text and "| Severity | high |" in text
     assert "| law | law-dept | Law Department (on call) | email | alert | 0 |" in text
     assert "delivered " in text
-    ack_row = next(line for line in text.splitlines()
-                   if line.startswith("| law | law-dept |") and "| api |" in line)
+    ack_row = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("| law | law-dept |") and "| api |" in line
+    )
     assert ack_row.split(" | ")[-1].strip(" |").endswith("s")  # the delay after notification
     esc = next(line for line in text.splitlines() if line.startswith("| 1 | deadline |"))
     assert "| safety |" in esc and "Chief of Schools (chief-of-schools)" in esc

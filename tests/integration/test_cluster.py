@@ -36,17 +36,20 @@ from services.router.rules import load_rules
 from tests.cluster_support import NatsCluster, move_leaders_off, stream_leader
 from tests.support import EXAMPLES, HAMLINE_KEY, SmtpServer, eventually, report
 
-BASE_RECIPIENTS = sorted([
-    "law-oncall@district.example",
-    "deputy-counsel@district.example",
-    "safety-desk@district.example",
-    "principal@hamline.district.example",
-])
+BASE_RECIPIENTS = sorted(
+    [
+        "law-oncall@district.example",
+        "deputy-counsel@district.example",
+        "safety-desk@district.example",
+        "principal@hamline.district.example",
+    ]
+)
 REPORTS = 30
 KILL_AFTER = 10  # accepted reports before the stream leader is killed
 SPACING = 0.05  # seconds between report starts: a burst that is still going at the kill
-NOTIFIER_ACK_WAIT = next(c.ack_wait for _, c in consumer_configs()
-                         if c.durable_name == "notifier") or 60.0
+NOTIFIER_ACK_WAIT = (
+    next(c.ack_wait for _, c in consumer_configs() if c.durable_name == "notifier") or 60.0
+)
 
 
 @pytest.fixture
@@ -77,8 +80,13 @@ async def probe(js: Any, stop: asyncio.Event, log: list[tuple[float, float, bool
         k += 1
         t0 = time.monotonic()
         try:
-            await js.publish(f"dooralert.probe.p{k}.probe", b"", stream=STREAM, timeout=0.5,
-                             headers={"Nats-Msg-Id": f"probe-{k}"})
+            await js.publish(
+                f"dooralert.probe.p{k}.probe",
+                b"",
+                stream=STREAM,
+                timeout=0.5,
+                headers={"Nats-Msg-Id": f"probe-{k}"},
+            )
             ok = True
         except Exception:  # noqa: BLE001 - any failure is part of the outage
             ok = False
@@ -102,9 +110,13 @@ async def test_pipeline_survives_killing_the_stream_leader(cluster, cluster_js, 
 
     settings = Settings(
         nats_url=cluster.url,  # comma-separated: all three nodes
-        config_dir=EXAMPLES, smtp_host="127.0.0.1", smtp_port=smtp.port,
+        config_dir=EXAMPLES,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp.port,
         secret_key="test-secret",  # type: ignore[arg-type]
-        retry_base_seconds=0.05, retry_max_seconds=0.5, max_attempts=4,
+        retry_base_seconds=0.05,
+        retry_max_seconds=0.5,
+        max_attempts=4,
     )
     assert settings.nats_url == cluster.urls
     directory = load_directory(EXAMPLES)
@@ -123,8 +135,11 @@ async def test_pipeline_survives_killing_the_stream_leader(cluster, cluster_js, 
         deadline = time.monotonic() + 40
         while True:
             t0 = time.monotonic()
-            resp = await client.post("/api/v1/encounters", json=body, headers={
-                "Authorization": f"Bearer {HAMLINE_KEY}", "Idempotency-Key": f"burst-{n}"})
+            resp = await client.post(
+                "/api/v1/encounters",
+                json=body,
+                headers={"Authorization": f"Bearer {HAMLINE_KEY}", "Idempotency-Key": f"burst-{n}"},
+            )
             attempts.append(Attempt(n, t0, time.monotonic(), resp.status_code))
             if resp.status_code == 202:
                 accepted[n] = resp.json()["incident_id"]
@@ -156,8 +171,9 @@ async def test_pipeline_survives_killing_the_stream_leader(cluster, cluster_js, 
     try:
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://intake",
-                                         timeout=60) as client:
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://intake", timeout=60
+            ) as client:
                 killer = asyncio.create_task(kill_leader_mid_burst())
                 senders = []
                 for n in range(REPORTS):
@@ -184,9 +200,13 @@ async def test_pipeline_survives_killing_the_stream_leader(cluster, cluster_js, 
                 # Usually within seconds of the new leader. But a notifier ack or nack sent
                 # while the `notifier` consumer has no leader is lost, and that message comes
                 # back only after the consumer's ack_wait (60 s): wait that long, never less.
-                await eventually(lambda: len(smtp.received) >= REPORTS * len(BASE_RECIPIENTS),
-                                 timeout=NOTIFIER_ACK_WAIT + 20, every=0.1)
+                await eventually(
+                    lambda: len(smtp.received) >= REPORTS * len(BASE_RECIPIENTS),
+                    timeout=NOTIFIER_ACK_WAIT + 20,
+                    every=0.1,
+                )
                 t_emails = time.monotonic()
+
                 # Every request recorded as sent, so no delivery is still in flight.
                 async def all_recorded() -> bool:
                     try:
@@ -194,15 +214,18 @@ async def test_pipeline_survives_killing_the_stream_leader(cluster, cluster_js, 
                     except Exception:  # noqa: BLE001 - the cluster may still be settling
                         return False
                     return sum(s.endswith(".notification.sent") for s in events) >= 4 * REPORTS
+
                 await eventually(all_recorded, timeout=30, every=0.5)
                 got = by_incident()
                 assert set(got) == incidents
                 assert all(sorted(r) == BASE_RECIPIENTS for r in got.values()), {
-                    i: r for i, r in got.items() if sorted(r) != BASE_RECIPIENTS}
+                    i: r for i, r in got.items() if sorted(r) != BASE_RECIPIENTS
+                }
 
                 # The log holds each event once.
-                messages = [m for m in await read_messages(js)
-                            if m.subject.split(".")[1] != "probe"]
+                messages = [
+                    m for m in await read_messages(js) if m.subject.split(".")[1] != "probe"
+                ]
                 ids = Counter(m.event().id for m in messages)
                 assert not [i for i, c in ids.items() if c > 1]
                 kinds = Counter(".".join(m.subject.split(".")[3:]) for m in messages)
@@ -265,11 +288,16 @@ def test_shipped_cluster_configs_are_valid_and_route_to_each_other() -> None:
     assert [c.name for c in confs] == ["node-a.conf", "node-b.conf", "node-c.conf"]
     nodes = {}
     for conf in confs:
-        check = subprocess.run([nats_server_binary(), "-c", str(conf), "-t"],
-                               capture_output=True, text=True, timeout=10)
+        check = subprocess.run(
+            [nats_server_binary(), "-c", str(conf), "-t"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         assert check.returncode == 0, check.stderr + check.stdout
         text = re.sub(r"#.*", "", conf.read_text())
-        cluster = text[text.index("cluster {"):]
+        cluster = text[text.index("cluster {") :]
+
         def find(pattern: str, where: str = text) -> str:
             found = re.search(pattern, where, re.M)
             assert found, f"{conf.name}: no {pattern}"

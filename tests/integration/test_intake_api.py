@@ -14,8 +14,9 @@ async def post(client, body=None, *, key=HAMLINE_KEY, content=None, headers=None
     h = {"Authorization": f"Bearer {key}"} if key else {}
     h.update(headers or {})
     if content is not None:
-        return await client.post("/api/v1/encounters", content=content,
-                                 headers={**h, "content-type": "application/json"})
+        return await client.post(
+            "/api/v1/encounters", content=content, headers={**h, "content-type": "application/json"}
+        )
     return await client.post("/api/v1/encounters", json=body, headers=h)
 
 
@@ -77,8 +78,7 @@ async def test_oversized_body_is_413(intake_client, js):
     await assert_no_events(js)
 
 
-@pytest.mark.parametrize("content", [b"not json", b"[1,2]", b"\xff\xfe", b"null", b"",
-                                     b"[" * 3000])
+@pytest.mark.parametrize("content", [b"not json", b"[1,2]", b"\xff\xfe", b"null", b"", b"[" * 3000])
 async def test_malformed_bodies_are_422_not_500(intake_client, js, content):
     resp = await post(intake_client, content=content)
     assert resp.status_code == 422, resp.text
@@ -96,8 +96,9 @@ async def test_a_wrong_key_cannot_probe_which_incidents_exist(intake_client, js)
     resp = await post(intake_client, report())
     real = resp.json()["incident_id"]
     for incident_id in (real, "no-such-incident"):
-        probe = await intake_client.get(f"/api/v1/incidents/{incident_id}",
-                                        headers={"Authorization": "Bearer nope"})
+        probe = await intake_client.get(
+            f"/api/v1/incidents/{incident_id}", headers={"Authorization": "Bearer nope"}
+        )
         assert probe.status_code == 401
 
 
@@ -126,14 +127,16 @@ async def test_incident_status_needs_the_key_of_its_school_or_the_link_token(int
     incident_id = resp.json()["incident_id"]
     url = f"/api/v1/incidents/{incident_id}"
     assert (await intake_client.get(url)).status_code == 401
-    assert (await intake_client.get(url, headers={"Authorization": f"Bearer {LINCOLN_KEY}"})
-            ).status_code == 403
+    assert (
+        await intake_client.get(url, headers={"Authorization": f"Bearer {LINCOLN_KEY}"})
+    ).status_code == 403
     assert (await intake_client.get(url + "?token=forged")).status_code == 401
     token_url = resp.json()["status_url"].split("http://127.0.0.1:8080")[1]
     ok = await intake_client.get(token_url)
     assert ok.status_code == 200 and ok.json()["incident_id"] == incident_id
-    missing = await intake_client.get("/api/v1/incidents/nope",
-                                      headers={"Authorization": f"Bearer {HAMLINE_KEY}"})
+    missing = await intake_client.get(
+        "/api/v1/incidents/nope", headers={"Authorization": f"Bearer {HAMLINE_KEY}"}
+    )
     assert missing.status_code == 404
 
 
@@ -141,8 +144,9 @@ async def sign_in(client, key=HAMLINE_KEY, school="hamline") -> str:  # type: ig
     """Sign in the way a browser does (CSRF token from the page); returns the form's token."""
     page = await client.get("/")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    resp = await client.post("/signin", data={"csrf_token": token, "school_id": school,
-                                               "intake_key": key})
+    resp = await client.post(
+        "/signin", data={"csrf_token": token, "school_id": school, "intake_key": key}
+    )
     assert resp.status_code == 303, resp.text
     page = await client.get("/")
     return re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
@@ -166,8 +170,13 @@ async def test_html_form_submits_to_the_same_handler_and_shows_the_incident(inta
 
 async def test_html_form_shows_field_errors_and_keeps_values(intake_client, js):
     csrf = await sign_in(intake_client)
-    form = {"csrf_token": csrf, "school_id": "hamline", "location": "Gym door",
-            "agent_count": "99", "submission_id": "form-2"}
+    form = {
+        "csrf_token": csrf,
+        "school_id": "hamline",
+        "location": "Gym door",
+        "agent_count": "99",
+        "submission_id": "form-2",
+    }
     resp = await intake_client.post("/report", data=form)
     assert resp.status_code == 422
     assert "Gym door" in resp.text and 'id="agent_count-error"' in resp.text
@@ -180,7 +189,8 @@ async def test_healthz(intake_client, js):
 
 
 async def test_concurrent_different_reports_under_one_idempotency_key_one_wins_one_is_409(
-        intake_client, js):
+    intake_client, js
+):
     import asyncio
 
     first, second = await asyncio.gather(

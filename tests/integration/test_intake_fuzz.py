@@ -33,17 +33,28 @@ def serve(tmp: Path) -> Iterator[str]:
     nats = NatsServer(store=tmp / "nats")
     nats.start()
     port = free_port()
-    settings = Settings(nats_url=nats.url, config_dir=EXAMPLES, secret_key="fuzz",  # type: ignore[arg-type]
-                        http_host="127.0.0.1", http_port=port, publish_retry_seconds=1.0)
+    settings = Settings(
+        nats_url=nats.url,
+        config_dir=EXAMPLES,
+        secret_key="fuzz",  # type: ignore[arg-type]
+        http_host="127.0.0.1",
+        http_port=port,
+        publish_retry_seconds=1.0,
+    )
     started, stop = threading.Event(), threading.Event()
 
     async def run() -> None:
         nc = await connect(nats.url, name="fuzz")
         await provision(nc.jetstream())
         await nc.close()
-        server = uvicorn.Server(uvicorn.Config(
-            create_app(settings, directory=load_directory(EXAMPLES)), host="127.0.0.1",
-            port=port, log_level="warning"))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings, directory=load_directory(EXAMPLES)),
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+            )
+        )
         task = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.02)
@@ -71,22 +82,33 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def incident(base: str) -> str:
-    resp = httpx.post(f"{base}/api/v1/encounters", json=report(),
-                      headers={"Authorization": f"Bearer {HAMLINE_KEY}"}, timeout=10)
+    resp = httpx.post(
+        f"{base}/api/v1/encounters",
+        json=report(),
+        headers={"Authorization": f"Bearer {HAMLINE_KEY}"},
+        timeout=10,
+    )
     assert resp.status_code == 202
     return str(resp.json()["incident_id"])
 
 
 def _operations(base: str) -> list[tuple[str, str]]:
     doc = httpx.get(f"{base}/openapi.json", timeout=10).json()
-    return [(method.upper(), path) for path, ops in doc["paths"].items()
-            if path.startswith("/api/") for method in ops]
+    return [
+        (method.upper(), path)
+        for path, ops in doc["paths"].items()
+        if path.startswith("/api/")
+        for method in ops
+    ]
 
 
 def test_api_operations_declare_request_bodies(base: str) -> None:
     doc = httpx.get(f"{base}/openapi.json", timeout=10).json()
-    for path in ("/api/v1/encounters", "/api/v1/incidents/{incident_id}/updates",
-                 "/api/v1/incidents/{incident_id}/ack"):
+    for path in (
+        "/api/v1/encounters",
+        "/api/v1/incidents/{incident_id}/updates",
+        "/api/v1/incidents/{incident_id}/ack",
+    ):
         body = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         assert body["schema"]["properties"], path
     assert "agency_stated" in str(doc["paths"]["/api/v1/encounters"])
@@ -102,22 +124,32 @@ def test_no_generated_request_gets_a_server_error(base: str, incident: str) -> N
         operation = schema[path][method]
         strategy = operation.as_strategy()
 
-        @hsettings(max_examples=MAX_EXAMPLES, deadline=None, database=None,
-                   suppress_health_check=list(HealthCheck))
+        @hsettings(
+            max_examples=MAX_EXAMPLES,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         @_given(strategy)
         def check(case) -> None:  # type: ignore[no-untyped-def]
-            if case.path_parameters and "incident_id" in case.path_parameters \
-                    and case.path_parameters["incident_id"] == "":
+            if (
+                case.path_parameters
+                and "incident_id" in case.path_parameters
+                and case.path_parameters["incident_id"] == ""
+            ):
                 return
             # Half the cases aim at a real incident, so the handlers past the look-up run.
             if case.path_parameters and hash(repr(case.body)) % 2 == 0:
                 case.path_parameters["incident_id"] = incident
-            resp = case.call(base_url=base, headers={"Authorization": f"Bearer {HAMLINE_KEY}"},
-                             timeout=10)
+            resp = case.call(
+                base_url=base, headers={"Authorization": f"Bearer {HAMLINE_KEY}"}, timeout=10
+            )
             calls.append(resp.status_code)
             if resp.status_code >= 500:
-                failures.append(f"{method} {path} -> {resp.status_code}: {resp.text[:200]} "
-                                f"body={case.body!r:.200}")
+                failures.append(
+                    f"{method} {path} -> {resp.status_code}: {resp.text[:200]} "
+                    f"body={case.body!r:.200}"
+                )
 
         check()
     assert failures == []

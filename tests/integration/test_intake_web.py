@@ -35,11 +35,13 @@ async def csrf_of(client: httpx.AsyncClient, path: str = "/") -> str:
     return match.group(1)
 
 
-async def sign_in(client: httpx.AsyncClient, key: str = HAMLINE_KEY, school: str = "hamline"
-                  ) -> str:
+async def sign_in(
+    client: httpx.AsyncClient, key: str = HAMLINE_KEY, school: str = "hamline"
+) -> str:
     token = await csrf_of(client)
-    resp = await client.post("/signin", data={"csrf_token": token, "school_id": school,
-                                               "intake_key": key})
+    resp = await client.post(
+        "/signin", data={"csrf_token": token, "school_id": school, "intake_key": key}
+    )
     assert resp.status_code == 303, resp.text
     return await csrf_of(client)
 
@@ -53,8 +55,9 @@ def app_client(settings: Settings) -> httpx.AsyncClient:
 async def web(settings: Settings, js: object) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, directory=load_directory(EXAMPLES))
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://intake") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://intake"
+        ) as client:
             yield client
 
 
@@ -76,10 +79,12 @@ async def test_form_asks_for_the_key_once_then_uses_a_signed_httponly_session(we
 async def test_sign_in_cookie_is_httponly_samesite_strict_with_an_expiry(settings, js):
     async with app_client(settings) as client:
         token = await csrf_of(client)
-        resp = await client.post("/signin", data={"csrf_token": token, "school_id": "hamline",
-                                                   "intake_key": HAMLINE_KEY})
-    cookie = next(c for c in resp.headers.get_list("set-cookie")
-                  if c.startswith(SESSION_COOKIE + "="))
+        resp = await client.post(
+            "/signin", data={"csrf_token": token, "school_id": "hamline", "intake_key": HAMLINE_KEY}
+        )
+    cookie = next(
+        c for c in resp.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE + "=")
+    )
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
     assert f"Max-Age={int(settings.session_lifetime_seconds)}" in cookie
 
@@ -87,8 +92,9 @@ async def test_sign_in_cookie_is_httponly_samesite_strict_with_an_expiry(setting
 async def test_wrong_key_or_key_of_another_school_does_not_sign_in(web, js):
     token = await csrf_of(web)
     for school, key in (("hamline", "guess"), ("hamline", LINCOLN_KEY)):
-        resp = await web.post("/signin", data={"csrf_token": token, "school_id": school,
-                                               "intake_key": key})
+        resp = await web.post(
+            "/signin", data={"csrf_token": token, "school_id": school, "intake_key": key}
+        )
         assert resp.status_code == 401 and "not recognised" in resp.text
 
 
@@ -96,16 +102,20 @@ async def test_report_needs_a_valid_csrf_token_and_records_nothing_without(web, 
     token = await sign_in(web)
     missing = await web.post("/report", data=form_of(submission_id="a"))
     assert missing.status_code == 403 and "expired" in missing.text
-    forged = await web.post("/report", data=form_of(submission_id="b",
-                                                    csrf_token=token[:-4] + "AAAA"))
+    forged = await web.post(
+        "/report", data=form_of(submission_id="b", csrf_token=token[:-4] + "AAAA")
+    )
     assert forged.status_code == 403
     # A token signed for another session (another device) is refused too.
     async with httpx.AsyncClient(transport=web._transport, base_url="http://intake") as other:
         other_token = await sign_in(other)
     crossed = await web.post("/report", data=form_of(submission_id="c", csrf_token=other_token))
     assert crossed.status_code == 403
-    cross_site = await web.post("/report", data=form_of(submission_id="d", csrf_token=token),
-                                headers={"Origin": "https://evil.example"})
+    cross_site = await web.post(
+        "/report",
+        data=form_of(submission_id="d", csrf_token=token),
+        headers={"Origin": "https://evil.example"},
+    )
     assert cross_site.status_code == 403
     assert await encounters(js) == []
     ok = await web.post("/report", data=form_of(submission_id="e", csrf_token=token))
@@ -120,8 +130,9 @@ async def test_expired_session_is_sent_to_sign_in_and_records_nothing(web, setti
     # The same session, its expiry in the past (signed with the real key: only time changed).
     from services.intake.security import decode_session
 
-    session = decode_session(settings.secret_key.get_secret_value(), sid_cookie,
-                             directory=load_directory(EXAMPLES))
+    session = decode_session(
+        settings.secret_key.get_secret_value(), sid_cookie, directory=load_directory(EXAMPLES)
+    )
     assert session is not None
     stale = Session(session.sid, session.school_id, session.key_id, int(time.time()) - 1)
     web.cookies.set(SESSION_COOKIE, encode_session(settings.secret_key.get_secret_value(), stale))
@@ -134,20 +145,23 @@ async def test_expired_session_is_sent_to_sign_in_and_records_nothing(web, setti
 
 async def test_a_session_cannot_read_or_post_for_another_school(web, js):
     await sign_in(web, LINCOLN_KEY, "lincoln-park")
-    created = await web.post("/api/v1/encounters", json=report(),
-                             headers={"Authorization": f"Bearer {HAMLINE_KEY}"})
+    created = await web.post(
+        "/api/v1/encounters", json=report(), headers={"Authorization": f"Bearer {HAMLINE_KEY}"}
+    )
     incident_id = created.json()["incident_id"]
     before = len(await encounters(js))
     token = await csrf_of(web)
-    posted = await web.post("/report", data=form_of(submission_id="y", csrf_token=token,
-                                                    school_id="hamline"))
+    posted = await web.post(
+        "/report", data=form_of(submission_id="y", csrf_token=token, school_id="hamline")
+    )
     assert posted.status_code == 403
     read = await web.get(f"/incidents/{incident_id}")
     assert read.status_code == 403 and "Front entrance" not in read.text
     live = await web.get(f"/incidents/{incident_id}/events")
     assert live.status_code == 403
-    follow = await web.post(f"/incidents/{incident_id}/followup",
-                            data={"csrf_token": token, "action": "resolve"})
+    follow = await web.post(
+        f"/incidents/{incident_id}/followup", data={"csrf_token": token, "action": "resolve"}
+    )
     assert follow.status_code == 403
     assert len(await encounters(js)) == before
 
@@ -159,16 +173,22 @@ async def test_follow_up_buttons_record_updates_for_own_school(web, js):
     incident_id = page_url.split("/")[2].split("?")[0]
     page = await web.get(page_url)
     assert 'value="agents_left"' in page.text and 'value="document"' in page.text
-    for action in ({"action": "agents_left"},
-                   {"action": "document", "document": "judicial_warrant",
-                    "signed_by_judge": "yes"},
-                   {"action": "resolve"}):
-        done = await web.post(f"/incidents/{incident_id}/followup",
-                              data={"csrf_token": token, **action})
+    for action in (
+        {"action": "agents_left"},
+        {"action": "document", "document": "judicial_warrant", "signed_by_judge": "yes"},
+        {"action": "resolve"},
+    ):
+        done = await web.post(
+            f"/incidents/{incident_id}/followup", data={"csrf_token": token, **action}
+        )
         assert done.status_code == 303, done.text
     types = [m.subject.rsplit(".", 2)[-2:] for m in await encounters(js)]
-    assert types == [["encounter", "reported"], ["encounter", "updated"],
-                     ["encounter", "updated"], ["incident", "resolved"]]
+    assert types == [
+        ["encounter", "reported"],
+        ["encounter", "updated"],
+        ["encounter", "updated"],
+        ["incident", "resolved"],
+    ]
     page = await web.get(page_url)
     assert "All clear" in page.text and "Judicial warrant" in page.text
 
@@ -176,12 +196,17 @@ async def test_follow_up_buttons_record_updates_for_own_school(web, js):
 async def test_rate_limits_answer_429_with_a_clear_message_and_record_nothing(settings, js):
     tight = settings.model_copy(update={"rate_limit_school_per_minute": 2})
     app = create_app(tight, directory=load_directory(EXAMPLES))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://intake"
+        ) as client,
+    ):
         auth = {"Authorization": f"Bearer {HAMLINE_KEY}"}
         for _ in range(2):
-            assert (await client.post("/api/v1/encounters", json=report(), headers=auth)
-                    ).status_code == 202
+            assert (
+                await client.post("/api/v1/encounters", json=report(), headers=auth)
+            ).status_code == 202
         over = await client.post("/api/v1/encounters", json=report(), headers=auth)
         assert over.status_code == 429 and int(over.headers["retry-after"]) >= 1
         assert "too many requests" in over.json()["error"] and "555 0100" in over.json()["error"]
@@ -189,8 +214,11 @@ async def test_rate_limits_answer_429_with_a_clear_message_and_record_nothing(se
         page = await client.post("/report", data=form_of(submission_id="z", csrf_token=token))
         assert page.status_code == 429 and "Wait" in page.text and "555 0100" in page.text
         # Another school is not held back by this one's limit.
-        other = await client.post("/api/v1/encounters", json=report(school_id="lincoln-park"),
-                                  headers={"Authorization": f"Bearer {LINCOLN_KEY}"})
+        other = await client.post(
+            "/api/v1/encounters",
+            json=report(school_id="lincoln-park"),
+            headers={"Authorization": f"Bearer {LINCOLN_KEY}"},
+        )
         assert other.status_code == 202
     assert len(await encounters(js)) == 3
 
@@ -199,9 +227,15 @@ async def test_sign_in_attempts_are_limited_per_client_address(settings, js):
     tight = settings.model_copy(update={"rate_limit_signin_per_minute": 3})
     async with app_client(tight) as client:
         token = await csrf_of(client)
-        codes = [(await client.post("/signin", data={"csrf_token": token, "school_id": "hamline",
-                                                      "intake_key": "guess"})).status_code
-                 for _ in range(4)]
+        codes = [
+            (
+                await client.post(
+                    "/signin",
+                    data={"csrf_token": token, "school_id": "hamline", "intake_key": "guess"},
+                )
+            ).status_code
+            for _ in range(4)
+        ]
     assert codes == [401, 401, 401, 429]
 
 
@@ -247,7 +281,8 @@ async def test_district_protocol_file_replaces_the_default_text(settings, js, tm
     for name in ("district.yaml", "rules.yaml"):
         (config / name).write_text((EXAMPLES / name).read_text())
     (config / "protocol.yaml").write_text(
-        "version: 1\ndocuments:\n  none:\n    en: Call the district counsel on the red phone.\n")
+        "version: 1\ndocuments:\n  none:\n    en: Call the district counsel on the red phone.\n"
+    )
     custom = settings.model_copy(update={"config_dir": config})
     async with app_client(custom) as client:
         await sign_in(client)

@@ -49,8 +49,9 @@ async def publish_reports(js: JetStreamContext, n: int) -> None:
     for i in range(n):
         now = utcnow()
         rep = EncounterReport.model_validate(report(agent_count=1 + i % 5)).at(now)
-        await publish_event(js, encounter_event(rep, incident_id=new_event_id(),
-                                                actor="staff-test", now=now))
+        await publish_event(
+            js, encounter_event(rep, incident_id=new_event_id(), actor="staff-test", now=now)
+        )
 
 
 async def sizes(js: JetStreamContext) -> list[int]:
@@ -77,8 +78,7 @@ async def test_ledger_signs_every_n_events_and_on_stop_and_the_export_verifies(
     js: JetStreamContext, signer: Signer, tmp_path: Path
 ) -> None:
     await publish_reports(js, 12)
-    ledger = Ledger(js, signer, origin=ORIGIN, every=5, seconds=60,
-                    out_dir=tmp_path / "outside")
+    ledger = Ledger(js, signer, origin=ORIGIN, every=5, seconds=60, out_dir=tmp_path / "outside")
     await run_ledger(ledger, until_size=12)
     assert await sizes(js) == [5, 10, 12]  # every 5, then what was left on a clean stop
 
@@ -120,8 +120,7 @@ async def test_restart_resumes_from_the_last_checkpoint_without_rereading_the_lo
     js: JetStreamContext, signer: Signer
 ) -> None:
     await publish_reports(js, 9)
-    await run_ledger(Ledger(js, signer, origin=ORIGIN, every=4, seconds=60),
-                     until_size=9)
+    await run_ledger(Ledger(js, signer, origin=ORIGIN, every=4, seconds=60), until_size=9)
     await publish_reports(js, 4)
 
     again = Ledger(js, signer, origin=ORIGIN, every=4, seconds=60)
@@ -156,8 +155,7 @@ async def test_online_verify_reports_events_after_the_last_checkpoint_as_unancho
     js: JetStreamContext, signer: Signer
 ) -> None:
     await publish_reports(js, 4)
-    await run_ledger(Ledger(js, signer, origin=ORIGIN, every=2, seconds=60),
-                     until_size=4)
+    await run_ledger(Ledger(js, signer, origin=ORIGIN, every=2, seconds=60), until_size=4)
     await publish_reports(js, 2)
     result = await verify_stream(js, signer.verifier)
     assert result.ok, result.render()
@@ -220,8 +218,9 @@ def test_the_untouched_export_verifies(built: tuple[Path, Signer]) -> None:
     assert result.ok and result.anchored == 12, result.render()
 
 
-def test_one_changed_payload_byte_is_detected_between_two_checkpoints(copy: Path,
-                                                                        built: tuple) -> None:
+def test_one_changed_payload_byte_is_detected_between_two_checkpoints(
+    copy: Path, built: tuple
+) -> None:
     rows = lines(copy)
     obj = json.loads(rows[6])  # seq 7
     data = bytearray(base64.b64decode(obj["data"]))
@@ -246,16 +245,16 @@ def test_two_swapped_events_are_detected(copy: Path, built: tuple) -> None:
     failed(verify_export(copy, built[1].verifier), "expected seq 3, found seq 4")
 
 
-def test_two_swapped_payloads_with_renumbered_sequences_are_detected(copy: Path,
-                                                                     built: tuple) -> None:
+def test_two_swapped_payloads_with_renumbered_sequences_are_detected(
+    copy: Path, built: tuple
+) -> None:
     rows = [json.loads(r) for r in lines(copy)]
     rows[2]["data"], rows[3]["data"] = rows[3]["data"], rows[2]["data"]
     write_lines(copy, [json.dumps(r) for r in rows])
     failed(verify_export(copy, built[1].verifier), "checkpoint #1 (size 5)", "1..5")
 
 
-def test_a_truncated_tail_is_detected_against_the_last_checkpoint(copy: Path,
-                                                                  built: tuple) -> None:
+def test_a_truncated_tail_is_detected_against_the_last_checkpoint(copy: Path, built: tuple) -> None:
     write_lines(copy, lines(copy)[:9])
     failed(verify_export(copy, built[1].verifier), "seq 10..", "truncated")
 
@@ -302,26 +301,42 @@ def test_a_corrupt_export_line_is_named(copy: Path, built: tuple) -> None:
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.common.cli", *args], env=env,
-                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "services.common.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 async def test_operator_generates_a_key_serves_exports_and_verifies_from_the_cli(
     js: JetStreamContext, nats_server: NatsServer, tmp_path: Path
 ) -> None:
     key = tmp_path / "log.key"
-    env = {**os.environ, "DOORALERT_NATS_URL": nats_server.url, "DOORALERT_LOG_FORMAT": "json",
-           "DOORALERT_LOG_KEY_FILE": str(key), "DOORALERT_LOG_ORIGIN": ORIGIN,
-           "DOORALERT_CHECKPOINT_EVERY": "3", "DOORALERT_CHECKPOINT_SECONDS": "60"}
+    env = {
+        **os.environ,
+        "DOORALERT_NATS_URL": nats_server.url,
+        "DOORALERT_LOG_FORMAT": "json",
+        "DOORALERT_LOG_KEY_FILE": str(key),
+        "DOORALERT_LOG_ORIGIN": ORIGIN,
+        "DOORALERT_CHECKPOINT_EVERY": "3",
+        "DOORALERT_CHECKPOINT_SECONDS": "60",
+    }
     gen = cli("keys", "generate", "--name", ORIGIN, "--out", str(key), env=env)
     assert gen.returncode == 0, gen.stderr
     verifier_line = gen.stdout.strip()
     assert oct(key.stat().st_mode & 0o777) == "0o600"
 
     await publish_reports(js, 7)
-    serve = subprocess.Popen([sys.executable, "-m", "services.common.cli", "audit", "serve"],
-                             env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "services.common.cli", "audit", "serve"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         await eventually(lambda: has_checkpoint(js, 6), timeout=20)
     finally:

@@ -35,17 +35,31 @@ class ConfiguredNatsServer(NatsServer):
 
     config: Path = CONFIG
     passwords: dict[str, str] = field(
-        default_factory=lambda: {u: f"pw-{u}-{os.getpid()}" for u in USERS})
+        default_factory=lambda: {u: f"pw-{u}-{os.getpid()}" for u in USERS}
+    )
 
     def start(self) -> None:
         from services.common.dev import nats_server_binary
 
-        env = {**os.environ, **{f"DOORALERT_NATS_{u.upper()}_PASSWORD": p
-                                for u, p in self.passwords.items()}}
+        env = {
+            **os.environ,
+            **{f"DOORALERT_NATS_{u.upper()}_PASSWORD": p for u, p in self.passwords.items()},
+        }
         self.proc = subprocess.Popen(
-            [nats_server_binary(), "-c", str(self.config), "-a", "127.0.0.1",
-             "-p", str(self.port), "-sd", str(self.store)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                nats_server_binary(),
+                "-c",
+                str(self.config),
+                "-a",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-sd",
+                str(self.store),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -98,8 +112,9 @@ async def connect(secured: ConfiguredNatsServer) -> AsyncIterator:  # type: igno
         async def on_error(exc: Exception) -> None:
             errors.append(str(exc))
 
-        nc = await nats.connect(secured.url_for(user), error_cb=on_error,
-                                allow_reconnect=False, name=f"test-{user}")
+        nc = await nats.connect(
+            secured.url_for(user), error_cb=on_error, allow_reconnect=False, name=f"test-{user}"
+        )
         conn = Conn(nc, errors)
         conns.append(conn)
         return conn
@@ -117,25 +132,42 @@ def subj(event_type: str, school: str = "hamline", incident: str = "inc-1") -> s
 
 async def test_wrong_password_is_refused(secured: ConfiguredNatsServer) -> None:
     with pytest.raises(Exception):
-        await nats.connect(f"nats://intake:wrong@127.0.0.1:{secured.port}",
-                           allow_reconnect=False, max_reconnect_attempts=0)
+        await nats.connect(
+            f"nats://intake:wrong@127.0.0.1:{secured.port}",
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+        )
 
 
 async def test_each_service_publishes_only_its_own_event_types(connect) -> None:  # type: ignore[no-untyped-def]
     allowed = {
-        "intake": ["encounter.reported", "encounter.updated", "incident.acknowledged",
-                   "incident.resolved"],
-        "router": ["escalation.decided", "escalation.raised", "notification.requested",
-                   "pattern.detected", "message.dead_lettered"],
-        "notifier": ["notification.sent", "notification.failed", "notification.requested",
-                     "message.dead_lettered"],
+        "intake": [
+            "encounter.reported",
+            "encounter.updated",
+            "incident.acknowledged",
+            "incident.resolved",
+        ],
+        "router": [
+            "escalation.decided",
+            "escalation.raised",
+            "notification.requested",
+            "pattern.detected",
+            "message.dead_lettered",
+        ],
+        "notifier": [
+            "notification.sent",
+            "notification.failed",
+            "notification.requested",
+            "message.dead_lettered",
+        ],
     }
     everything = {t for types in allowed.values() for t in types}
     for user, types in allowed.items():
         conn = await connect(user)
         for i, event_type in enumerate(types):
-            ack = await conn.js.publish(subj(event_type, incident=f"{user}-{i}"), b"{}",
-                                        timeout=2.0)
+            ack = await conn.js.publish(
+                subj(event_type, incident=f"{user}-{i}"), b"{}", timeout=2.0
+            )
             assert ack.stream == "DOORALERT"
         for event_type in sorted(everything - set(types))[:3]:
             assert await conn.refused(subj(event_type)), (user, event_type)
@@ -159,16 +191,22 @@ async def test_auditor_reads_the_log_but_cannot_write_or_reconfigure(connect) ->
         raise AssertionError(auditor.errors)
     assert [m.subject for m in stored] == [subj("encounter.reported")]
     assert (await auditor.js.stream_info("DOORALERT")).state.messages == 1
-    for subject in (subj("encounter.reported"), subj("incident.resolved"),
-                    "dooralert_checkpoints.demo", "dooralert_timers.x"):
+    for subject in (
+        subj("encounter.reported"),
+        subj("incident.resolved"),
+        "dooralert_checkpoints.demo",
+        "dooralert_timers.x",
+    ):
         assert await auditor.refused(subject), subject
     for attempt in (
         auditor.js.add_stream(StreamConfig(name="COPY", subjects=["copy.>"])),
         auditor.js.delete_stream("DOORALERT"),
         # A named or durable consumer could replace a service's: only throwaway ones.
         auditor.js.add_consumer("DOORALERT", ConsumerConfig(durable_name="router")),
-        auditor.js.add_consumer("DOORALERT", ConsumerConfig(
-            name="router", durable_name="router", filter_subject="dooralert.>")),
+        auditor.js.add_consumer(
+            "DOORALERT",
+            ConsumerConfig(name="router", durable_name="router", filter_subject="dooralert.>"),
+        ),
         auditor.js.delete_consumer("DOORALERT", "router"),
     ):
         with pytest.raises(Exception):
@@ -177,31 +215,52 @@ async def test_auditor_reads_the_log_but_cannot_write_or_reconfigure(connect) ->
     assert (await admin.js.stream_info("DOORALERT")).state.messages == 1
 
 
-async def test_the_services_run_under_their_own_users(secured, connect, smtp,  # type: ignore[no-untyped-def]
-                                                     tmp_path: Path) -> None:
+async def test_the_services_run_under_their_own_users(
+    secured,
+    connect,
+    smtp,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     await connect("admin")  # provisions
-    base = Settings(config_dir=EXAMPLES, smtp_host="127.0.0.1", smtp_port=smtp.port,
-                    secret_key="test-secret",  # type: ignore[arg-type]
-                    retry_base_seconds=0.05, retry_max_seconds=0.5, max_attempts=4)
+    base = Settings(
+        config_dir=EXAMPLES,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp.port,
+        secret_key="test-secret",  # type: ignore[arg-type]
+        retry_base_seconds=0.05,
+        retry_max_seconds=0.5,
+        max_attempts=4,
+    )
     directory = load_directory(EXAMPLES)
-    as_user = {u: base.model_copy(update={"nats_url": secured.url_for(u)})
-               for u in ("intake", "router", "notifier")}
+    as_user = {
+        u: base.model_copy(update={"nats_url": secured.url_for(u)})
+        for u in ("intake", "router", "notifier")
+    }
     router = router_broker(as_user["router"], rules=load_rules(EXAMPLES), directory=directory)
     notifier = notifier_broker(as_user["notifier"], directory=directory)
     app = create_app(as_user["intake"], directory=directory)
     await router.start()
     await notifier.start()
     try:
-        async with app.router.lifespan_context(app), httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://intake") as client:
-            resp = await client.post("/api/v1/encounters", json=report(),
-                                     headers={"Authorization": f"Bearer {HAMLINE_KEY}"})
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://intake"
+            ) as client,
+        ):
+            resp = await client.post(
+                "/api/v1/encounters",
+                json=report(),
+                headers={"Authorization": f"Bearer {HAMLINE_KEY}"},
+            )
             assert resp.status_code == 202, resp.text
             incident_id = resp.json()["incident_id"]
 
             async def delivered() -> bool:
-                got = await client.get(f"/api/v1/incidents/{incident_id}",
-                                       headers={"Authorization": f"Bearer {HAMLINE_KEY}"})
+                got = await client.get(
+                    f"/api/v1/incidents/{incident_id}",
+                    headers={"Authorization": f"Bearer {HAMLINE_KEY}"},
+                )
                 notes = got.json()["notifications"]
                 return bool(notes) and all(n["status"] == "sent" for n in notes)
 

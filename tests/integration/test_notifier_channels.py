@@ -34,8 +34,9 @@ async def webhook() -> AsyncIterator[WebhookServer]:
 
 
 @pytest.fixture
-async def notifier(settings: Settings, js: Any, webhook: WebhookServer, tmp_path: Path
-                   ) -> AsyncIterator[Any]:
+async def notifier(
+    settings: Settings, js: Any, webhook: WebhookServer, tmp_path: Path
+) -> AsyncIterator[Any]:
     directory = test_directory(tmp_path, webhook.base)
     broker, service = build_notifier(settings, directory=directory)
     await broker.start()
@@ -72,8 +73,9 @@ async def test_421_then_451_then_success_sends_exactly_one_email(notifier, js, s
 
 
 async def test_550_falls_back_to_the_contacts_signed_webhook(notifier, js, smtp, webhook):
-    smtp.handler.reply_for = lambda rcpts: "550 5.1.1 mailbox unavailable" \
-        if "law@district.example" in rcpts else None
+    smtp.handler.reply_for = lambda rcpts: (
+        "550 5.1.1 mailbox unavailable" if "law@district.example" in rcpts else None
+    )
     req = request("inc-fallback", "law-dept")
     await start(js, "inc-fallback", req)
     await eventually(lambda: webhook.ok("/law"))
@@ -98,8 +100,9 @@ async def test_550_falls_back_to_the_contacts_signed_webhook(notifier, js, smtp,
 
 
 async def test_contact_unreachable_when_every_channel_fails(notifier, js, smtp, webhook):
-    smtp.handler.reply_for = lambda rcpts: "550 5.1.1 no such user" \
-        if "safety@district.example" in rcpts else None
+    smtp.handler.reply_for = lambda rcpts: (
+        "550 5.1.1 no such user" if "safety@district.example" in rcpts else None
+    )
     webhook.status["/safety"] = [404]
     await start(js, "inc-unreach", request("inc-unreach", "safety-office", role="safety"))
 
@@ -118,8 +121,7 @@ async def test_contact_unreachable_when_every_channel_fails(notifier, js, smtp, 
 
 async def test_webhook_5xx_is_retried_then_delivered_once(notifier, js, webhook):
     webhook.status["/hook-only"] = [503, 200]
-    await start(js, "inc-hook", request("inc-hook", "hook-only", role="safety",
-                                        channel="webhook"))
+    await start(js, "inc-hook", request("inc-hook", "hook-only", role="safety", channel="webhook"))
     await eventually(lambda: events_of(js, "inc-hook", "notification.sent"))
     failed = await events_of(js, "inc-hook", "notification.failed")
     assert len(failed) == 1 and not failed[0].data.permanent  # type: ignore[attr-defined]
@@ -129,8 +131,9 @@ async def test_webhook_5xx_is_retried_then_delivered_once(notifier, js, webhook)
 
 async def test_webhook_with_wrong_secret_is_refused_and_unreachable(notifier, js, webhook):
     webhook.secret = "not-the-notifiers-secret"
-    await start(js, "inc-badsig", request("inc-badsig", "hook-only", role="safety",
-                                          channel="webhook"))
+    await start(
+        js, "inc-badsig", request("inc-badsig", "hook-only", role="safety", channel="webhook")
+    )
     failed = await eventually(lambda: events_of(js, "inc-badsig", "notification.failed"))
     assert failed[0].data.reason.startswith("HTTP 401")  # type: ignore[attr-defined]
     assert failed[0].data.contact_unreachable is True  # type: ignore[attr-defined]
@@ -163,17 +166,23 @@ async def test_a_hanging_recipient_does_not_delay_the_others(js, nats_server, we
     slow_smtp = SmtpServer()
     slow_smtp.handler = SlowHandler("slow@district.example", 5.0)
     slow_smtp.start()
-    settings = Settings(nats_url=nats_server.url, smtp_host="127.0.0.1", smtp_port=slow_smtp.port,
-                        secret_key="test-secret", smtp_timeout=20.0,  # type: ignore[arg-type]
-                        retry_base_seconds=0.05, retry_max_seconds=0.5, max_attempts=4)
+    settings = Settings(
+        nats_url=nats_server.url,
+        smtp_host="127.0.0.1",
+        smtp_port=slow_smtp.port,
+        secret_key="test-secret",
+        smtp_timeout=20.0,  # type: ignore[arg-type]
+        retry_base_seconds=0.05,
+        retry_max_seconds=0.5,
+        max_attempts=4,
+    )
     broker, service = build_notifier(settings, directory=test_directory(tmp_path, webhook.base))
     await broker.start()
     try:
         await start(js, "inc-slow", request("inc-slow", "slow-contact", role="safety"))
         await asyncio.sleep(0.3)  # the slow send is in progress
         t0 = time.monotonic()
-        others = [("chief", "leadership"), ("principal-hamline", "principal"),
-                  ("law-dept", "law")]
+        others = [("chief", "leadership"), ("principal-hamline", "principal"), ("law-dept", "law")]
         for cid, role in others:
             await publish_event(js, request("inc-slow", cid, role=role))
         await eventually(lambda: len(slow_smtp.received) == 3, timeout=6)
@@ -189,10 +198,16 @@ async def test_a_hanging_recipient_does_not_delay_the_others(js, nats_server, we
 
 async def test_max_deliveries_advisory_becomes_a_dead_letter_event(notifier, js):
     # A consumer with max_deliver=2 that never acks: the server gives up and advises.
-    await js.add_consumer(STREAM, ConsumerConfig(
-        durable_name="flaky", filter_subject="dooralert.*.inc-dead.encounter.reported",
-        ack_policy=AckPolicy.EXPLICIT,
-        max_deliver=2, ack_wait=0.3))
+    await js.add_consumer(
+        STREAM,
+        ConsumerConfig(
+            durable_name="flaky",
+            filter_subject="dooralert.*.inc-dead.encounter.reported",
+            ack_policy=AckPolicy.EXPLICIT,
+            max_deliver=2,
+            ack_wait=0.3,
+        ),
+    )
     await publish_event(js, encounter("inc-dead"))
     psub = await js.pull_subscribe_bind("flaky", stream=STREAM)
     deliveries = 0
@@ -230,7 +245,8 @@ async def test_apprise_target_gets_the_plain_text_alert(notifier, js, webhook):
 
 
 async def test_failing_apprise_target_is_retried_then_falls_back_to_email(
-        notifier, js, webhook, smtp):
+    notifier, js, webhook, smtp
+):
     webhook.status["/apprise"] = [500]
     req = request("inc-apprise-down", "chat-room", role="leadership", channel="apprise")
     await start(js, "inc-apprise-down", req)

@@ -30,25 +30,44 @@ CONTACTS = [("law-dept", "law"), ("safety-office", "safety"), ("principal-hamlin
 
 
 def spawn(nats_url: str, smtp_port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ,
-           "DOORALERT_NATS_URL": nats_url, "DOORALERT_SMTP_HOST": "127.0.0.1",
-           "DOORALERT_SMTP_PORT": str(smtp_port), "DOORALERT_CONFIG_DIR": str(EXAMPLES),
-           "DOORALERT_SECRET_KEY": "test-secret", "DOORALERT_LOG_LEVEL": "warning",
-           "DOORALERT_RETRY_BASE_SECONDS": "0.05", "DOORALERT_RETRY_MAX_SECONDS": "0.5"}
-    return subprocess.Popen([sys.executable, "-m", "services.common.cli", "notifier"],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "DOORALERT_NATS_URL": nats_url,
+        "DOORALERT_SMTP_HOST": "127.0.0.1",
+        "DOORALERT_SMTP_PORT": str(smtp_port),
+        "DOORALERT_CONFIG_DIR": str(EXAMPLES),
+        "DOORALERT_SECRET_KEY": "test-secret",
+        "DOORALERT_LOG_LEVEL": "warning",
+        "DOORALERT_RETRY_BASE_SECONDS": "0.05",
+        "DOORALERT_RETRY_MAX_SECONDS": "0.5",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.common.cli", "notifier"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 async def test_sigkill_mid_burst_loses_no_alert_and_duplicates_at_most_in_flight(
-        js: Any, nats_server: Any, smtp: Any) -> None:
+    js: Any, nats_server: Any, smtp: Any
+) -> None:
     # Test-only: a short ack_wait so messages held by the killed process come back in seconds
     # instead of the production 60 s. Everything else is the provisioned consumer.
     await js.delete_consumer(STREAM, "notifier")
-    await js.add_consumer(STREAM, ConsumerConfig(
-        durable_name="notifier", filter_subject=f"{SUBJECT_PREFIX}.*.*.notification.requested",
-        ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, ack_wait=2.0,
-        max_deliver=100, max_ack_pending=1000))
+    await js.add_consumer(
+        STREAM,
+        ConsumerConfig(
+            durable_name="notifier",
+            filter_subject=f"{SUBJECT_PREFIX}.*.*.notification.requested",
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=2.0,
+            max_deliver=100,
+            max_ack_pending=1000,
+        ),
+    )
     t0 = time.monotonic()
     expected = INCIDENTS * len(CONTACTS)
     for i in range(INCIDENTS):
@@ -82,11 +101,14 @@ async def test_sigkill_mid_burst_loses_no_alert_and_duplicates_at_most_in_flight
     counts = Counter(m.message["Message-ID"] for m in smtp.received)
     duplicates = sum(n - 1 for n in counts.values())
     per_recipient = Counter(r for m in smtp.received for r in m.rcpt)
-    print(f"\ncrash burst: {INCIDENTS} incidents x {len(CONTACTS)} recipients = {expected} "
-          f"alerts; published in {published:.1f}s; killed at {at_kill} received; "
-          f"{crashes} crash(es); {len(smtp.received)} emails received, {len(counts)} unique, "
-          f"{duplicates} duplicate(s); total {elapsed:.1f}s")
+    print(
+        f"\ncrash burst: {INCIDENTS} incidents x {len(CONTACTS)} recipients = {expected} "
+        f"alerts; published in {published:.1f}s; killed at {at_kill} received; "
+        f"{crashes} crash(es); {len(smtp.received)} emails received, {len(counts)} unique, "
+        f"{duplicates} duplicate(s); total {elapsed:.1f}s"
+    )
     assert len(counts) == expected
-    assert all(per_recipient[addr] >= INCIDENTS for addr in per_recipient) and \
-        len(per_recipient) == len(CONTACTS)
+    assert all(per_recipient[addr] >= INCIDENTS for addr in per_recipient) and len(
+        per_recipient
+    ) == len(CONTACTS)
     assert duplicates <= crashes * WORKERS

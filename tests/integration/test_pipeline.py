@@ -47,8 +47,11 @@ async def test_report_emails_law_safety_and_principal_and_status_shows_sent(pipe
 
     async def all_sent():
         state = await pipeline.incident(incident_id)
-        return state if state["notifications"] and all(
-            n["status"] == "sent" for n in state["notifications"]) else None
+        return (
+            state
+            if state["notifications"] and all(n["status"] == "sent" for n in state["notifications"])
+            else None
+        )
 
     state = await eventually(all_sent)
     assert {(n["role"], n["contact_id"], n["channel"]) for n in state["notifications"]} == {
@@ -100,11 +103,11 @@ async def test_transient_smtp_errors_are_retried_and_deliver_once(pipeline, smtp
     assert len(smtp.received) == 4  # no duplicate after the retries
 
 
-async def test_permanent_smtp_error_fails_that_contact_and_escalates_to_its_backup(
-        pipeline, smtp):
-    smtp.handler.reply_for = (
-        lambda rcpts: "550 5.1.1 <safety-desk@district.example> mailbox unavailable"
-        if "safety-desk@district.example" in rcpts else None
+async def test_permanent_smtp_error_fails_that_contact_and_escalates_to_its_backup(pipeline, smtp):
+    smtp.handler.reply_for = lambda rcpts: (
+        "550 5.1.1 <safety-desk@district.example> mailbox unavailable"
+        if "safety-desk@district.example" in rcpts
+        else None
     )
     resp = await pipeline.report(report())
     incident_id = resp.json()["incident_id"]
@@ -115,15 +118,20 @@ async def test_permanent_smtp_error_fails_that_contact_and_escalates_to_its_back
     async def settled():
         state = await pipeline.incident(incident_id)
         statuses = {n["contact_id"]: n for n in state["notifications"]}
-        return state if statuses.get("safety-office", {}).get("status") == "failed" and \
-            sum(n["status"] == "sent" for n in statuses.values()) == 4 else None
+        return (
+            state
+            if statuses.get("safety-office", {}).get("status") == "failed"
+            and sum(n["status"] == "sent" for n in statuses.values()) == 4
+            else None
+        )
 
     state = await eventually(settled)
     failed = next(n for n in state["notifications"] if n["contact_id"] == "safety-office")
     assert failed["last_error"].startswith("550") and "@" not in failed["last_error"]
     [escalation] = state["escalations"]
     assert escalation["reason"] == "unreachable" and escalation["contact_ids"] == [
-        "chief-of-schools"]
+        "chief-of-schools"
+    ]
     assert escalation["missing_roles"] == ["safety"]
 
 
@@ -152,7 +160,8 @@ async def test_redelivered_request_sends_no_second_email(pipeline, smtp):
 async def test_poison_message_is_set_aside_and_the_consumer_keeps_going(pipeline, smtp):
     await pipeline.js.publish("dooralert.hamline.x1.notification.requested", b"{not json")
     await pipeline.js.publish(
-        "dooralert.hamline.x2.encounter.reported", json.dumps({"type": "nope"}).encode())
+        "dooralert.hamline.x2.encounter.reported", json.dumps({"type": "nope"}).encode()
+    )
     resp = await pipeline.report(report())
     assert resp.status_code == 202
     await eventually(lambda: len(smtp.received) == 4)
@@ -169,12 +178,27 @@ async def test_poison_message_is_set_aside_and_the_consumer_keeps_going(pipeline
 async def test_request_for_unknown_contact_fails_permanently(pipeline, smtp):
     now = datetime.now(UTC)
     nid = derive_id("x", "ghost")
-    await publish_event(pipeline.js, NotificationRequested(
-        id=new_event_id(), source="router", incident_id="ghost-incident", school_id="hamline",
-        occurred_at=now, recorded_at=now, correlation_id="ghost-incident", actor="system",
-        data=NotificationRequestedData(notification_id=nid, role="law", contact_id="nobody",
-                                       channel="email", severity="high", routes=[]),
-    ))
+    await publish_event(
+        pipeline.js,
+        NotificationRequested(
+            id=new_event_id(),
+            source="router",
+            incident_id="ghost-incident",
+            school_id="hamline",
+            occurred_at=now,
+            recorded_at=now,
+            correlation_id="ghost-incident",
+            actor="system",
+            data=NotificationRequestedData(
+                notification_id=nid,
+                role="law",
+                contact_id="nobody",
+                channel="email",
+                severity="high",
+                routes=[],
+            ),
+        ),
+    )
     events = await eventually(lambda: _settled(pipeline, "ghost-incident", failed_permanent=1))
     failed = next(e for e in events if e.type == "notification.failed")
     assert "nobody" in failed.data.reason
@@ -183,8 +207,13 @@ async def test_request_for_unknown_contact_fails_permanently(pipeline, smtp):
 async def _settled(pipeline, incident_id, *, sent=0, failed_transient=0, failed_permanent=0):
     events = await read_incident(pipeline.js, incident_id)
     n_sent = sum(e.type == "notification.sent" for e in events)
-    n_tf = len({e.data.notification_id for e in events
-                if e.type == "notification.failed" and not e.data.permanent})
+    n_tf = len(
+        {
+            e.data.notification_id
+            for e in events
+            if e.type == "notification.failed" and not e.data.permanent
+        }
+    )
     n_pf = sum(e.type == "notification.failed" and e.data.permanent for e in events)
     ok = n_sent >= sent and n_tf >= failed_transient and n_pf >= failed_permanent
     return events if ok else None

@@ -25,8 +25,15 @@ async def test_provision_is_idempotent_and_sets_the_contract(nats_server):
 async def test_provision_refuses_to_weaken_an_existing_stream(nats_server):
     nc = await connect(nats_server.url, name="t")
     js = nc.jetstream()
-    await js.add_stream(StreamConfig(name=STREAM, subjects=["dooralert.>"], deny_delete=True,
-                                     deny_purge=True, duplicate_window=7200))
+    await js.add_stream(
+        StreamConfig(
+            name=STREAM,
+            subjects=["dooralert.>"],
+            deny_delete=True,
+            deny_purge=True,
+            duplicate_window=7200,
+        )
+    )
     with pytest.raises(ProvisionError, match="duplicate_window would shrink"):
         await provision(js)
     assert (await js.stream_info(STREAM)).config.duplicate_window == 7200

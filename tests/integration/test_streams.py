@@ -17,8 +17,9 @@ async def put(js, n: int, start: int = 0) -> None:  # type: ignore[no-untyped-de
 async def test_a_tail_returns_each_message_once_in_order_and_only_its_subjects(js):
     await put(js, 3)
     await js.publish("dooralert.hamline.inc-0.notification.sent", b"y", stream=STREAM)
-    tail = StreamTail(js, ["dooralert.*.*.encounter.reported"],
-                      since=datetime.now(UTC) - timedelta(minutes=5))
+    tail = StreamTail(
+        js, ["dooralert.*.*.encounter.reported"], since=datetime.now(UTC) - timedelta(minutes=5)
+    )
     first = await tail.read_new()
     assert [m.subject.split(".")[2] for m in first] == ["inc-0", "inc-1", "inc-2"]
     assert await tail.read_new() == []
@@ -29,16 +30,18 @@ async def test_a_tail_returns_each_message_once_in_order_and_only_its_subjects(j
 
 async def test_a_tail_whose_consumer_vanished_says_so_instead_of_missing_messages(js):
     await put(js, 2)
-    tail = StreamTail(js, ["dooralert.*.*.encounter.reported"],
-                      since=datetime.now(UTC) - timedelta(minutes=5))
+    tail = StreamTail(
+        js, ["dooralert.*.*.encounter.reported"], since=datetime.now(UTC) - timedelta(minutes=5)
+    )
     await tail.read_new()
     name = (await tail._psub.consumer_info()).name  # type: ignore[union-attr]
     await js.delete_consumer(STREAM, name)
     await put(js, 1, start=2)
     with pytest.raises(TailReset):
         await tail.read_new()
-    fresh = StreamTail(js, ["dooralert.*.*.encounter.reported"],
-                       since=datetime.now(UTC) - timedelta(minutes=5))
+    fresh = StreamTail(
+        js, ["dooralert.*.*.encounter.reported"], since=datetime.now(UTC) - timedelta(minutes=5)
+    )
     assert len(await fresh.read_new()) == 3
     await fresh.close()
 

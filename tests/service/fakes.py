@@ -40,8 +40,14 @@ class FakeJetStream:
         self._ids: set[str] = set()
         self.buckets: dict[str, FakeKeyValue] = {}
 
-    async def publish(self, subject: str, payload: bytes = b"", timeout: float | None = None,
-                      stream: str | None = None, headers: dict[str, str] | None = None) -> PubAck:
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        timeout: float | None = None,
+        stream: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> PubAck:
         self.publishes += 1
         if self.fail_with is not None:
             raise self.fail_with
@@ -87,11 +93,21 @@ def ack_subject(consumer: str, *, delivered: int = 1, seq: int = 17) -> str:
 class FakeMessage:
     """A delivered message: a real nats `Msg` inside, settled exactly once."""
 
-    def __init__(self, data: bytes, subject: str, *, consumer: str = "router",
-                 delivered: int = 1, seq: int = 17) -> None:
-        self.raw_message = Msg(_client=None, subject=subject,  # type: ignore[arg-type]
-                               reply=ack_subject(consumer, delivered=delivered, seq=seq),
-                               data=data)
+    def __init__(
+        self,
+        data: bytes,
+        subject: str,
+        *,
+        consumer: str = "router",
+        delivered: int = 1,
+        seq: int = 17,
+    ) -> None:
+        self.raw_message = Msg(
+            _client=None,
+            subject=subject,  # type: ignore[arg-type]
+            reply=ack_subject(consumer, delivered=delivered, seq=seq),
+            data=data,
+        )
         self.outcome: str | None = None
         self.delay: float | None = None
 
@@ -108,7 +124,6 @@ class FakeMessage:
 
     async def reject(self) -> None:
         self._settle("reject")
-
 
 
 class FakeBroker:

@@ -44,7 +44,14 @@ from tests.support import EXAMPLES, SmtpServer, report
 NOW = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
 
 # --- fakes (the same as the router's; each service test file stands alone) ------------------
-from tests.service.fakes import FakeKeyValue, FakeJetStream, FakeClient, ack_subject, FakeMessage, FakeBroker  # noqa: E402
+from tests.service.fakes import (
+    FakeKeyValue,
+    FakeJetStream,
+    FakeClient,
+    ack_subject,
+    FakeMessage,
+    FakeBroker,
+)  # noqa: E402
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -56,10 +63,15 @@ MAX_ATTEMPTS = 3
 def settings(smtp: SmtpServer) -> Settings:
     """Replaces the shared `settings` fixture here: no nats-server is needed for these tests."""
     return Settings(
-        smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_timeout=5.0,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp.port,
+        smtp_timeout=5.0,
         secret_key="test-secret",  # type: ignore[arg-type]
-        retry_base_seconds=0.05, retry_max_seconds=0.5, max_attempts=MAX_ATTEMPTS,
-        publish_timeout_seconds=0.05, publish_retry_seconds=0.3,
+        retry_base_seconds=0.05,
+        retry_max_seconds=0.5,
+        max_attempts=MAX_ATTEMPTS,
+        publish_timeout_seconds=0.05,
+        publish_retry_seconds=0.3,
         public_url="https://dooralert.example",
     )
 
@@ -84,15 +96,26 @@ def new_events(js: FakeJetStream) -> list[Event]:
     return [e for e in js.events() if not isinstance(e, EncounterReported)]
 
 
-async def deliver(js: FakeJetStream, settings: Settings, req: NotificationRequested, *,
-                  delivered: int = 1, directory: Directory = DIRECTORY) -> FakeMessage:
-    notifier = Notifier(settings=settings, directory=directory,
-                        broker=FakeBroker(js))  # type: ignore[arg-type]
-    msg = FakeMessage(serialize_event(req), subject_for(req), consumer="notifier",
-                      delivered=delivered)
+async def deliver(
+    js: FakeJetStream,
+    settings: Settings,
+    req: NotificationRequested,
+    *,
+    delivered: int = 1,
+    directory: Directory = DIRECTORY,
+) -> FakeMessage:
+    notifier = Notifier(settings=settings, directory=directory, broker=FakeBroker(js))  # type: ignore[arg-type]
+    msg = FakeMessage(
+        serialize_event(req), subject_for(req), consumer="notifier", delivered=delivered
+    )
     try:
-        await run_handler(msg, js=js, consumer="notifier",  # type: ignore[arg-type]
-                          expect=NotificationRequested, handle=notifier.handle)
+        await run_handler(
+            msg,
+            js=js,
+            consumer="notifier",  # type: ignore[arg-type]
+            expect=NotificationRequested,
+            handle=notifier.handle,
+        )
     finally:
         close = getattr(notifier, "close", None)  # pooled SMTP sessions, HTTP client
         if close is not None:
@@ -298,12 +321,15 @@ async def test_an_outcome_that_cannot_be_recorded_is_retried(
 
 async def test_a_poison_request_is_dead_lettered_and_rejected(settings: Settings) -> None:
     js, _ = log_with_report()
-    notifier = Notifier(settings=settings, directory=DIRECTORY,
-                        broker=FakeBroker(js))  # type: ignore[arg-type]
-    msg = FakeMessage(b"{{{", "dooralert.hamline.inc-1.notification.requested",
-                      consumer="notifier")
-    await run_handler(msg, js=js, consumer="notifier",  # type: ignore[arg-type]
-                      expect=NotificationRequested, handle=notifier.handle)
+    notifier = Notifier(settings=settings, directory=DIRECTORY, broker=FakeBroker(js))  # type: ignore[arg-type]
+    msg = FakeMessage(b"{{{", "dooralert.hamline.inc-1.notification.requested", consumer="notifier")
+    await run_handler(
+        msg,
+        js=js,
+        consumer="notifier",  # type: ignore[arg-type]
+        expect=NotificationRequested,
+        handle=notifier.handle,
+    )
     assert msg.outcome == "reject"
     [dead] = new_events(js)
     assert dead.type == "message.dead_lettered"
@@ -333,8 +359,9 @@ async def test_a_request_on_the_bus_is_emailed_and_recorded(
     js, requests = log_with_report()
     req = principal(requests)
     async with TestNatsBroker(notifier_broker(js, settings)) as br:
-        await br.publish(serialize_event(req), subject_for(req),
-                         reply_to=ack_subject("notifier", delivered=1))
+        await br.publish(
+            serialize_event(req), subject_for(req), reply_to=ack_subject("notifier", delivered=1)
+        )
     assert [m.rcpt for m in smtp.received] == [["principal@hamline.district.example"]]
     [sent] = new_events(js)
     assert isinstance(sent, NotificationSent)
@@ -346,8 +373,11 @@ async def test_a_poison_message_on_the_bus_is_dead_lettered(
 ) -> None:
     js, _ = log_with_report()
     async with TestNatsBroker(notifier_broker(js, settings)) as br:
-        await br.publish(b"not an event", "dooralert.hamline.inc-1.notification.requested",
-                         reply_to=ack_subject("notifier"))
+        await br.publish(
+            b"not an event",
+            "dooralert.hamline.inc-1.notification.requested",
+            reply_to=ack_subject("notifier"),
+        )
     [dead] = new_events(js)
     assert dead.type == "message.dead_lettered"
     assert smtp.received == []

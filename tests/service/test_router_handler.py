@@ -69,8 +69,11 @@ def router(js: FakeJetStream) -> NatsBroker:
 
 def subscriber_function(broker: NatsBroker) -> Callable[[bytes, Any], Awaitable[None]]:
     """The function the router declared as its subscriber, to call with a FakeMessage."""
-    [fn] = [s.calls[0].handler._original_call for s in broker.subscribers
-            if s.calls[0].handler._original_call.__name__ == "on_encounter"]
+    [fn] = [
+        s.calls[0].handler._original_call
+        for s in broker.subscribers
+        if s.calls[0].handler._original_call.__name__ == "on_encounter"
+    ]
     return fn  # type: ignore[no-any-return]
 
 
@@ -100,7 +103,10 @@ async def test_an_encounter_report_becomes_a_decision_and_one_request_per_contac
     assert decided.causation_id == event.id
     assert [type(e) for e in requests] == [NotificationRequested] * 4
     assert [e.data.contact_id for e in requests] == [  # type: ignore[attr-defined]
-        "law-dept", "law-counsel", "safety-office", "principal-hamline",
+        "law-dept",
+        "law-counsel",
+        "safety-office",
+        "principal-hamline",
     ]
     assert all(s == subject_for(parse_event(d)) for s, d in js.stored)
     assert all(s.startswith("dooralert.hamline.inc-1.") for s, _ in js.stored)
@@ -165,11 +171,18 @@ async def test_an_unreadable_message_is_dead_lettered_and_rejected(
 async def test_an_event_of_the_wrong_type_is_dead_lettered_not_decided() -> None:
     js = FakeJetStream()
     wrong = encounter().model_dump()
-    decided = EscalationDecided.model_validate({
-        **{k: v for k, v in wrong.items() if k not in ("type", "data")},
-        "data": {"routes": [], "severity": "high", "notify_roles": [], "require_ack": [],
-                 "recipients": []},
-    })
+    decided = EscalationDecided.model_validate(
+        {
+            **{k: v for k, v in wrong.items() if k not in ("type", "data")},
+            "data": {
+                "routes": [],
+                "severity": "high",
+                "notify_roles": [],
+                "require_ack": [],
+                "recipients": [],
+            },
+        }
+    )
     msg = await deliver(js, serialize_event(decided), REPORT_SUBJECT)
     assert msg.outcome == "reject"
     [dead] = js.events()
@@ -227,6 +240,11 @@ async def test_a_handler_asking_for_a_retry_is_nacked_with_its_delay() -> None:
     async def later(_: Event, __: Any) -> float:
         return 7.5
 
-    await run_handler(msg, js=js, consumer="router",  # type: ignore[arg-type]
-                      expect=EncounterReported, handle=later)
+    await run_handler(
+        msg,
+        js=js,
+        consumer="router",  # type: ignore[arg-type]
+        expect=EncounterReported,
+        handle=later,
+    )
     assert (msg.outcome, msg.delay) == ("nack", 7.5)

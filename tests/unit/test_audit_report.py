@@ -26,29 +26,57 @@ from services.audit.report import build_report, render_html, render_markdown
 
 T0 = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
 NOW = T0 + timedelta(hours=2)
-NAMES = {"law-dept": "Law Department (on call)", "safety-office": "Office of Safety",
-         "chief-of-schools": "Chief of Schools"}
+NAMES = {
+    "law-dept": "Law Department (on call)",
+    "safety-office": "Office of Safety",
+    "chief-of-schools": "Chief of Schools",
+}
 ORIGIN = "dooralert.example/test"
 EVIL_LOCATION = "Door <b>3</b> & gym | side"
 EVIL_NOTES = "Agent said <script>alert('x')</script>\nsecond line | *bold*"
 
 
-def env(type_: type[Event], at: datetime, data: dict[str, Any], *, source: str = "router",
-        actor: str = "system", n: int = 0) -> Event:
-    return type_(id=f"e-{type_.__name__}-{n}", source=source, incident_id="inc-1",
-                 school_id="hamline", occurred_at=at, recorded_at=at, correlation_id="inc-1",
-                 actor=actor, data=data)  # type: ignore[arg-type]
+def env(
+    type_: type[Event],
+    at: datetime,
+    data: dict[str, Any],
+    *,
+    source: str = "router",
+    actor: str = "system",
+    n: int = 0,
+) -> Event:
+    return type_(
+        id=f"e-{type_.__name__}-{n}",
+        source=source,
+        incident_id="inc-1",
+        school_id="hamline",
+        occurred_at=at,
+        recorded_at=at,
+        correlation_id="inc-1",
+        actor=actor,
+        data=data,
+    )  # type: ignore[arg-type]
 
 
 def recipient(nid: str, role: str, contact: str) -> dict[str, str]:
     return {"notification_id": nid, "role": role, "contact_id": contact, "channel": "email"}
 
 
-def requested(nid: str, role: str, contact: str, at: datetime, *, tier: int = 0,
-              kind: str = "alert") -> Event:
-    return env(NotificationRequested, at, {**recipient(nid, role, contact), "tier": tier,
-                                           "kind": kind, "severity": "high",
-                                           "routes": ["admin-warrant"]}, n=hash(nid) % 10**6)
+def requested(
+    nid: str, role: str, contact: str, at: datetime, *, tier: int = 0, kind: str = "alert"
+) -> Event:
+    return env(
+        NotificationRequested,
+        at,
+        {
+            **recipient(nid, role, contact),
+            "tier": tier,
+            "kind": kind,
+            "severity": "high",
+            "routes": ["admin-warrant"],
+        },
+        n=hash(nid) % 10**6,
+    )
 
 
 def incident() -> list[tuple[int, Event]]:
@@ -56,45 +84,104 @@ def incident() -> list[tuple[int, Event]]:
     an update, the all-clear and a dead letter, at stream sequences 3, 5, 7…"""
     s = timedelta(seconds=1)
     events: list[Event] = [
-        env(EncounterReported, T0, {
-            "school_id": "hamline", "occurred_at": T0.isoformat(), "location": EVIL_LOCATION,
-            "agency_stated": "ice", "agent_count": 2, "credentials_shown": True,
-            "document": "administrative_warrant", "signed_by_judge": "no",
-            "purpose": "student", "entry": "kept_outside", "notes": EVIL_NOTES},
-            source="intake", actor="staff-k1"),
-        env(EscalationDecided, T0 + s, {
-            "routes": ["admin-warrant"], "severity": "critical",
-            "notify_roles": ["law", "safety"], "require_ack": ["law", "safety"],
-            "ack_deadline": (T0 + 5 * 60 * s).isoformat(),
-            "recipients": [recipient("n-law", "law", "law-dept"),
-                           recipient("n-safety", "safety", "safety-office")],
-            "unresolved_roles": ["family_liaison"]}),
+        env(
+            EncounterReported,
+            T0,
+            {
+                "school_id": "hamline",
+                "occurred_at": T0.isoformat(),
+                "location": EVIL_LOCATION,
+                "agency_stated": "ice",
+                "agent_count": 2,
+                "credentials_shown": True,
+                "document": "administrative_warrant",
+                "signed_by_judge": "no",
+                "purpose": "student",
+                "entry": "kept_outside",
+                "notes": EVIL_NOTES,
+            },
+            source="intake",
+            actor="staff-k1",
+        ),
+        env(
+            EscalationDecided,
+            T0 + s,
+            {
+                "routes": ["admin-warrant"],
+                "severity": "critical",
+                "notify_roles": ["law", "safety"],
+                "require_ack": ["law", "safety"],
+                "ack_deadline": (T0 + 5 * 60 * s).isoformat(),
+                "recipients": [
+                    recipient("n-law", "law", "law-dept"),
+                    recipient("n-safety", "safety", "safety-office"),
+                ],
+                "unresolved_roles": ["family_liaison"],
+            },
+        ),
         requested("n-law", "law", "law-dept", T0 + s),
         requested("n-safety", "safety", "safety-office", T0 + s),
-        env(NotificationSent, T0 + 3 * s, {**recipient("n-law", "law", "law-dept"),
-                                           "attempt": 2, "reply": "250 OK"},
-            source="notifier"),
-        env(NotificationFailed, T0 + 4 * s, {**recipient("n-safety", "safety", "safety-office"),
-                                             "attempt": 1, "permanent": True,
-                                             "reason": "550 mailbox unavailable"},
-            source="notifier"),
-        env(IncidentAcknowledged, T0 + 91 * s, {"role": "law", "contact_id": "law-dept",
-                                                 "notification_id": "n-law", "via": "link"},
-            source="intake", actor="contact:law-dept"),
-        env(EscalationRaised, T0 + 301 * s, {
-            "tier": 1, "reason": "deadline", "missing_roles": ["safety"],
-            "recipients": [recipient("n-chief", "safety", "chief-of-schools")],
-            "next_deadline": (T0 + 601 * s).isoformat()}),
-        requested("n-chief", "safety", "chief-of-schools", T0 + 301 * s, tier=1,
-                  kind="escalation"),
-        env(EncounterUpdated, T0 + 400 * s, {"entry": "left", "notes": "They left <i>now</i>"},
-            source="intake", actor="staff-k1"),
-        env(IncidentResolved, T0 + 500 * s, {"note": "All clear & safe"}, source="intake",
-            actor="staff-k1"),
-        env(MessageDeadLettered, T0 + 501 * s, {
-            "stream_sequence": 9, "subject": "dooralert.hamline.inc-1.notification.requested",
-            "consumer": "notifier", "reason": "max deliveries reached (20 attempts)"},
-            source="notifier"),
+        env(
+            NotificationSent,
+            T0 + 3 * s,
+            {**recipient("n-law", "law", "law-dept"), "attempt": 2, "reply": "250 OK"},
+            source="notifier",
+        ),
+        env(
+            NotificationFailed,
+            T0 + 4 * s,
+            {
+                **recipient("n-safety", "safety", "safety-office"),
+                "attempt": 1,
+                "permanent": True,
+                "reason": "550 mailbox unavailable",
+            },
+            source="notifier",
+        ),
+        env(
+            IncidentAcknowledged,
+            T0 + 91 * s,
+            {"role": "law", "contact_id": "law-dept", "notification_id": "n-law", "via": "link"},
+            source="intake",
+            actor="contact:law-dept",
+        ),
+        env(
+            EscalationRaised,
+            T0 + 301 * s,
+            {
+                "tier": 1,
+                "reason": "deadline",
+                "missing_roles": ["safety"],
+                "recipients": [recipient("n-chief", "safety", "chief-of-schools")],
+                "next_deadline": (T0 + 601 * s).isoformat(),
+            },
+        ),
+        requested("n-chief", "safety", "chief-of-schools", T0 + 301 * s, tier=1, kind="escalation"),
+        env(
+            EncounterUpdated,
+            T0 + 400 * s,
+            {"entry": "left", "notes": "They left <i>now</i>"},
+            source="intake",
+            actor="staff-k1",
+        ),
+        env(
+            IncidentResolved,
+            T0 + 500 * s,
+            {"note": "All clear & safe"},
+            source="intake",
+            actor="staff-k1",
+        ),
+        env(
+            MessageDeadLettered,
+            T0 + 501 * s,
+            {
+                "stream_sequence": 9,
+                "subject": "dooralert.hamline.inc-1.notification.requested",
+                "consumer": "notifier",
+                "reason": "max deliveries reached (20 attempts)",
+            },
+            source="notifier",
+        ),
     ]
     return [(3 + 2 * i, e) for i, e in enumerate(events)]  # last event at seq 25
 
@@ -105,13 +192,13 @@ def signer() -> Signer:
 
 
 def notes(signer: Signer, *sizes: int) -> list[str]:
-    return [sign_checkpoint(signer, Checkpoint(ORIGIN, size, bytes([size]) * 32))
-            for size in sizes]
+    return [sign_checkpoint(signer, Checkpoint(ORIGIN, size, bytes([size]) * 32)) for size in sizes]
 
 
 def test_markdown_tells_who_was_told_who_acknowledged_and_how_fast() -> None:
-    text = render_markdown(build_report(incident(), now=NOW, contact_names=NAMES,
-                                        school_name="Hamline Elementary"))
+    text = render_markdown(
+        build_report(incident(), now=NOW, contact_names=NAMES, school_name="Hamline Elementary")
+    )
     assert "# After-action report: incident inc-1" in text
     assert "Hamline Elementary (hamline)" in text
     assert "| Severity | critical |" in text and "admin\\-warrant" not in text
@@ -123,8 +210,11 @@ def test_markdown_tells_who_was_told_who_acknowledged_and_how_fast() -> None:
     safety = next(line for line in text.splitlines() if line.startswith("| safety | safety-"))
     assert "failed 2025-03-01 15:30:04Z" in safety and "550 mailbox unavailable" in safety
     # acknowledged 91 s after the first notification to law-dept, which was at T0 + 1 s
-    ack = next(line for line in text.splitlines() if line.startswith("| law | law-dept | Law")
-               and "link" in line)
+    ack = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("| law | law-dept | Law") and "link" in line
+    )
     assert "2025-03-01 15:31:31Z" in ack and "1m 30s" in ack
     assert "Never acknowledged" not in text  # resolved: nothing is still missing
 
@@ -180,11 +270,11 @@ def test_the_anchor_is_the_first_checkpoint_covering_the_last_event(signer: Sign
     assert "verifies</span> with key" in render_html(report)
 
 
-def test_a_checkpoint_signed_by_another_key_is_reported_as_not_verifying(signer: Signer
-                                                                        ) -> None:
+def test_a_checkpoint_signed_by_another_key_is_reported_as_not_verifying(signer: Signer) -> None:
     other = Signer.generate(ORIGIN)
-    report = build_report(incident(), now=NOW, checkpoints=notes(signer, 25),
-                          verifier=other.verifier)
+    report = build_report(
+        incident(), now=NOW, checkpoints=notes(signer, 25), verifier=other.verifier
+    )
     assert report.anchor is not None and report.anchor.verified is False
     assert "Signature **does NOT verify** with key" in render_markdown(report)
     assert "does NOT verify" in render_html(report)
@@ -196,8 +286,9 @@ def test_without_a_key_the_signature_is_not_claimed_checked(signer: Signer) -> N
 
 
 def test_an_incident_beyond_the_last_checkpoint_is_not_yet_anchored(signer: Signer) -> None:
-    report = build_report(incident(), now=NOW, checkpoints=notes(signer, 10, 24),
-                          verifier=signer.verifier)
+    report = build_report(
+        incident(), now=NOW, checkpoints=notes(signer, 10, 24), verifier=signer.verifier
+    )
     assert report.anchor is not None and not report.anchor.anchored
     assert "Not yet anchored" in render_markdown(report)
     assert "Not yet anchored" in render_html(report)

@@ -32,8 +32,13 @@ def reported(incident_id: str = "inc-1", **overrides: Any) -> EncounterReported:
     return encounter_event(r, incident_id=incident_id, actor="key-hamline", now=NOW)
 
 
-def run(event: EncounterReported, *, rules: Rules = RULES, directory: Directory = DIRECTORY,
-        now: datetime = NOW) -> tuple[EscalationDecided, list[NotificationRequested]]:
+def run(
+    event: EncounterReported,
+    *,
+    rules: Rules = RULES,
+    directory: Directory = DIRECTORY,
+    now: datetime = NOW,
+) -> tuple[EscalationDecided, list[NotificationRequested]]:
     out = decide(event, rules=rules, directory=directory, now=now)
     head, *rest = out
     assert isinstance(head, EscalationDecided)
@@ -59,7 +64,9 @@ def test_a_door_encounter_alerts_law_safety_and_the_principal_once_each() -> Non
     assert decided.data.require_ack == ["law", "safety"]
     assert decided.data.ack_deadline == NOW + timedelta(minutes=2)
     assert who(requests) == [
-        ("law", "law-dept"), ("law", "law-counsel"), ("safety", "safety-office"),
+        ("law", "law-dept"),
+        ("law", "law-counsel"),
+        ("safety", "safety-office"),
         ("principal", "principal-hamline"),
     ]
     assert {r.data.channel for r in requests} == {"email"}
@@ -130,7 +137,9 @@ def test_continued_routes_take_the_highest_severity_and_the_earliest_deadline() 
 
 
 def test_severity_is_the_maximum_whatever_the_route_order() -> None:
-    rules = Rules.model_validate(yaml.safe_load(textwrap.dedent("""
+    rules = Rules.model_validate(
+        yaml.safe_load(
+            textwrap.dedent("""
         version: 1
         routes:
           - name: low
@@ -151,7 +160,9 @@ def test_severity_is_the_maximum_whatever_the_route_order() -> None:
             require_ack: [law]
             ack_within: 30s
             severity: high
-    """)))
+    """)
+        )
+    )
     decided, _ = run(reported(purpose="student"), rules=rules)
     assert decided.data.severity == "critical"
     assert decided.data.ack_deadline == NOW + timedelta(seconds=30)
@@ -159,31 +170,42 @@ def test_severity_is_the_maximum_whatever_the_route_order() -> None:
 
 
 def test_a_report_no_route_matches_still_alerts_law_and_safety() -> None:
-    rules = Rules.model_validate(yaml.safe_load(textwrap.dedent("""
+    rules = Rules.model_validate(
+        yaml.safe_load(
+            textwrap.dedent("""
         version: 1
         routes:
           - name: student
             match: {purpose: student}
             notify: [principal]
-    """)))
+    """)
+        )
+    )
     decided, requests = run(reported(purpose="records"), rules=rules)
     assert decided.data.routes == []
     assert decided.data.notify_roles == ["law", "safety"]
     assert decided.data.severity == "high"
     assert decided.data.ack_deadline is None
     assert who(requests) == [
-        ("law", "law-dept"), ("law", "law-counsel"), ("safety", "safety-office"),
+        ("law", "law-dept"),
+        ("law", "law-counsel"),
+        ("safety", "safety-office"),
     ]
 
 
 def test_a_contact_in_two_roles_gets_one_alert_under_the_first_role() -> None:
-    directory = directory_with(roles={
-        "law": ["law-dept", "principal-hamline"], "safety": ["safety-office", "law-dept"],
-        "leadership": ["chief-of-schools"],
-    })
+    directory = directory_with(
+        roles={
+            "law": ["law-dept", "principal-hamline"],
+            "safety": ["safety-office", "law-dept"],
+            "leadership": ["chief-of-schools"],
+        }
+    )
     decided, requests = run(reported(), directory=directory)
     assert who(requests) == [
-        ("law", "law-dept"), ("law", "principal-hamline"), ("safety", "safety-office"),
+        ("law", "law-dept"),
+        ("law", "principal-hamline"),
+        ("safety", "safety-office"),
     ]
     ids = [r.data.notification_id for r in requests]
     assert len(ids) == len(set(ids))
@@ -204,19 +226,20 @@ def test_a_school_missing_from_the_directory_still_alerts_district_roles() -> No
     assert {r.data.role for r in requests} == {"law", "safety"}
 
 
-def test_a_webhook_only_contact_is_alerted_by_webhook_and_unreachable_roles_are_reported(
-) -> None:
+def test_a_webhook_only_contact_is_alerted_by_webhook_and_unreachable_roles_are_reported() -> None:
     raw = yaml.safe_load((EXAMPLES / "district.yaml").read_text())
     for c in raw["contacts"]:
         if c["id"] == "principal-hamline":
             c["channels"] = [{"type": "webhook", "url": "https://hooks.example/principal"}]
     directory = Directory.model_validate(raw)
     _, requests = run(reported(), directory=directory)
-    assert ("principal-hamline", "webhook") in {(r.data.contact_id, r.data.channel)
-                                               for r in requests}
+    assert ("principal-hamline", "webhook") in {
+        (r.data.contact_id, r.data.channel) for r in requests
+    }
     # A deployment that sends email only cannot reach that principal, and says so.
-    out = decide(reported(), rules=RULES, directory=directory, now=NOW,
-                 channels=frozenset({"email"}))
+    out = decide(
+        reported(), rules=RULES, directory=directory, now=NOW, channels=frozenset({"email"})
+    )
     assert out[0].data.unresolved_roles == ["principal"]  # type: ignore[attr-defined]
     assert "principal-hamline" not in {e.data.contact_id for e in out[1:]}  # type: ignore[attr-defined]
 
@@ -228,11 +251,16 @@ def test_one_request_per_contact_on_its_first_usable_channel() -> None:
             c["channels"].insert(0, {"type": "webhook", "url": "https://hooks.example/safety"})
             c["channels"].append({"type": "email", "address": "second@district.example"})
     directory = Directory.model_validate(raw)
-    for channels, expected in ((frozenset({"email"}), "email"),
-                               (frozenset({"email", "webhook"}), "webhook")):
+    for channels, expected in (
+        (frozenset({"email"}), "email"),
+        (frozenset({"email", "webhook"}), "webhook"),
+    ):
         out = decide(reported(), rules=RULES, directory=directory, now=NOW, channels=channels)
-        safety = [(e.data.contact_id, e.data.channel) for e in out[1:]
-                  if isinstance(e, NotificationRequested) and e.data.role == "safety"]
+        safety = [
+            (e.data.contact_id, e.data.channel)
+            for e in out[1:]
+            if isinstance(e, NotificationRequested) and e.data.role == "safety"
+        ]
         assert safety == [("safety-office", expected)]
 
 

@@ -36,15 +36,17 @@ def test_the_example_directory_loads() -> None:
     assert [s.id for s in d.schools] == ["hamline", "lincoln-park"]
 
 
-@pytest.mark.parametrize(("key", "school"), [(HAMLINE_KEY, "hamline"),
-                                             (LINCOLN_KEY, "lincoln-park")])
+@pytest.mark.parametrize(
+    ("key", "school"), [(HAMLINE_KEY, "hamline"), (LINCOLN_KEY, "lincoln-park")]
+)
 def test_an_intake_key_identifies_its_school(key: str, school: str) -> None:
     found = load_directory(EXAMPLES).school_for_key(key)
     assert found is not None and found.id == school
 
 
-@pytest.mark.parametrize("key", ["", "wrong-key", HAMLINE_KEY.upper(), HAMLINE_KEY + " ",
-                                 hash_intake_key(HAMLINE_KEY)])
+@pytest.mark.parametrize(
+    "key", ["", "wrong-key", HAMLINE_KEY.upper(), HAMLINE_KEY + " ", hash_intake_key(HAMLINE_KEY)]
+)
 def test_any_other_key_identifies_no_school(key: str) -> None:
     assert load_directory(EXAMPLES).school_for_key(key) is None
 
@@ -109,13 +111,19 @@ def test_duplicate_contact_or_school_ids_are_refused() -> None:
         ("unknown district role", lambda r: r["roles"].update(lawyer=["law-dept"])),
         ("school-only role at district level", lambda r: r["roles"].update(principal=[])),
         ("unknown school role", lambda r: r["schools"][0]["roles"].update(janitor=[])),
-        ("address that is not an address",
-         lambda r: r["contacts"][0]["channels"][0].update(address="law dept")),
-        ("header injection in an address",
-         lambda r: r["contacts"][0]["channels"][0].update(address="a@b.example\r\nBcc: c@d")),
+        (
+            "address that is not an address",
+            lambda r: r["contacts"][0]["channels"][0].update(address="law dept"),
+        ),
+        (
+            "header injection in an address",
+            lambda r: r["contacts"][0]["channels"][0].update(address="a@b.example\r\nBcc: c@d"),
+        ),
         ("contact with no channel", lambda r: r["contacts"][0].update(channels=[])),
-        ("unknown channel type",
-         lambda r: r["contacts"][0]["channels"].append({"type": "pager", "number": "1"})),
+        (
+            "unknown channel type",
+            lambda r: r["contacts"][0]["channels"].append({"type": "pager", "number": "1"}),
+        ),
         ("no schools", lambda r: r.update(schools=[])),
         ("typo in a key", lambda r: r["contacts"][0].update(chanels=[])),
     ],

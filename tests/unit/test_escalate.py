@@ -41,8 +41,9 @@ RULES = load_rules(EXAMPLES)
 DIRECTORY = load_directory(EXAMPLES)
 
 
-def reported(incident_id: str = "inc-1", school: str = "hamline", at: datetime = NOW,
-             **overrides: Any) -> EncounterReported:
+def reported(
+    incident_id: str = "inc-1", school: str = "hamline", at: datetime = NOW, **overrides: Any
+) -> EncounterReported:
     r = parse_report(report(school_id=school, **overrides), now=at)
     return encounter_event(r, incident_id=incident_id, actor="k", now=at)
 
@@ -53,27 +54,41 @@ def base_events(**overrides: Any) -> list[Any]:
 
 
 def envelope(**kw: Any) -> dict[str, Any]:
-    return {"source": "intake", "incident_id": "inc-1", "school_id": "hamline",
-            "occurred_at": NOW, "recorded_at": NOW, "correlation_id": "inc-1", "actor": "x", **kw}
+    return {
+        "source": "intake",
+        "incident_id": "inc-1",
+        "school_id": "hamline",
+        "occurred_at": NOW,
+        "recorded_at": NOW,
+        "correlation_id": "inc-1",
+        "actor": "x",
+        **kw,
+    }
 
 
 def ack(role: str, contact: str) -> IncidentAcknowledged:
-    return IncidentAcknowledged(id=f"ack-{role}-{contact}", data=IncidentAcknowledgedData(
-        role=role, contact_id=contact, via="link"), **envelope())
+    return IncidentAcknowledged(
+        id=f"ack-{role}-{contact}",
+        data=IncidentAcknowledgedData(role=role, contact_id=contact, via="link"),
+        **envelope(),
+    )
 
 
 def test_missing_acks_escalate_tier_one_to_the_backups_of_who_has_not_acknowledged() -> None:
-    events, next_deadline = on_deadline(fold(base_events()), tier=1, rules=RULES,
-                                        directory=DIRECTORY, now=NOW)
+    events, next_deadline = on_deadline(
+        fold(base_events()), tier=1, rules=RULES, directory=DIRECTORY, now=NOW
+    )
     raised = events[0]
     assert isinstance(raised, EscalationRaised)
     assert raised.data.missing_roles == ["law", "safety"]
     # law-dept's backup (law-counsel) already holds the law role; law-counsel's and the
     # safety office's backup is the chief, who gets one alert standing in for both roles.
     assert [(r.role, r.contact_id) for r in raised.data.recipients] == [
-        ("law+safety", "chief-of-schools")]
-    assert all(isinstance(e, NotificationRequested) and e.data.kind == "escalation"
-               for e in events[1:])
+        ("law+safety", "chief-of-schools")
+    ]
+    assert all(
+        isinstance(e, NotificationRequested) and e.data.kind == "escalation" for e in events[1:]
+    )
     assert next_deadline == NOW + timedelta(minutes=2)
 
 
@@ -94,11 +109,13 @@ def test_resolved_incidents_never_escalate() -> None:
 
 
 def test_a_tier_is_raised_once_and_only_the_next_timer_is_rearmed() -> None:
-    first, deadline = on_deadline(fold(base_events()), tier=1, rules=RULES,
-                                  directory=DIRECTORY, now=NOW)
+    first, deadline = on_deadline(
+        fold(base_events()), tier=1, rules=RULES, directory=DIRECTORY, now=NOW
+    )
     later = NOW + timedelta(seconds=5)
-    again, rearm = on_deadline(fold([*base_events(), *first]), tier=1, rules=RULES,
-                               directory=DIRECTORY, now=later)
+    again, rearm = on_deadline(
+        fold([*base_events(), *first]), tier=1, rules=RULES, directory=DIRECTORY, now=later
+    )
     assert again == [] and rearm == deadline
 
 
@@ -114,31 +131,46 @@ def test_an_unreachable_contact_is_escalated_to_its_backups_once() -> None:
     state = fold(events)
     assert state is not None
     safety = next(n for n in state.notifications if n.contact_id == "safety-office")
-    failed = NotificationFailed(id="f", data=NotificationFailedData(
-        notification_id=safety.notification_id, role="safety", contact_id="safety-office",
-        channel="email", attempt=1, permanent=True, reason="550", contact_unreachable=True),
-        **envelope(source="notifier"))
+    failed = NotificationFailed(
+        id="f",
+        data=NotificationFailedData(
+            notification_id=safety.notification_id,
+            role="safety",
+            contact_id="safety-office",
+            channel="email",
+            attempt=1,
+            permanent=True,
+            reason="550",
+            contact_unreachable=True,
+        ),
+        **envelope(source="notifier"),
+    )
     out = on_unreachable(fold([*events, failed]), failed, directory=DIRECTORY, now=NOW)
     assert [r.contact_id for r in out[0].data.recipients] == ["chief-of-schools"]
-    assert on_unreachable(fold([*events, failed, *out]), failed, directory=DIRECTORY,
-                          now=NOW) == []
+    assert on_unreachable(fold([*events, failed, *out]), failed, directory=DIRECTORY, now=NOW) == []
 
 
 def test_follow_ups_reach_each_contact_once_and_never_re_alert() -> None:
     resolved = IncidentResolved(id="r", data=IncidentResolvedData(), **envelope())
     events = base_events()
     out = on_followup(fold(events), resolved, now=NOW)
-    assert {e.data.contact_id for e in out} == {"law-dept", "law-counsel", "safety-office",
-                                               "principal-hamline"}
+    assert {e.data.contact_id for e in out} == {
+        "law-dept",
+        "law-counsel",
+        "safety-office",
+        "principal-hamline",
+    }
     assert all(e.data.kind == "resolved" for e in out)
 
 
 def test_pattern_fires_once_per_window_across_distinct_schools() -> None:
-    rules = Rules.model_validate(yaml.safe_load("""
+    rules = Rules.model_validate(
+        yaml.safe_load("""
 version: 1
 routes: [{name: all, match: {}, notify: [law]}]
 patterns: [{name: multi, min_encounters: 2, within: 60m, notify: [leadership]}]
-"""))
+""")
+    )
     pattern = rules.patterns[0]
     a = Sighting("i1", "hamline", NOW - timedelta(minutes=50))
     b = Sighting("i2", "hamline", NOW - timedelta(minutes=10))
@@ -148,8 +180,12 @@ patterns: [{name: multi, min_encounters: 2, within: 60m, notify: [leadership]}]
     detected = found[0]
     assert isinstance(detected, PatternDetected)
     assert detected.data.school_ids == ["hamline", "lincoln-park"]
-    assert detect_pattern(pattern, [a, b, c], [detected], directory=DIRECTORY,
-                          now=NOW + timedelta(minutes=5)) == []
+    assert (
+        detect_pattern(
+            pattern, [a, b, c], [detected], directory=DIRECTORY, now=NOW + timedelta(minutes=5)
+        )
+        == []
+    )
     old = Sighting("i0", "lincoln-park", NOW - timedelta(minutes=61))
     assert detect_pattern(pattern, [old, b], [], directory=DIRECTORY, now=NOW) == []
 
@@ -166,29 +202,33 @@ def test_time_windows_use_the_rules_timezone_and_wrap_midnight() -> None:
 
 
 def test_a_route_with_a_window_matches_by_the_report_time() -> None:
-    rules = Rules.model_validate(yaml.safe_load("""
+    rules = Rules.model_validate(
+        yaml.safe_load("""
 version: 1
 timezone: America/Chicago
 routes:
   - {name: school-hours, match: {}, when: {from: "07:00", to: "16:00"}, notify: [principal]}
   - {name: after-hours, match: {}, notify: [leadership]}
-"""))
+""")
+    )
     morning = reported(at=datetime(2025, 3, 3, 15, 0, tzinfo=UTC)).data  # 09:00 Chicago
     evening = reported(at=datetime(2025, 3, 4, 2, 0, tzinfo=UTC)).data  # 20:00 Chicago
     assert [r.name for r in rules.matching(morning)] == ["school-hours"]
     assert [r.name for r in rules.matching(evening)] == ["after-hours"]
 
 
-reports = st.fixed_dictionaries({
-    "agency_stated": st.sampled_from([a.value for a in Agency]),
-    "document": st.sampled_from([d.value for d in Document]),
-    "signed_by_judge": st.sampled_from([s.value for s in SignedByJudge]),
-    "purpose": st.sampled_from([p.value for p in Purpose]),
-    "entry": st.sampled_from([e.value for e in Entry]),
-    "agent_count": st.integers(1, 50),
-    "credentials_shown": st.booleans(),
-    "school": st.sampled_from(["hamline", "lincoln-park"]),
-})
+reports = st.fixed_dictionaries(
+    {
+        "agency_stated": st.sampled_from([a.value for a in Agency]),
+        "document": st.sampled_from([d.value for d in Document]),
+        "signed_by_judge": st.sampled_from([s.value for s in SignedByJudge]),
+        "purpose": st.sampled_from([p.value for p in Purpose]),
+        "entry": st.sampled_from([e.value for e in Entry]),
+        "agent_count": st.integers(1, 50),
+        "credentials_shown": st.booleans(),
+        "school": st.sampled_from(["hamline", "lincoln-park"]),
+    }
+)
 
 
 @settings(max_examples=150, deadline=None)

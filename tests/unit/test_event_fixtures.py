@@ -72,16 +72,26 @@ def test_folding_the_stored_incident_gives_the_state_the_services_saw() -> None:
     assert state.report.entry == "left"  # the update applied over the report
     assert state.updates[0]["notes"] == "Agents left at 10:42 without entering."
     assert (state.severity, state.routes, state.require_ack) == (
-        "high", ["any-encounter"], ["law", "safety"])
+        "high",
+        ["any-encounter"],
+        ["law", "safety"],
+    )
     law = state.notification(LAW_NOTIFICATION)
     assert law is not None and (law.role, law.contact_id, law.channel) == (
-        "law", "law-dept", "email")
+        "law",
+        "law-dept",
+        "email",
+    )
     assert (law.status, law.attempts) == ("sent", 2)  # a transient failure, then delivered
     [ack] = state.acknowledgements
     assert (ack.role, ack.contact_id, ack.via) == ("law", "law-dept", "api")
     [esc] = state.escalations
     assert (esc.tier, esc.reason, esc.missing_roles, esc.contact_ids) == (
-        1, "deadline", ["safety"], ["chief-of-schools"])
+        1,
+        "deadline",
+        ["safety"],
+        ["chief-of-schools"],
+    )
     assert state.event_count == 10
 
     [pattern_incident] = [i for i in incidents if i != HAMLINE]
@@ -99,7 +109,10 @@ def test_payload_fields_of_the_stored_events_keep_their_meaning() -> None:
     failed = t["notification.failed"]
     assert isinstance(failed, NotificationFailed)
     assert (failed.data.permanent, failed.data.attempt, failed.data.contact_unreachable) == (
-        False, 1, False)
+        False,
+        1,
+        False,
+    )
     assert failed.data.reason.startswith("451")
     pattern = t["pattern.detected"]
     assert isinstance(pattern, PatternDetected)
@@ -109,7 +122,8 @@ def test_payload_fields_of_the_stored_events_keep_their_meaning() -> None:
     dead = t["message.dead_lettered"]
     assert isinstance(dead, MessageDeadLettered)
     assert dead.data.consumer == "notifier" and dead.data.subject.endswith(
-        f"{HAMLINE}.notification.requested")
+        f"{HAMLINE}.notification.requested"
+    )
     for e in events():
         assert e.correlation_id == e.incident_id
 
@@ -138,7 +152,8 @@ def test_a_stored_older_version_without_an_upcaster_is_refused_clearly() -> None
 
 
 def test_a_stored_older_version_is_lifted_on_read_and_never_rewritten(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     assert CURRENT_VERSION == 1
     monkeypatch.setitem(UPCASTERS, ("encounter.reported", 0), lift_v0_report)
     log = [v0_report(), *stored()[1:]]  # the "log": v0 report, then the v1 events

@@ -29,8 +29,13 @@ T0 = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
 
 def _common(at: datetime, **extra: Any) -> dict[str, Any]:
     return {
-        "source": "notifier", "incident_id": "inc-1", "school_id": "hamline",
-        "occurred_at": at, "recorded_at": at, "correlation_id": "inc-1", "actor": "system",
+        "source": "notifier",
+        "incident_id": "inc-1",
+        "school_id": "hamline",
+        "occurred_at": at,
+        "recorded_at": at,
+        "correlation_id": "inc-1",
+        "actor": "system",
         **extra,
     }
 
@@ -39,15 +44,23 @@ def opening() -> list[Event]:
     """A reported encounter and the router's decision, as they would be in the log."""
     r = parse_report(report(), now=T0)
     reported = encounter_event(r, incident_id="inc-1", actor="key-hamline", now=T0)
-    return [reported, *decide(reported, rules=load_rules(EXAMPLES),
-                              directory=load_directory(EXAMPLES), now=T0)]
+    return [
+        reported,
+        *decide(reported, rules=load_rules(EXAMPLES), directory=load_directory(EXAMPLES), now=T0),
+    ]
 
 
 def requested(nid: str = "n1", at: datetime = T0) -> NotificationRequested:
     return NotificationRequested(
         id=derive_id(nid, "requested"),
-        data={"notification_id": nid, "role": "law", "contact_id": "law-dept",
-              "channel": "email", "severity": "high", "routes": ["any-encounter"]},
+        data={
+            "notification_id": nid,
+            "role": "law",
+            "contact_id": "law-dept",
+            "channel": "email",
+            "severity": "high",
+            "routes": ["any-encounter"],
+        },
         **_common(at, source="router"),
     )
 
@@ -56,20 +69,32 @@ def sent(nid: str = "n1", attempt: int = 1, at: datetime | None = None) -> Notif
     at = at or T0 + timedelta(seconds=attempt)
     return NotificationSent(
         id=derive_id(nid, "sent"),
-        data=NotificationSentData(notification_id=nid, role="law", contact_id="law-dept",
-                                  channel="email", attempt=attempt, reply="250 OK"),
+        data=NotificationSentData(
+            notification_id=nid,
+            role="law",
+            contact_id="law-dept",
+            channel="email",
+            attempt=attempt,
+            reply="250 OK",
+        ),
         **_common(at),
     )
 
 
-def failed(nid: str = "n1", attempt: int = 1, *, permanent: bool,
-           reason: str = "451 try later") -> NotificationFailed:
+def failed(
+    nid: str = "n1", attempt: int = 1, *, permanent: bool, reason: str = "451 try later"
+) -> NotificationFailed:
     at = T0 + timedelta(seconds=attempt)
     return NotificationFailed(
         id=derive_id(nid, "failed", str(attempt)),
         data=NotificationFailedData(
-            notification_id=nid, role="law", contact_id="law-dept", channel="email",
-            attempt=attempt, permanent=permanent, reason=reason,
+            notification_id=nid,
+            role="law",
+            contact_id="law-dept",
+            channel="email",
+            attempt=attempt,
+            permanent=permanent,
+            reason=reason,
             next_attempt_in_seconds=None if permanent else 2.0,
         ),
         **_common(at),
@@ -100,7 +125,10 @@ def test_a_decided_incident_shows_its_report_severity_and_pending_alerts() -> No
     assert state.require_ack == ["law", "safety"]
     assert state.ack_deadline == T0 + timedelta(minutes=2)
     assert [n.contact_id for n in state.notifications] == [
-        "law-dept", "law-counsel", "safety-office", "principal-hamline",
+        "law-dept",
+        "law-counsel",
+        "safety-office",
+        "principal-hamline",
     ]
     assert {n.status for n in state.notifications} == {"requested"}
     assert state.event_count == len(events)
@@ -112,7 +140,10 @@ def test_a_sent_notification_shows_as_sent_with_its_time_and_attempt() -> None:
     n = state.notification("n1")
     assert n is not None
     assert (n.status, n.attempts, n.sent_at, n.requested_at) == (
-        "sent", 2, T0 + timedelta(seconds=9), T0,
+        "sent",
+        2,
+        T0 + timedelta(seconds=9),
+        T0,
     )
 
 
@@ -125,8 +156,11 @@ def test_a_transient_failure_keeps_the_notification_pending_and_counts_the_attem
 
 
 def test_a_permanent_failure_marks_the_notification_failed() -> None:
-    events: list[Event] = [requested(), failed(attempt=1, permanent=False),
-                           failed(attempt=2, permanent=True, reason="550 no such user")]
+    events: list[Event] = [
+        requested(),
+        failed(attempt=1, permanent=False),
+        failed(attempt=2, permanent=True, reason="550 no such user"),
+    ]
     state = fold(events)
     assert state is not None
     n = state.notification("n1")
@@ -174,7 +208,8 @@ def test_notifications_are_tracked_separately() -> None:
     state = fold([requested("a"), requested("b"), sent("a"), failed("b", permanent=True)])
     assert state is not None
     assert [(n.notification_id, n.status) for n in state.notifications] == [
-        ("a", "sent"), ("b", "failed"),
+        ("a", "sent"),
+        ("b", "failed"),
     ]
 
 

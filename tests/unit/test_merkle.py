@@ -13,8 +13,9 @@ from services.audit.merkle import EMPTY_ROOT, CompactRange, MerkleError, referen
 
 # A copy of ../shared/reference/rfc6962-vectors.json, committed so the test never skips.
 VECTORS = json.loads(
-    (Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "rfc6962-vectors.json")
-    .read_text()
+    (
+        Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "rfc6962-vectors.json"
+    ).read_text()
 )
 
 LEAVES = [bytes.fromhex(h) for h in (VECTORS or {}).get("leaf_inputs_hex", [])]

@@ -24,8 +24,10 @@ from tests.support import report
 AT = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
 NID = derive_id("inc-1", "notification", "0", "law", "law-dept", "email")
 CTX = AlertContext(
-    district_name="Demo Public Schools", school_name="Hamline Elementary",
-    timezone="America/Chicago", recipient_name="Law Department",
+    district_name="Demo Public Schools",
+    school_name="Hamline Elementary",
+    timezone="America/Chicago",
+    recipient_name="Law Department",
     status_url="http://dooralert.example/incidents/inc-1?token=abc",
     emergency_phone="+1 555 0100",
 )
@@ -33,24 +35,42 @@ CTX = AlertContext(
 
 def encounter(r: EncounterReport) -> EncounterReported:
     return EncounterReported(
-        id=derive_id("inc-1", "encounter.reported"), source="intake", incident_id="inc-1",
-        school_id="hamline", occurred_at=AT, recorded_at=AT, correlation_id="inc-1",
-        actor="key-hamline", data=r,
+        id=derive_id("inc-1", "encounter.reported"),
+        source="intake",
+        incident_id="inc-1",
+        school_id="hamline",
+        occurred_at=AT,
+        recorded_at=AT,
+        correlation_id="inc-1",
+        actor="key-hamline",
+        data=r,
     )
 
 
 def request(severity: str = "high") -> NotificationRequested:
     return NotificationRequested(
-        id=derive_id(NID, "requested"), source="router", incident_id="inc-1",
-        school_id="hamline", occurred_at=AT, recorded_at=AT, correlation_id="inc-1",
+        id=derive_id(NID, "requested"),
+        source="router",
+        incident_id="inc-1",
+        school_id="hamline",
+        occurred_at=AT,
+        recorded_at=AT,
+        correlation_id="inc-1",
         actor="system",
-        data={"notification_id": NID, "role": "law", "contact_id": "law-dept",
-              "channel": "email", "severity": severity, "routes": ["any-encounter"]},
+        data={
+            "notification_id": NID,
+            "role": "law",
+            "contact_id": "law-dept",
+            "channel": "email",
+            "severity": severity,
+            "routes": ["any-encounter"],
+        },
     )
 
 
-def email(*, severity: str = "high", ctx: AlertContext = CTX, unchecked: bool = False,
-          **overrides: Any) -> EmailMessage:
+def email(
+    *, severity: str = "high", ctx: AlertContext = CTX, unchecked: bool = False, **overrides: Any
+) -> EmailMessage:
     if unchecked:
         # model_construct skips validation: the email must be safe even if a bad value got
         # past the report model (an older event, a future bug).
@@ -58,8 +78,13 @@ def email(*, severity: str = "high", ctx: AlertContext = CTX, unchecked: bool = 
         r = EncounterReport.model_construct(**{**dict(valid), **overrides})
     else:
         r = EncounterReport.model_validate({**report(**overrides), "occurred_at": AT})
-    return build_email(request=request(severity), report=encounter(r), ctx=ctx,
-                       sender="dooralert <alerts@dooralert.invalid>", to="law@district.example")
+    return build_email(
+        request=request(severity),
+        report=encounter(r),
+        ctx=ctx,
+        sender="dooralert <alerts@dooralert.invalid>",
+        to="law@district.example",
+    )
 
 
 def text_of(msg: EmailMessage) -> str:
@@ -80,8 +105,7 @@ def reparsed(msg: EmailMessage) -> EmailMessage:
 
 def test_the_subject_names_school_agency_document_and_entry() -> None:
     assert email()["Subject"] == (
-        "[dooralert ALERT] Agents at Hamline Elementary: ICE, Administrative warrant - "
-        "Kept outside"
+        "[dooralert ALERT] Agents at Hamline Elementary: ICE, Administrative warrant - Kept outside"
     )
 
 
@@ -93,8 +117,9 @@ def test_a_critical_alert_says_so_in_the_subject_and_body() -> None:
 
 def test_subject_has_no_line_breaks_even_if_location_or_school_name_had_them() -> None:
     ctx = AlertContext(**{**CTX.__dict__, "school_name": "Hamline\r\nBcc: spy@evil.example"})
-    msg = email(unchecked=True, ctx=ctx,
-                location="Front door\r\nBcc: spy@evil.example\r\n\r\n<b>x</b>")
+    msg = email(
+        unchecked=True, ctx=ctx, location="Front door\r\nBcc: spy@evil.example\r\n\r\n<b>x</b>"
+    )
     assert "\r" not in msg["Subject"] and "\n" not in msg["Subject"]
     back = reparsed(msg)
     assert back["Bcc"] is None
@@ -118,9 +143,18 @@ def test_a_plain_text_part_carries_the_whole_report() -> None:
     msg = email(notes="Two agents asked for the office.", agent_count=3, location="Gym door")
     assert msg.is_multipart()
     text = text_of(msg)
-    for expected in ("Hamline Elementary", "Gym door", "ICE", "3 (credentials shown: yes)",
-                     "Administrative warrant", "Kept outside", "Two agents asked for the office.",
-                     CTX.status_url, "+1 555 0100", "inc-1"):
+    for expected in (
+        "Hamline Elementary",
+        "Gym door",
+        "ICE",
+        "3 (credentials shown: yes)",
+        "Administrative warrant",
+        "Kept outside",
+        "Two agents asked for the office.",
+        CTX.status_url,
+        "+1 555 0100",
+        "inc-1",
+    ):
         assert expected in text
 
 
@@ -155,11 +189,14 @@ def test_the_alert_carries_no_student_warning_footer() -> None:
 
 # --- SMTP replies -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("reply", "address"),
     [
-        ("550 5.1.1 <principal@hamline.district.example>: Recipient address rejected",
-         "principal@hamline.district.example"),
+        (
+            "550 5.1.1 <principal@hamline.district.example>: Recipient address rejected",
+            "principal@hamline.district.example",
+        ),
         ("250 2.0.0 Ok: queued as 4F3A for law-oncall@district.example", "law-oncall@"),
         ("452 4.2.2 mailbox full (chief@district.example)", "chief@district.example"),
     ],

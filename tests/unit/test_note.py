@@ -24,7 +24,9 @@ from services.audit.note import (
 )
 
 # A copy of ../shared/reference/signed-note-vector.json, committed so the test never skips.
-REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "signed-note-vector.json"
+REFERENCE = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "reference" / "signed-note-vector.json"
+)
 needs_vector = pytest.mark.skipif(not REFERENCE.is_file(), reason="reference vector absent")
 
 
@@ -71,8 +73,13 @@ def test_a_cosignature_by_another_key_is_ignored() -> None:
 
 @pytest.mark.parametrize(
     "line",
-    ["nonsense", "name+c74f20a3", "name+00000000+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
-     "PeterNeumann+c74f20a3+AhpjZHcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW", "a b+00+AA=="],
+    [
+        "nonsense",
+        "name+c74f20a3",
+        "name+00000000+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+        "PeterNeumann+c74f20a3+AhpjZHcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+        "a b+00+AA==",
+    ],
 )
 def test_malformed_or_mismatched_verifier_keys_are_refused(line: str) -> None:
     with pytest.raises(NoteError):
@@ -86,8 +93,14 @@ def test_checkpoint_body_is_origin_size_root_lines() -> None:
 
 
 @pytest.mark.parametrize(
-    "body", ["o\n1\n", "o\n-1\nAAAA\n", "o\n01\n" + "A" * 43 + "=\n", "\n1\n" + "A" * 43 + "=\n",
-             "o\n1\nAAAA\n"],
+    "body",
+    [
+        "o\n1\n",
+        "o\n-1\nAAAA\n",
+        "o\n01\n" + "A" * 43 + "=\n",
+        "\n1\n" + "A" * 43 + "=\n",
+        "o\n1\nAAAA\n",
+    ],
 )
 def test_malformed_checkpoints_are_refused(body: str) -> None:
     with pytest.raises(NoteError):

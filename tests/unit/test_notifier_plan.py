@@ -15,10 +15,19 @@ from services.notifier.webhook import classify_http, encode_body, sign, verify
 from tests.fixtures.notifier_support import request
 
 NOW = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
-BOTH = Contact.model_validate({"id": "c", "name": "C", "channels": [
-    {"type": "email", "address": "a@b.example"}, {"type": "webhook", "url": "http://h/x"}]})
-EMAIL = Contact.model_validate({"id": "c", "name": "C", "channels": [
-    {"type": "email", "address": "a@b.example"}]})
+BOTH = Contact.model_validate(
+    {
+        "id": "c",
+        "name": "C",
+        "channels": [
+            {"type": "email", "address": "a@b.example"},
+            {"type": "webhook", "url": "http://h/x"},
+        ],
+    }
+)
+EMAIL = Contact.model_validate(
+    {"id": "c", "name": "C", "channels": [{"type": "email", "address": "a@b.example"}]}
+)
 
 
 def test_next_channel_follows_the_contacts_order_then_runs_out() -> None:
@@ -30,8 +39,10 @@ def test_next_channel_follows_the_contacts_order_then_runs_out() -> None:
 
 def test_the_fallback_request_is_deterministic_and_points_at_the_failed_one() -> None:
     req = request("inc-1", "c")
-    a, b = fallback_request(req, "webhook", now=NOW), fallback_request(req, "webhook",
-                                                                       now=NOW + timedelta(1))
+    a, b = (
+        fallback_request(req, "webhook", now=NOW),
+        fallback_request(req, "webhook", now=NOW + timedelta(1)),
+    )
     assert a.id == b.id and a.data.notification_id == b.data.notification_id
     assert a.data.fallback_of == req.data.notification_id
     assert a.data.notification_id != req.data.notification_id
@@ -44,9 +55,17 @@ def test_stored_v1_events_without_the_new_fields_still_parse() -> None:
     raw = json.loads(req.model_dump_json())
     del raw["data"]["fallback_of"]
     assert parse_event(json.dumps(raw)).data.fallback_of is None  # type: ignore[attr-defined]
-    failed = NotificationFailedData.model_validate({
-        "notification_id": "n", "role": "law", "contact_id": "c", "channel": "email",
-        "attempt": 1, "permanent": True, "reason": "550"})
+    failed = NotificationFailedData.model_validate(
+        {
+            "notification_id": "n",
+            "role": "law",
+            "contact_id": "c",
+            "channel": "email",
+            "attempt": 1,
+            "permanent": True,
+            "reason": "550",
+        }
+    )
     assert failed.contact_unreachable is False
     assert NotificationRequestedData.model_fields["fallback_of"].default is None
 
@@ -73,8 +92,9 @@ def test_other_client_errors_are_permanent(status: int) -> None:
     assert isinstance(classify_http(status, "x"), PermanentDeliveryError)
 
 
-@pytest.mark.parametrize("exc", [__import__("httpx").ConnectError("refused"),
-                                 __import__("httpx").ReadTimeout("slow")])
+@pytest.mark.parametrize(
+    "exc", [__import__("httpx").ConnectError("refused"), __import__("httpx").ReadTimeout("slow")]
+)
 async def test_connection_errors_and_timeouts_are_retried(exc: Exception) -> None:
     import httpx
 
@@ -85,5 +105,6 @@ async def test_connection_errors_and_timeouts_are_retried(exc: Exception) -> Non
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(boom)) as client:
         with pytest.raises(TransientDeliveryError):
-            await post_webhook(client, "http://h/x", {"delivery_id": "d"}, secret="k", now=NOW,
-                               timeout=1.0)
+            await post_webhook(
+                client, "http://h/x", {"delivery_id": "d"}, secret="k", now=NOW, timeout=1.0
+            )

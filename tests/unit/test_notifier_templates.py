@@ -26,30 +26,65 @@ from tests.support import report
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "snapshots"
 NOW = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)  # fixed: snapshots never depend on the clock
 CTX = AlertContext(
-    district_name="Demo Public Schools", school_name="Hamline Elementary",
-    timezone="America/Chicago", recipient_name="Someone",
+    district_name="Demo Public Schools",
+    school_name="Hamline Elementary",
+    timezone="America/Chicago",
+    recipient_name="Someone",
     status_url="http://dooralert.example/incidents/inc-1?token=abc",
     emergency_phone="+1 555 0100",
 )
 
 
-def alert(*, role: str, language: str, severity: str = "high", templates: Templates | None = None,
-          **overrides: object) -> EmailMessage:
+def alert(
+    *,
+    role: str,
+    language: str,
+    severity: str = "high",
+    templates: Templates | None = None,
+    **overrides: object,
+) -> EmailMessage:
     nid = derive_id("inc-1", "notification", "0", role, "c", "email")
     r = EncounterReport.model_validate(
-        {**report(notes="Two agents asked for the office.", **overrides), "occurred_at": NOW})
+        {**report(notes="Two agents asked for the office.", **overrides), "occurred_at": NOW}
+    )
     enc = EncounterReported(
-        id=derive_id("inc-1", "encounter.reported"), source="intake", incident_id="inc-1",
-        school_id="hamline", occurred_at=NOW, recorded_at=NOW, correlation_id="inc-1",
-        actor="key-hamline", data=r)
+        id=derive_id("inc-1", "encounter.reported"),
+        source="intake",
+        incident_id="inc-1",
+        school_id="hamline",
+        occurred_at=NOW,
+        recorded_at=NOW,
+        correlation_id="inc-1",
+        actor="key-hamline",
+        data=r,
+    )
     req = NotificationRequested(
-        id=derive_id(nid, "requested"), source="router", incident_id="inc-1",
-        school_id="hamline", occurred_at=NOW, recorded_at=NOW, correlation_id="inc-1",
+        id=derive_id(nid, "requested"),
+        source="router",
+        incident_id="inc-1",
+        school_id="hamline",
+        occurred_at=NOW,
+        recorded_at=NOW,
+        correlation_id="inc-1",
         actor="system",
-        data={"notification_id": nid, "role": role, "contact_id": "c", "channel": "email",
-              "severity": severity, "routes": ["any-encounter"]})
-    return build_email(request=req, report=enc, ctx=CTX, sender="dooralert <a@dooralert.invalid>",
-                       to="x@district.example", language=language, templates=templates)
+        data={
+            "notification_id": nid,
+            "role": role,
+            "contact_id": "c",
+            "channel": "email",
+            "severity": severity,
+            "routes": ["any-encounter"],
+        },
+    )
+    return build_email(
+        request=req,
+        report=enc,
+        ctx=CTX,
+        sender="dooralert <a@dooralert.invalid>",
+        to="x@district.example",
+        language=language,
+        templates=templates,
+    )
 
 
 def rendering(msg: EmailMessage) -> str:

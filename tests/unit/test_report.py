@@ -15,10 +15,26 @@ NOW = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
 
 # The contract, written out so a change to the enums is a deliberate change to this file.
 CONTRACT_ENUMS = {
-    "agency_stated": ["ice", "cbp", "hsi", "dhs_other", "fbi", "us_marshals", "local_police",
-                      "other", "unknown"],
-    "document": ["none", "administrative_warrant", "administrative_subpoena", "judicial_warrant",
-                 "judicial_subpoena", "court_order", "unknown"],
+    "agency_stated": [
+        "ice",
+        "cbp",
+        "hsi",
+        "dhs_other",
+        "fbi",
+        "us_marshals",
+        "local_police",
+        "other",
+        "unknown",
+    ],
+    "document": [
+        "none",
+        "administrative_warrant",
+        "administrative_subpoena",
+        "judicial_warrant",
+        "judicial_subpoena",
+        "court_order",
+        "unknown",
+    ],
     "signed_by_judge": ["yes", "no", "unsure"],
     "purpose": ["student", "parent", "staff", "records", "unspecified"],
     "entry": ["kept_outside", "left", "entered_with_warrant", "entered_without_consent"],
@@ -84,8 +100,16 @@ def test_agent_count_outside_one_to_fifty_is_refused(count: int) -> None:
 
 @pytest.mark.parametrize(
     "location",
-    ["Front\ndoor", "Front\rdoor", "Front\tdoor", "Front\x00door", "Door\x1b[31m",
-     "Front\u2028door", "Front\x85door", "Front\x7fdoor"],
+    [
+        "Front\ndoor",
+        "Front\rdoor",
+        "Front\tdoor",
+        "Front\x00door",
+        "Door\x1b[31m",
+        "Front\u2028door",
+        "Front\x85door",
+        "Front\x7fdoor",
+    ],
 )
 def test_location_must_be_a_single_line_without_control_characters(location: str) -> None:
     [err] = errors_for(location=location)

@@ -309,7 +309,8 @@ def test_a_catch_all_that_continues_does_not_hide_later_routes() -> None:
         """
     )
     assert [x.name for x in r.matching(encounter(entry="entered_without_consent"))] == [
-        "everything", "forced",
+        "everything",
+        "forced",
     ]
 
 
@@ -361,7 +362,8 @@ def test_other_durations_are_refused(text: str) -> None:
 
 # --- matching: (what, rules, report overrides, routes that fire) --------------------------
 
-TWO_STEP = """
+TWO_STEP = (
+    """
 version: 1
 routes:
   - name: forced
@@ -374,77 +376,140 @@ routes:
   - name: student
     match: {purpose: student, agency_stated: ice}
     notify: [family_liaison]
-""" + CATCH_ALL
+"""
+    + CATCH_ALL
+)
 
 MATCHING = [
-    ("first match wins", TWO_STEP,
-     {"entry": "entered_without_consent", "document": "court_order"}, ["forced"]),
-    ("continue: true goes on to the next match", TWO_STEP,
-     {"document": "court_order", "purpose": "student"}, ["judicial", "student"]),
-    ("continue reaches the catch-all", TWO_STEP, {"document": "judicial_warrant"},
-     ["judicial", "any"]),
-    ("in: lists match any listed value", TWO_STEP, {"document": "court_order"},
-     ["judicial", "any"]),
+    (
+        "first match wins",
+        TWO_STEP,
+        {"entry": "entered_without_consent", "document": "court_order"},
+        ["forced"],
+    ),
+    (
+        "continue: true goes on to the next match",
+        TWO_STEP,
+        {"document": "court_order", "purpose": "student"},
+        ["judicial", "student"],
+    ),
+    (
+        "continue reaches the catch-all",
+        TWO_STEP,
+        {"document": "judicial_warrant"},
+        ["judicial", "any"],
+    ),
+    (
+        "in: lists match any listed value",
+        TWO_STEP,
+        {"document": "court_order"},
+        ["judicial", "any"],
+    ),
     ("in: lists match nothing else", TWO_STEP, {"document": "judicial_subpoena"}, ["any"]),
-    ("every condition of a route must hold", TWO_STEP,
-     {"purpose": "student", "agency_stated": "cbp"}, ["any"]),
-    ("all conditions hold", TWO_STEP, {"purpose": "student", "agency_stated": "ice"},
-     ["student"]),
+    (
+        "every condition of a route must hold",
+        TWO_STEP,
+        {"purpose": "student", "agency_stated": "cbp"},
+        ["any"],
+    ),
+    ("all conditions hold", TWO_STEP, {"purpose": "student", "agency_stated": "ice"}, ["student"]),
     ("the catch-all takes the rest", TWO_STEP, {}, ["any"]),
-    ("a missing note never matches", """
+    (
+        "a missing note never matches",
+        """
 version: 1
 routes:
   - name: noted
     match: {notes: "Agents asked for records"}
     notify: [law]
-""" + CATCH_ALL, {}, ["any"]),
-    ("a note equal to the match value matches", """
+"""
+        + CATCH_ALL,
+        {},
+        ["any"],
+    ),
+    (
+        "a note equal to the match value matches",
+        """
 version: 1
 routes:
   - name: noted
     match: {notes: "Agents asked for records"}
     notify: [law]
-""" + CATCH_ALL, {"notes": "Agents asked for records"}, ["noted"]),
-    ("yes/no fields match booleans", """
+"""
+        + CATCH_ALL,
+        {"notes": "Agents asked for records"},
+        ["noted"],
+    ),
+    (
+        "yes/no fields match booleans",
+        """
 version: 1
 routes:
   - name: no-creds
     match: {credentials_shown: false}
     notify: [law]
-""" + CATCH_ALL, {"credentials_shown": False}, ["no-creds"]),
-    ("yes/no fields do not match the other boolean", """
+"""
+        + CATCH_ALL,
+        {"credentials_shown": False},
+        ["no-creds"],
+    ),
+    (
+        "yes/no fields do not match the other boolean",
+        """
 version: 1
 routes:
   - name: no-creds
     match: {credentials_shown: false}
     notify: [law]
-""" + CATCH_ALL, {"credentials_shown": True}, ["any"]),
-    ("quoted 'no' matches signed_by_judge no", """
+"""
+        + CATCH_ALL,
+        {"credentials_shown": True},
+        ["any"],
+    ),
+    (
+        "quoted 'no' matches signed_by_judge no",
+        """
 version: 1
 routes:
   - name: unsigned
     match: {signed_by_judge: "no"}
     notify: [law]
-""" + CATCH_ALL, {"signed_by_judge": "no"}, ["unsigned"]),
-    ("numbers match numbers", """
+"""
+        + CATCH_ALL,
+        {"signed_by_judge": "no"},
+        ["unsigned"],
+    ),
+    (
+        "numbers match numbers",
+        """
 version: 1
 routes:
   - name: many
     match: {agent_count: {in: [5, 6, 7]}}
     notify: [law]
-""" + CATCH_ALL, {"agent_count": 6}, ["many"]),
-    ("nothing matches without a catch-all", """
+"""
+        + CATCH_ALL,
+        {"agent_count": 6},
+        ["many"],
+    ),
+    (
+        "nothing matches without a catch-all",
+        """
 version: 1
 routes:
   - name: student
     match: {purpose: student}
     notify: [law]
-""", {"purpose": "records"}, []),
+""",
+        {"purpose": "records"},
+        [],
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "text", "overrides", "expected"), MATCHING,
-                         ids=[c[0] for c in MATCHING])
+@pytest.mark.parametrize(
+    ("case", "text", "overrides", "expected"), MATCHING, ids=[c[0] for c in MATCHING]
+)
 def test_routes_that_fire_for_a_report(
     case: str, text: str, overrides: dict[str, Any], expected: list[str]
 ) -> None:
@@ -454,10 +519,14 @@ def test_routes_that_fire_for_a_report(
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"entry": "entered_without_consent", "document": "court_order"},
-         ["entered-without-consent"]),
-        ({"document": "judicial_warrant", "purpose": "student"},
-         ["judicial-document", "student-sought"]),
+        (
+            {"entry": "entered_without_consent", "document": "court_order"},
+            ["entered-without-consent"],
+        ),
+        (
+            {"document": "judicial_warrant", "purpose": "student"},
+            ["judicial-document", "student-sought"],
+        ),
         ({"document": "court_order"}, ["judicial-document", "any-encounter"]),
         ({"purpose": "student"}, ["student-sought"]),
         ({}, ["any-encounter"]),
@@ -472,24 +541,29 @@ def test_example_rules_route_reports_as_documented(
 # --- properties ---------------------------------------------------------------------------
 
 ENUM_FIELDS = {
-    "agency_stated": Agency, "document": Document, "signed_by_judge": SignedByJudge,
-    "purpose": Purpose, "entry": Entry,
+    "agency_stated": Agency,
+    "document": Document,
+    "signed_by_judge": SignedByJudge,
+    "purpose": Purpose,
+    "entry": Entry,
 }
 NOTES = ["Agents asked for records", "Waited outside"]
 
 
 @st.composite
 def reports(draw: st.DrawFn) -> EncounterReport:
-    values: dict[str, Any] = {f: draw(st.sampled_from([m.value for m in e]))
-                              for f, e in ENUM_FIELDS.items()}
+    values: dict[str, Any] = {
+        f: draw(st.sampled_from([m.value for m in e])) for f, e in ENUM_FIELDS.items()
+    }
     values["credentials_shown"] = draw(st.booleans())
     values["agent_count"] = draw(st.integers(1, 50))
     values["notes"] = draw(st.none() | st.sampled_from(NOTES))
     r = EncounterReport.model_validate(report(**values)).at(NOW)
     # A report read from an older or partial source may lack a field: model_construct lets a
     # test hold one with any field missing (None), which validation would not allow.
-    missing = draw(st.lists(st.sampled_from([*ENUM_FIELDS, "credentials_shown", "agent_count"]),
-                            max_size=2))
+    missing = draw(
+        st.lists(st.sampled_from([*ENUM_FIELDS, "credentials_shown", "agent_count"]), max_size=2)
+    )
     if missing:
         r = EncounterReport.model_construct(**{**dict(r), **{f: None for f in missing}})
     return r
@@ -532,9 +606,7 @@ def test_matching_is_deterministic_and_a_missing_field_never_matches(
         return getattr(v, "value", v)
 
     spec = route.model_dump(by_alias=True)["match"]
-    expected = all(
-        value(f) is not None and value(f) in allowed(c) for f, c in spec.items()
-    )
+    expected = all(value(f) is not None and value(f) in allowed(c) for f, c in spec.items())
     assert first is expected
 
 

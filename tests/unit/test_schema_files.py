@@ -6,8 +6,11 @@ from schemas.generate import HERE, generate
 
 
 def test_committed_schema_files_are_current() -> None:
-    stale = [rel for rel, text in generate().items()
-             if not (HERE / rel).exists() or (HERE / rel).read_text() != text]
+    stale = [
+        rel
+        for rel, text in generate().items()
+        if not (HERE / rel).exists() or (HERE / rel).read_text() != text
+    ]
     assert not stale, f"stale schema files {stale}: run `make schemas` and commit the result"
 
 

@@ -22,7 +22,8 @@ def test_a_view_token_made_with_another_secret_is_refused() -> None:
 
 
 @pytest.mark.parametrize(
-    "token", [None, "", " ", "x", "A" * 24, "ü" * 24, "\x00", "токен", "💥"],
+    "token",
+    [None, "", " ", "x", "A" * 24, "ü" * 24, "\x00", "токен", "💥"],
 )
 def test_missing_malformed_or_non_ascii_tokens_are_refused_not_an_error(token: str | None) -> None:
     assert check_view_token(SECRET, "inc-1", token) is False
@@ -39,4 +40,3 @@ def test_view_tokens_are_stable_and_safe_in_a_url() -> None:
     assert token == view_token(SECRET, "inc-1")
     assert len(token) == 24
     assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-

@@ -70,5 +70,6 @@ def test_a_repeated_sequence_is_refused() -> None:
 def test_a_checkpoint_is_due_after_n_events_or_t_seconds_but_never_for_nothing(
     unanchored: int, since: float, due: bool
 ) -> None:
-    assert checkpoint_due(unanchored=unanchored, seconds_since=since, every=1000,
-                          seconds=10.0) is due
+    assert (
+        checkpoint_due(unanchored=unanchored, seconds_since=since, every=1000, seconds=10.0) is due
+    )
