@@ -30,7 +30,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/pipeline.py
 
 schemas: $(BIN)/.installed
-	$(BIN)/python -m schemas.generate
+	$(BIN)/python -m services.cli.schemafiles
 
 clean:
 	rm -rf $(VENV) .dooralert

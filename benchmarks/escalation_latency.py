@@ -17,16 +17,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx  # noqa: E402
+import httpx
 
-from services.common.directory import load_directory  # noqa: E402
-from services.common.settings import Settings  # noqa: E402
-from services.common.streams import connect, provision, read_incident  # noqa: E402
-from services.intake.app import create_app  # noqa: E402
-from services.notifier.main import build_broker as notifier_broker  # noqa: E402
-from services.router.main import build_broker as router_broker  # noqa: E402
-from services.router.rules import load_rules  # noqa: E402
-from tests.support import EXAMPLES, HAMLINE_KEY, NatsServer, SmtpServer, report  # noqa: E402
+from services.domain.directory import load_directory
+from services.eventlog import connect, provision, read_incident
+from services.intake.app import create_app
+from services.notifier.main import build_broker as notifier_broker
+from services.router.main import build_broker as router_broker
+from services.router.rules import load_rules
+from services.runtime.settings import Settings
+from tests.support import EXAMPLES, HAMLINE_KEY, NatsServer, SmtpServer, report
 
 RULES = """
 version: 1

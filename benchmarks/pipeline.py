@@ -7,7 +7,7 @@ Everything it needs is started here and stopped by PID when it ends (also on Ctr
 error): a nats-server with its store in a temp dir on a free loopback port, an aiosmtpd sink
 in this process that records when each message is accepted and for which incident (header
 `X-Dooralert-Incident`), and the three services as subprocesses — `python -m
-services.common.cli intake|router|notifier`, configured by DOORALERT_* environment exactly
+services.cli.main intake|router|notifier`, configured by DOORALERT_* environment exactly
 as `dooralert dev` runs them — so the numbers are those of what users run.
 
 Measured:
@@ -53,8 +53,8 @@ import nats  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig  # noqa: E402
 
-from services.common.dev import nats_server_binary  # noqa: E402
-from services.common.streams import SUBJECT_PREFIX, StoredMessage, provision, read_messages  # noqa: E402
+from services.cli.dev import nats_server_binary  # noqa: E402
+from services.eventlog import SUBJECT_PREFIX, StoredMessage, provision, read_messages  # noqa: E402
 from tests.support import report  # noqa: E402
 
 CONFIG_DIR = REPO / "deploy" / "examples"
@@ -148,7 +148,7 @@ class SinkHandler:
         self.peers: set[Any] = set()  # (host, port) of each client connection that sent mail
         self._parser = BytesHeaderParser()
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         now = time.perf_counter()
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
@@ -402,7 +402,7 @@ async def pipeline(
         "DOORALERT_LOG_FORMAT": "json",
     }
     logs = workdir / "logs"
-    cli = [sys.executable, "-m", "services.common.cli"]
+    cli = [sys.executable, "-m", "services.cli.main"]
     procs = [
         (name, spawn(name, [*cli, name], env=env, log_path=logs / f"{name}.log"))
         for name in ("router", "notifier", "intake")

@@ -17,9 +17,9 @@ from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 
-from services.common.settings import Settings
 from services.notifier.channels import send_email
 from services.notifier.smtp import SmtpPool
+from services.runtime.settings import Settings
 
 
 def free_port() -> int:
@@ -32,7 +32,7 @@ class Sink:
     def __init__(self) -> None:
         self.count = 0
 
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def] # noqa: N802
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         self.count += 1
         return "250 OK"
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.audit.merkle import CompactRange  # noqa: E402
-from services.audit.note import Checkpoint, Signer, join_notes, sign_checkpoint  # noqa: E402
-from services.audit.verify import verify_export  # noqa: E402
+from services.audit.merkle import CompactRange
+from services.audit.note import Checkpoint, Signer, join_notes, sign_checkpoint
+from services.audit.verify import verify_export
 
 
 def payload(i: int) -> bytes:

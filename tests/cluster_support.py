@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from services.common.dev import nats_server_binary
+from services.cli.dev import nats_server_binary
 from tests.support import free_ports
 
 CLUSTER_NAME = "dooralert"
@@ -70,7 +70,7 @@ class ClusterNode:
     def meta_cluster(self) -> dict:  # type: ignore[type-arg]
         """This node's view of the JetStream meta group (monitoring /jsz)."""
         url = f"http://127.0.0.1:{self.monitor_port}/jsz"
-        with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=1) as resp:
             return json.loads(resp.read()).get("meta_cluster") or {}
 
     def start(self) -> None:

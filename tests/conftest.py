@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.settings import Settings
-from services.common.streams import connect, provision
+from services.eventlog import connect, provision
+from services.runtime.settings import Settings
 from tests.support import EXAMPLES, NatsServer, SmtpServer
 
 

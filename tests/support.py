@@ -16,7 +16,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from services.common.dev import nats_server_binary
+from services.cli.dev import nats_server_binary
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "deploy" / "examples"
@@ -101,7 +101,7 @@ class ScriptedHandler:
         self.replies: list[str] = []  # consumed one per DATA; empty = accept
         self.reply_for: Callable[[list[str]], str | None] = lambda rcpts: None
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         scripted = self.reply_for(list(envelope.rcpt_tos))
         if scripted is None and self.replies:
             scripted = self.replies.pop(0)

@@ -27,7 +27,7 @@ from services.audit.ledger import H_KEY
 from services.audit.note import join_notes
 from services.audit.source import CHECKPOINT_SUBJECTS, iter_batches
 from services.audit.verify import CHECKPOINTS_FILE, EVENTS_FILE, KEY_FILE
-from services.common.streams import CHECKPOINTS_STREAM, STREAM
+from services.eventlog import CHECKPOINTS_STREAM, STREAM
 
 
 @dataclass(frozen=True)

@@ -43,8 +43,8 @@ from services.audit.note import (
     sign_checkpoint,
 )
 from services.audit.source import iter_batches, reader_config
-from services.common.logging import get_logger
-from services.common.streams import CHECKPOINTS_STREAM, STREAM, SUBJECT_PREFIX, retrying
+from services.eventlog import CHECKPOINTS_STREAM, STREAM, SUBJECT_PREFIX, retrying
+from services.runtime.logging import get_logger
 
 log = get_logger("dooralert.ledger")
 

@@ -47,7 +47,7 @@ def fold_root(stack: list[bytes]) -> bytes:
 class CompactRange:
     """The Merkle tree over [0, size), kept as its perfect-subtree roots."""
 
-    __slots__ = ("size", "_stack")
+    __slots__ = ("_stack", "size")
 
     def __init__(self, size: int = 0, stack: Iterable[bytes] = ()) -> None:
         hashes = list(stack)

@@ -16,9 +16,9 @@ from schemas.events import (
     NotificationRequested,
     NotificationSent,
 )
-from services.common.incident import IncidentState, fold
-from services.common.protocol import label
-from services.common.streams import StoredMessage
+from services.domain.incident import IncidentState, fold
+from services.domain.protocol import label
+from services.eventlog import StoredMessage
 
 
 def summary(event: Event) -> str:
@@ -59,7 +59,7 @@ def summary(event: Event) -> str:
             return event.type
 
 
-def group(messages: list[StoredMessage]) -> tuple["OrderedDict[str, list[Event]]", list[str]]:
+def group(messages: list[StoredMessage]) -> tuple[OrderedDict[str, list[Event]], list[str]]:
     """Events by incident in log order, plus a note for each message that could not be read."""
     incidents: OrderedDict[str, list[Event]] = OrderedDict()
     problems = []

@@ -10,7 +10,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from services.audit.note import Verifier
 from services.audit.verify import LogVerifier, VerifyResult
-from services.common.streams import CHECKPOINTS_STREAM, STREAM, consume_batches
+from services.eventlog import CHECKPOINTS_STREAM, STREAM, consume_batches
 
 CHECKPOINT_SUBJECTS = "dooralert_checkpoints.>"
 

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from pydantic import BaseModel, ValidationError
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.events import (
@@ -34,19 +34,18 @@ from schemas.events import (
     parse_event,
 )
 from schemas.report import TOKEN_PATTERN, EncounterReport
-from services.common.directory import Directory, School
-from services.common.incident import IncidentState, fold
-from services.common.logging import get_logger
-from services.common.protocol import load_protocol
-from services.common.settings import Settings
-from services.common.streams import (
+from services.domain.directory import Directory, School
+from services.domain.incident import IncidentState, fold
+from services.domain.protocol import load_protocol
+from services.domain.tokens import TokenError, check_view_token, read_ack_token, view_token
+from services.eventlog import (
     SUBJECT_PREFIX,
     connect,
     get_last,
     publish_event,
     read_incident,
 )
-from services.common.tokens import TokenError, check_view_token, read_ack_token, view_token
+from services.intake.pages import Core, install_pages
 from services.intake.reports import (
     ReportInvalid,
     encounter_event,
@@ -55,8 +54,9 @@ from services.intake.reports import (
     parse_report,
     same_report,
 )
-from services.intake.pages import Core, install_pages
 from services.intake.security import RateLimiter, SecurityHeaders
+from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
 
 log = get_logger("dooralert.intake")
 STATIC = Path(__file__).parent / "static"
@@ -218,9 +218,9 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
                 await check_stored()
         except ApiError:
             raise
-        except Exception as exc:  # noqa: BLE001 - NATS down: say so, record nothing
+        except Exception as exc:
             log.error("report.not_recorded", school=school.id, error=type(exc).__name__)
-            raise Unavailable() from exc
+            raise Unavailable from exc
         log.info(
             "encounter.reported",
             incident=incident_id,
@@ -235,8 +235,8 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
             return None  # not an id dooralert makes (and a "." or "*" would widen the subject)
         try:
             return fold(await read_incident(js(), incident_id))
-        except Exception as exc:  # noqa: BLE001
-            raise Unavailable() from exc
+        except Exception as exc:
+            raise Unavailable from exc
 
     def urls(incident_id: str) -> dict[str, str]:
         token = view_token(secret, incident_id)
@@ -326,8 +326,8 @@ def create_app(settings: Settings, *, directory: Directory) -> FastAPI:
                 timeout=settings.publish_timeout_seconds,
                 retry_for=settings.publish_retry_seconds,
             )
-        except Exception as exc:  # noqa: BLE001
-            raise Unavailable() from exc
+        except Exception as exc:
+            raise Unavailable from exc
 
     async def staff_incident(
         request: Request, incident_id: str, key: str | None

@@ -6,7 +6,7 @@ browser's Accept-Language, else English. A key missing in one language falls bac
 
 from __future__ import annotations
 
-from services.common.protocol import LABELS_ES, LABELS
+from services.domain.protocol import LABELS, LABELS_ES
 
 LANGUAGES = ("en", "es")
 DEFAULT_LANGUAGE = "en"

@@ -22,11 +22,10 @@ from fastapi.templating import Jinja2Templates
 
 from schemas.events import new_event_id
 from schemas.report import Agency, Document, Entry, Purpose, SignedByJudge
-from services.common.directory import Directory, hash_intake_key
-from services.common.incident import IncidentState
-from services.common.protocol import Protocol
-from services.common.settings import Settings
-from services.common.tokens import check_view_token
+from services.domain.directory import Directory, hash_intake_key
+from services.domain.incident import IncidentState
+from services.domain.protocol import Protocol
+from services.domain.tokens import check_view_token
 from services.intake import i18n
 from services.intake.reports import ReportInvalid
 from services.intake.security import (
@@ -42,6 +41,7 @@ from services.intake.security import (
     encode_session,
     new_session,
 )
+from services.runtime.settings import Settings
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from services.common.directory import Directory, School
+from services.domain.directory import Directory, School
 
 SESSION_COOKIE = "dooralert_session"
 CSRF_COOKIE = "dooralert_csrf"
@@ -108,11 +108,11 @@ def decode_session(
         return None
     now = time.time() if now is None else now
     if now >= session.expires_at:
-        raise SessionExpired()
+        raise SessionExpired
     if session.school_id is not None:
         school = directory.school(session.school_id)
         if school is None or not any(key_id(h) == session.key_id for h in school.intake_key_hashes):
-            raise SessionExpired()  # the school or its key was removed: sign in again
+            raise SessionExpired  # the school or its key was removed: sign in again
     return session
 
 

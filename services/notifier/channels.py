@@ -7,7 +7,7 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from services.common.settings import Settings
+from services.runtime.settings import Settings
 
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
 

@@ -3,7 +3,7 @@
 Such messages stay in the stream; the server only says so on a core-NATS advisory
 (`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.DOORALERT.<consumer>`, DESIGN §8). This turns each
 advisory into a `message.dead_lettered` event. The event id derives from the consumer and the
-stream sequence (as in services/common/consumer.py), so several notifier processes hearing the
+stream sequence (as in services/eventlog/consumer.py), so several notifier processes hearing the
 same advisory append one event. Advisories are not stored: one sent while no notifier runs is
 lost (the message itself is still in the stream).
 """
@@ -17,9 +17,9 @@ from typing import Any
 from nats.js import JetStreamContext
 
 from schemas.events import MessageDeadLettered
-from services.common.consumer import dead_letter_event
-from services.common.logging import get_logger
-from services.common.streams import STREAM, publish_event
+from services.eventlog import STREAM, publish_event
+from services.eventlog.consumer import dead_letter_event
+from services.runtime.logging import get_logger
 
 log = get_logger("dooralert.notifier.deadletters")
 ADVISORY_SUBJECT = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM}.*"

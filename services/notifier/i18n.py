@@ -1,6 +1,6 @@
 """The words of an alert in each supported language (pure data).
 
-English labels and protocol text come from services/common/protocol.py (the intake page shows
+English labels and protocol text come from services/domain/protocol.py (the intake page shows
 the same); Spanish ones are here. A language missing a key falls back to English, and the
 start-up template check renders every language so a gap shows before an alert is sent.
 """
@@ -8,7 +8,7 @@ start-up template check renders every language so a gap shows before an alert is
 from __future__ import annotations
 
 from schemas.report import Document
-from services.common.protocol import LABELS, LABELS_ES, PROTOCOL, PROTOCOL_ES
+from services.domain.protocol import LABELS, LABELS_ES, PROTOCOL, PROTOCOL_ES
 
 LANGUAGES = ("en", "es")
 

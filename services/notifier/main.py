@@ -25,55 +25,55 @@ from nats.js.kv import KeyValue
 
 from schemas.events import (
     EncounterReported,
+    EventDecodeError,
     NotificationFailed,
     NotificationFailedData,
     NotificationRequested,
     NotificationSent,
     NotificationSentData,
     PatternDetected,
-    EventDecodeError,
     derive_id,
     parse_event,
 )
-from services.common.consumer import raw_decoder, run_handler
-from services.common.directory import (
+from services.domain.directory import (
     AppriseChannel,
     Contact,
     Directory,
     EmailChannel,
     WebhookChannel,
 )
-from services.common.incident import fold
-from services.common.tokens import AckClaim, ack_token
-from services.common.logging import get_logger
-from services.common.settings import Settings
-from services.common.streams import (
+from services.domain.incident import fold
+from services.domain.tokens import AckClaim, ack_token, view_token
+from services.eventlog import (
     DELIVERIES_BUCKET,
     STREAM,
     SUBJECT_PREFIX,
     get_last,
+    publish_event,
     read_incident,
     retrying,
-    publish_event,
 )
-from services.common.tokens import view_token
+from services.eventlog.consumer import raw_decoder, run_handler
+from services.eventlog.jetstream import JetStreamEventLog
+from services.notifier.apprise_channel import send_apprise
 from services.notifier.channels import (
     DeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from services.notifier.apprise_channel import send_apprise
 from services.notifier.deadletters import ADVISORY_SUBJECT, record_advisory
 from services.notifier.message import (
     AlertContext,
-    build_pattern_email,
     TemplateCheckError,
     build_email,
+    build_pattern_email,
     default_templates,
 )
 from services.notifier.plan import fallback_request, next_channel, webhook_payload
 from services.notifier.smtp import SmtpPool
 from services.notifier.webhook import post_webhook
+from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
 
 log = get_logger("dooralert.notifier")
 SUBJECT = f"{SUBJECT_PREFIX}.*.*.notification.requested"
@@ -192,7 +192,7 @@ class Notifier:
                     reply = await self._deliver(req)
             except DeliveryError:
                 raise
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 # Anything else (NATS hiccup, a bug, an unrenderable report) is retried with
                 # backoff and recorded like a transient failure, then falls back and escalates
                 # like one: never an endless silent retry.
@@ -513,7 +513,11 @@ def build_notifier(settings: Settings, *, directory: Directory) -> tuple[NatsBro
     async def on_request(body: bytes, msg: NatsMessage) -> None:
         await run_handler(
             msg,
-            js=broker.connection.jetstream(),
+            event_log=JetStreamEventLog(
+                broker.connection.jetstream(),
+                publish_timeout=settings.publish_timeout_seconds,
+                retry_for=settings.publish_retry_seconds,
+            ),
             consumer="notifier",
             expect=NotificationRequested,
             handle=notifier.handle,
@@ -528,7 +532,7 @@ def build_notifier(settings: Settings, *, directory: Directory) -> tuple[NatsBro
     async def on_max_deliveries(body: bytes, msg: NatsMessage) -> None:
         try:
             await record_advisory(broker.connection.jetstream(), body)
-        except Exception:  # noqa: BLE001 - a core advisory cannot be redelivered; keep going
+        except Exception:
             log.exception("advisory.record_failed")
 
     return broker, notifier

@@ -16,8 +16,8 @@ from schemas.events import (
     NotificationRequestedData,
     derive_id,
 )
-from services.common.directory import Contact
-from services.common.protocol import label
+from services.domain.directory import Contact
+from services.domain.protocol import label
 
 
 def channel_order(contact: Contact) -> list[str]:

@@ -14,8 +14,8 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from services.common.settings import Settings
 from services.notifier.channels import TransientDeliveryError, classify_smtp, scrub
+from services.runtime.settings import Settings
 
 
 @dataclass

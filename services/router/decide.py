@@ -14,7 +14,7 @@ from schemas.events import (
     Recipient,
     derive_id,
 )
-from services.common.directory import Contact, Directory
+from services.domain.directory import Contact, Directory
 from services.router.rules import SEVERITY_ORDER, Rules
 
 # When no route matches, these are still told: an encounter is never dropped silently.

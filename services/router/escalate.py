@@ -24,8 +24,8 @@ from schemas.events import (
     Recipient,
     derive_id,
 )
-from services.common.directory import Contact, Directory
-from services.common.incident import IncidentState
+from services.domain.directory import Contact, Directory
+from services.domain.incident import IncidentState
 from services.router.decide import SUPPORTED_CHANNELS, first_channel, notification_id
 from services.router.rules import Pattern, Rules
 

@@ -8,43 +8,36 @@ DOORALERT_TIMERS). All decisions are pure functions of the incident's folded eve
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from datetime import UTC, datetime
 
 from faststream import FastStream
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
-from nats.js import JetStreamContext
 
 from schemas.events import (
     EncounterReported,
     EncounterUpdated,
     EscalationDecided,
     Event,
+    EventDecodeError,
     IncidentResolved,
     NotificationFailed,
     PatternDetected,
-    EventDecodeError,
-    derive_id,
 )
-from services.common.consumer import raw_decoder, run_handler
-from services.common.directory import Directory
-from services.common.incident import fold
-from services.common.logging import get_logger
-from services.common.settings import Settings
-from services.common.streams import (
+from services.domain.directory import Directory
+from services.domain.incident import fold
+from services.eventlog import (
     STREAM,
     SUBJECT_PREFIX,
-    StoredMessage,
-    StreamTail,
-    TailReset,
     TIMER_FIRED_PREFIX,
     TIMERS_STREAM,
-    publish_events,
-    read_incident,
-    schedule_timer,
 )
+from services.eventlog.consumer import raw_decoder, run_handler
+from services.eventlog.interface import EventLog, StoredMessage, Tail, TailReset
+from services.eventlog.jetstream import JetStreamEventLog
+from services.router import deadlines
+from services.router.deadlines import Deadline, DeadlineUnreadable
 from services.router.decide import decide
 from services.router.escalate import (
     Sighting,
@@ -54,6 +47,8 @@ from services.router.escalate import (
     on_unreachable,
 )
 from services.router.rules import Rules
+from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
 
 log = get_logger("dooralert.router")
 SUBJECT = f"{SUBJECT_PREFIX}.*.*.encounter.reported"
@@ -70,39 +65,43 @@ def _readable(message: StoredMessage) -> Event | None:
 
 class Router:
     def __init__(
-        self, *, settings: Settings, rules: Rules, directory: Directory, broker: NatsBroker
+        self,
+        *,
+        settings: Settings,
+        rules: Rules,
+        directory: Directory,
+        broker: NatsBroker,
+        event_log: EventLog | None = None,
     ) -> None:
         self.settings, self.rules, self.directory, self.broker = settings, rules, directory, broker
+        self._log = event_log
         # Pattern detection's view of the log: reports and pattern events stored within the
         # longest pattern window, kept up to date by a tail (one round trip per report)
         # instead of re-reading the whole window through new consumers on every report.
-        self._tail: StreamTail | None = None
+        self._tail: Tail | None = None
         self._sightings: list[Sighting] = []
         self._prior: list[tuple[datetime, PatternDetected]] = []  # (stored at, event)
         # One detection at a time: each sees the pattern events the previous one appended.
         self._pattern_lock = asyncio.Lock()
 
     @property
-    def js(self) -> JetStreamContext:
-        return self.broker.connection.jetstream()
+    def event_log(self) -> EventLog:
+        """The event log given at construction, else JetStream on the broker's connection
+        (which exists only once the broker has connected)."""
+        if self._log is None:
+            self._log = JetStreamEventLog(
+                self.broker.connection.jetstream(),
+                publish_timeout=self.settings.publish_timeout_seconds,
+                retry_for=self.settings.publish_retry_seconds,
+            )
+        return self._log
 
     async def publish(self, events: list[Event]) -> None:
-        await publish_events(
-            self.js,
-            events,
-            timeout=self.settings.publish_timeout_seconds,
-            retry_for=self.settings.publish_retry_seconds,
-        )
+        await self.event_log.append_all(events)
 
     async def arm(self, *, school_id: str, incident_id: str, tier: int, at: datetime) -> None:
-        await schedule_timer(
-            self.js,
-            school_id=school_id,
-            incident_id=incident_id,
-            tier=tier,
-            at=at,
-            msg_id=derive_id(incident_id, "timer", str(tier)),
-        )
+        deadline = Deadline(school_id=school_id, incident_id=incident_id, tier=tier, at=at)
+        await deadlines.schedule(self.event_log, deadline, now=datetime.now(UTC))
 
     async def on_report(self, event: EncounterReported, _: NatsMessage) -> float | None:
         now = datetime.now(UTC)
@@ -149,7 +148,7 @@ class Router:
         horizon = now - max(p.window for p in self.rules.patterns)
         for attempt in (1, 2):
             if self._tail is None:
-                self._tail = StreamTail(self.js, [SUBJECT, PATTERN_SUBJECT], since=horizon)
+                self._tail = self.event_log.tail([SUBJECT, PATTERN_SUBJECT], since=horizon)
                 self._sightings, self._prior = [], []
             try:
                 new = await self._tail.read_new()
@@ -178,7 +177,7 @@ class Router:
 
     async def on_followup(self, event: Event, _: NatsMessage) -> float | None:
         now = datetime.now(UTC)
-        state = fold(await read_incident(self.js, event.incident_id))
+        state = fold(await self.event_log.read_incident(event.incident_id))
         if isinstance(event, (EncounterUpdated, IncidentResolved)):
             events = on_followup(state, event, now=now)
         elif isinstance(event, NotificationFailed):
@@ -197,27 +196,26 @@ class Router:
 
     async def on_timer(self, msg: NatsMessage) -> None:
         try:
-            timer = json.loads(msg.raw_message.data)
-            incident_id, school_id, tier = timer["incident_id"], timer["school_id"], timer["tier"]
-        except (ValueError, KeyError, TypeError):
+            school_id, incident_id, tier = deadlines.decode(msg.raw_message.data)
+        except DeadlineUnreadable:
             log.error("timer.unreadable", subject=msg.raw_message.subject)
             await msg.reject()
             return
         try:
             now = datetime.now(UTC)
-            state = fold(await read_incident(self.js, incident_id))
+            state = fold(await self.event_log.read_incident(incident_id))
             events, next_deadline = on_deadline(
-                state, tier=int(tier), rules=self.rules, directory=self.directory, now=now
+                state, tier=tier, rules=self.rules, directory=self.directory, now=now
             )
             await self.publish(events)
             if next_deadline is not None:
                 await self.arm(
                     school_id=school_id,
                     incident_id=incident_id,
-                    tier=int(tier) + 1,
+                    tier=tier + 1,
                     at=next_deadline,
                 )
-        except Exception:  # noqa: BLE001 - retried: a deadline is never dropped
+        except Exception:
             log.exception("timer.failed", incident=incident_id, tier=tier)
             await msg.nack(delay=2.0)
             return
@@ -231,14 +229,23 @@ class Router:
         await msg.ack()
 
 
-def build_broker(settings: Settings, *, rules: Rules, directory: Directory) -> NatsBroker:
+def build_broker(
+    settings: Settings,
+    *,
+    rules: Rules,
+    directory: Directory,
+    event_log: EventLog | None = None,
+) -> NatsBroker:
+    """The router's broker and subscribers; `event_log` replaces JetStream in service tests."""
     broker = NatsBroker(
         settings.nats_url,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
         log_level=logging.DEBUG,
     )
-    router = Router(settings=settings, rules=rules, directory=directory, broker=broker)
+    router = Router(
+        settings=settings, rules=rules, directory=directory, broker=broker, event_log=event_log
+    )
     common = {
         "stream": JStream(STREAM, declare=False),
         "pull_sub": PullSub(batch_size=64, timeout=1.0),
@@ -255,7 +262,11 @@ def build_broker(settings: Settings, *, rules: Rules, directory: Directory) -> N
     )
     async def on_encounter(body: bytes, msg: NatsMessage) -> None:
         await run_handler(
-            msg, js=router.js, consumer="router", expect=EncounterReported, handle=router.on_report
+            msg,
+            event_log=router.event_log,
+            consumer="router",
+            expect=EncounterReported,
+            handle=router.on_report,
         )
 
     @broker.subscriber(
@@ -267,7 +278,11 @@ def build_broker(settings: Settings, *, rules: Rules, directory: Directory) -> N
     )
     async def on_followup(body: bytes, msg: NatsMessage) -> None:
         await run_handler(
-            msg, js=router.js, consumer="router-followups", expect=Event, handle=router.on_followup
+            msg,
+            event_log=router.event_log,
+            consumer="router-followups",
+            expect=Event,
+            handle=router.on_followup,
         )
 
     @broker.subscriber(

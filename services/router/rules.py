@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from schemas.events import Severity
 from schemas.report import EncounterReport
-from services.common.config import ConfigError, load_yaml_model
-from services.common.directory import DISTRICT_ROLES, KNOWN_ROLES
+from services.domain.directory import DISTRICT_ROLES, KNOWN_ROLES
+from services.runtime.config import ConfigError, load_yaml_model
 
 Scalar = str | int | bool
 _DURATION = re.compile(r"^(\d+)(s|m|h)$")

@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
-from services.common.directory import load_directory
-from services.common.settings import Settings
-from services.common.streams import connect, provision
-from services.common.tokens import AckClaim, ack_token
+from services.domain.directory import load_directory
+from services.domain.tokens import AckClaim, ack_token
+from services.eventlog import connect, provision
+from services.runtime.settings import Settings
 from tests.support import EXAMPLES, HAMLINE_KEY, REPO, NatsServer, SmtpServer, free_port
 
 playwright_sync = pytest.importorskip("playwright.sync_api")

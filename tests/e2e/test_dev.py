@@ -45,7 +45,7 @@ def test_dev_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "services.common.cli",
+            "services.cli.main",
             "dev",
             "--data-dir",
             str(data),
@@ -111,7 +111,7 @@ def test_dev_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "services.common.cli",
+                "services.cli.main",
                 "audit",
                 "replay",
                 "--incident",
@@ -128,7 +128,7 @@ def test_dev_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
         assert "4 sent, 0 failed" in replay.stdout
 
         as_json = subprocess.run(
-            [sys.executable, "-m", "services.common.cli", "audit", "replay", "--json"],
+            [sys.executable, "-m", "services.cli.main", "audit", "replay", "--json"],
             cwd=REPO,
             env=cli_env,
             capture_output=True,
@@ -144,7 +144,7 @@ def test_dev_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
         wait_for(lambda: list((data / "checkpoints").glob("checkpoint-*.txt")), timeout=30)
         out = tmp_path / "export"
         export = subprocess.run(
-            [sys.executable, "-m", "services.common.cli", "audit", "export", "--out", str(out)],
+            [sys.executable, "-m", "services.cli.main", "audit", "export", "--out", str(out)],
             cwd=REPO,
             env=cli_env,
             capture_output=True,
@@ -156,7 +156,7 @@ def test_dev_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "services.common.cli",
+                "services.cli.main",
                 "audit",
                 "verify",
                 "--export",

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from services.common.directory import Directory, load_directory
-from services.common.settings import Settings
+from services.domain.directory import Directory, load_directory
 from services.intake.app import create_app
 from services.notifier.main import build_broker as notifier_broker
 from services.router.main import build_broker as router_broker
 from services.router.rules import load_rules
+from services.runtime.settings import Settings
 from tests.support import EXAMPLES, HAMLINE_KEY
 
 

@@ -16,10 +16,10 @@ from nats.js import JetStreamContext
 
 from services.audit.ledger import Ledger
 from services.audit.note import Signer
-from services.common.directory import load_directory
-from services.common.settings import Settings
-from services.common.streams import read_incident, read_messages
+from services.domain.directory import load_directory
+from services.eventlog import read_incident, read_messages
 from services.intake.app import create_app
+from services.runtime.settings import Settings
 from tests.integration.test_escalation import FAST_RULES, start_services, token_for
 from tests.integration.test_ledger import run_ledger
 from tests.support import EXAMPLES, HAMLINE_KEY, REPO, eventually, report
@@ -40,11 +40,10 @@ def fast(settings: Settings, tmp_path: Path) -> Settings:
 @pytest.fixture
 async def client(fast: Settings, js: JetStreamContext) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(fast, directory=load_directory(fast.config_dir))
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://intake"
-        ) as c:
-            yield c
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://intake"
+    ) as c:
+        yield c
 
 
 def cli(*args: str, fast: Settings) -> subprocess.CompletedProcess[str]:
@@ -55,7 +54,7 @@ def cli(*args: str, fast: Settings) -> subprocess.CompletedProcess[str]:
         "DOORALERT_LOG_FORMAT": "json",
     }
     return subprocess.run(
-        [sys.executable, "-m", "services.common.cli", *args],
+        [sys.executable, "-m", "services.cli.main", *args],
         env=env,
         cwd=REPO,
         capture_output=True,

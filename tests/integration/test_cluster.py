@@ -20,9 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from services.common.directory import load_directory
-from services.common.settings import Settings
-from services.common.streams import (
+from services.domain.directory import load_directory
+from services.eventlog import (
     STREAM,
     connect,
     consumer_configs,
@@ -33,6 +32,7 @@ from services.intake.app import create_app
 from services.notifier.main import build_broker as notifier_broker
 from services.router.main import build_broker as router_broker
 from services.router.rules import load_rules
+from services.runtime.settings import Settings
 from tests.cluster_support import NatsCluster, move_leaders_off, stream_leader
 from tests.support import EXAMPLES, HAMLINE_KEY, SmtpServer, eventually, report
 
@@ -282,7 +282,7 @@ def test_shipped_cluster_configs_are_valid_and_route_to_each_other() -> None:
     import re
     import subprocess
 
-    from services.common.dev import nats_server_binary
+    from services.cli.dev import nats_server_binary
 
     confs = sorted((EXAMPLES.parent / "nats" / "cluster").glob("node-*.conf"))
     assert [c.name for c in confs] == ["node-a.conf", "node-b.conf", "node-c.conf"]

@@ -15,15 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.common.directory import load_directory
-from services.common.incident import fold
-from services.common.settings import Settings
-from services.common.streams import read_incident, read_messages
-from services.common.tokens import AckClaim, ack_token
+from services.domain.directory import load_directory
+from services.domain.incident import fold
+from services.domain.tokens import AckClaim, ack_token
+from services.eventlog import read_incident, read_messages
 from services.intake.app import create_app
 from services.notifier.main import build_broker as notifier_broker
 from services.router.main import build_broker as router_broker
 from services.router.rules import load_rules
+from services.runtime.settings import Settings
 from tests.support import EXAMPLES, HAMLINE_KEY, LINCOLN_KEY, REPO, eventually, report
 
 FAST_RULES = """
@@ -66,11 +66,10 @@ def fast(settings: Settings, config_dir: Path) -> Settings:
 @pytest.fixture
 async def client(fast: Settings, js) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
     app = create_app(fast, directory=load_directory(fast.config_dir))
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://intake"
-        ) as c:
-            yield c
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://intake"
+    ) as c:
+        yield c
 
 
 async def start_services(fast: Settings, *, router: bool = True):  # type: ignore[no-untyped-def]
@@ -91,7 +90,7 @@ def router_process(fast: Settings) -> subprocess.Popen[bytes]:
         "DOORALERT_LOG_FORMAT": "json",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "services.common.cli", "router"],
+        [sys.executable, "-m", "services.cli.main", "router"],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -167,7 +166,7 @@ async def test_acknowledged_in_time_means_no_escalation(fast, js, client, smtp):
         roles = {r["role"]: r for r in state["required_roles"]}
         assert roles["law"]["acknowledged_by"] == "law-dept" and roles["law"]["notified_at"]
         assert roles["safety"]["acknowledged_at"] is not None
-        from services.common.tokens import view_token
+        from services.domain.tokens import view_token
 
         token = view_token(fast.secret_key.get_secret_value(), incident_id)
         page = await client.get(f"/incidents/{incident_id}?token={token}")

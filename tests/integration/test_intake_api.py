@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from services.common.streams import read_messages
+from services.eventlog import read_messages
 from tests.support import HAMLINE_KEY, LINCOLN_KEY, report
 
 
@@ -105,7 +105,7 @@ async def test_a_wrong_key_cannot_probe_which_incidents_exist(intake_client, js)
 async def test_an_ack_token_posted_to_another_incident_records_nothing(intake_client, js):
     from datetime import UTC, datetime, timedelta
 
-    from services.common.tokens import AckClaim, ack_token
+    from services.domain.tokens import AckClaim, ack_token
 
     a = (await post(intake_client, report())).json()["incident_id"]
     b = (await post(intake_client, report())).json()["incident_id"]

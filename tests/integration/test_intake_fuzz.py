@@ -14,13 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.common.directory import load_directory
-from services.common.settings import Settings
-from services.common.streams import connect, provision
+from services.domain.directory import load_directory
+from services.eventlog import connect, provision
+from services.runtime.settings import Settings
 from tests.support import EXAMPLES, HAMLINE_KEY, NatsServer, free_port, report
 
 schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings as hsettings  # noqa: E402
+from hypothesis import HealthCheck  # noqa: E402
+from hypothesis import settings as hsettings
 
 MAX_EXAMPLES = 50
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.common.directory import load_directory
-from services.common.settings import Settings
-from services.common.streams import read_messages
+from services.domain.directory import load_directory
+from services.eventlog import read_messages
 from services.intake.app import create_app
 from services.intake.security import SESSION_COOKIE, Session, encode_session
+from services.runtime.settings import Settings
 from tests.support import EXAMPLES, HAMLINE_KEY, LINCOLN_KEY, report
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -54,11 +54,10 @@ def app_client(settings: Settings) -> httpx.AsyncClient:
 @pytest.fixture
 async def web(settings: Settings, js: object) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, directory=load_directory(EXAMPLES))
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://intake"
-        ) as client:
-            yield client
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://intake"
+    ) as client:
+        yield client
 
 
 async def encounters(js: object) -> list[object]:

@@ -32,7 +32,7 @@ from services.audit.note import (
 )
 from services.audit.source import read_checkpoint_notes, verify_stream
 from services.audit.verify import VerifyResult, verify_export
-from services.common.streams import (
+from services.eventlog import (
     CHECKPOINTS_STREAM,
     connect,
     provision,
@@ -302,7 +302,7 @@ def test_a_corrupt_export_line_is_named(copy: Path, built: tuple) -> None:
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "services.common.cli", *args],
+        [sys.executable, "-m", "services.cli.main", *args],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -331,7 +331,7 @@ async def test_operator_generates_a_key_serves_exports_and_verifies_from_the_cli
 
     await publish_reports(js, 7)
     serve = subprocess.Popen(
-        [sys.executable, "-m", "services.common.cli", "audit", "serve"],
+        [sys.executable, "-m", "services.cli.main", "audit", "serve"],
         env=env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,

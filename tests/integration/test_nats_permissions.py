@@ -16,13 +16,13 @@ import nats
 import pytest
 from nats.js.api import ConsumerConfig, StreamConfig
 
-from services.common.directory import load_directory
-from services.common.settings import Settings
-from services.common.streams import provision, read_messages
+from services.domain.directory import load_directory
+from services.eventlog import provision, read_messages
 from services.intake.app import create_app
 from services.notifier.main import build_broker as notifier_broker
 from services.router.main import build_broker as router_broker
 from services.router.rules import load_rules
+from services.runtime.settings import Settings
 from tests.support import EXAMPLES, HAMLINE_KEY, REPO, NatsServer, eventually, report
 
 CONFIG = REPO / "deploy" / "nats" / "server.conf"
@@ -39,7 +39,7 @@ class ConfiguredNatsServer(NatsServer):
     )
 
     def start(self) -> None:
-        from services.common.dev import nats_server_binary
+        from services.cli.dev import nats_server_binary
 
         env = {
             **os.environ,

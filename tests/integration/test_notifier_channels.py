@@ -13,9 +13,9 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from schemas.events import Event
-from services.common.settings import Settings
-from services.common.streams import STREAM, publish_event, read_incident, read_messages
+from services.eventlog import STREAM, publish_event, read_incident, read_messages
 from services.notifier.main import build_notifier
+from services.runtime.settings import Settings
 from tests.fixtures.notifier_support import (
     WebhookServer,
     encounter,
@@ -156,7 +156,7 @@ class SlowHandler(ScriptedHandler):
         super().__init__()
         self.slow, self.seconds = slow, seconds
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.slow in envelope.rcpt_tos:
             await asyncio.sleep(self.seconds)
         return await super().handle_DATA(server, session, envelope)

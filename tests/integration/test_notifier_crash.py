@@ -17,11 +17,10 @@ from typing import Any
 
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from services.common.settings import Settings
-from services.common.streams import STREAM, SUBJECT_PREFIX
-from services.common.streams import publish_event
+from services.eventlog import STREAM, SUBJECT_PREFIX, publish_event
+from services.runtime.settings import Settings
 from tests.fixtures.notifier_support import encounter, request
-from tests.support import REPO, EXAMPLES, eventually
+from tests.support import EXAMPLES, REPO, eventually
 
 INCIDENTS = 200
 WORKERS = Settings().notifier_workers  # in-flight sends the kill can interrupt
@@ -42,7 +41,7 @@ def spawn(nats_url: str, smtp_port: int) -> subprocess.Popen[bytes]:
         "DOORALERT_RETRY_MAX_SECONDS": "0.5",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "services.common.cli", "notifier"],
+        [sys.executable, "-m", "services.cli.main", "notifier"],
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,

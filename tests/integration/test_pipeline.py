@@ -12,7 +12,7 @@ from schemas.events import (
     derive_id,
     new_event_id,
 )
-from services.common.streams import publish_event, read_incident, read_messages
+from services.eventlog import publish_event, read_incident, read_messages
 from tests.support import eventually, report
 
 # Example config: law has two contacts, safety one, hamline's principal one.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from nats.js.api import StreamConfig
 
-from services.common.streams import STREAM, ProvisionError, connect, provision
+from services.eventlog import STREAM, ProvisionError, connect, provision
 
 
 async def test_provision_is_idempotent_and_sets_the_contract(nats_server):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.common.streams import STREAM, StreamTail, TailReset, read_messages
+from services.eventlog import STREAM, StreamTail, TailReset, read_messages
 
 
 async def put(js, n: int, start: int = 0) -> None:  # type: ignore[no-untyped-def]

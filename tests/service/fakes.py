@@ -1,10 +1,12 @@
-"""Fakes for the service tests: the slice of the nats-py JetStream interface the services use
-(publish with the server's duplicate window, get_last_msg, key_value) and a message that
-records how it was settled. Delivery guarantees against a real nats-server are integration
-tests."""
+"""Fakes for the service tests: `FakeEventLog` implements the services' `EventLog` interface
+(with the server's duplicate window), `FakeJetStream` the slice of nats-py that
+`JetStreamEventLog` and the delivery records use, and `FakeMessage` records how a delivered
+message was settled. Delivery guarantees against a real nats-server are integration tests."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,7 +14,8 @@ from nats.aio.msg import Msg
 from nats.js.api import PubAck
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 
-from schemas.events import Event, parse_event
+from schemas.events import Event, parse_event, serialize_event, subject_for
+from services.eventlog.interface import Appended, StoredMessage, TailReset
 
 
 class FakeKeyValue:
@@ -131,3 +134,100 @@ class FakeBroker:
 
     def __init__(self, js: FakeJetStream) -> None:
         self.connection = FakeClient(js)
+
+
+class FakeTail:
+    """A tail over a FakeEventLog: each call returns what was appended since the last one."""
+
+    def __init__(self, log: FakeEventLog, subjects: Sequence[str]) -> None:
+        self.log, self.subjects, self.seen = log, list(subjects), 0
+
+    def _matches(self, subject: str) -> bool:
+        parts = subject.split(".")
+        for pattern in self.subjects:
+            want = pattern.split(".")
+            if len(want) == len(parts) and all(w in ("*", p) for w, p in zip(want, parts)):
+                return True
+        return False
+
+    async def read_new(self) -> list[StoredMessage]:
+        if self.log.fail_with is not None:
+            raise TailReset(str(self.log.fail_with))
+        new = self.log.messages[self.seen :]
+        self.seen = len(self.log.messages)
+        return [m for m in new if self._matches(m.subject)]
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeEventLog:
+    """The `EventLog` in memory: drops a repeated event id as the server's duplicate window
+    does, and can be told to fail every call (`fail_with`)."""
+
+    def __init__(self) -> None:
+        self.messages: list[StoredMessage] = []
+        self.schedules: list[tuple[str, bytes, datetime, str, str]] = []
+        self.appends = 0
+        self.fail_with: Exception | None = None
+        self._ids: set[str] = set()
+
+    @property
+    def stored(self) -> list[tuple[str, bytes]]:
+        return [(m.subject, m.data) for m in self.messages]
+
+    def events(self) -> list[Event]:
+        return [parse_event(m.data) for m in self.messages]
+
+    def store_raw(self, subject: str, data: bytes) -> None:
+        """Put bytes in the log as they are (a poison message, an older version)."""
+        self.messages.append(
+            StoredMessage(
+                seq=len(self.messages) + 1, subject=subject, time=datetime.now(UTC), data=data
+            )
+        )
+
+    async def append(self, event: Event) -> Appended:
+        self.appends += 1
+        if self.fail_with is not None:
+            raise self.fail_with
+        if event.id in self._ids:
+            return Appended(seq=len(self.messages), duplicate=True)
+        self._ids.add(event.id)
+        self.store_raw(subject_for(event), serialize_event(event))
+        return Appended(seq=len(self.messages))
+
+    async def append_all(self, events: Sequence[Event]) -> None:
+        for event in events:
+            await self.append(event)
+
+    async def read_incident(self, incident_id: str) -> list[Event]:
+        if self.fail_with is not None:
+            raise self.fail_with
+        out = []
+        for m in self.messages:
+            if m.subject.split(".")[2] == incident_id:
+                try:
+                    out.append(m.event())
+                except ValueError:
+                    continue
+        return out
+
+    async def last(self, school_id: str, incident_id: str, event_type: str) -> bytes | None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        subject = f"dooralert.{school_id}.{incident_id}.{event_type}"
+        for m in reversed(self.messages):
+            if m.subject == subject:
+                return m.data
+        return None
+
+    def tail(self, subjects: Sequence[str], *, since: datetime) -> FakeTail:
+        return FakeTail(self, subjects)
+
+    async def schedule(
+        self, subject: str, payload: bytes, *, fire_at: datetime, target: str, msg_id: str
+    ) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.schedules.append((subject, payload, fire_at, target, msg_id))

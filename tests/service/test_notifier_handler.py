@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from faststream.nats import NatsBroker, TestNatsBroker
-from nats.aio.msg import Msg
 from nats.js.api import PubAck
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 
 from schemas.events import (
     EncounterReported,
@@ -26,32 +23,32 @@ from schemas.events import (
     NotificationFailed,
     NotificationRequested,
     NotificationSent,
-    parse_event,
     serialize_event,
     subject_for,
 )
-from services.common.consumer import run_handler
-from services.common.directory import Directory, load_directory
-from services.common.settings import Settings
-from services.common.streams import DELIVERIES_BUCKET
-from services.common.tokens import check_view_token
+from services.domain.directory import Directory, load_directory
+from services.domain.tokens import check_view_token
+from services.eventlog import DELIVERIES_BUCKET
+from services.eventlog.consumer import run_handler
+from services.eventlog.jetstream import JetStreamEventLog
 from services.intake.reports import encounter_event, parse_report
 from services.notifier.main import Notifier, backoff, build_broker
 from services.router.decide import decide
 from services.router.rules import load_rules
+from services.runtime.settings import Settings
 from tests.support import EXAMPLES, SmtpServer, report
 
 NOW = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
 
 # --- fakes (the same as the router's; each service test file stands alone) ------------------
 from tests.service.fakes import (
-    FakeKeyValue,
-    FakeJetStream,
-    FakeClient,
-    ack_subject,
-    FakeMessage,
     FakeBroker,
-)  # noqa: E402
+    FakeClient,
+    FakeJetStream,
+    FakeKeyValue,
+    FakeMessage,
+    ack_subject,
+)
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -111,8 +108,8 @@ async def deliver(
     try:
         await run_handler(
             msg,
-            js=js,
-            consumer="notifier",  # type: ignore[arg-type]
+            event_log=JetStreamEventLog(js, retry_for=settings.publish_retry_seconds),  # type: ignore[arg-type]
+            consumer="notifier",
             expect=NotificationRequested,
             handle=notifier.handle,
         )
@@ -325,8 +322,8 @@ async def test_a_poison_request_is_dead_lettered_and_rejected(settings: Settings
     msg = FakeMessage(b"{{{", "dooralert.hamline.inc-1.notification.requested", consumer="notifier")
     await run_handler(
         msg,
-        js=js,
-        consumer="notifier",  # type: ignore[arg-type]
+        event_log=JetStreamEventLog(js, retry_for=settings.publish_retry_seconds),  # type: ignore[arg-type]
+        consumer="notifier",
         expect=NotificationRequested,
         handle=notifier.handle,
     )

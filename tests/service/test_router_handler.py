@@ -1,25 +1,20 @@
 """The router's handler: every encounter becomes a decision, and no message is lost silently.
 
-The handler publishes through `broker.connection.jetstream()`, which `TestNatsBroker` only
-mocks, so the broker here is connected to a fake JetStream that implements the slice of the
-real interface the services use (publish with the server's duplicate window, get_last_msg,
-key_value). Delivery guarantees against a real nats-server are integration tests.
+The router is built with a `FakeEventLog` (the services' `EventLog` interface in memory, with
+the server's duplicate window); `TestNatsBroker` delivers to it. Delivery guarantees against
+a real nats-server are integration tests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
 from faststream.nats import NatsBroker, TestNatsBroker
-from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import PubAck
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 
 from schemas.events import (
     EncounterReported,
@@ -31,18 +26,20 @@ from schemas.events import (
     serialize_event,
     subject_for,
 )
-from services.common.consumer import run_handler
-from services.common.directory import load_directory
-from services.common.settings import Settings
+from services.domain.directory import load_directory
+from services.eventlog.consumer import run_handler
+from services.eventlog.interface import EventLog
+from services.eventlog.jetstream import JetStreamEventLog
 from services.intake.reports import encounter_event, parse_report
 from services.router.main import build_broker
 from services.router.rules import Rules
+from services.runtime.settings import Settings
 from tests.support import EXAMPLES, report
 
 NOW = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
 
 # --- fakes ----------------------------------------------------------------------------------
-from tests.service.fakes import FakeKeyValue, FakeJetStream, FakeClient, ack_subject, FakeMessage  # noqa: E402
+from tests.service.fakes import FakeEventLog, FakeJetStream, FakeMessage, ack_subject  # noqa: E402
 
 # --- helpers --------------------------------------------------------------------------------
 
@@ -60,11 +57,10 @@ def example_routes() -> Rules:
     return Rules.model_validate({"version": raw["version"], "routes": raw["routes"]})
 
 
-def router(js: FakeJetStream) -> NatsBroker:
-    broker = build_broker(SETTINGS, rules=example_routes(), directory=load_directory(EXAMPLES))
-    # Connected before TestNatsBroker starts, so it keeps this connection instead of a mock.
-    broker.config.connection_state.connect(FakeClient(js), js)  # type: ignore[arg-type]
-    return broker
+def router(js: EventLog) -> NatsBroker:
+    return build_broker(
+        SETTINGS, rules=example_routes(), directory=load_directory(EXAMPLES), event_log=js
+    )
 
 
 def subscriber_function(broker: NatsBroker) -> Callable[[bytes, Any], Awaitable[None]]:
@@ -77,7 +73,7 @@ def subscriber_function(broker: NatsBroker) -> Callable[[bytes, Any], Awaitable[
     return fn  # type: ignore[no-any-return]
 
 
-async def deliver(js: FakeJetStream, data: bytes, subject: str, **kw: Any) -> FakeMessage:
+async def deliver(js: EventLog, data: bytes, subject: str, **kw: Any) -> FakeMessage:
     msg = FakeMessage(data, subject, **kw)
     await subscriber_function(router(js))(data, msg)
     return msg
@@ -86,7 +82,7 @@ async def deliver(js: FakeJetStream, data: bytes, subject: str, **kw: Any) -> Fa
 REPORT_SUBJECT = "dooralert.hamline.inc-1.encounter.reported"
 
 
-def decisions(js: FakeJetStream) -> list[Event]:
+def decisions(js: FakeEventLog) -> list[Event]:
     return [e for e in js.events() if e.type in ("escalation.decided", "notification.requested")]
 
 
@@ -94,7 +90,7 @@ def decisions(js: FakeJetStream) -> list[Event]:
 
 
 async def test_an_encounter_report_becomes_a_decision_and_one_request_per_contact() -> None:
-    js = FakeJetStream()
+    js = FakeEventLog()
     event = encounter()
     async with TestNatsBroker(router(js)) as br:
         await br.publish(serialize_event(event), subject_for(event))
@@ -113,7 +109,7 @@ async def test_an_encounter_report_becomes_a_decision_and_one_request_per_contac
 
 
 async def test_a_redelivered_report_adds_no_second_decision() -> None:
-    js = FakeJetStream()
+    js = FakeEventLog()
     event = encounter()
     async with TestNatsBroker(router(js)) as br:
         await br.publish(serialize_event(event), subject_for(event))
@@ -123,7 +119,7 @@ async def test_a_redelivered_report_adds_no_second_decision() -> None:
 
 
 async def test_a_poison_message_on_the_bus_is_dead_lettered() -> None:
-    js = FakeJetStream()
+    js = FakeEventLog()
     async with TestNatsBroker(router(js)) as br:
         await br.publish(b"\xff not json", REPORT_SUBJECT, reply_to=ack_subject("router"))
     [dead] = [e for e in js.events() if getattr(e.data, "consumer", None) == "router"]
@@ -138,7 +134,7 @@ async def test_a_poison_message_on_the_bus_is_dead_lettered() -> None:
 
 
 async def test_a_decided_report_is_acked() -> None:
-    js = FakeJetStream()
+    js = FakeEventLog()
     event = encounter()
     msg = await deliver(js, serialize_event(event), subject_for(event))
     assert msg.outcome == "ack"
@@ -159,7 +155,7 @@ async def test_a_decided_report_is_acked() -> None:
 async def test_an_unreadable_message_is_dead_lettered_and_rejected(
     payload: bytes, reason: str
 ) -> None:
-    js = FakeJetStream()
+    js = FakeEventLog()
     msg = await deliver(js, payload, REPORT_SUBJECT, seq=99)
     assert msg.outcome == "reject"  # terminated: never redelivered, never silently acked
     [dead] = js.events()
@@ -169,7 +165,7 @@ async def test_an_unreadable_message_is_dead_lettered_and_rejected(
 
 
 async def test_an_event_of_the_wrong_type_is_dead_lettered_not_decided() -> None:
-    js = FakeJetStream()
+    js = FakeEventLog()
     wrong = encounter().model_dump()
     decided = EscalationDecided.model_validate(
         {
@@ -191,7 +187,7 @@ async def test_an_event_of_the_wrong_type_is_dead_lettered_not_decided() -> None
 
 
 async def test_a_poison_message_on_a_malformed_subject_is_still_dead_lettered() -> None:
-    js = FakeJetStream()
+    js = FakeEventLog()
     msg = await deliver(js, b"nope", "dooralert.BAD SCHOOL.x.encounter.reported")
     assert msg.outcome == "reject"
     [dead] = js.events()
@@ -199,14 +195,14 @@ async def test_a_poison_message_on_a_malformed_subject_is_still_dead_lettered() 
 
 
 async def test_the_same_poison_message_redelivered_is_dead_lettered_once() -> None:
-    js = FakeJetStream()
+    js = FakeEventLog()
     await deliver(js, b"nope", REPORT_SUBJECT, seq=5)
     await deliver(js, b"nope", REPORT_SUBJECT, seq=5, delivered=2)
     assert len(js.stored) == 1
 
 
 async def test_a_poison_message_that_cannot_be_recorded_is_retried_not_dropped() -> None:
-    js = FakeJetStream()
+    js = FakeEventLog()
     js.fail_with = RuntimeError("stream unavailable")
     msg = await deliver(js, b"nope", REPORT_SUBJECT)
     assert msg.outcome == "nack"
@@ -214,7 +210,7 @@ async def test_a_poison_message_that_cannot_be_recorded_is_retried_not_dropped()
 
 
 async def test_a_failing_handler_is_retried_after_a_delay() -> None:
-    js = FakeJetStream()
+    js = FakeEventLog()
     js.fail_with = RuntimeError("stream unavailable")
     event = encounter()
     msg = await deliver(js, serialize_event(event), subject_for(event))
@@ -227,13 +223,14 @@ async def test_a_report_is_retried_when_jetstream_keeps_timing_out() -> None:
     js = FakeJetStream()
     js.fail_with = NatsTimeoutError()
     event = encounter()
-    msg = await deliver(js, serialize_event(event), subject_for(event))
+    log = JetStreamEventLog(js, publish_timeout=0.05, retry_for=0.3)  # type: ignore[arg-type]
+    msg = await deliver(log, serialize_event(event), subject_for(event))
     assert msg.outcome == "nack"
     assert js.publishes > 1  # publish_event retried within publish_retry_seconds first
 
 
 async def test_a_handler_asking_for_a_retry_is_nacked_with_its_delay() -> None:
-    js = FakeJetStream()
+    js = FakeEventLog()
     event = encounter()
     msg = FakeMessage(serialize_event(event), subject_for(event))
 
@@ -242,8 +239,8 @@ async def test_a_handler_asking_for_a_retry_is_nacked_with_its_delay() -> None:
 
     await run_handler(
         msg,
-        js=js,
-        consumer="router",  # type: ignore[arg-type]
+        event_log=js,
+        consumer="router",
         expect=EncounterReported,
         handle=later,
     )

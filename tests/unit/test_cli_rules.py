@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from services.common.cli import app
+from services.cli.main import app
 from tests.support import EXAMPLES, report
 
 runner = CliRunner()

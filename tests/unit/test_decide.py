@@ -16,7 +16,7 @@ from schemas.events import (
     parse_event,
     serialize_event,
 )
-from services.common.directory import Directory, load_directory
+from services.domain.directory import Directory, load_directory
 from services.intake.reports import encounter_event, parse_report
 from services.router.decide import decide
 from services.router.rules import Rules, load_rules

@@ -9,13 +9,13 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from services.common.config import ConfigError
-from services.common.directory import (
+from services.domain.directory import (
     Directory,
     generate_intake_key,
     hash_intake_key,
     load_directory,
 )
+from services.runtime.config import ConfigError
 from tests.support import EXAMPLES, HAMLINE_KEY, LINCOLN_KEY
 
 
@@ -169,7 +169,7 @@ def test_webhook_urls_that_do_not_parse_are_refused_at_load() -> None:
     import yaml
     from pydantic import ValidationError
 
-    from services.common.directory import Directory
+    from services.domain.directory import Directory
     from tests.support import EXAMPLES
 
     raw = yaml.safe_load((EXAMPLES / "district.yaml").read_text())
@@ -182,7 +182,7 @@ def test_the_district_school_id_is_reserved() -> None:
     import yaml
     from pydantic import ValidationError
 
-    from services.common.directory import Directory
+    from services.domain.directory import Directory
     from tests.support import EXAMPLES
 
     raw = yaml.safe_load((EXAMPLES / "district.yaml").read_text())

@@ -22,8 +22,8 @@ from schemas.events import (
     PatternDetected,
 )
 from schemas.report import Agency, Document, Entry, Purpose, SignedByJudge
-from services.common.directory import load_directory
-from services.common.incident import fold
+from services.domain.directory import load_directory
+from services.domain.incident import fold
 from services.intake.reports import encounter_event, parse_report
 from services.router.decide import decide
 from services.router.escalate import (

@@ -28,7 +28,7 @@ from schemas.events import (
     PatternDetected,
     parse_event,
 )
-from services.common.incident import fold
+from services.domain.incident import fold
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "events-v1" / "events.jsonl"
 HAMLINE = "01a229e8-e578-71b0-b4fc-eec89702a155"

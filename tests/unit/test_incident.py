@@ -17,8 +17,8 @@ from schemas.events import (
     NotificationSentData,
     derive_id,
 )
-from services.common.directory import load_directory
-from services.common.incident import evolve, fold
+from services.domain.directory import load_directory
+from services.domain.incident import evolve, fold
 from services.intake.reports import encounter_event, parse_report
 from services.router.decide import decide
 from services.router.rules import load_rules

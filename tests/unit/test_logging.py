@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.logging import configure_logging, get_logger
+from services.runtime.logging import configure_logging, get_logger
 
 
 @pytest.mark.parametrize("fmt", ["console", "json"])

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from schemas.events import NotificationFailedData, NotificationRequestedData, parse_event
-from services.common.directory import Contact
+from services.domain.directory import Contact
 from services.notifier.channels import PermanentDeliveryError, TransientDeliveryError
 from services.notifier.plan import fallback_request, next_channel
 from services.notifier.webhook import classify_http, encode_body, sign, verify

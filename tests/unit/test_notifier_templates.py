@@ -155,9 +155,9 @@ def test_a_broken_template_stops_start_up_with_file_and_reason(tmp_path: Path) -
 
 
 def test_the_notifier_refuses_to_start_on_a_broken_template(tmp_path: Path, monkeypatch) -> None:
-    from services.common.directory import load_directory
-    from services.common.settings import EXAMPLE_CONFIG_DIR, Settings
+    from services.domain.directory import load_directory
     from services.notifier import main, message
+    from services.runtime.settings import EXAMPLE_CONFIG_DIR, Settings
 
     root = tmp_path / "templates"
     shutil.copytree(TEMPLATES, root)

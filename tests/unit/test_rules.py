@@ -565,7 +565,7 @@ def reports(draw: st.DrawFn) -> EncounterReport:
         st.lists(st.sampled_from([*ENUM_FIELDS, "credentials_shown", "agent_count"]), max_size=2)
     )
     if missing:
-        r = EncounterReport.model_construct(**{**dict(r), **{f: None for f in missing}})
+        r = EncounterReport.model_construct(**{**dict(r), **dict.fromkeys(missing)})
     return r
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from schemas.generate import HERE, generate
+from services.cli.schemafiles import HERE, generate
 
 
 def test_committed_schema_files_are_current() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.tokens import check_view_token, view_token
+from services.domain.tokens import check_view_token, view_token
 
 SECRET = "test-secret"
 

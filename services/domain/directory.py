@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from schemas.report import TOKEN_PATTERN
-from services.common.config import load_yaml_model
+from services.runtime.config import load_yaml_model
 
 Token = Annotated[str, StringConstraints(pattern=TOKEN_PATTERN)]
 KeyHash = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]

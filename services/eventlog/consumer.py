@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from faststream.nats import NatsMessage
-from nats.js import JetStreamContext
 
 from schemas.events import (
     Event,
@@ -24,8 +23,8 @@ from schemas.events import (
     parse_event,
 )
 from schemas.report import TOKEN_PATTERN
-from services.common.logging import get_logger
-from services.common.streams import publish_event
+from services.eventlog.interface import EventLog
+from services.runtime.logging import get_logger
 
 log = get_logger("dooralert.consumer")
 _TOKEN = re.compile(TOKEN_PATTERN)
@@ -63,13 +62,13 @@ def dead_letter_event(
     )
 
 
-async def dead_letter(js: JetStreamContext, msg: NatsMessage, consumer: str, reason: str) -> None:
+async def dead_letter(event_log: EventLog, msg: NatsMessage, consumer: str, reason: str) -> None:
     raw = msg.raw_message
     seq = raw.metadata.sequence.stream
     event = dead_letter_event(
         consumer=consumer, seq=seq, subject=raw.subject, reason=reason, now=datetime.now(UTC)
     )
-    await publish_event(js, event)
+    await event_log.append(event)
     log.error(
         "message.dead_lettered",
         consumer=consumer,
@@ -82,7 +81,7 @@ async def dead_letter(js: JetStreamContext, msg: NatsMessage, consumer: str, rea
 async def run_handler(
     msg: NatsMessage,
     *,
-    js: JetStreamContext,
+    event_log: EventLog,
     consumer: str,
     expect: type[Event],
     handle: Callable[[Any, NatsMessage], Awaitable[float | None]],
@@ -96,8 +95,8 @@ async def run_handler(
             )
     except EventDecodeError as exc:
         try:
-            await dead_letter(js, msg, consumer, str(exc))
-        except Exception:  # noqa: BLE001 - could not record it: try again later
+            await dead_letter(event_log, msg, consumer, str(exc))
+        except Exception:
             log.exception("dead_letter.publish_failed", consumer=consumer)
             await msg.nack(delay=error_delay)
             return
@@ -105,7 +104,7 @@ async def run_handler(
         return
     try:
         delay = await handle(event, msg)
-    except Exception:  # noqa: BLE001 - a failed handler is retried, never dropped
+    except Exception:
         log.exception(
             "handler.failed", consumer=consumer, event_id=event.id, incident=event.incident_id
         )

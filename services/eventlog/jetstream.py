@@ -1,241 +1,40 @@
-"""NATS JetStream: the contract streams (DESIGN §3), provisioning, publishing and reading.
+"""The event log on NATS JetStream: connecting, appending with retry, and reading back.
 
-Streams and durable consumers are created only by `dooralert provision`; services bind to
-them and never change their config.
+Streams and durable consumers are created only by `dooralert provision` (provision.py);
+services bind to them and never change their config.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
-    DiscardPolicy,
     PubAck,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
 )
-from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
+from nats.js.errors import NotFoundError
 
-from schemas.events import Event, parse_event, serialize_event, subject_for
-from services.common.logging import get_logger
+from schemas.events import Event, serialize_event, subject_for
+from services.eventlog.contract import STREAM, SUBJECT_PREFIX, TIMERS_STREAM
+from services.eventlog.interface import (
+    Appended,
+    IncompleteRead,
+    StoredMessage,
+    TailReset,
+)
+from services.eventlog.retry import retrying
+from services.runtime.logging import get_logger
 
-log = get_logger("dooralert.streams")
-T = TypeVar("T")
-
-STREAM = "DOORALERT"
-TIMERS_STREAM = "DOORALERT_TIMERS"
-CHECKPOINTS_STREAM = "DOORALERT_CHECKPOINTS"
-DELIVERIES_BUCKET = "DOORALERT_DELIVERIES"
-SUBJECT_PREFIX = "dooralert"
-DUPLICATE_WINDOW_S = 60 * 60.0  # one hour: covers any redelivery and a cluster failover
-
-
-class IncompleteRead(Exception):
-    """A read of the log stopped before every stored message arrived; try again."""
-
-
-class ProvisionError(Exception):
-    """An existing stream differs from the contract in a way provisioning will not weaken."""
-
-
-def stream_configs(replicas: int = 1) -> list[StreamConfig]:
-    return [
-        StreamConfig(
-            name=STREAM,
-            subjects=[f"{SUBJECT_PREFIX}.>"],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            discard=DiscardPolicy.OLD,
-            num_replicas=replicas,
-            deny_delete=True,
-            deny_purge=True,
-            allow_rollup_hdrs=False,
-            duplicate_window=DUPLICATE_WINDOW_S,
-            max_age=0,
-        ),
-        StreamConfig(
-            name=TIMERS_STREAM,
-            subjects=["dooralert_timers.>"],
-            storage=StorageType.FILE,
-            num_replicas=replicas,
-            duplicate_window=DUPLICATE_WINDOW_S,
-            allow_msg_schedules=True,
-            allow_rollup_hdrs=True,  # the server turns this on for message schedules
-        ),
-        StreamConfig(
-            name=CHECKPOINTS_STREAM,
-            subjects=["dooralert_checkpoints.>"],
-            storage=StorageType.FILE,
-            num_replicas=replicas,
-            deny_delete=True,
-            deny_purge=True,
-            allow_rollup_hdrs=False,
-            duplicate_window=DUPLICATE_WINDOW_S,
-        ),
-    ]
-
-
-TIMER_FIRED_PREFIX = "dooralert_timers.fired"
-TIMER_SCHEDULE_PREFIX = "dooralert_timers.schedule"
-
-
-def consumer_configs() -> list[tuple[str, ConsumerConfig]]:
-    return [(STREAM, c) for c in _event_consumers()] + [
-        (
-            TIMERS_STREAM,
-            ConsumerConfig(
-                durable_name="router-timers",
-                filter_subject=f"{TIMER_FIRED_PREFIX}.>",
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=30.0,
-                max_deliver=50,
-            ),
-        )
-    ]
-
-
-def _event_consumers() -> list[ConsumerConfig]:
-    return [
-        ConsumerConfig(
-            durable_name="router",
-            filter_subject=f"{SUBJECT_PREFIX}.*.*.encounter.reported",
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=30.0,
-            max_deliver=20,
-            max_ack_pending=1000,
-        ),
-        ConsumerConfig(
-            durable_name="notifier",
-            filter_subject=f"{SUBJECT_PREFIX}.*.*.notification.requested",
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=60.0,
-            # The notifier stops retrying at DOORALERT_MAX_ATTEMPTS and records a permanent
-            # failure itself; this is only the server's backstop.
-            max_deliver=100,
-            max_ack_pending=1000,
-        ),
-        ConsumerConfig(
-            durable_name="router-followups",
-            filter_subjects=[
-                f"{SUBJECT_PREFIX}.*.*.encounter.updated",
-                f"{SUBJECT_PREFIX}.*.*.incident.resolved",
-                f"{SUBJECT_PREFIX}.*.*.notification.failed",
-            ],
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=30.0,
-            max_deliver=20,
-            max_ack_pending=1000,
-        ),
-    ]
-
-
-def _weakenings(have: StreamConfig, want: StreamConfig) -> list[str]:
-    out = []
-    for flag in ("deny_delete", "deny_purge", "allow_msg_schedules"):
-        if getattr(have, flag) and not getattr(want, flag):
-            out.append(f"{flag} would be turned off")
-    if have.allow_rollup_hdrs is False and want.allow_rollup_hdrs:
-        out.append("allow_rollup_hdrs would be turned on")
-    if (have.duplicate_window or 0) > (want.duplicate_window or 0):
-        out.append(
-            f"duplicate_window would shrink from {have.duplicate_window}s to "
-            f"{want.duplicate_window}s"
-        )
-    if have.storage != want.storage:
-        out.append(f"storage would change from {have.storage} to {want.storage}")
-    if set(have.subjects or []) - set(want.subjects or []):
-        out.append(
-            f"subjects would lose {sorted(set(have.subjects or []) - set(want.subjects or []))}"
-        )
-    return out
-
-
-_FLAGS = frozenset({"deny_delete", "deny_purge", "allow_rollup_hdrs", "allow_msg_schedules"})
-
-
-def _differs(have: StreamConfig, want: StreamConfig) -> bool:
-    keys = (  # noqa
-        "subjects",
-        "deny_delete",
-        "deny_purge",
-        "allow_rollup_hdrs",
-        "duplicate_window",
-        "allow_msg_schedules",
-        "storage",
-        "num_replicas",
-    )
-    return any(
-        bool(getattr(have, k)) != bool(getattr(want, k))
-        if k in _FLAGS
-        else getattr(have, k) != getattr(want, k)
-        for k in keys
-    )
-
-
-async def provision(js: JetStreamContext, *, replicas: int = 1) -> list[str]:
-    """Create or strengthen the streams, consumers and KV bucket. Idempotent."""
-    actions: list[str] = []
-    for want in stream_configs(replicas):
-        assert want.name is not None
-        try:
-            info = await js.stream_info(want.name)
-        except NotFoundError:
-            await js.add_stream(want)
-            actions.append(f"created stream {want.name}")
-            continue
-        have = info.config
-        weak = _weakenings(have, want)
-        if weak:
-            raise ProvisionError(
-                f"stream {want.name} exists with a stronger config; refusing to weaken it: "
-                + "; ".join(weak)
-            )
-        if _differs(have, want):
-            # Retention (max_age, max_bytes) is a deploy decision: keep what the operator set.
-            want.max_age = have.max_age
-            want.max_bytes = have.max_bytes
-            await js.update_stream(want)
-            actions.append(f"updated stream {want.name}")
-        else:
-            actions.append(f"stream {want.name} ok")
-    for stream, consumer in consumer_configs():
-        await js.add_consumer(stream, consumer)
-        actions.append(f"consumer {consumer.durable_name} ok")
-    try:
-        await js.key_value(DELIVERIES_BUCKET)
-        actions.append(f"bucket {DELIVERIES_BUCKET} ok")
-    except (NotFoundError, Exception) as exc:  # nats-py raises BucketNotFoundError
-        if exc.__class__.__name__ not in ("BucketNotFoundError", "NotFoundError"):
-            raise
-        from nats.js.api import KeyValueConfig
-
-        await js.create_key_value(
-            KeyValueConfig(
-                bucket=DELIVERIES_BUCKET, history=1, storage=StorageType.FILE, replicas=replicas
-            )
-        )
-        actions.append(f"created bucket {DELIVERIES_BUCKET}")
-    return actions
+log = get_logger("dooralert.eventlog")
 
 
 def server_urls(url: str | Sequence[str]) -> list[str]:
@@ -291,37 +90,6 @@ async def publish_event(
     )
 
 
-# What a JetStream request raises while a cluster elects a leader or a connection is being
-# re-established: no stream leader answers (503 no responders), JetStream answers 503
-# unavailable, or nothing answers before the timeout.
-TRANSIENT_NATS_ERRORS = (
-    NatsTimeoutError,
-    NoRespondersError,
-    ConnectionClosedError,
-    asyncio.TimeoutError,
-    NoStreamResponseError,
-    ServiceUnavailableError,
-)
-
-
-async def retrying(
-    op: Callable[[], Awaitable[T]], *, retry_for: float, what: str, **context: object
-) -> T:
-    """Run a JetStream request, retrying transient failures (backoff 0.1 s doubling to 0.5 s)
-    until `retry_for` seconds have passed; then the last error is raised."""
-    deadline = time.monotonic() + retry_for
-    delay = 0.1
-    while True:
-        try:
-            return await op()
-        except TRANSIENT_NATS_ERRORS as exc:
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning(f"{what}.retry", delay=delay, error=type(exc).__name__, **context)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
-
-
 async def publish_events(js: JetStreamContext, events: Sequence[Event], **kw: float) -> None:
     """Append `events`: the first (the decision, escalation or pattern the rest follow from)
     alone, awaiting its PubAck; then the rest pipelined, all their PubAcks awaited.
@@ -344,20 +112,6 @@ async def publish_events(js: JetStreamContext, events: Sequence[Event], **kw: fl
     for result in results:
         if isinstance(result, BaseException):
             raise result
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    """One DOORALERT message exactly as stored."""
-
-    seq: int
-    subject: str
-    time: datetime
-    data: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def event(self) -> Event:
-        return parse_event(self.data)
 
 
 async def consume_batches(
@@ -507,7 +261,7 @@ class StreamTail:
         except TailReset:
             await self.close()
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure: the cursor can't be trusted
+        except Exception as exc:
             await self.close()
             raise TailReset(f"{type(exc).__name__}: {exc}") from exc
         return out
@@ -526,10 +280,6 @@ class StreamTail:
             pass
 
 
-class TailReset(Exception):
-    """A StreamTail lost its place; start a new one."""
-
-
 async def read_incident(js: JetStreamContext, incident_id: str) -> list[Event]:
     msgs = await read_messages(js, f"{SUBJECT_PREFIX}.*.{incident_id}.>")
     events = []
@@ -539,44 +289,6 @@ async def read_incident(js: JetStreamContext, incident_id: str) -> list[Event]:
         except ValueError:
             log.warning("event.unreadable", seq=m.seq, subject=m.subject)
     return events
-
-
-async def schedule_timer(
-    js: JetStreamContext,
-    *,
-    school_id: str,
-    incident_id: str,
-    tier: int,
-    at: datetime,
-    msg_id: str,
-) -> None:
-    """A durable deadline: DOORALERT_TIMERS delivers the payload to the fired subject at `at`.
-
-    The schedule survives restarts of every service; the same msg_id is dropped as a duplicate.
-    """
-    now = datetime.now(UTC)
-    # Whole seconds, rounded up, and never in the past (the router may be catching up).
-    fire = max(at, now + timedelta(seconds=1)).replace(microsecond=0) + timedelta(seconds=1)
-    payload = json.dumps(
-        {
-            "incident_id": incident_id,
-            "school_id": school_id,
-            "tier": tier,
-            "deadline": at.isoformat(),
-        }
-    ).encode()
-    key = f"{school_id}.{incident_id}.{tier}"
-    await js.publish(
-        f"{TIMER_SCHEDULE_PREFIX}.{key}",
-        payload,
-        stream=TIMERS_STREAM,
-        timeout=5.0,
-        headers={
-            "Nats-Schedule": "@at " + fire.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "Nats-Schedule-Target": f"{TIMER_FIRED_PREFIX}.{key}",
-            "Nats-Msg-Id": msg_id,
-        },
-    )
 
 
 async def get_last(js: JetStreamContext, subject: str, *, retry_for: float = 20.0) -> bytes | None:
@@ -590,3 +302,52 @@ async def get_last(js: JetStreamContext, subject: str, *, retry_for: float = 20.
         return msg.data
 
     return await retrying(op, retry_for=retry_for, what="get_last", subject=subject)
+
+
+class JetStreamEventLog:
+    """The `EventLog` on a NATS JetStream context (see interface.py)."""
+
+    def __init__(
+        self, js: JetStreamContext, *, publish_timeout: float = 2.0, retry_for: float = 20.0
+    ) -> None:
+        self.js = js
+        self.publish_timeout = publish_timeout
+        self.retry_for = retry_for
+
+    async def append(self, event: Event) -> Appended:
+        ack = await publish_event(
+            self.js, event, timeout=self.publish_timeout, retry_for=self.retry_for
+        )
+        return Appended(seq=ack.seq, duplicate=bool(ack.duplicate))
+
+    async def append_all(self, events: Sequence[Event]) -> None:
+        await publish_events(
+            self.js, events, timeout=self.publish_timeout, retry_for=self.retry_for
+        )
+
+    async def read_incident(self, incident_id: str) -> list[Event]:
+        return await read_incident(self.js, incident_id)
+
+    async def last(self, school_id: str, incident_id: str, event_type: str) -> bytes | None:
+        subject = f"{SUBJECT_PREFIX}.{school_id}.{incident_id}.{event_type}"
+        return await get_last(self.js, subject, retry_for=self.retry_for)
+
+    def tail(self, subjects: Sequence[str], *, since: datetime) -> StreamTail:
+        return StreamTail(self.js, subjects, since=since)
+
+    async def schedule(
+        self, subject: str, payload: bytes, *, fire_at: datetime, target: str, msg_id: str
+    ) -> None:
+        headers = {
+            "Nats-Schedule": "@at " + fire_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "Nats-Schedule-Target": target,
+            "Nats-Msg-Id": msg_id,
+        }
+        await retrying(
+            lambda: self.js.publish(
+                subject, payload, stream=TIMERS_STREAM, timeout=5.0, headers=headers
+            ),
+            retry_for=self.retry_for,
+            what="schedule",
+            subject=subject,
+        )

@@ -1,6 +1,6 @@
 """Write the contract files: JSON Schema per event type and the report, plus AsyncAPI.
 
-`python -m schemas.generate` (or `make schemas`) rewrites them; a test fails when the
+`python -m services.cli.schemafiles` (or `make schemas`) rewrites them; a test fails when the
 committed files differ from what the models produce.
 """
 
@@ -10,10 +10,12 @@ import json
 import sys
 from pathlib import Path
 
+import schemas
 from schemas.events import EVENT_MODELS
 from schemas.report import EncounterReport
 
-HERE = Path(__file__).parent
+# The contract files live beside the models in schemas/.
+HERE = Path(schemas.__file__).parent
 
 
 def _dump(doc: object) -> str:
@@ -30,11 +32,11 @@ def json_schemas() -> dict[str, str]:
 def asyncapi() -> dict[str, str]:
     from faststream.specification import AsyncAPI
 
-    from services.common.directory import load_directory
-    from services.common.settings import EXAMPLE_CONFIG_DIR, Settings
+    from services.domain.directory import load_directory
     from services.notifier.main import build_broker as notifier_broker
     from services.router.main import build_broker as router_broker
     from services.router.rules import load_rules
+    from services.runtime.settings import EXAMPLE_CONFIG_DIR, Settings
 
     settings = Settings(nats_url="nats://localhost:4222")
     directory = load_directory(EXAMPLE_CONFIG_DIR)

@@ -12,7 +12,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from services.common.logging import get_logger
+from services.runtime.logging import get_logger
 
 log = get_logger("dooralert.outbox")
 
@@ -22,7 +22,7 @@ class OutboxHandler:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.eml"
         tmp = self.directory / (name + ".tmp")
         content = envelope.original_content or envelope.content

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from services.common.config import ConfigError
-from services.common.logging import configure_logging, get_logger
-from services.common.settings import Settings
+from services.runtime.config import ConfigError
+from services.runtime.logging import configure_logging, get_logger
+from services.runtime.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 audit_app = typer.Typer(no_args_is_help=True, help="Replay the event log.")
@@ -35,7 +35,7 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _load(settings: Settings, *, rules: bool = False):  # type: ignore[no-untyped-def]
-    from services.common.directory import load_directory
+    from services.domain.directory import load_directory
     from services.router.rules import load_rules
 
     try:
@@ -54,11 +54,11 @@ def dev(
     http_port: Annotated[int, typer.Option(help="intake web port")] = 8080,
     smtp_port: Annotated[int, typer.Option(help="local SMTP outbox port")] = 8025,
     nats_port: Annotated[int, typer.Option(help="nats-server client port")] = 4222,
-    config_dir: Annotated[Optional[Path], typer.Option(help="district config")] = None,
+    config_dir: Annotated[Path | None, typer.Option(help="district config")] = None,
 ) -> None:
     """Run the whole system locally: NATS, SMTP outbox, intake, router, notifier."""
-    from services.common.dev import DevOptions, run_dev
-    from services.common.settings import EXAMPLE_CONFIG_DIR
+    from services.cli.dev import DevOptions, run_dev
+    from services.runtime.settings import EXAMPLE_CONFIG_DIR
 
     configure_logging()
     code = run_dev(
@@ -78,8 +78,8 @@ def provision(
     replicas: Annotated[int, typer.Option(help="stream replicas (3 in a cluster)")] = 1,
 ) -> None:
     """Create the streams, durable consumers and KV bucket (idempotent; never weakens)."""
-    from services.common.streams import ProvisionError, connect
-    from services.common.streams import provision as do_provision
+    from services.eventlog import ProvisionError, connect
+    from services.eventlog import provision as do_provision
 
     settings = _settings()
 
@@ -145,7 +145,7 @@ def outbox(
     port: int = 8025,
 ) -> None:
     """A development SMTP server that saves each message as an .eml file."""
-    from services.common.outbox import serve
+    from services.cli.outbox import serve
 
     configure_logging()
     serve(directory, host=host, port=port)
@@ -153,14 +153,14 @@ def outbox(
 
 @audit_app.command("replay")
 def audit_replay(
-    incident: Annotated[Optional[str], typer.Option(help="one incident id")] = None,
+    incident: Annotated[str | None, typer.Option(help="one incident id")] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="events and folded state as JSON")
     ] = False,
 ) -> None:
     """Rebuild each incident from the log and print its timeline."""
     from services.audit.replay import replay
-    from services.common.streams import SUBJECT_PREFIX, connect, read_messages
+    from services.eventlog import SUBJECT_PREFIX, connect, read_messages
 
     settings = _settings()
 
@@ -188,7 +188,7 @@ def audit_report(
     incident: Annotated[str, typer.Option(help="the incident id")],
     fmt: Annotated[str, typer.Option("--format", help="md (Markdown) or html (printable)")] = "md",
     key: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="verifier key line or file: check the anchoring checkpoint's signature"),
     ] = None,
 ) -> None:
@@ -200,8 +200,8 @@ def audit_report(
     from services.audit.note import NoteError, load_verifier
     from services.audit.report import build_report, render_html, render_markdown
     from services.audit.source import read_checkpoint_notes
-    from services.common.directory import load_directory
-    from services.common.streams import SUBJECT_PREFIX, connect, read_messages
+    from services.domain.directory import load_directory
+    from services.eventlog import SUBJECT_PREFIX, connect, read_messages
 
     if fmt not in ("md", "html"):
         _fail(f"--format must be md or html, not {fmt!r}")
@@ -254,8 +254,8 @@ def audit_report(
     typer.echo(render_html(built) if fmt == "html" else render_markdown(built), nl=False)
 
 
-def _rules_and_directory(file: Path, district: Optional[Path]):  # type: ignore[no-untyped-def]
-    from services.common.directory import load_directory
+def _rules_and_directory(file: Path, district: Path | None):  # type: ignore[no-untyped-def]
+    from services.domain.directory import load_directory
     from services.router.rules import load_rules
 
     rules = load_rules(file)
@@ -270,7 +270,7 @@ def _rules_and_directory(file: Path, district: Optional[Path]):  # type: ignore[
 def rules_check(
     file: Annotated[Path, typer.Argument(help="rules.yaml")],
     district: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(help="district.yaml (or its directory); default: beside the rules file"),
     ] = None,
 ) -> None:
@@ -298,7 +298,7 @@ def rules_check(
 def rules_explain(
     file: Annotated[Path, typer.Argument(help="rules.yaml")],
     report_file: Annotated[Path, typer.Option("--report", help="a report as JSON")],
-    district: Annotated[Optional[Path], typer.Option(help="district.yaml or its directory")] = None,
+    district: Annotated[Path | None, typer.Option(help="district.yaml or its directory")] = None,
 ) -> None:
     """Show which routes match a report and who would be told. Sends nothing."""
     import json as _json
@@ -345,7 +345,7 @@ def rules_explain(
 @keys_app.command("intake")
 def keys_intake() -> None:
     """Make a new school intake key; store only the printed hash in district.yaml."""
-    from services.common.directory import generate_intake_key, hash_intake_key
+    from services.domain.directory import generate_intake_key, hash_intake_key
 
     key = generate_intake_key()
     typer.echo(f"key (give to the school, shown once): {key}")
@@ -369,7 +369,7 @@ def audit_serve() -> None:
 
     from services.audit.ledger import Ledger, LedgerError
     from services.audit.note import NoteError, read_signing_key
-    from services.common.streams import connect
+    from services.eventlog import connect
 
     settings = _settings()
     if settings.log_key_file is None:
@@ -421,7 +421,7 @@ def audit_export(
         typer.Option(help="directory to write events.jsonl, checkpoints.txt, log-key.pub into"),
     ],
     key: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             help="verifier key line or file for log-key.pub (default: from the last checkpoint)"
         ),
@@ -430,7 +430,7 @@ def audit_export(
     """Export the event log and its signed checkpoints for offline verification."""
     from services.audit.export import export
     from services.audit.note import NoteError, load_verifier
-    from services.common.streams import connect
+    from services.eventlog import connect
 
     settings = _settings()
     try:
@@ -472,14 +472,14 @@ def audit_export(
 def audit_verify(
     key: Annotated[str, typer.Option(help="the trusted verifier key line, or a file holding it")],
     export_dir: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--export", help="verify this export directory offline (default: online from NATS)"
         ),
     ] = None,
-    origin: Annotated[Optional[str], typer.Option(help="require this checkpoint origin")] = None,
+    origin: Annotated[str | None, typer.Option(help="require this checkpoint origin")] = None,
     checkpoint: Annotated[
-        Optional[list[Path]],
+        list[Path] | None,
         typer.Option(help="extra checkpoint notes held outside the system (repeatable)"),
     ] = None,
 ) -> None:
@@ -501,7 +501,7 @@ def audit_verify(
             return
     else:
         from services.audit.source import verify_stream
-        from services.common.streams import connect
+        from services.eventlog import connect
 
         settings = _settings()
 

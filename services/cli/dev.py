@@ -19,8 +19,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.common.logging import get_logger
-from services.common.streams import connect, provision
+from services.eventlog import connect, provision
+from services.runtime.logging import get_logger
 
 log = get_logger("dooralert.dev")
 DEMO_KEYS = {"hamline": "demo-hamline-intake-key", "lincoln-park": "demo-lincoln-intake-key"}
@@ -106,7 +106,7 @@ def wait_for_http(url: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(url, timeout=1) as resp:
                 if resp.status == 200:
                     return True
         except Exception:  # noqa: BLE001 - not up yet, or something else on the port
@@ -127,7 +127,7 @@ def secret_key(data_dir: Path) -> str:
 def log_key(data_dir: Path, config_dir: Path) -> str:
     """The audit ledger's signing key (made once per data dir); returns the verifier key line."""
     from services.audit.note import Signer, read_signing_key, write_signing_key
-    from services.common.directory import load_directory
+    from services.domain.directory import load_directory
 
     path = data_dir / "log.key"
     if not path.exists():
@@ -204,7 +204,7 @@ def run_dev(opts: DevOptions) -> int:
         env,
         logs / "nats-server.log",
     )
-    cli = [sys.executable, "-m", "services.common.cli"]
+    cli = [sys.executable, "-m", "services.cli.main"]
     smtp = Child(
         "outbox",
         [*cli, "outbox", "--dir", str(outbox), "--host", opts.host, "--port", str(opts.smtp_port)],

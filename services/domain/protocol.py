@@ -196,7 +196,7 @@ PROTOCOL_FILE = "protocol.yaml"
 
 def load_protocol(config_dir: Path) -> Protocol:
     """`<config dir>/protocol.yaml` if present, else the built-in text; a bad file is an error."""
-    from services.common.config import load_yaml_model
+    from services.runtime.config import load_yaml_model
 
     path = Path(config_dir) / PROTOCOL_FILE
     if not path.exists():

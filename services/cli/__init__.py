@@ -1,0 +1,1 @@
+"""The `dooralert` command and the dev launcher: the top floor, importing the services."""

@@ -1,1 +1,0 @@
-"""Shared runtime: settings, logging, NATS provisioning, the directory, the CLI."""

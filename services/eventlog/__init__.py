@@ -1,0 +1,60 @@
+"""The event log: one `EventLog` interface over NATS JetStream, the stream contract and
+provisioning. Services import from here; the modules behind it are private detail."""
+
+from services.eventlog.contract import (
+    CHECKPOINTS_STREAM,
+    DELIVERIES_BUCKET,
+    DUPLICATE_WINDOW_S,
+    STREAM,
+    SUBJECT_PREFIX,
+    TIMER_FIRED_PREFIX,
+    TIMER_SCHEDULE_PREFIX,
+    TIMERS_STREAM,
+    consumer_configs,
+    stream_configs,
+)
+from services.eventlog.jetstream import (
+    IncompleteRead,
+    StoredMessage,
+    StreamTail,
+    TailReset,
+    connect,
+    consume_batches,
+    get_last,
+    publish_event,
+    publish_events,
+    read_incident,
+    read_messages,
+    server_urls,
+)
+from services.eventlog.provision import ProvisionError, provision
+from services.eventlog.retry import TRANSIENT_NATS_ERRORS, retrying
+
+__all__ = [
+    "CHECKPOINTS_STREAM",
+    "DELIVERIES_BUCKET",
+    "DUPLICATE_WINDOW_S",
+    "STREAM",
+    "SUBJECT_PREFIX",
+    "TIMERS_STREAM",
+    "TIMER_FIRED_PREFIX",
+    "TIMER_SCHEDULE_PREFIX",
+    "TRANSIENT_NATS_ERRORS",
+    "IncompleteRead",
+    "ProvisionError",
+    "StoredMessage",
+    "StreamTail",
+    "TailReset",
+    "connect",
+    "consume_batches",
+    "consumer_configs",
+    "get_last",
+    "provision",
+    "publish_event",
+    "publish_events",
+    "read_incident",
+    "read_messages",
+    "retrying",
+    "server_urls",
+    "stream_configs",
+]
