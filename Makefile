@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench schemas clean browser
+.PHONY: run test check bench schemas clean browser
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,15 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/dooralert dev $(ARGS)
 
-test: $(BIN)/.installed browser
+test: check browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# House style, enforced: ruff lint and format, and mypy --strict over services/ and schemas/
+# (configured in pyproject.toml). `make test` runs it first, so CI does too.
+check: $(BIN)/.installed
+	$(BIN)/ruff check services schemas tests benchmarks
+	$(BIN)/ruff format --check services schemas tests benchmarks
+	$(BIN)/mypy
 
 # The browser tests drive Debian's Chromium through Playwright (no `playwright install`: its
 # browser downloads are not used). Installed when missing and we are root (CI); otherwise the
