@@ -1,0 +1,283 @@
+"""`dooralert audit`: replay the log, the after-action report, and the signed ledger (serve,
+export, verify; DESIGN §6)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from services.cli.support import fail, load_settings, on_jetstream, service_directory
+from services.runtime.config import ConfigError
+from services.runtime.logging import get_logger
+from services.runtime.settings import Settings
+
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
+
+    from schemas.events import Event
+    from services.audit.note import Signer
+    from services.eventlog import StoredMessage
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Audit the event log: replay, after-action reports, the signed ledger, export, verify.",
+)
+log = get_logger("dooralert.cli")
+
+
+@app.command("replay")
+def audit_replay(
+    incident: Annotated[str | None, typer.Option(help="one incident id")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="events and folded state as JSON")
+    ] = False,
+) -> None:
+    """Rebuild each incident from the log and print its timeline."""
+    from services.audit.replay import replay
+    from services.eventlog import SUBJECT_PREFIX, read_messages
+
+    settings = load_settings()
+    subject = f"{SUBJECT_PREFIX}.*.{incident}.>" if incident else f"{SUBJECT_PREFIX}.>"
+    work = partial(read_messages, subject=subject)
+    try:
+        messages = on_jetstream(settings, name="dooralert-audit", work=work)
+    except OSError as exc:
+        fail(f"cannot reach NATS at {settings.nats_url}: {exc}")
+    text, code = replay(messages, incident=incident, as_json=as_json)
+    if text:
+        typer.echo(text)
+    raise typer.Exit(code)
+
+
+async def _incident_log(
+    js: JetStreamContext, incident: str
+) -> tuple[list[StoredMessage], list[str]]:
+    from services.audit.source import read_checkpoint_notes
+    from services.eventlog import SUBJECT_PREFIX, read_messages
+
+    messages = await read_messages(js, f"{SUBJECT_PREFIX}.*.{incident}.>")
+    return messages, await read_checkpoint_notes(js)
+
+
+def _readable(messages: list[StoredMessage]) -> tuple[list[tuple[int, Event]], list[str]]:
+    # An unreadable message is named in the report rather than failing it.
+    pairs: list[tuple[int, Event]] = []
+    unreadable: list[str] = []
+    for m in messages:
+        try:
+            pairs.append((m.seq, m.event()))
+        except ValueError as exc:
+            unreadable.append(f"seq {m.seq}: {str(exc)[:200]}")
+    return pairs, unreadable
+
+
+@app.command("report")
+def audit_report(
+    incident: Annotated[str, typer.Option(help="the incident id")],
+    fmt: Annotated[str, typer.Option("--format", help="md (Markdown) or html (printable)")] = "md",
+    key: Annotated[
+        str | None,
+        typer.Option(help="verifier key line or file: check the anchoring checkpoint's signature"),
+    ] = None,
+) -> None:
+    """The after-action report for one incident: who was told, who acknowledged, when."""
+    from schemas.report import TOKEN_PATTERN
+    from services.audit.note import NoteError, load_verifier
+    from services.audit.report import build_report, render_html, render_markdown
+    from services.domain.directory import load_directory
+
+    if fmt not in ("md", "html"):
+        fail(f"--format must be md or html, not {fmt!r}")
+    if not re.fullmatch(TOKEN_PATTERN, incident):
+        fail(f"--incident {incident!r} is not an incident id (lowercase letters, digits, - _)")
+    try:
+        verifier = load_verifier(key) if key else None
+    except (NoteError, OSError) as exc:
+        fail(f"--key: {exc}")
+    settings = load_settings()
+    try:
+        directory = load_directory(settings.config_dir)
+    except ConfigError as exc:
+        fail(f"cannot read contact names: {exc}")
+    work = partial(_incident_log, incident=incident)
+    try:
+        messages, notes = on_jetstream(settings, name="dooralert-report", work=work)
+    except OSError as exc:
+        fail(f"cannot reach NATS at {settings.nats_url}: {exc}")
+    pairs, unreadable = _readable(messages)
+    if not pairs:
+        fail(f"no events for incident {incident}", 1)
+    school = directory.school(pairs[0][1].school_id)
+    built = build_report(
+        pairs,
+        now=datetime.now(UTC),
+        checkpoints=notes,
+        verifier=verifier,
+        contact_names={c.id: c.name for c in directory.contacts},
+        school_name=school.name if school else None,
+        problems=[f"unreadable message {u}" for u in unreadable],
+    )
+    typer.echo(render_html(built) if fmt == "html" else render_markdown(built), nl=False)
+
+
+def _log_origin(settings: Settings) -> str:
+    if settings.log_origin:
+        return settings.log_origin
+    return f"dooralert.example/{service_directory(settings).district.id}"
+
+
+async def _run_ledger(settings: Settings, signer: Signer, origin: str) -> None:
+    from services.audit.ledger import Ledger
+    from services.eventlog import connect
+
+    nc = await connect(settings.nats_url, name="dooralert-ledger")
+    # Only once connected: a signal before that ends the process the default way.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        ledger = Ledger(
+            nc.jetstream(),
+            signer,
+            origin=origin,
+            every=settings.checkpoint_every,
+            seconds=settings.checkpoint_seconds,
+            out_dir=settings.checkpoint_dir,
+        )
+        log.info("ledger.start", origin=origin, key=signer.verifier.line)
+        await ledger.run(stop)
+    finally:
+        await nc.close()
+
+
+@app.command("serve")
+def audit_serve() -> None:
+    """Run the audit ledger: Merkle tree over DOORALERT, signed checkpoints."""
+    from services.audit.ledger import LedgerError
+    from services.audit.note import NoteError, read_signing_key
+
+    settings = load_settings()
+    if settings.log_key_file is None:
+        fail(
+            "DOORALERT_LOG_KEY_FILE is not set; make a key with "
+            "`dooralert keys generate --name NAME --out FILE`"
+        )
+    try:
+        signer = read_signing_key(settings.log_key_file)
+    except (OSError, NoteError) as exc:
+        fail(f"cannot use signing key {settings.log_key_file}: {exc}")
+    origin = _log_origin(settings)
+    try:
+        asyncio.run(_run_ledger(settings, signer, origin))
+    except LedgerError as exc:
+        fail(str(exc), 1)
+    except OSError as exc:
+        fail(f"cannot reach NATS at {settings.nats_url}: {exc}")
+
+
+class _Progress:
+    """A progress bar on stderr for long exports, made on the first report (a terminal only)."""
+
+    def __init__(self) -> None:
+        self._bar = ExitStack()
+        self._update: Callable[[int], None] | None = None
+        self._shown = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._update is None:
+            bar = typer.progressbar(length=total, label="exporting", file=sys.stderr)
+            self._update = self._bar.enter_context(bar).update
+        self._update(done - self._shown)
+        self._shown = done
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+@app.command("export")
+def audit_export(
+    out: Annotated[
+        Path,
+        typer.Option(help="directory to write events.jsonl, checkpoints.txt, log-key.pub into"),
+    ],
+    key: Annotated[
+        str | None,
+        typer.Option(
+            help="verifier key line or file for log-key.pub (default: from the last checkpoint)"
+        ),
+    ] = None,
+) -> None:
+    """Export the event log and its signed checkpoints for offline verification."""
+    from services.audit.export import export
+    from services.audit.note import NoteError, load_verifier
+
+    settings = load_settings()
+    try:
+        key_line = load_verifier(key).line if key else None
+    except NoteError as exc:
+        fail(f"--key: {exc}")
+    progress = _Progress()
+    work = partial(export, out=out, key_line=key_line, progress=progress)
+    try:
+        try:
+            summary = on_jetstream(settings, name="dooralert-export", work=work)
+        finally:
+            progress.close()
+    except OSError as exc:
+        fail(f"cannot export to {out} from {settings.nats_url}: {exc}")
+    typer.echo(f"{out}: {summary.events} events, {summary.checkpoints} checkpoints")
+    if summary.key_line is None:
+        typer.echo("warning: no verifier key known; log-key.pub not written (pass --key)", err=True)
+
+
+@app.command("verify")
+def audit_verify(
+    key: Annotated[str, typer.Option(help="the trusted verifier key line, or a file holding it")],
+    export_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--export", help="verify this export directory offline (default: online from NATS)"
+        ),
+    ] = None,
+    origin: Annotated[str | None, typer.Option(help="require this checkpoint origin")] = None,
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option(help="extra checkpoint notes held outside the system (repeatable)"),
+    ] = None,
+) -> None:
+    """Check the log against its signed checkpoints; exit 0 only if it is intact."""
+    from services.audit.note import NoteError, load_verifier, split_notes
+    from services.audit.verify import ExportFormatError, verify_export
+
+    try:
+        verifier = load_verifier(key)
+        extra = [n for p in checkpoint or [] for n in split_notes(p.read_text(encoding="utf-8"))]
+    except (NoteError, OSError) as exc:
+        fail(f"--key/--checkpoint: {exc}")
+    if export_dir is not None:
+        try:
+            result = verify_export(export_dir, verifier, origin=origin, extra_notes=extra)
+        except (ExportFormatError, OSError) as exc:
+            fail(str(exc))
+    else:
+        from services.audit.source import verify_stream
+
+        settings = load_settings()
+        work = partial(verify_stream, verifier=verifier, origin=origin, extra_notes=extra)
+        try:
+            result = on_jetstream(settings, name="dooralert-verify", work=work)
+        except OSError as exc:
+            fail(f"cannot reach NATS at {settings.nats_url}: {exc}")
+    typer.echo(result.render())
+    raise typer.Exit(0 if result.ok else 1)

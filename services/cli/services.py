@@ -1,0 +1,156 @@
+"""The commands that run a process: each service, provisioning, and the local dev system."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+
+from services.cli.support import (
+    fail,
+    load_settings,
+    on_jetstream,
+    service_directory,
+    service_rules,
+)
+from services.runtime.config import ConfigError
+from services.runtime.logging import configure_logging
+from services.runtime.settings import EXAMPLE_CONFIG_DIR, Settings
+
+
+class _DevSettings(BaseSettings):
+    """The one setting `dev` reads from the environment; it sets the rest for its children."""
+
+    model_config = Settings.model_config
+    config_dir: Path = EXAMPLE_CONFIG_DIR
+
+
+def dev_config_dir(option: Path | None) -> tuple[Path, str]:
+    """The district config `dev` runs, and where that choice came from."""
+    if option is not None:
+        return option.resolve(), "--config-dir"
+    try:
+        from_env = _DevSettings().config_dir
+    except ValidationError as exc:
+        fail(f"DOORALERT_CONFIG_DIR: {exc.errors()[0]['msg']}")
+    if from_env != EXAMPLE_CONFIG_DIR:
+        return from_env.resolve(), "DOORALERT_CONFIG_DIR"
+    return EXAMPLE_CONFIG_DIR.resolve(), "the example district"
+
+
+def _check_config(config_dir: Path) -> None:
+    # Refuse here, with the reason, rather than watch the services exit one by one.
+    from services.domain.directory import load_directory
+    from services.router.rules import load_rules
+
+    try:
+        load_directory(config_dir)
+        load_rules(config_dir)
+    except ConfigError as exc:
+        fail(f"refusing to start: {exc}")
+
+
+def dev(
+    data_dir: Annotated[Path, typer.Option(help="where NATS data and the outbox live")] = Path(
+        ".dooralert"
+    ),
+    http_port: Annotated[int, typer.Option(help="intake web port")] = 8080,
+    smtp_port: Annotated[int, typer.Option(help="local SMTP outbox port")] = 8025,
+    nats_port: Annotated[int, typer.Option(help="nats-server client port")] = 4222,
+    config_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="district config directory "
+            "(default: DOORALERT_CONFIG_DIR, else the example district)"
+        ),
+    ] = None,
+) -> None:
+    """Run everything locally: NATS, SMTP outbox, intake, router, notifier, audit ledger."""
+    from services.cli import dev as launcher
+
+    configure_logging()
+    district, source = dev_config_dir(config_dir)
+    _check_config(district)
+    typer.echo(f"dooralert dev: district config {district} (from {source})")
+    code = launcher.run_dev(
+        launcher.DevOptions(
+            data_dir=data_dir.resolve(),
+            http_port=http_port,
+            smtp_port=smtp_port,
+            nats_port=nats_port,
+            config_dir=district,
+        )
+    )
+    raise typer.Exit(code)
+
+
+def provision(
+    replicas: Annotated[int, typer.Option(help="stream replicas (3 in a cluster)")] = 1,
+) -> None:
+    """Create the streams, durable consumers and KV bucket (idempotent; never weakens)."""
+    from services.eventlog import ProvisionError
+    from services.eventlog import provision as do_provision
+
+    settings = load_settings()
+    work = partial(do_provision, replicas=replicas)
+    try:
+        for line in on_jetstream(settings, name="dooralert-provision", work=work):
+            typer.echo(line)
+    except ProvisionError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot reach NATS at {settings.nats_url}: {exc}")
+
+
+def intake() -> None:
+    """Run the intake web service: report form, API, staff incident pages, ack links."""
+    import uvicorn
+
+    from services.intake.app import create_app
+
+    settings = load_settings()
+    directory = service_directory(settings)
+    uvicorn.run(
+        create_app(settings, directory=directory),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
+
+
+def router() -> None:
+    """Run the router: applies rules.yaml to reports and follow-ups, escalates missed acks."""
+    from services.router.main import build_app
+
+    settings = load_settings()
+    directory = service_directory(settings)
+    rules = service_rules(settings)
+    asyncio.run(build_app(settings, rules=rules, directory=directory).run())
+
+
+def notifier() -> None:
+    """Run the notifier: email, webhook and Apprise (chat, SMS) delivery, retries, outcomes."""
+    from services.notifier.main import build_app
+
+    settings = load_settings()
+    directory = service_directory(settings)
+    asyncio.run(build_app(settings, directory=directory).run())
+
+
+def outbox(
+    directory: Annotated[Path, typer.Option("--dir")],
+    host: str = "127.0.0.1",
+    port: int = 8025,
+) -> None:
+    """A development SMTP server that saves each message as an .eml file."""
+    from services.cli.outbox import serve
+
+    configure_logging()
+    serve(directory, host=host, port=port)
