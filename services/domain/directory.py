@@ -126,9 +126,9 @@ class Directory(_Strict):
             for cid in members:
                 check(f"roles.{role}", cid)
         for school in self.schools:
-            for role, members in school.roles.items():
+            for school_role, members in school.roles.items():
                 for cid in members:
-                    check(f"school {school.id} role {role}", cid)
+                    check(f"school {school.id} role {school_role}", cid)
         for contact in self.contacts:
             for cid in contact.backups:
                 check(f"contact {contact.id} backups", cid)
@@ -146,10 +146,10 @@ class Directory(_Strict):
         """Contacts holding `role` for a school: district roles first, then the school's own."""
         ids: list[str] = []
         if role in self.roles:
-            ids = list(self.roles[role])  # type: ignore[index]
+            ids = list(self.roles[role])
         school = self.school(school_id)
         if school is not None and role in school.roles:
-            ids = list(school.roles[role])  # type: ignore[index]
+            ids = list(school.roles[role])
         return [c for c in (self.contact(i) for i in ids) if c is not None]
 
     def school_for_key(self, key: str) -> School | None:

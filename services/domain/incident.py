@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, computed_field
 
 from schemas.events import (
+    Channel,
     EncounterReported,
     EncounterUpdated,
     EscalationDecided,
@@ -21,8 +22,12 @@ from schemas.events import (
     IncidentAcknowledged,
     IncidentResolved,
     NotificationFailed,
+    NotificationFailedData,
+    NotificationKind,
     NotificationRequested,
     NotificationSent,
+    NotificationSentData,
+    Severity,
 )
 from schemas.report import EncounterReport
 
@@ -35,9 +40,9 @@ class NotificationState(BaseModel):
     notification_id: str
     role: str
     contact_id: str
-    channel: str
+    channel: Channel
     tier: int = 0
-    kind: str = "alert"
+    kind: NotificationKind = "alert"
     status: NotificationStatus = "requested"
     requested_at: datetime | None = None
     sent_at: datetime | None = None
@@ -87,7 +92,7 @@ class IncidentState(BaseModel):
     resolved_at: datetime | None = None
     reported_at: datetime | None = None
     report: EncounterReport | None = None
-    severity: str | None = None
+    severity: Severity | None = None
     routes: list[str] = []
     require_ack: list[str] = []
     ack_deadline: datetime | None = None
@@ -127,7 +132,7 @@ class IncidentState(BaseModel):
     def has_escalation(self, tier: int, reason: str, contact_id: str | None = None) -> bool:
         return self.escalation(tier, reason, contact_id) is not None
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # pydantic-documented mypy gap
     @property
     def required_roles(self) -> list[RoleStatus]:
         """Per role that must acknowledge: notified at, acknowledged at and by whom."""
@@ -175,100 +180,19 @@ def evolve(state: IncidentState | None, event: Event) -> IncidentState:
                 update={"report": event.data, "reported_at": event.data.occurred_at}
             )
         case EscalationDecided():
-            d = event.data
-            return state.model_copy(
-                update={
-                    "severity": d.severity,
-                    "routes": d.routes,
-                    "require_ack": d.require_ack,
-                    "ack_deadline": d.ack_deadline,
-                }
-            )
+            return _decided(state, event)
         case NotificationRequested():
-            d = event.data
-            existing = state.notification(d.notification_id)
-            if existing is not None:
-                return state
-            return _upsert(
-                state,
-                NotificationState(
-                    notification_id=d.notification_id,
-                    role=d.role,
-                    contact_id=d.contact_id,
-                    channel=d.channel,
-                    tier=d.tier,
-                    kind=d.kind,
-                    requested_at=event.recorded_at,
-                ),
-            )
+            return _requested(state, event)
         case NotificationSent():
-            d = event.data
-            base = state.notification(d.notification_id) or NotificationState(
-                notification_id=d.notification_id,
-                role=d.role,
-                contact_id=d.contact_id,
-                channel=d.channel,
-            )
-            return _upsert(
-                state,
-                base.model_copy(
-                    update={
-                        "status": "sent",
-                        "sent_at": base.sent_at or event.recorded_at,
-                        "attempts": max(base.attempts, d.attempt),
-                    }
-                ),
-            )
+            return _sent(state, event)
         case NotificationFailed():
-            d = event.data
-            base = state.notification(d.notification_id) or NotificationState(
-                notification_id=d.notification_id,
-                role=d.role,
-                contact_id=d.contact_id,
-                channel=d.channel,
-            )
-            if base.status == "sent":
-                return state  # a late failure report never undoes a delivery
-            update: dict[str, object] = {
-                "attempts": max(base.attempts, d.attempt),
-                "last_error": d.reason,
-            }
-            if d.permanent:
-                update |= {"status": "failed", "failed_at": event.recorded_at}
-            return _upsert(state, base.model_copy(update=update))
+            return _failed(state, event)
         case IncidentAcknowledged():
-            d = event.data
-            if any(
-                a.role == d.role and a.contact_id == d.contact_id for a in state.acknowledgements
-            ):
-                return state
-            ack = Acknowledgement(
-                role=d.role, contact_id=d.contact_id, at=event.occurred_at, via=d.via
-            )
-            return state.model_copy(update={"acknowledgements": [*state.acknowledgements, ack]})
+            return _acknowledged(state, event)
         case EscalationRaised():
-            d = event.data
-            if state.has_escalation(d.tier, d.reason, d.unreachable_contact_id):
-                return state
-            esc = Escalation(
-                tier=d.tier,
-                reason=d.reason,
-                missing_roles=d.missing_roles,
-                at=event.occurred_at,
-                unreachable_contact_id=d.unreachable_contact_id,
-                contact_ids=[r.contact_id for r in d.recipients],
-                next_deadline=d.next_deadline,
-            )
-            return state.model_copy(update={"escalations": [*state.escalations, esc]})
+            return _raised(state, event)
         case EncounterUpdated():
-            changes = event.data.model_dump(mode="json", exclude_none=True)
-            update: dict[str, object] = {
-                "updates": [*state.updates, {"at": event.occurred_at.isoformat(), **changes}]
-            }
-            if state.report is not None:
-                fields = event.data.model_dump(exclude_none=True)
-                update["report"] = state.report.model_copy(update=fields)
-            return state.model_copy(update=update)
+            return _updated(state, event)
         case IncidentResolved():
             if state.status == "resolved":
                 return state
@@ -277,7 +201,106 @@ def evolve(state: IncidentState | None, event: Event) -> IncidentState:
             return state
 
 
+def _decided(state: IncidentState, event: EscalationDecided) -> IncidentState:
+    d = event.data
+    return state.model_copy(
+        update={
+            "severity": d.severity,
+            "routes": d.routes,
+            "require_ack": d.require_ack,
+            "ack_deadline": d.ack_deadline,
+        }
+    )
+
+
+def _requested(state: IncidentState, event: NotificationRequested) -> IncidentState:
+    d = event.data
+    if state.notification(d.notification_id) is not None:
+        return state
+    return _upsert(
+        state,
+        NotificationState(
+            notification_id=d.notification_id,
+            role=d.role,
+            contact_id=d.contact_id,
+            channel=d.channel,
+            tier=d.tier,
+            kind=d.kind,
+            requested_at=event.recorded_at,
+        ),
+    )
+
+
+def _known(
+    state: IncidentState, d: NotificationSentData | NotificationFailedData
+) -> NotificationState:
+    """The notification an outcome is about (a request the log lost still gets a row)."""
+    return state.notification(d.notification_id) or NotificationState(
+        notification_id=d.notification_id, role=d.role, contact_id=d.contact_id, channel=d.channel
+    )
+
+
+def _sent(state: IncidentState, event: NotificationSent) -> IncidentState:
+    d = event.data
+    base = _known(state, d)
+    sent = base.model_copy(
+        update={
+            "status": "sent",
+            "sent_at": base.sent_at or event.recorded_at,
+            "attempts": max(base.attempts, d.attempt),
+        }
+    )
+    return _upsert(state, sent)
+
+
+def _failed(state: IncidentState, event: NotificationFailed) -> IncidentState:
+    d = event.data
+    base = _known(state, d)
+    if base.status == "sent":
+        return state  # a late failure report never undoes a delivery
+    update: dict[str, object] = {"attempts": max(base.attempts, d.attempt), "last_error": d.reason}
+    if d.permanent:
+        update |= {"status": "failed", "failed_at": event.recorded_at}
+    return _upsert(state, base.model_copy(update=update))
+
+
+def _acknowledged(state: IncidentState, event: IncidentAcknowledged) -> IncidentState:
+    d = event.data
+    if any(a.role == d.role and a.contact_id == d.contact_id for a in state.acknowledgements):
+        return state
+    ack = Acknowledgement(role=d.role, contact_id=d.contact_id, at=event.occurred_at, via=d.via)
+    return state.model_copy(update={"acknowledgements": [*state.acknowledgements, ack]})
+
+
+def _raised(state: IncidentState, event: EscalationRaised) -> IncidentState:
+    d = event.data
+    if state.has_escalation(d.tier, d.reason, d.unreachable_contact_id):
+        return state
+    esc = Escalation(
+        tier=d.tier,
+        reason=d.reason,
+        missing_roles=d.missing_roles,
+        at=event.occurred_at,
+        unreachable_contact_id=d.unreachable_contact_id,
+        contact_ids=[r.contact_id for r in d.recipients],
+        next_deadline=d.next_deadline,
+    )
+    return state.model_copy(update={"escalations": [*state.escalations, esc]})
+
+
+def _updated(state: IncidentState, event: EncounterUpdated) -> IncidentState:
+    changes = event.data.model_dump(mode="json", exclude_none=True)
+    update: dict[str, object] = {
+        "updates": [*state.updates, {"at": event.occurred_at.isoformat(), **changes}]
+    }
+    if state.report is not None:
+        fields = event.data.model_dump(exclude_none=True)
+        update["report"] = state.report.model_copy(update=fields)
+    return state.model_copy(update=update)
+
+
 def fold(events: Iterable[Event]) -> IncidentState | None:
+    """The state after every event in order; None when there are none."""
     state: IncidentState | None = None
     for event in events:
         state = evolve(state, event)

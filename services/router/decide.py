@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
+from schemas.envelope import caused_by
 from schemas.events import (
+    Channel,
     EncounterReported,
     EscalationDecided,
     EscalationDecidedData,
@@ -12,6 +15,7 @@ from schemas.events import (
     NotificationRequested,
     NotificationRequestedData,
     Recipient,
+    Severity,
     derive_id,
 )
 from services.domain.directory import Contact, Directory
@@ -22,13 +26,17 @@ FALLBACK_ROLES = ("law", "safety")
 SUPPORTED_CHANNELS = frozenset({"email", "webhook", "apprise"})
 
 
-def first_channel(contact: Contact, channels: frozenset[str] = SUPPORTED_CHANNELS) -> str | None:
+def first_channel(
+    contact: Contact, channels: frozenset[str] = SUPPORTED_CHANNELS
+) -> Channel | None:
     """The contact's preferred channel that this system can send on (the notifier falls back
     to the next one when it fails)."""
     return next((c.type for c in contact.channels if c.type in channels), None)
 
 
 def notification_id(incident_id: str, tier: int, role: str, contact_id: str, channel: str) -> str:
+    """The id of one notification: the same incident, tier, role, contact and channel always
+    give the same id."""
     return derive_id(incident_id, "notification", str(tier), role, contact_id, channel)
 
 
@@ -45,8 +53,11 @@ def decide(
     Event ids derive from the report's id, so deciding twice yields the same events and a
     redelivered report is dropped by the server's duplicate window.
     """
-    report = event.data
-    routes = rules.matching(report)
+    routes = rules.matching(event.data)
+    roles: list[str]
+    require_ack: list[str]
+    severity: Severity
+    deadline: datetime | None
     if routes:
         roles = _unique(r for route in routes for r in route.notify)
         require_ack = _unique(r for route in routes for r in route.require_ack)
@@ -56,6 +67,54 @@ def decide(
     else:
         roles, require_ack, severity, deadline = list(FALLBACK_ROLES), [], "high", None
 
+    recipients, unresolved = _recipients(event, roles, directory=directory, channels=channels)
+    route_names = [r.name for r in routes]
+    decided = caused_by(
+        EscalationDecided,
+        event,
+        EscalationDecidedData(
+            routes=route_names,
+            severity=severity,
+            notify_roles=roles,
+            require_ack=require_ack,
+            ack_deadline=deadline,
+            recipients=recipients,
+            unresolved_roles=unresolved,
+        ),
+        id=derive_id(event.id, "escalation.decided"),
+        source="router",
+        now=now,
+    )
+    requests = [
+        caused_by(
+            NotificationRequested,
+            event,
+            NotificationRequestedData(
+                notification_id=rcpt.notification_id,
+                role=rcpt.role,
+                contact_id=rcpt.contact_id,
+                channel=rcpt.channel,
+                tier=0,
+                severity=severity,
+                routes=route_names,
+            ),
+            id=derive_id(event.id, "notification.requested", rcpt.notification_id),
+            source="router",
+            now=now,
+        )
+        for rcpt in recipients
+    ]
+    return [decided, *requests]
+
+
+def _recipients(
+    event: EncounterReported,
+    roles: list[str],
+    *,
+    directory: Directory,
+    channels: frozenset[str],
+) -> tuple[list[Recipient], list[str]]:
+    """The recipients of the first alert, and the roles nobody can be reached for."""
     recipients: list[Recipient] = []
     unresolved: list[str] = []
     seen: set[tuple[str, str]] = set()
@@ -75,58 +134,15 @@ def decide(
                     ),
                     role=role,
                     contact_id=contact.id,
-                    channel=channel,  # type: ignore[arg-type]
+                    channel=channel,
                 )
             )
-
-    common = {
-        "source": "router",
-        "incident_id": event.incident_id,
-        "school_id": event.school_id,
-        "occurred_at": now,
-        "recorded_at": now,
-        "correlation_id": event.correlation_id,
-        "causation_id": event.id,
-        "actor": "system",
-    }
-    route_names = [r.name for r in routes]
-    out: list[Event] = [
-        EscalationDecided(
-            id=derive_id(event.id, "escalation.decided"),
-            data=EscalationDecidedData(
-                routes=route_names,
-                severity=severity,
-                notify_roles=roles,
-                require_ack=require_ack,
-                ack_deadline=deadline,
-                recipients=recipients,
-                unresolved_roles=unresolved,
-            ),
-            **common,  # type: ignore[arg-type]
-        )
-    ]
-    for rcpt in recipients:
-        out.append(
-            NotificationRequested(
-                id=derive_id(event.id, "notification.requested", rcpt.notification_id),
-                data=NotificationRequestedData(
-                    notification_id=rcpt.notification_id,
-                    role=rcpt.role,
-                    contact_id=rcpt.contact_id,
-                    channel=rcpt.channel,
-                    tier=0,
-                    severity=severity,  # type: ignore[arg-type]
-                    routes=route_names,
-                ),
-                **common,  # type: ignore[arg-type]
-            )
-        )
-    return out
+    return recipients, unresolved
 
 
-def _unique(items: object) -> list[str]:
+def _unique(items: Iterable[str]) -> list[str]:
     out: list[str] = []
-    for item in items:  # type: ignore[attr-defined]
+    for item in items:
         if item not in out:
             out.append(item)
     return out

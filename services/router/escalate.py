@@ -9,7 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
+from pydantic import BaseModel
+
+from schemas.envelope import about_incident
 from schemas.events import (
     EncounterUpdated,
     EscalationRaised,
@@ -17,11 +21,13 @@ from schemas.events import (
     Event,
     IncidentResolved,
     NotificationFailed,
+    NotificationKind,
     NotificationRequested,
     NotificationRequestedData,
     PatternDetected,
     PatternDetectedData,
     Recipient,
+    Severity,
     derive_id,
 )
 from services.domain.directory import Contact, Directory
@@ -30,21 +36,7 @@ from services.router.decide import SUPPORTED_CHANNELS, first_channel, notificati
 from services.router.rules import Pattern, Rules
 
 ROLE_JOIN = "+"  # an escalation recipient may stand in for several unacknowledged roles
-
-
-def _common(
-    state_or_event: IncidentState | Event, *, now: datetime, causation: str | None
-) -> dict[str, object]:
-    return {
-        "source": "router",
-        "incident_id": state_or_event.incident_id,
-        "school_id": state_or_event.school_id,
-        "occurred_at": now,
-        "recorded_at": now,
-        "correlation_id": state_or_event.incident_id,
-        "causation_id": causation,
-        "actor": "system",
-    }
+E = TypeVar("E", bound=Event)
 
 
 def _recipients(
@@ -56,7 +48,7 @@ def _recipients(
     channels: frozenset[str] = SUPPORTED_CHANNELS,
 ) -> list[Recipient]:
     """contact id -> roles it stands in for, as recipients on each contact's first channel."""
-    out = []
+    out: list[Recipient] = []
     for contact_id, roles in targets.items():
         contact = directory.contact(contact_id)
         channel = first_channel(contact, channels) if contact else None
@@ -68,7 +60,7 @@ def _recipients(
                 notification_id=notification_id(incident_id, tier, role, contact_id, channel),
                 role=role,
                 contact_id=contact_id,
-                channel=channel,  # type: ignore[arg-type]
+                channel=channel,
             )
         )
     return out
@@ -81,32 +73,57 @@ def _add(targets: dict[str, list[str]], contact: Contact | str, role: str) -> No
         roles.append(role)
 
 
+@dataclass(frozen=True)
+class _About:
+    """Where the router's escalation events belong: the incident (also their correlation),
+    the event that led to them (None for a fired deadline or a pattern), and when."""
+
+    incident_id: str
+    school_id: str
+    causation_id: str | None
+    now: datetime
+
+    def event(self, cls: type[E], data: BaseModel, *, id: str) -> E:
+        return about_incident(
+            cls,
+            data,
+            id=id,
+            source="router",
+            incident_id=self.incident_id,
+            school_id=self.school_id,
+            causation_id=self.causation_id,
+            now=self.now,
+        )
+
+
 def _requests(
-    raised_id: str,
+    head_id: str,
     recipients: Sequence[Recipient],
     *,
+    about: _About,
     tier: int,
-    severity: str,
+    severity: Severity,
     routes: list[str],
-    kind: str,
-    common: dict[str, object],
+    kind: NotificationKind,
     cause_id: str | None = None,
 ) -> list[Event]:
+    """One `notification.requested` per recipient; ids derive from `head_id` (the escalation,
+    pattern or follow-up they are sent for)."""
     return [
-        NotificationRequested(
-            id=derive_id(raised_id, "notification.requested", r.notification_id),
-            data=NotificationRequestedData(
+        about.event(
+            NotificationRequested,
+            NotificationRequestedData(
                 notification_id=r.notification_id,
                 role=r.role,
                 contact_id=r.contact_id,
                 channel=r.channel,
                 tier=tier,
-                severity=severity,  # type: ignore[arg-type]
+                severity=severity,
                 routes=routes,
                 kind=kind,
-                cause_id=cause_id,  # type: ignore[arg-type]
+                cause_id=cause_id,
             ),
-            **common,  # type: ignore[arg-type]
+            id=derive_id(head_id, "notification.requested", r.notification_id),
         )
         for r in recipients
     ]
@@ -154,29 +171,28 @@ def on_deadline(
     recipients = _recipients(targets, incident_id=state.incident_id, tier=tier, directory=directory)
     next_deadline = now + allowed if rules.escalation.tier(tier + 1) is not None else None
     raised_id = derive_id(state.incident_id, "escalation.raised", "deadline", str(tier))
-    common = _common(state, now=now, causation=None)
-    severity = state.severity or "high"
-    raised = EscalationRaised(
-        id=raised_id,
-        data=EscalationRaisedData(
+    about = _About(state.incident_id, state.school_id, causation_id=None, now=now)
+    raised = about.event(
+        EscalationRaised,
+        EscalationRaisedData(
             tier=tier,
             reason="deadline",
             missing_roles=missing,
             recipients=recipients,
             next_deadline=next_deadline,
         ),
-        **common,  # type: ignore[arg-type]
+        id=raised_id,
     )
     return [
         raised,
         *_requests(
             raised_id,
             recipients,
+            about=about,
             tier=tier,
-            severity=severity,
+            severity=state.severity or "high",
             routes=state.routes,
             kind="escalation",
-            common=common,
         ),
     ], next_deadline
 
@@ -190,7 +206,7 @@ def on_unreachable(
 ) -> list[Event]:
     """Every channel of a contact failed: tell that contact's backups at once."""
     d = failed.data
-    if state is None or state.status == "resolved" or not getattr(d, "contact_unreachable", False):
+    if state is None or state.status == "resolved" or not d.contact_unreachable:
         return []
     tier = (
         max(
@@ -211,28 +227,28 @@ def on_unreachable(
                 _add(targets, leader, d.role)
     recipients = _recipients(targets, incident_id=state.incident_id, tier=tier, directory=directory)
     raised_id = derive_id(state.incident_id, "escalation.raised", "unreachable", d.contact_id)
-    common = _common(state, now=now, causation=failed.id)
-    raised = EscalationRaised(
-        id=raised_id,
-        data=EscalationRaisedData(
+    about = _About(state.incident_id, state.school_id, causation_id=failed.id, now=now)
+    raised = about.event(
+        EscalationRaised,
+        EscalationRaisedData(
             tier=tier,
             reason="unreachable",
             missing_roles=[d.role],
             recipients=recipients,
             unreachable_contact_id=d.contact_id,
         ),
-        **common,  # type: ignore[arg-type]
+        id=raised_id,
     )
     return [
         raised,
         *_requests(
             raised_id,
             recipients,
+            about=about,
             tier=tier,
             severity=state.severity or "high",
             routes=state.routes,
             kind="escalation",
-            common=common,
         ),
     ]
 
@@ -243,9 +259,9 @@ def on_followup(
     """Tell everyone already alerted about an update or the all-clear, once each."""
     if state is None:
         return []
-    kind = "resolved" if isinstance(event, IncidentResolved) else "update"
+    kind: NotificationKind = "resolved" if isinstance(event, IncidentResolved) else "update"
     seen: set[tuple[str, str]] = set()
-    recipients = []
+    recipients: list[Recipient] = []
     for n in state.notifications:
         if n.kind in ("update", "resolved") or (n.contact_id, n.channel) in seen:
             continue
@@ -255,18 +271,17 @@ def on_followup(
                 notification_id=derive_id(event.id, "followup", n.contact_id, n.channel),
                 role=n.role,
                 contact_id=n.contact_id,
-                channel=n.channel,  # type: ignore[arg-type]
+                channel=n.channel,
             )
         )
-    common = _common(event, now=now, causation=event.id)
     return _requests(
         event.id,
         recipients,
+        about=_About(event.incident_id, event.school_id, causation_id=event.id, now=now),
         tier=0,
         severity=state.severity or "high",
         routes=state.routes,
         kind=kind,
-        common=common,
         cause_id=event.id,
     )
 
@@ -306,19 +321,10 @@ def detect_pattern(
         for contact in directory.contacts_for(role, "district"):
             _add(targets, contact, role)
     recipients = _recipients(targets, incident_id=incident_id, tier=0, directory=directory)
-    common = {
-        "source": "router",
-        "incident_id": incident_id,
-        "school_id": "district",
-        "occurred_at": now,
-        "recorded_at": now,
-        "correlation_id": incident_id,
-        "causation_id": None,
-        "actor": "system",
-    }
-    detected = PatternDetected(
-        id=pid,
-        data=PatternDetectedData(
+    about = _About(incident_id, "district", causation_id=None, now=now)
+    detected = about.event(
+        PatternDetected,
+        PatternDetectedData(
             pattern=pattern.name,
             window_minutes=int(pattern.window / timedelta(minutes=1)),
             incident_ids=incidents,
@@ -326,17 +332,17 @@ def detect_pattern(
             severity=pattern.severity,
             recipients=recipients,
         ),
-        **common,  # type: ignore[arg-type]
+        id=pid,
     )
     return [
         detected,
         *_requests(
             pid,
             recipients,
+            about=about,
             tier=0,
             severity=pattern.severity,
             routes=[pattern.name],
             kind="pattern",
-            common=common,
         ),
     ]

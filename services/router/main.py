@@ -19,6 +19,7 @@ from schemas.events import (
     EncounterReported,
     EncounterUpdated,
     EscalationDecided,
+    EscalationRaised,
     Event,
     EventDecodeError,
     IncidentResolved,
@@ -134,11 +135,13 @@ class Router:
             found = detect_pattern(pattern, recent, prior, directory=self.directory, now=now)
             if found:
                 await self.publish(found)
-                log.warning(
-                    "pattern.detected",
-                    pattern=pattern.name,
-                    incidents=len(found[0].data.incident_ids),
-                )  # type: ignore[attr-defined]
+                detected = found[0]
+                if isinstance(detected, PatternDetected):
+                    log.warning(
+                        "pattern.detected",
+                        pattern=pattern.name,
+                        incidents=len(detected.data.incident_ids),
+                    )
                 # The next pattern (and the next report) must see this one.
                 recent, prior = await self._pattern_window(now)
 
@@ -219,13 +222,13 @@ class Router:
             log.exception("timer.failed", incident=incident_id, tier=tier)
             await msg.nack(delay=2.0)
             return
-        if events:
+        if events and isinstance(raised := events[0], EscalationRaised):
             log.warning(
                 "escalation.raised",
                 incident=incident_id,
                 tier=tier,
-                missing=events[0].data.missing_roles,
-            )  # type: ignore[attr-defined]
+                missing=raised.data.missing_roles,
+            )
         await msg.ack()
 
 
@@ -240,25 +243,24 @@ def build_broker(
     broker = NatsBroker(
         settings.nats_url,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # faststream says int; nats-py takes float
         log_level=logging.DEBUG,
     )
     router = Router(
         settings=settings, rules=rules, directory=directory, broker=broker, event_log=event_log
     )
-    common = {
-        "stream": JStream(STREAM, declare=False),
-        "pull_sub": PullSub(batch_size=64, timeout=1.0),
-        "ack_policy": AckPolicy.MANUAL,
-        "decoder": raw_decoder,
-    }
+    events = JStream(STREAM, declare=False)
+    pull = PullSub(batch_size=64, timeout=1.0)
 
     @broker.subscriber(
         SUBJECT,
         durable="router",
         title="router",
         description="Applies rules.yaml to each encounter report",
-        **common,
+        stream=events,
+        pull_sub=pull,
+        ack_policy=AckPolicy.MANUAL,
+        decoder=raw_decoder,
     )
     async def on_encounter(body: bytes, msg: NatsMessage) -> None:
         await run_handler(
@@ -274,7 +276,10 @@ def build_broker(
         durable="router-followups",
         title="router-followups",
         description="encounter.updated, incident.resolved, notification.failed",
-        **common,
+        stream=events,
+        pull_sub=pull,
+        ack_policy=AckPolicy.MANUAL,
+        decoder=raw_decoder,
     )
     async def on_followup(body: bytes, msg: NatsMessage) -> None:
         await run_handler(
@@ -290,7 +295,10 @@ def build_broker(
         durable="router-timers",
         title="router-timers",
         description="Escalation deadlines fired by DOORALERT_TIMERS message schedules",
-        **{**common, "stream": JStream(TIMERS_STREAM, declare=False)},
+        stream=JStream(TIMERS_STREAM, declare=False),
+        pull_sub=pull,
+        ack_policy=AckPolicy.MANUAL,
+        decoder=raw_decoder,
     )
     async def on_timer(body: bytes, msg: NatsMessage) -> None:
         await router.on_timer(msg)
