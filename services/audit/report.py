@@ -28,8 +28,8 @@ from schemas.events import (
 )
 from services.audit.note import Checkpoint, NoteError, Verifier, open_checkpoint, parse_note
 from services.audit.replay import summary
+from services.domain.i18n import label
 from services.domain.incident import fold
-from services.domain.protocol import label
 
 TEMPLATES = Path(__file__).parent / "templates"
 UNKNOWN_NAME = "(not in district.yaml)"

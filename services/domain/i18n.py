@@ -1,0 +1,394 @@
+"""Every word dooralert shows people, in English and Spanish: one catalogue (pure data).
+
+Three tables, each with one dict per language and the same keys in every language:
+`VALUES` (a report's field values, as the enums in schemas/report.py spell them), `ROLES`
+(the roles of services/domain/directory.py) and `MESSAGES` (the intake pages' sentences, the
+notifier's wording and the district protocol's built-in text). Read them through `label()`,
+`role_name()` and `text()`; a key missing in one language falls back to English.
+
+Long because it is data: the whole of each language in one place, for whoever translates it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeGuard
+
+Language = Literal["en", "es"]
+LANGUAGES: tuple[Language, ...] = ("en", "es")
+DEFAULT_LANGUAGE: Language = "en"
+
+# An escalation recipient may stand in for several roles: "law+safety".
+ROLE_JOIN = "+"
+
+
+def is_language(value: object) -> TypeGuard[Language]:
+    """Whether `value` names a language this catalogue has."""
+    return value in LANGUAGES
+
+
+def text(key: str, language: str = DEFAULT_LANGUAGE, **values: object) -> str:
+    """The sentence `key` in `language`, its `{placeholders}` filled from `values`."""
+    own = MESSAGES[language].get(key) if is_language(language) else None
+    found = own or MESSAGES[DEFAULT_LANGUAGE].get(key, key)
+    return found.format(**values) if values else found
+
+
+def label(value: object, language: str = DEFAULT_LANGUAGE) -> str:
+    """A report field's value (an enum or its value) or a role, in words; else as given."""
+    raw = str(getattr(value, "value", value))
+    if ROLE_JOIN in raw:
+        return " + ".join(label(part, language) for part in raw.split(ROLE_JOIN))
+    english = VALUES[DEFAULT_LANGUAGE].get(raw) or ROLES[DEFAULT_LANGUAGE].get(raw, raw)
+    if language == DEFAULT_LANGUAGE or not is_language(language):
+        return english
+    return VALUES[language].get(raw) or ROLES[language].get(raw, english)
+
+
+def role_name(role: str, language: str = DEFAULT_LANGUAGE) -> str:
+    """A role named inside a sentence ("as law department"); an unknown role as given."""
+    name = ROLES[language if is_language(language) else DEFAULT_LANGUAGE].get(role)
+    # Role names are common nouns in both languages: mid-sentence they start in lower case.
+    return name[:1].lower() + name[1:] if name else role
+
+
+VALUES: dict[Language, dict[str, str]] = {
+    "en": {
+        "ice": "ICE",
+        "cbp": "CBP",
+        "hsi": "HSI",
+        "dhs_other": "DHS (other)",
+        "fbi": "FBI",
+        "us_marshals": "US Marshals",
+        "local_police": "Local police",
+        "other": "Other",
+        "unknown": "Unknown",
+        "none": "No document",
+        "administrative_warrant": "Administrative warrant",
+        "administrative_subpoena": "Administrative subpoena",
+        "judicial_warrant": "Judicial warrant",
+        "judicial_subpoena": "Judicial subpoena",
+        "court_order": "Court order",
+        "yes": "Yes",
+        "no": "No",
+        "unsure": "Unsure",
+        "student": "A student",
+        "parent": "A parent",
+        "staff": "A staff member",
+        "records": "Records",
+        "unspecified": "Not stated",
+        "kept_outside": "Kept outside",
+        "left": "Agents left",
+        "entered_with_warrant": "Entered with a warrant",
+        "entered_without_consent": "Entered without consent",
+    },
+    "es": {
+        "ice": "ICE",
+        "cbp": "CBP",
+        "hsi": "HSI",
+        "dhs_other": "DHS (otra)",
+        "fbi": "FBI",
+        "us_marshals": "US Marshals",
+        "local_police": "Policía local",
+        "other": "Otra",
+        "unknown": "Desconocido",
+        "none": "Ningún documento",
+        "administrative_warrant": "Orden administrativa",
+        "administrative_subpoena": "Citación administrativa",
+        "judicial_warrant": "Orden judicial",
+        "judicial_subpoena": "Citación judicial",
+        "court_order": "Orden de un tribunal",
+        "yes": "Sí",
+        "no": "No",
+        "unsure": "No se sabe",
+        "student": "Un estudiante",
+        "parent": "Un padre o madre",
+        "staff": "Un miembro del personal",
+        "records": "Expedientes",
+        "unspecified": "No indicado",
+        "kept_outside": "Se quedaron afuera",
+        "left": "Los agentes se fueron",
+        "entered_with_warrant": "Entraron con una orden",
+        "entered_without_consent": "Entraron sin consentimiento",
+    },
+}
+
+ROLES: dict[Language, dict[str, str]] = {
+    "en": {
+        "law": "Law department",
+        "safety": "Safety office",
+        "leadership": "District leadership",
+        "principal": "Principal",
+        "family_liaison": "Family liaison",
+    },
+    "es": {
+        "law": "Departamento legal",
+        "safety": "Oficina de seguridad",
+        "leadership": "Dirección del distrito",
+        "principal": "Director(a)",
+        "family_liaison": "Enlace con las familias",
+    },
+}
+
+# The district protocol's built-in guidance per document (services/domain/protocol.py), which
+# a district's protocol.yaml may replace. Several documents share one text.
+_DO_NOT_ADMIT = (
+    "Do not admit the agents. Keep them outside; do not let them speak to students or staff. "
+    "An administrative warrant or subpoena (e.g. DHS/ICE forms I-200, I-205) does not allow "
+    "entry. The law department has been alerted and is reviewing."
+)
+_JUDICIAL = (
+    "Do not grant access yet. Check that the document names a court and is signed by a judge; "
+    "wait for the law department, which has been alerted, before anyone is admitted. "
+    "Do not share student information or anyone's immigration status."
+)
+_DO_NOT_ADMIT_ES = (
+    "No deje entrar a los agentes. Manténgalos afuera; no permita que hablen con estudiantes ni "
+    "con el personal. Una orden o citación administrativa (p. ej. formularios DHS/ICE I-200, "
+    "I-205) no autoriza la entrada. El departamento legal ha sido avisado y lo está revisando."
+)
+_JUDICIAL_ES = (
+    "Todavía no permita el acceso. Verifique que el documento nombre un tribunal y esté firmado "
+    "por un juez; espere al departamento legal, que ha sido avisado, antes de dejar entrar a "
+    "nadie. No comparta información de estudiantes ni el estatus migratorio de nadie."
+)
+
+MESSAGES: dict[Language, dict[str, str]] = {
+    "en": {
+        # The intake pages.
+        "app": "dooralert",
+        "switch_to": "Español",
+        "switch_lang": "es",
+        "emergency_line": "District emergency line",
+        "sign_out": "Sign out",
+        "signin.title": "Sign in to report agents at the door",
+        "signin.intro": "Sign in once on this device with your school's intake key. You stay "
+        "signed in for {days} days, so in an emergency the form opens at once.",
+        "signin.school": "School",
+        "signin.key": "School intake key",
+        "signin.submit": "Sign in",
+        "signin.bad_key": "This intake key is not recognised for the school chosen.",
+        "signin.expired": "Your sign-in has expired. Sign in again with your school's intake key.",
+        "form.title": "Law-enforcement agents at the door",
+        "form.intro": "Keep the agents outside. Do not let them speak to students or staff. "
+        "This form alerts the law department and the safety office at once.",
+        "form.school": "School",
+        "form.location": "Which door or area",
+        "form.location_hint": "e.g. Front entrance",
+        "form.agency": "Agency they said they are from",
+        "form.count": "How many agents",
+        "form.time": "Time they arrived",
+        "form.credentials": "Did they show credentials?",
+        "form.yes": "Yes",
+        "form.no": "No",
+        "form.document": "Document shown",
+        "form.signed": "Signed by a judge?",
+        "form.purpose": "Who or what are they asking about",
+        "form.entry": "Where are the agents now",
+        "form.choose": "Choose…",
+        "form.guidance": "What to do",
+        "form.guidance_all": "What to do, by document shown",
+        "form.guidance_pick": "Choose the document shown to see what to do.",
+        "form.notes": "Notes (optional)",
+        "form.notes_warning": "Do not write names of students or families, or anyone's "
+        "immigration status.",
+        "form.notes_left": "characters left",
+        "form.submit": "Send alert",
+        "form.fix": "Please correct the fields marked below.",
+        "form.unavailable": "Could not record the report. Call {phone} now.",
+        "form.law_department": "the law department",
+        "incident.title": "Agents at {school}",
+        "incident.reported": "Reported",
+        "incident.where": "Where",
+        "incident.agency": "Agency stated",
+        "incident.agents": "Agents",
+        "incident.document": "Document",
+        "incident.signed": "signed by a judge",
+        "incident.entry": "Entry",
+        "incident.severity": "Severity",
+        "incident.deciding": "deciding…",
+        "incident.alerted": "Who has been alerted",
+        "incident.role": "Role",
+        "incident.contact": "Contact",
+        "incident.channel": "Channel",
+        "incident.status": "Status",
+        "incident.sending": "Alerts are being sent…",
+        "incident.requested": "sending",
+        "incident.sent": "delivered",
+        "incident.failed": "failed",
+        "incident.acknowledged": "Acknowledged",
+        "incident.waiting_ack": "Waiting for acknowledgement from",
+        "incident.required": "Must acknowledge",
+        "incident.notified_at": "Notified",
+        "incident.acked_at": "Acknowledged",
+        "incident.acked_by": "By",
+        "incident.escalated": "Escalated",
+        "incident.no_ack_from": "no acknowledgement from",
+        "incident.could_not_reach": "could not reach",
+        "incident.told": "told",
+        "incident.all_clear": "All clear",
+        "incident.since": "since",
+        "incident.updates": "Updates",
+        "incident.followup": "Follow-up",
+        "incident.agents_left": "The agents have left",
+        "incident.document_later": "A document was shown",
+        "incident.record_document": "Record the document",
+        "incident.resolve": "All clear",
+        "incident.refresh": "This page updates by itself.",
+        "incident.live": "Live",
+        "incident.id": "Incident",
+        "error.csrf": "This form has expired or was opened somewhere else. Go back, reload the "
+        "page and submit again.",
+        "error.rate": "Too many submissions in a short time. Wait {seconds} seconds and try "
+        "again; if agents are at the door now, call {phone}.",
+        "error.other_school": "You are signed in for another school.",
+        "error.not_found": "No such incident.",
+        "error.go_back": "Back to the form",
+        "reason.required": "required",
+        # The notifier: what kind of notification this is, said first (subject prefix,
+        # headline); none for the first alert. Then the acknowledgement link.
+        "notify.escalation.prefix": "ESCALATED: ",
+        "notify.escalation.headline": "ESCALATION: this alert has not been acknowledged in "
+        "time. Please respond now.",
+        "notify.update.prefix": "UPDATE: ",
+        "notify.update.headline": "UPDATE: the situation at the door has changed. Current "
+        "details below.",
+        "notify.resolved.prefix": "ALL CLEAR: ",
+        "notify.resolved.headline": "ALL CLEAR: the incident has been resolved. No further "
+        "action is needed.",
+        "notify.ack": "Acknowledge (you are handling it)",
+        # The district protocol, per document shown (schemas/report.py `Document`).
+        "protocol.always": "Always: never share student information or anyone's immigration "
+        "status.",
+        "protocol.none": "No document: do not admit the agents. Keep them outside and do not let "
+        "them speak to students or staff. The law department and safety office have been "
+        "alerted.",
+        "protocol.administrative_warrant": _DO_NOT_ADMIT,
+        "protocol.administrative_subpoena": _DO_NOT_ADMIT,
+        "protocol.judicial_warrant": _JUDICIAL,
+        "protocol.judicial_subpoena": _JUDICIAL,
+        "protocol.court_order": _JUDICIAL,
+        "protocol.unknown": "Treat the document as not allowing entry until the law department "
+        "reviews it. Keep the agents outside; ask for a copy; do not share student information "
+        "or immigration status.",
+    },
+    "es": {
+        # The intake pages.
+        "app": "dooralert",
+        "switch_to": "English",
+        "switch_lang": "en",
+        "emergency_line": "Línea de emergencia del distrito",
+        "sign_out": "Cerrar sesión",
+        "signin.title": "Inicie sesión para reportar agentes en la puerta",
+        "signin.intro": "Inicie sesión una vez en este dispositivo con la clave de su escuela. "
+        "La sesión dura {days} días, para que en una emergencia el formulario "
+        "se abra de inmediato.",
+        "signin.school": "Escuela",
+        "signin.key": "Clave de la escuela",
+        "signin.submit": "Iniciar sesión",
+        "signin.bad_key": "Esta clave no corresponde a la escuela elegida.",
+        "signin.expired": "Su sesión ha vencido. Inicie sesión otra vez con la clave de su "
+        "escuela.",
+        "form.title": "Agentes del orden en la puerta",
+        "form.intro": "Mantenga a los agentes afuera. No permita que hablen con estudiantes ni "
+        "con el personal. Este formulario avisa de inmediato al departamento "
+        "legal y a la oficina de seguridad.",
+        "form.school": "Escuela",
+        "form.location": "Qué puerta o área",
+        "form.location_hint": "p. ej. Entrada principal",
+        "form.agency": "Agencia que dijeron ser",
+        "form.count": "Cuántos agentes",
+        "form.time": "Hora de llegada",
+        "form.credentials": "¿Mostraron credenciales?",
+        "form.yes": "Sí",
+        "form.no": "No",
+        "form.document": "Documento mostrado",
+        "form.signed": "¿Firmado por un juez?",
+        "form.purpose": "Por quién o qué preguntan",
+        "form.entry": "Dónde están los agentes ahora",
+        "form.choose": "Elija…",
+        "form.guidance": "Qué hacer",
+        "form.guidance_all": "Qué hacer, según el documento mostrado",
+        "form.guidance_pick": "Elija el documento mostrado para ver qué hacer.",
+        "form.notes": "Notas (opcional)",
+        "form.notes_warning": "No escriba nombres de estudiantes ni de familias, ni el estatus "
+        "migratorio de nadie.",
+        "form.notes_left": "caracteres restantes",
+        "form.submit": "Enviar alerta",
+        "form.fix": "Corrija los campos marcados abajo.",
+        "form.unavailable": "No se pudo registrar el reporte. Llame ahora al {phone}.",
+        "form.law_department": "departamento legal",
+        "incident.title": "Agentes en {school}",
+        "incident.reported": "Reportado",
+        "incident.where": "Dónde",
+        "incident.agency": "Agencia indicada",
+        "incident.agents": "Agentes",
+        "incident.document": "Documento",
+        "incident.signed": "firmado por un juez",
+        "incident.entry": "Entrada",
+        "incident.severity": "Gravedad",
+        "incident.deciding": "decidiendo…",
+        "incident.alerted": "A quién se ha avisado",
+        "incident.role": "Función",
+        "incident.contact": "Contacto",
+        "incident.channel": "Canal",
+        "incident.status": "Estado",
+        "incident.sending": "Se están enviando los avisos…",
+        "incident.requested": "enviando",
+        "incident.sent": "entregado",
+        "incident.failed": "falló",
+        "incident.acknowledged": "Confirmado",
+        "incident.waiting_ack": "Esperando confirmación de",
+        "incident.required": "Deben confirmar",
+        "incident.notified_at": "Avisado",
+        "incident.acked_at": "Confirmado",
+        "incident.acked_by": "Por",
+        "incident.escalated": "Escalado",
+        "incident.no_ack_from": "sin confirmación de",
+        "incident.could_not_reach": "no se pudo contactar a",
+        "incident.told": "se avisó a",
+        "incident.all_clear": "Todo despejado",
+        "incident.since": "desde",
+        "incident.updates": "Novedades",
+        "incident.followup": "Seguimiento",
+        "incident.agents_left": "Los agentes se fueron",
+        "incident.document_later": "Mostraron un documento",
+        "incident.record_document": "Registrar el documento",
+        "incident.resolve": "Todo despejado",
+        "incident.refresh": "Esta página se actualiza sola.",
+        "incident.live": "En vivo",
+        "incident.id": "Incidente",
+        "error.csrf": "Este formulario venció o se abrió en otro lugar. Vuelva atrás, recargue "
+        "la página y envíelo otra vez.",
+        "error.rate": "Demasiados envíos en poco tiempo. Espere {seconds} segundos y vuelva a "
+        "intentarlo; si hay agentes en la puerta ahora, llame al {phone}.",
+        "error.other_school": "Su sesión es de otra escuela.",
+        "error.not_found": "No existe ese incidente.",
+        "error.go_back": "Volver al formulario",
+        "reason.required": "obligatorio",
+        # The notifier.
+        "notify.escalation.prefix": "ESCALADO: ",
+        "notify.escalation.headline": "ESCALAMIENTO: esta alerta no ha sido confirmada a "
+        "tiempo. Por favor responda ahora.",
+        "notify.update.prefix": "ACTUALIZACIÓN: ",
+        "notify.update.headline": "ACTUALIZACIÓN: la situación en la puerta ha cambiado. "
+        "Detalles actuales abajo.",
+        "notify.resolved.prefix": "DESPEJADO: ",
+        "notify.resolved.headline": "TODO DESPEJADO: el incidente se ha resuelto. No se "
+        "necesita más acción.",
+        "notify.ack": "Confirmar (usted se encarga)",
+        # The district protocol.
+        "protocol.always": "Siempre: nunca comparta información de estudiantes ni el estatus "
+        "migratorio de nadie.",
+        "protocol.none": "Sin documento: no deje entrar a los agentes. Manténgalos afuera y no "
+        "permita que hablen con estudiantes ni con el personal. El departamento legal y la "
+        "oficina de seguridad han sido avisados.",
+        "protocol.administrative_warrant": _DO_NOT_ADMIT_ES,
+        "protocol.administrative_subpoena": _DO_NOT_ADMIT_ES,
+        "protocol.judicial_warrant": _JUDICIAL_ES,
+        "protocol.judicial_subpoena": _JUDICIAL_ES,
+        "protocol.court_order": _JUDICIAL_ES,
+        "protocol.unknown": "Trate el documento como si no autorizara la entrada hasta que el "
+        "departamento legal lo revise. Mantenga a los agentes afuera; pida una copia; no "
+        "comparta información de estudiantes ni estatus migratorio.",
+    },
+}
