@@ -29,6 +29,8 @@ SERVICES = ("intake", "router", "notifier")
 
 @dataclass
 class DevOptions:
+    """What `dooralert dev` was asked for: where data lives, the ports, the district."""
+
     data_dir: Path
     http_port: int
     smtp_port: int
@@ -39,6 +41,8 @@ class DevOptions:
 
 @dataclass
 class Child:
+    """One supervised process, logging to its own file, in its own session."""
+
     name: str
     argv: list[str]
     env: dict[str, str]
@@ -82,6 +86,7 @@ def nats_server_binary() -> str:
 
 
 def port_free(host: str, port: int) -> bool:
+    """Whether nothing listens on `host:port`."""
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -92,6 +97,7 @@ def port_free(host: str, port: int) -> bool:
 
 
 def wait_for_port(host: str, port: int, timeout: float) -> bool:
+    """Whether `host:port` accepts a connection within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -103,6 +109,7 @@ def wait_for_port(host: str, port: int, timeout: float) -> bool:
 
 
 def wait_for_http(url: str, timeout: float) -> bool:
+    """Whether `url` answers 200 within `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -116,6 +123,7 @@ def wait_for_http(url: str, timeout: float) -> bool:
 
 
 def secret_key(data_dir: Path) -> str:
+    """The intake's secret key (made once per data dir, mode 0600)."""
     path = data_dir / "secret.key"
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -144,13 +152,11 @@ async def _provision(url: str) -> None:
         await nc.close()
 
 
-def run_dev(opts: DevOptions) -> int:
+def port_problem(opts: DevOptions) -> str | None:
+    """Why the three ports cannot be used, or None."""
     ports = [opts.http_port, opts.smtp_port, opts.nats_port]
     if len(set(ports)) != 3:
-        print(
-            "dooralert dev: --http-port, --smtp-port and --nats-port must differ", file=sys.stderr
-        )
-        return 2
+        return "--http-port, --smtp-port and --nats-port must differ"
     busy = [
         f"{name} port {port}"
         for name, port in (
@@ -161,20 +167,24 @@ def run_dev(opts: DevOptions) -> int:
         if not port_free(opts.host, port)
     ]
     if busy:
-        print(
-            f"dooralert dev: {', '.join(busy)} already in use; choose others with "
-            "--http-port/--smtp-port/--nats-port",
-            file=sys.stderr,
+        return (
+            f"{', '.join(busy)} already in use; choose others with "
+            "--http-port/--smtp-port/--nats-port"
         )
-        return 2
+    return None
+
+
+def nats_url(opts: DevOptions) -> str:
+    """The local nats-server's client URL."""
+    return f"nats://{opts.host}:{opts.nats_port}"
+
+
+def child_env(opts: DevOptions) -> dict[str, str]:
+    """The environment every child runs with: this one, pointed at the local system."""
     data = opts.data_dir
-    (data / "logs").mkdir(parents=True, exist_ok=True)
-    outbox = data / "outbox"
-    outbox.mkdir(exist_ok=True)
-    nats_url = f"nats://{opts.host}:{opts.nats_port}"
-    env = {
+    return {
         **os.environ,
-        "DOORALERT_NATS_URL": nats_url,
+        "DOORALERT_NATS_URL": nats_url(opts),
         "DOORALERT_CONFIG_DIR": str(opts.config_dir),
         "DOORALERT_SMTP_HOST": opts.host,
         "DOORALERT_SMTP_PORT": str(opts.smtp_port),
@@ -185,7 +195,11 @@ def run_dev(opts: DevOptions) -> int:
         "DOORALERT_LOG_KEY_FILE": str(data / "log.key"),
         "DOORALERT_CHECKPOINT_DIR": str(data / "checkpoints"),
     }
-    verifier = log_key(data, opts.config_dir)
+
+
+def children(opts: DevOptions, env: dict[str, str]) -> tuple[Child, Child, list[Child]]:
+    """nats-server, the SMTP outbox, and the services (the ledger last)."""
+    data = opts.data_dir
     logs = data / "logs"
     nats = Child(
         "nats-server",
@@ -205,82 +219,105 @@ def run_dev(opts: DevOptions) -> int:
         logs / "nats-server.log",
     )
     cli = [sys.executable, "-m", "services.cli.main"]
-    smtp = Child(
-        "outbox",
-        [*cli, "outbox", "--dir", str(outbox), "--host", opts.host, "--port", str(opts.smtp_port)],
-        env,
-        logs / "outbox.log",
-    )
+    outbox = ["outbox", "--dir", str(data / "outbox"), "--host", opts.host]
+    smtp = Child("outbox", [*cli, *outbox, "--port", str(opts.smtp_port)], env, logs / "outbox.log")
     services = [Child(name, [*cli, name], env, logs / f"{name}.log") for name in SERVICES]
     services.append(Child("ledger", [*cli, "audit", "serve"], env, logs / "ledger.log"))
+    return nats, smtp, services
 
-    stop_requested = False
 
-    def request_stop(signum: int, _: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
+def banner(opts: DevOptions, *, verifier: str) -> str:
+    """What a user needs once the system is up: where to go, the demo keys, where things are."""
+    data = opts.data_dir
+    return "\n".join(
+        [
+            "",
+            "dooralert is running.",
+            f"  intake form   http://{opts.host}:{opts.http_port}/",
+            "  demo keys     " + "   ".join(f"{s}: {k}" for s, k in DEMO_KEYS.items()),
+            f"  outbox        {data / 'outbox'}",
+            f"  NATS          {nats_url(opts)}",
+            f"  config        {opts.config_dir}",
+            f"  log key       {verifier}",
+            f"  checkpoints   {data / 'checkpoints'}",
+            f"  logs          {data / 'logs'}",
+            "Press Ctrl-C to stop.",
+            "",
+        ]
+    )
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
 
-    started: list[Child] = []
+class StopFlag:
+    """A signal handler that only records the request; the supervision loop acts on it."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+
+def _complain(message: str) -> int:
+    print(f"dooralert dev: {message}", file=sys.stderr)
+    return 1
+
+
+def _restart(child: Child) -> bool:
+    # False when it has exited more than five times within a minute: it will not recover.
+    now = time.monotonic()
+    child.restarts = [t for t in child.restarts if now - t < 60] + [now]
+    if len(child.restarts) > 5:
+        return False
+    log.warning("dev.restart", child=child.name, rc=child.proc.returncode if child.proc else None)
+    child.start()
+    return True
+
+
+def supervise(nats: Child, others: list[Child], stop: StopFlag) -> int:
+    """Restart children that exit until a stop is requested; 1 if the system cannot go on."""
     code = 0
+    while not stop.requested:
+        time.sleep(0.2)
+        for child in others:
+            exited = child.proc is not None and child.proc.poll() is not None
+            if exited and not stop.requested and not _restart(child):
+                code = _complain(f"{child.name} keeps exiting; see {child.log_path}")
+                stop.requested = True
+                break
+        if nats.proc is not None and nats.proc.poll() is not None:
+            return _complain(f"nats-server exited; see {nats.log_path}")
+    return code
+
+
+def run_dev(opts: DevOptions) -> int:
+    """Start the system, supervise it until Ctrl-C, stop it in order; the exit code."""
+    problem = port_problem(opts)
+    if problem is not None:
+        print(f"dooralert dev: {problem}", file=sys.stderr)
+        return 2
+    (opts.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    (opts.data_dir / "outbox").mkdir(exist_ok=True)
+    env = child_env(opts)
+    verifier = log_key(opts.data_dir, opts.config_dir)
+    nats, smtp, services = children(opts, env)
+    stop = StopFlag()
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    started: list[Child] = []
     try:
         nats.start()
         started.append(nats)
         if not wait_for_port(opts.host, opts.nats_port, 15):
-            print(f"dooralert dev: nats-server did not start; see {nats.log_path}", file=sys.stderr)
-            return 1
-        asyncio.run(_provision(nats_url))
-        smtp.start()
-        started.append(smtp)
-        for child in services:
+            return _complain(f"nats-server did not start; see {nats.log_path}")
+        asyncio.run(_provision(nats_url(opts)))
+        for child in [smtp, *services]:
             child.start()
             started.append(child)
-        url = f"http://{opts.host}:{opts.http_port}"
-        if not wait_for_http(url + "/healthz", 30):
-            print(f"dooralert dev: intake did not come up; see {logs}", file=sys.stderr)
-            return 1
-        print(
-            "\n".join(
-                [
-                    "",
-                    "dooralert is running.",
-                    f"  intake form   {url}/",
-                    "  demo keys     " + "   ".join(f"{s}: {k}" for s, k in DEMO_KEYS.items()),
-                    f"  outbox        {outbox}",
-                    f"  NATS          {nats_url}",
-                    f"  log key       {verifier}",
-                    f"  checkpoints   {data / 'checkpoints'}",
-                    f"  logs          {logs}",
-                    "Press Ctrl-C to stop.",
-                    "",
-                ]
-            ),
-            flush=True,
-        )
-        while not stop_requested:
-            time.sleep(0.2)
-            for child in [smtp, *services]:
-                if child.proc is not None and child.proc.poll() is not None and not stop_requested:
-                    now = time.monotonic()
-                    child.restarts = [t for t in child.restarts if now - t < 60] + [now]
-                    if len(child.restarts) > 5:
-                        print(
-                            f"dooralert dev: {child.name} keeps exiting; see {child.log_path}",
-                            file=sys.stderr,
-                        )
-                        code = 1
-                        stop_requested = True
-                        break
-                    log.warning("dev.restart", child=child.name, rc=child.proc.returncode)
-                    child.start()
-            if nats.proc is not None and nats.proc.poll() is not None:
-                print(f"dooralert dev: nats-server exited; see {nats.log_path}", file=sys.stderr)
-                code = 1
-                break
+        if not wait_for_http(f"http://{opts.host}:{opts.http_port}/healthz", 30):
+            return _complain(f"intake did not come up; see {opts.data_dir / 'logs'}")
+        print(banner(opts, verifier=verifier), flush=True)
+        return supervise(nats, [smtp, *services], stop)
     finally:
         for child in reversed(started):
             child.stop(timeout=10)
         print("dooralert stopped.", flush=True)
-    return code

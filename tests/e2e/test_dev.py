@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import HAMLINE_KEY, REPO, free_ports, report
+from tests.support import EXAMPLES, HAMLINE_KEY, REPO, free_ports, report
 
 
 def wait_for(check, timeout: float):  # type: ignore[no-untyped-def]
@@ -181,3 +182,47 @@ def test_dev_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0
     for port in (http, smtp, nats):
         assert port_closed(port), f"port {port} still open after Ctrl-C"
+
+
+def test_dev_runs_the_district_named_by_DOORALERT_CONFIG_DIR(tmp_path: Path) -> None:
+    http, smtp, nats = free_ports(3)
+    config = tmp_path / "district"
+    shutil.copytree(EXAMPLES, config)
+    district = (config / "district.yaml").read_text()
+    (config / "district.yaml").write_text(
+        district.replace("id: demo-district", "id: testville").replace(
+            "name: Hamline Elementary", "name: Testville Elementary"
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOORALERT_")}
+    env["DOORALERT_CONFIG_DIR"] = str(config)
+    ports = ["--http-port", str(http), "--smtp-port", str(smtp), "--nats-port", str(nats)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli.main", "dev", "--data-dir", str(tmp_path), *ports],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        banner = []
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            banner.append(line)
+            if "Press Ctrl-C" in line or proc.poll() is not None:
+                break
+        text = "".join(banner)
+        assert f"district config {config} (from DOORALERT_CONFIG_DIR)" in text, text
+        # The launcher's ledger key and the intake's sign-in page both come from that district.
+        assert "dooralert.example/testville" in text, text
+        page = httpx.get(f"http://127.0.0.1:{http}/", timeout=10)
+        assert "Testville Elementary" in page.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0
