@@ -20,14 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 from nats.js import JetStreamContext
 
 from services.audit.ledger import H_KEY
 from services.audit.note import join_notes
-from services.audit.source import CHECKPOINT_SUBJECTS, iter_batches
+from services.audit.source import CHECKPOINT_SUBJECTS
 from services.audit.verify import CHECKPOINTS_FILE, EVENTS_FILE, KEY_FILE
-from services.eventlog import CHECKPOINTS_STREAM, STREAM
+from services.eventlog import CHECKPOINTS_STREAM, STREAM, read_from
+from services.eventlog.reading import stored
 
 
 @dataclass(frozen=True)
@@ -38,10 +40,12 @@ class ExportSummary:
 
 
 def rfc3339(t: datetime) -> str:
+    """`t` in UTC with microseconds and a `Z`, as the export writes times."""
     return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def event_line(seq: int, subject: str, time: datetime, headers: dict[str, str], data: bytes) -> str:
+    """One `events.jsonl` line (see the module docstring)."""
     return json.dumps(
         {
             "seq": seq,
@@ -54,10 +58,10 @@ def event_line(seq: int, subject: str, time: datetime, headers: dict[str, str], 
     )
 
 
-def _replace(path: Path, write: object) -> None:
+def _replace(path: Path, write: Callable[[TextIO], object]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with tmp.open("w", encoding="utf-8") as fh:
-        write(fh)  # type: ignore[operator]
+        write(fh)
     tmp.replace(path)
 
 
@@ -69,10 +73,10 @@ async def export(
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportSummary:
     """Write the export; `progress(done, total)` is called after each batch of events."""
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - a one-off CLI command's loop
     notes: list[str] = []
     header_key: str | None = None
-    async for msgs in iter_batches(js, stream=CHECKPOINTS_STREAM, subject=CHECKPOINT_SUBJECTS):
+    async for msgs in read_from(js, stream=CHECKPOINTS_STREAM, subject=CHECKPOINT_SUBJECTS):
         for m in msgs:
             notes.append(m.data.decode("utf-8", errors="replace"))
             header_key = (m.headers or {}).get(H_KEY, header_key)
@@ -81,15 +85,11 @@ async def export(
     total = (await js.stream_info(STREAM)).state.last_seq
     tmp = out / f".{EVENTS_FILE}.tmp"
     with tmp.open("w", encoding="utf-8") as fh:
-        async for msgs in iter_batches(js):
-            lines = []
-            for m in msgs:
-                md = m.metadata
-                lines.append(
-                    event_line(
-                        md.sequence.stream, m.subject, md.timestamp, dict(m.headers or {}), m.data
-                    )
-                )
+        async for msgs in read_from(js):
+            lines = [
+                event_line(sm.seq, sm.subject, sm.time, sm.headers, sm.data)
+                for sm in map(stored, msgs)
+            ]
             fh.write("\n".join(lines) + "\n")
             count += len(lines)
             if progress is not None:

@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import NotFoundError
 
 from services.audit.merkle import CompactRange, MerkleError
 from services.audit.note import (
@@ -42,20 +42,17 @@ from services.audit.note import (
     parse_note,
     sign_checkpoint,
 )
-from services.audit.source import iter_batches, reader_config
-from services.eventlog import CHECKPOINTS_STREAM, STREAM, SUBJECT_PREFIX, retrying
+from services.eventlog import (
+    CHECKPOINTS_STREAM,
+    STREAM,
+    read_from,
+    retrying,
+    subscribe_from,
+)
+from services.eventlog.retry import READ_INTERRUPTED_ERRORS
 from services.runtime.logging import get_logger
 
 log = get_logger("dooralert.ledger")
-
-# NATS hiccups the ledger waits out (a server restart, a cluster leader election).
-_TRANSIENT = (
-    APIError,
-    NatsTimeoutError,
-    NoRespondersError,
-    ConnectionClosedError,
-    asyncio.TimeoutError,
-)
 
 DEFAULT_EVERY = 1000
 DEFAULT_SECONDS = 10.0
@@ -165,7 +162,7 @@ class Ledger:
 
     async def _rebuild(self, cp: Checkpoint) -> CompactRange:
         tree = CompactRange()
-        gen = iter_batches(self.js, start_seq=1, batch=self.batch)
+        gen = read_from(self.js, start_seq=1, batch=self.batch)
         async with contextlib.aclosing(gen):
             async for msgs in gen:
                 for m in msgs:
@@ -238,7 +235,7 @@ class Ledger:
                         idle_since = self.clock()
                         if await self._stalled():
                             psub = await self._resubscribe(psub, stop)
-                except _TRANSIENT as exc:
+                except READ_INTERRUPTED_ERRORS as exc:
                     log.warning("ledger.fetch_failed", error=repr(exc))
                     await asyncio.sleep(0.5)
                     psub = await self._resubscribe(psub, stop)
@@ -262,34 +259,26 @@ class Ledger:
         if self.tree.size > self._anchored:
             await self.checkpoint()
 
-    async def _subscribe(self):  # type: ignore[no-untyped-def]
-        return await self.js.pull_subscribe(
-            f"{SUBJECT_PREFIX}.>",
-            stream=STREAM,
-            config=reader_config(self.tree.size + 1, inactive_threshold=60.0),
-        )
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        return await subscribe_from(self.js, self.tree.size + 1, inactive_threshold=60.0)
 
-    async def _resubscribe(self, old, stop: asyncio.Event):  # type: ignore[no-untyped-def]
-        """A fresh reader from the tree's next seq, retried while NATS is unavailable."""
+    async def _resubscribe(
+        self, old: JetStreamContext.PullSubscription, stop: asyncio.Event
+    ) -> JetStreamContext.PullSubscription:
+        """A fresh reader from the tree's next seq, retried while NATS is unavailable (for as
+        long as it takes, unless the ledger is stopping)."""
         with contextlib.suppress(Exception):
             await old.unsubscribe()
-        delay = 0.2
-        while True:
-            try:
-                return await self._subscribe()
-            except _TRANSIENT as exc:
-                if stop.is_set():
-                    raise
-                log.warning("ledger.subscribe_failed", error=repr(exc), delay=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        return await retrying(
+            self._subscribe, retry_for=math.inf, what="ledger.subscribe", stop=stop
+        )
 
     async def _stalled(self) -> bool:
         """Idle, yet the stream holds more than the tree: the consumer was lost (a server
         restart drops in-memory ephemeral consumers); the caller subscribes again."""
         try:
             last_seq = (await self.js.stream_info(STREAM)).state.last_seq
-        except _TRANSIENT:
+        except READ_INTERRUPTED_ERRORS:
             return False
         if last_seq > self.tree.size:
             log.warning(

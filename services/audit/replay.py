@@ -24,37 +24,32 @@ from services.eventlog import StoredMessage
 def summary(event: Event) -> str:
     """One line a person can read; never contact details or report notes."""
     match event:
-        case EncounterReported():
-            r = event.data
+        case EncounterReported(data=r):
             return (
                 f"{r.agent_count} agent(s), {label(r.agency_stated)}, {label(r.document)}, "
                 f"{label(r.entry)} at {r.location}"
             )
-        case EscalationDecided():
-            d = event.data
-            routes = ", ".join(d.routes) or "no route matched"
+        case EscalationDecided(data=decided):
+            routes = ", ".join(decided.routes) or "no route matched"
             return (
-                f"{d.severity}: route {routes}; notify {', '.join(d.notify_roles)}; "
-                f"{len(d.recipients)} recipient(s)"
+                f"{decided.severity}: route {routes}; notify {', '.join(decided.notify_roles)}; "
+                f"{len(decided.recipients)} recipient(s)"
             )
-        case NotificationRequested():
-            d = event.data
-            return f"{d.channel} to {d.role} {d.contact_id}"
-        case NotificationSent():
-            d = event.data
+        case NotificationRequested(data=req):
+            return f"{req.channel} to {req.role} {req.contact_id}"
+        case NotificationSent(data=sent):
             return (
-                f"{d.channel} to {d.role} {d.contact_id} accepted (attempt {d.attempt}): {d.reply}"
+                f"{sent.channel} to {sent.role} {sent.contact_id} accepted "
+                f"(attempt {sent.attempt}): {sent.reply}"
             )
-        case NotificationFailed():
-            d = event.data
-            kind = "permanent" if d.permanent else "transient"
+        case NotificationFailed(data=failed):
+            kind = "permanent" if failed.permanent else "transient"
             return (
-                f"{d.channel} to {d.role} {d.contact_id} failed ({kind}, attempt "
-                f"{d.attempt}): {d.reason}"
+                f"{failed.channel} to {failed.role} {failed.contact_id} failed ({kind}, attempt "
+                f"{failed.attempt}): {failed.reason}"
             )
-        case MessageDeadLettered():
-            d = event.data
-            return f"seq {d.stream_sequence} set aside by {d.consumer}: {d.reason}"
+        case MessageDeadLettered(data=dead):
+            return f"seq {dead.stream_sequence} set aside by {dead.consumer}: {dead.reason}"
         case _:
             return event.type
 
@@ -62,7 +57,7 @@ def summary(event: Event) -> str:
 def group(messages: list[StoredMessage]) -> tuple[OrderedDict[str, list[Event]], list[str]]:
     """Events by incident in log order, plus a note for each message that could not be read."""
     incidents: OrderedDict[str, list[Event]] = OrderedDict()
-    problems = []
+    problems: list[str] = []
     for m in messages:
         try:
             event = m.event()
@@ -74,6 +69,7 @@ def group(messages: list[StoredMessage]) -> tuple[OrderedDict[str, list[Event]],
 
 
 def render_text(incident_id: str, events: list[Event], state: IncidentState | None) -> str:
+    """One incident's timeline as text, one line per event, then its notification tally."""
     lines = [f"Incident {incident_id}" + (f" at {state.school_id}" if state else "")]
     for e in events:
         lines.append(
@@ -92,6 +88,7 @@ def render_text(incident_id: str, events: list[Event], state: IncidentState | No
 
 
 def render_json(incident_id: str, events: list[Event], state: IncidentState | None) -> str:
+    """One incident's events and folded state as one JSON line."""
     doc: dict[str, Any] = {
         "incident_id": incident_id,
         "events": [e.model_dump(mode="json") for e in events],

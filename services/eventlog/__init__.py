@@ -13,21 +13,31 @@ from services.eventlog.contract import (
     consumer_configs,
     stream_configs,
 )
-from services.eventlog.jetstream import (
+from services.eventlog.interface import (
+    Appended,
+    EventLog,
     IncompleteRead,
     StoredMessage,
-    StreamTail,
+    Tail,
     TailReset,
+)
+from services.eventlog.jetstream import (
+    JetStreamEventLog,
     connect,
-    consume_batches,
-    get_last,
     publish_event,
     publish_events,
-    read_incident,
-    read_messages,
     server_urls,
 )
 from services.eventlog.provision import ProvisionError, provision
+from services.eventlog.reading import (
+    StreamTail,
+    consume_batches,
+    get_last,
+    read_from,
+    read_incident,
+    read_messages,
+    subscribe_from,
+)
 from services.eventlog.retry import TRANSIENT_NATS_ERRORS, retrying
 
 __all__ = [
@@ -40,10 +50,14 @@ __all__ = [
     "TIMER_FIRED_PREFIX",
     "TIMER_SCHEDULE_PREFIX",
     "TRANSIENT_NATS_ERRORS",
+    "Appended",
+    "EventLog",
     "IncompleteRead",
+    "JetStreamEventLog",
     "ProvisionError",
     "StoredMessage",
     "StreamTail",
+    "Tail",
     "TailReset",
     "connect",
     "consume_batches",
@@ -52,9 +66,11 @@ __all__ = [
     "provision",
     "publish_event",
     "publish_events",
+    "read_from",
     "read_incident",
     "read_messages",
     "retrying",
     "server_urls",
     "stream_configs",
+    "subscribe_from",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 
 from faststream.nats import NatsMessage
 
+from schemas.envelope import originating
 from schemas.events import (
     Event,
     EventDecodeError,
@@ -47,22 +48,21 @@ def dead_letter_event(
     parts = subject.split(".")
     school = parts[1] if len(parts) > 3 and _TOKEN.match(parts[1]) else "unknown"
     incident = parts[2] if len(parts) > 3 and _TOKEN.match(parts[2]) else "unknown"
-    return MessageDeadLettered(
+    return originating(
+        MessageDeadLettered,
+        MessageDeadLetteredData(
+            stream_sequence=seq, subject=subject, consumer=consumer, reason=reason[:500]
+        ),
         id=derive_id("dead-letter", consumer, str(seq)),
         source="router" if consumer.startswith("router") else "notifier",
         incident_id=incident,
         school_id=school,
-        occurred_at=now,
-        recorded_at=now,
-        correlation_id=incident,
-        actor="system",
-        data=MessageDeadLetteredData(
-            stream_sequence=seq, subject=subject, consumer=consumer, reason=reason[:500]
-        ),
+        now=now,
     )
 
 
 async def dead_letter(event_log: EventLog, msg: NatsMessage, consumer: str, reason: str) -> None:
+    """Append the `message.dead_lettered` event for `msg` (the caller then terminates it)."""
     raw = msg.raw_message
     seq = raw.metadata.sequence.stream
     event = dead_letter_event(
@@ -84,9 +84,11 @@ async def run_handler(
     event_log: EventLog,
     consumer: str,
     expect: type[Event],
-    handle: Callable[[Any, NatsMessage], Awaitable[float | None]],
+    handle: Handler,
     error_delay: float = 2.0,
 ) -> None:
+    """Parse `msg` as an `expect` event and hand it to `handle`, then ack, nack with a delay,
+    or dead-letter and terminate it (see the module docstring)."""
     try:
         event = parse_event(msg.raw_message.data)
         if not isinstance(event, expect):

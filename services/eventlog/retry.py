@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 
 from services.runtime.logging import get_logger
 
@@ -28,19 +28,31 @@ TRANSIENT_NATS_ERRORS = (
     ServiceUnavailableError,
 )
 
+# What a long-lived reader (the audit ledger) takes as "read again from where I stand" rather
+# than "give up": the transient errors, plus any status a fetch or probe is answered with
+# (409 consumer deleted or leadership changed, 500 while a stream recovers). Not for
+# requests: retrying a 400 or 404 request would only repeat the same answer.
+READ_INTERRUPTED_ERRORS = (*TRANSIENT_NATS_ERRORS, APIError)
+
 
 async def retrying(
-    op: Callable[[], Awaitable[T]], *, retry_for: float, what: str, **context: object
+    op: Callable[[], Awaitable[T]],
+    *,
+    retry_for: float,
+    what: str,
+    stop: asyncio.Event | None = None,
+    **context: object,
 ) -> T:
     """Run a JetStream request, retrying transient failures (backoff 0.1 s doubling to 0.5 s)
-    until `retry_for` seconds have passed; then the last error is raised."""
+    until `retry_for` seconds have passed (`math.inf`: for ever) or `stop` is set; then the
+    last error is raised."""
     deadline = time.monotonic() + retry_for
     delay = 0.1
     while True:
         try:
             return await op()
         except TRANSIENT_NATS_ERRORS as exc:
-            if time.monotonic() + delay > deadline:
+            if time.monotonic() + delay > deadline or (stop is not None and stop.is_set()):
                 raise
             log.warning(f"{what}.retry", delay=delay, error=type(exc).__name__, **context)
             await asyncio.sleep(delay)

@@ -1,0 +1,259 @@
+"""Reading the log back on NATS JetStream: throwaway consumers that drain what is stored now,
+long-lived tails and readers from a sequence, and single look-ups.
+
+Every read is through a consumer this module creates (ephemeral, unacknowledged, in memory);
+the durable consumers of the contract belong to the services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from datetime import datetime
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from schemas.events import Event
+from services.eventlog.contract import STREAM, SUBJECT_PREFIX
+from services.eventlog.interface import IncompleteRead, StoredMessage, TailReset
+from services.eventlog.retry import retrying
+from services.runtime.logging import get_logger
+
+log = get_logger("dooralert.eventlog")
+
+
+def stored(m: Msg) -> StoredMessage:
+    """A fetched JetStream message as the log stored it."""
+    md = m.metadata
+    return StoredMessage(
+        seq=md.sequence.stream,
+        subject=m.subject,
+        time=md.timestamp,
+        data=m.data,
+        headers=dict(m.headers or {}),
+    )
+
+
+def from_seq_config(start_seq: int, *, inactive_threshold: float = 30.0) -> ConsumerConfig:
+    """An ephemeral, unacknowledged, in-memory consumer from `start_seq` on.
+
+    Ephemeral on purpose: a reader that must know where it stands (the audit ledger) records
+    it itself, so there is no server-side cursor that could disagree.
+    """
+    return ConsumerConfig(
+        ack_policy=AckPolicy.NONE,
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE if start_seq > 1 else DeliverPolicy.ALL,
+        opt_start_seq=start_seq if start_seq > 1 else None,
+        inactive_threshold=inactive_threshold,
+        mem_storage=True,
+    )
+
+
+async def consume_batches(
+    js: JetStreamContext,
+    subject: str,
+    *,
+    config: ConsumerConfig,
+    stream: str = STREAM,
+    batch: int = 500,
+) -> AsyncGenerator[list[Msg], None]:
+    """Every message a throwaway consumer with `config` sees now, in stream order, in batches;
+    the consumer is deleted afterwards (or expires by itself after its inactive threshold)."""
+    # Creating the consumer is a JetStream API request: ride out a leader election like a
+    # publish does rather than fail the caller's read.
+    psub = await retrying(
+        lambda: js.pull_subscribe(subject, stream=stream, config=config),
+        retry_for=20.0,
+        what="read.subscribe",
+        subject=subject,
+    )
+    name: str | None = None
+    try:
+        info = await psub.consumer_info()
+        name = info.name
+        pending = info.num_pending or 0
+        while pending > 0:
+            try:
+                msgs = await psub.fetch(min(pending, batch), timeout=5)
+            except NatsTimeoutError:
+                # Never hand back a silently short read: a fold or export over it would lie.
+                raise IncompleteRead(f"{pending} message(s) on {subject} not delivered") from None
+            if not msgs:
+                raise IncompleteRead(f"{pending} message(s) on {subject} not delivered")
+            yield msgs
+            pending = msgs[-1].metadata.num_pending or 0
+    finally:
+        try:
+            # The name from the first consumer_info: asking again cost one more round trip.
+            await js.delete_consumer(stream, name or (await psub.consumer_info()).name)
+        except Exception:  # noqa: BLE001 - it expires by itself after inactive_threshold
+            pass
+        await psub.unsubscribe()
+
+
+async def read_from(
+    js: JetStreamContext,
+    *,
+    stream: str = STREAM,
+    subject: str = f"{SUBJECT_PREFIX}.>",
+    start_seq: int = 1,
+    batch: int = 1000,
+) -> AsyncGenerator[list[Msg], None]:
+    """Every message of `stream` on `subject` stored now from `start_seq` on, in stream
+    order, in batches (the raw messages: the audit hashes their exact bytes)."""
+    async for msgs in consume_batches(
+        js, subject, config=from_seq_config(start_seq), stream=stream, batch=batch
+    ):
+        yield msgs
+
+
+async def read_messages(
+    js: JetStreamContext,
+    subject: str = f"{SUBJECT_PREFIX}.>",
+    *,
+    batch: int = 500,
+    since: datetime | None = None,
+    headers_only: bool = False,
+) -> list[StoredMessage]:
+    """Every stored message on `subject` (stored at or after `since`), in stream order,
+    through a throwaway consumer. `headers_only` skips payloads (subjects and times only)."""
+    config = ConsumerConfig(
+        ack_policy=AckPolicy.NONE,
+        deliver_policy=DeliverPolicy.ALL if since is None else DeliverPolicy.BY_START_TIME,
+        opt_start_time=since,
+        inactive_threshold=30.0,
+        mem_storage=True,
+        headers_only=headers_only or None,
+    )
+    out: list[StoredMessage] = []
+    async for msgs in consume_batches(js, subject, config=config, batch=batch):
+        out.extend(stored(m) for m in msgs)
+    return out
+
+
+async def read_incident(js: JetStreamContext, incident_id: str) -> list[Event]:
+    """Every readable event of one incident, in log order (unreadable ones logged, skipped)."""
+    msgs = await read_messages(js, f"{SUBJECT_PREFIX}.*.{incident_id}.>")
+    events = []
+    for m in msgs:
+        try:
+            events.append(m.event())
+        except ValueError:
+            log.warning("event.unreadable", seq=m.seq, subject=m.subject)
+    return events
+
+
+async def get_last(js: JetStreamContext, subject: str, *, retry_for: float = 20.0) -> bytes | None:
+    """The payload of the last message on an exact subject, or None (retried like a publish)."""
+
+    async def op() -> bytes | None:
+        try:
+            msg = await js.get_last_msg(STREAM, subject)
+        except NotFoundError:
+            return None
+        return msg.data
+
+    return await retrying(op, retry_for=retry_for, what="get_last", subject=subject)
+
+
+async def subscribe_from(
+    js: JetStreamContext,
+    start_seq: int,
+    *,
+    subject: str = f"{SUBJECT_PREFIX}.>",
+    inactive_threshold: float = 60.0,
+) -> JetStreamContext.PullSubscription:
+    """A long-lived reader of DOORALERT from `start_seq` on, for a caller that follows the log
+    and fetches from it itself (the audit ledger)."""
+    return await js.pull_subscribe(
+        subject,
+        stream=STREAM,
+        config=from_seq_config(start_seq, inactive_threshold=inactive_threshold),
+    )
+
+
+class StreamTail:
+    """A long-lived cursor over the messages stored on `subjects`: `read_new()` returns those
+    appended since the previous call, in stream order (the first call: those stored at or
+    after `since`).
+
+    `read_messages` creates, drains and deletes a consumer per call, re-reading the whole
+    window each time; the router called it on every report, so a burst of N reports cost
+    O(N^2) messages fetched plus 3 consumer API calls each. A tail costs one consumer_info
+    round trip per call plus the new messages only, and returns the same snapshot: every
+    message stored before the call. Should the consumer vanish (server restart, idle past
+    `inactive_threshold`) or its deliveries skip one (a lost fetch reply), `read_new` raises
+    `TailReset` and the caller starts over with a new tail.
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        subjects: Sequence[str],
+        *,
+        since: datetime,
+        batch: int = 500,
+        inactive_threshold: float = 300.0,
+    ) -> None:
+        self.js, self.subjects, self.since, self.batch = js, list(subjects), since, batch
+        self.inactive_threshold = inactive_threshold
+        self._psub: JetStreamContext.PullSubscription | None = None
+        self._delivered = 0  # consumer sequence of the last message received
+
+    async def _open(self) -> JetStreamContext.PullSubscription:
+        if self._psub is None:
+            self._psub = await self.js.pull_subscribe(
+                self.subjects[0],
+                stream=STREAM,
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.NONE,
+                    deliver_policy=DeliverPolicy.BY_START_TIME,
+                    opt_start_time=self.since,
+                    filter_subjects=self.subjects if len(self.subjects) > 1 else None,
+                    inactive_threshold=self.inactive_threshold,
+                    mem_storage=True,
+                ),
+            )
+        return self._psub
+
+    async def read_new(self) -> list[StoredMessage]:
+        """The messages stored since the previous call (see the class docstring)."""
+        out: list[StoredMessage] = []
+        try:
+            psub = await self._open()
+            pending = (await psub.consumer_info()).num_pending or 0
+            while pending > 0:
+                msgs = await psub.fetch(min(pending, self.batch), timeout=5)
+                for m in msgs:
+                    consumer_seq = m.metadata.sequence.consumer
+                    if consumer_seq != self._delivered + 1:
+                        raise TailReset(
+                            f"consumer skipped from {self._delivered} to {consumer_seq}"
+                        )
+                    self._delivered = consumer_seq
+                    out.append(stored(m))
+                pending = msgs[-1].metadata.num_pending or 0
+        except TailReset:
+            await self.close()
+            raise
+        except Exception as exc:
+            await self.close()
+            raise TailReset(f"{type(exc).__name__}: {exc}") from exc
+        return out
+
+    async def close(self) -> None:
+        """Delete the consumer (it would expire by itself) and stop the subscription."""
+        psub, self._psub = self._psub, None
+        if psub is None:
+            return
+        try:
+            await self.js.delete_consumer(STREAM, (await psub.consumer_info()).name)
+        except Exception:  # noqa: BLE001 - it expires by itself after inactive_threshold
+            pass
+        try:
+            await psub.unsubscribe()
+        except Exception:  # noqa: BLE001 - connection already gone
+            pass
