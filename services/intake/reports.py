@@ -7,22 +7,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.events import EncounterReported, derive_id, new_event_id
+from schemas.envelope import originating
+from schemas.events import EncounterReported, derive_id
 from schemas.report import REFUSED_FIELDS, EncounterReport
+from services.intake.errors import ReportInvalid
+
+__all__ = ["ReportInvalid", "encounter_event", "field_errors", "parse_report"]
 
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 MAX_REPORT_AGE = timedelta(days=7)
 
 
-class ReportInvalid(Exception):
-    """The report failed validation; `fields` lists each bad field and why."""
-
-    def __init__(self, fields: list[dict[str, str]]) -> None:
-        super().__init__("; ".join(f"{f['field']}: {f['reason']}" for f in fields))
-        self.fields = fields
-
-
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """Each field a validation error names, with a reason a person can act on."""
     out = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "(body)"
@@ -41,6 +38,7 @@ def field_errors(exc: ValidationError) -> list[dict[str, str]]:
 
 
 def parse_report(raw: Any, *, now: datetime) -> EncounterReport:
+    """A validated report, its time defaulted to `now`; `ReportInvalid` names what is wrong."""
     if not isinstance(raw, dict):
         raise ReportInvalid([{"field": "(body)", "reason": "must be a JSON object"}])
     try:
@@ -61,33 +59,20 @@ def parse_report(raw: Any, *, now: datetime) -> EncounterReport:
     return report.at(now)
 
 
-def incident_id_for(school_id: str, idempotency_key: str | None) -> str:
-    """The same school and Idempotency-Key always name the same incident."""
-    if idempotency_key:
-        return derive_id("incident", school_id, idempotency_key)
-    return new_event_id()
-
-
 def encounter_event(
     report: EncounterReport, *, incident_id: str, actor: str, now: datetime
 ) -> EncounterReported:
+    """The `encounter.reported` event that starts incident `incident_id`."""
     assert report.occurred_at is not None
-    return EncounterReported(
+    return originating(
+        EncounterReported,
+        report,
         # Derived from the incident id: a retried submission is dropped as a duplicate.
         id=derive_id(incident_id, "encounter.reported"),
         source="intake",
         incident_id=incident_id,
         school_id=report.school_id,
-        occurred_at=report.occurred_at,
-        recorded_at=now,
-        correlation_id=incident_id,
-        causation_id=None,
+        now=now,
         actor=actor,
-        data=report,
+        occurred_at=report.occurred_at,
     )
-
-
-def same_report(stored: EncounterReport, new: EncounterReport, *, new_had_time: bool) -> bool:
-    """Whether a repeated submission carries the same report (time defaults differ)."""
-    exclude = None if new_had_time else {"occurred_at"}
-    return stored.model_dump(exclude=exclude) == new.model_dump(exclude=exclude)

@@ -18,6 +18,7 @@ import hmac
 import json
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -148,7 +149,7 @@ class RateLimiter:
 
     MAX_KEYS = 10_000
 
-    def __init__(self, per_minute: float, *, clock: object = time.monotonic) -> None:
+    def __init__(self, per_minute: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.capacity = float(per_minute)
         self.rate = float(per_minute) / 60.0
         self.clock = clock
@@ -158,7 +159,7 @@ class RateLimiter:
         """0 when allowed (one token taken); otherwise the seconds until one is available."""
         if self.capacity <= 0:
             return 0.0
-        now: float = self.clock()  # type: ignore[operator]
+        now = self.clock()
         tokens, last = self._buckets.get(key, (self.capacity, now))
         tokens = min(self.capacity, tokens + (now - last) * self.rate)
         if tokens >= 1.0:
@@ -201,7 +202,7 @@ class SecurityHeaders:
                 names = {k.lower() for k, _ in headers}
                 ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
                 extra = [(b"x-content-type-options", b"nosniff")]
-                if ctype.startswith(b"text/html") or ctype.startswith(b"text/event-stream"):
+                if ctype.startswith((b"text/html", b"text/event-stream")):
                     extra += [
                         (b"content-security-policy", CSP.encode()),
                         (b"x-frame-options", b"DENY"),

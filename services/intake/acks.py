@@ -1,0 +1,122 @@
+"""Acknowledgement routes: the API's POST and the link a responder opens (GET shows a
+confirm button, POST records). What is acknowledged is decided in domain/acks.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel
+
+from schemas.events import IncidentAcknowledged
+from services.eventlog.interface import EventLog
+from services.intake.bodies import body_schema, json_body
+from services.intake.deps import EventLogDep, Intake, IntakeDep
+from services.intake.domain.acks import Via, decide_ack, read_claim
+from services.intake.domain.refusals import Refused
+from services.intake.errors import ReportInvalid, refuse
+from services.intake.forms import same_origin
+from services.intake.incidents import project, record
+from services.intake.render import PageError, error_page, render
+from services.runtime.logging import get_logger
+
+log = get_logger("dooralert.intake")
+router = APIRouter()
+
+
+class AckRequest(BaseModel):
+    """An acknowledgement through the API: the token from the alert's link."""
+
+    token: str
+
+
+async def acknowledge(
+    intake: Intake,
+    event_log: EventLog,
+    token: str,
+    *,
+    via: Via,
+    record_it: bool,
+    incident_id: str | None = None,
+) -> IncidentAcknowledged | Refused:
+    """Check an ack token against the log; record the acknowledgement when `record_it`.
+    Returns the acknowledgement (recorded, or that would be) or why it is refused."""
+    now = datetime.now(UTC)
+    claim = read_claim(intake.secret, token, now=now, incident_id=incident_id)
+    if isinstance(claim, Refused):
+        return claim
+    incident = await project(event_log, claim.incident_id)
+    decision = decide_ack(claim, incident, via=via, now=now)
+    if isinstance(decision, Refused) or not record_it:
+        return decision
+    await record(event_log, decision)
+    log.info(
+        "incident.acknowledged",
+        incident=decision.incident_id,
+        role=claim.role,
+        contact=claim.contact_id,
+        via=via,
+    )
+    return decision
+
+
+@router.post(
+    "/api/v1/incidents/{incident_id}/ack", status_code=202, openapi_extra=body_schema(AckRequest)
+)
+async def post_ack(
+    incident_id: str, request: Request, intake: IntakeDep, event_log: EventLogDep
+) -> JSONResponse:
+    raw = await json_body(request, max_bytes=intake.settings.max_report_bytes)
+    token = raw.get("token") if isinstance(raw, dict) else None
+    if not isinstance(token, str):
+        raise ReportInvalid([{"field": "token", "reason": "required"}])
+    outcome = await acknowledge(
+        intake, event_log, token, via="api", record_it=True, incident_id=incident_id
+    )
+    if isinstance(outcome, Refused):
+        refuse(outcome)
+    return JSONResponse({"incident_id": incident_id, "status": "acknowledged"}, 202)
+
+
+def ack_page(
+    intake: Intake,
+    request: Request,
+    token: str,
+    outcome: IncidentAcknowledged | Refused,
+    *,
+    done: str,
+) -> HTMLResponse:
+    """The link's page: the outcome's message (`done` when it succeeded), never a 202."""
+    if isinstance(outcome, Refused):
+        status, message = outcome.status, outcome.message
+    else:
+        status, message = (202 if done == "acknowledged" else 200), done
+    return render(
+        intake,
+        request,
+        "ack.html",
+        {"token": token, "status": status, "message": message},
+        status=200 if status in (200, 202) else status,
+    )
+
+
+@router.get("/ack/{token}", response_class=HTMLResponse)
+async def ack_confirm(
+    token: str, request: Request, intake: IntakeDep, event_log: EventLogDep
+) -> HTMLResponse:
+    # A GET never acknowledges: mail scanners follow links.
+    outcome = await acknowledge(intake, event_log, token, via="link", record_it=False)
+    return ack_page(intake, request, token, outcome, done="confirm")
+
+
+@router.post("/ack/{token}", response_class=HTMLResponse)
+async def ack_record(
+    token: str, request: Request, intake: IntakeDep, event_log: EventLogDep
+) -> HTMLResponse:
+    # No session or CSRF cookie here: the unguessable signed token in the URL is what a
+    # forger would lack. A cross-site POST is still refused by its Origin.
+    if not same_origin(intake, request):
+        return error_page(intake, request, PageError(403, "error.csrf"), None)
+    outcome = await acknowledge(intake, event_log, token, via="link", record_it=True)
+    return ack_page(intake, request, token, outcome, done="acknowledged")

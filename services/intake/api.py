@@ -1,0 +1,167 @@
+"""The JSON API (/api/v1): reports, incident status, staff follow-ups. Thin: authorise, limit,
+read the body, call incidents.py (and the decisions in domain/), answer."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from schemas.events import EncounterUpdatedData, IncidentResolvedData
+from schemas.report import EncounterReport
+from services.domain.directory import Directory, School
+from services.domain.incident import IncidentState
+from services.domain.tokens import check_view_token
+from services.eventlog.interface import EventLog
+from services.intake.bodies import body_schema, json_body, parse_json, read_body
+from services.intake.deps import DirectoryDep, EventLogDep, Intake, IntakeDep, client_of
+from services.intake.domain.idempotency import check_key
+from services.intake.errors import ApiError, refuse
+from services.intake.incidents import project, record_follow_up, submit_report
+
+router = APIRouter()
+
+
+def bearer(request: Request) -> str | None:
+    """The intake key of an `Authorization: Bearer <key>` header."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def authorise(directory: Directory, key: str | None) -> School:
+    """The school an intake key belongs to; 401 without a known key."""
+    if not key:
+        raise ApiError(401, "missing intake key: send Authorization: Bearer <key>")
+    school = directory.school_for_key(key)
+    if school is None:
+        raise ApiError(401, "intake key not recognised")
+    return school
+
+
+@dataclass(frozen=True)
+class Staff:
+    """Who is calling the API: the school of their key, and the key's pseudonymous actor."""
+
+    school: School
+    actor: str
+
+
+def staff(request: Request, directory: DirectoryDep) -> Staff:
+    """The caller's school by their Bearer key (401 without a known one)."""
+    key = bearer(request)
+    school = authorise(directory, key)
+    assert key is not None
+    # Pseudonymous: which key acted, never the key itself.
+    return Staff(school, "intake-key:" + hashlib.sha256(key.encode()).hexdigest()[:12])
+
+
+StaffDep = Annotated[Staff, Depends(staff)]
+
+
+def api_limit(intake: Intake, request: Request, school_id: str | None) -> None:
+    """429 with Retry-After (and the emergency number) when a rate limit is reached."""
+    wait = intake.limit(school_id=school_id, client=client_of(request, missing="-"))
+    if wait:
+        phone = intake.phone
+        raise ApiError(
+            429,
+            f"too many requests; retry in {int(wait) + 1} s"
+            + (f" (emergency: call {phone})" if phone else ""),
+            retry_after=int(wait) + 1,
+        )
+
+
+@router.post("/api/v1/encounters", status_code=202, openapi_extra=body_schema(EncounterReport))
+async def post_encounter(
+    request: Request, who: StaffDep, intake: IntakeDep, event_log: EventLogDep
+) -> JSONResponse:
+    api_limit(intake, request, who.school.id)
+    raw = parse_json(await read_body(request, max_bytes=intake.settings.max_report_bytes))
+    idem = request.headers.get("idempotency-key")
+    if refused := check_key(idem):
+        refuse(refused)
+    incident_id, created = await submit_report(
+        event_log,
+        raw,
+        school=who.school,
+        actor=who.actor,
+        idempotency_key=idem,
+        now=datetime.now(UTC),
+    )
+    return JSONResponse(
+        {"incident_id": incident_id, "created": created, **intake.urls(incident_id)}, 202
+    )
+
+
+@router.get("/api/v1/incidents/{incident_id}")
+async def get_incident(
+    incident_id: str,
+    request: Request,
+    intake: IntakeDep,
+    event_log: EventLogDep,
+    token: str | None = None,
+) -> Any:
+    key = bearer(request)
+    by_token = check_view_token(intake.secret, incident_id, token)
+    if not key and not by_token:
+        raise ApiError(401, "send the school's intake key or the link's token")
+    # A key is checked before the log is read: a wrong key learns nothing, costs nothing.
+    school = None if by_token else authorise(intake.directory, key)
+    incident = await project(event_log, incident_id)
+    if incident is None:
+        raise ApiError(404, "no such incident")
+    if school is not None and school.id != incident.school_id:
+        raise ApiError(403, "this intake key is for another school")
+    return JSONResponse(incident.model_dump(mode="json"))
+
+
+async def _own_incident(event_log: EventLog, who: Staff, incident_id: str) -> IncidentState:
+    incident = await project(event_log, incident_id)
+    if incident is None:
+        raise ApiError(404, "no such incident")
+    if incident.school_id != who.school.id:
+        raise ApiError(403, "this intake key is for another school")
+    return incident
+
+
+async def _follow_up(
+    incident_id: str,
+    request: Request,
+    who: Staff,
+    intake: Intake,
+    event_log: EventLog,
+    *,
+    resolve: bool,
+) -> JSONResponse:
+    incident = await _own_incident(event_log, who, incident_id)
+    api_limit(intake, request, incident.school_id)
+    raw = await json_body(request, max_bytes=intake.settings.max_report_bytes)
+    event_id = await record_follow_up(event_log, incident, who.actor, raw, resolve=resolve)
+    return JSONResponse({"incident_id": incident_id, "event_id": event_id}, 202)
+
+
+@router.post(
+    "/api/v1/incidents/{incident_id}/updates",
+    status_code=202,
+    openapi_extra=body_schema(EncounterUpdatedData),
+)
+async def post_update(
+    incident_id: str, request: Request, who: StaffDep, intake: IntakeDep, event_log: EventLogDep
+) -> JSONResponse:
+    return await _follow_up(incident_id, request, who, intake, event_log, resolve=False)
+
+
+@router.post(
+    "/api/v1/incidents/{incident_id}/resolve",
+    status_code=202,
+    openapi_extra=body_schema(IncidentResolvedData, required=False),
+)
+async def post_resolve(
+    incident_id: str, request: Request, who: StaffDep, intake: IntakeDep, event_log: EventLogDep
+) -> JSONResponse:
+    return await _follow_up(incident_id, request, who, intake, event_log, resolve=True)

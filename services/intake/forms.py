@@ -1,0 +1,106 @@
+"""The staff forms' checks and conversions: same-origin and CSRF checks on a POST, the
+pages' rate limit, and the report form's fields as the API's JSON report (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta, tzinfo
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import Request
+
+from services.intake import i18n
+from services.intake.deps import Intake, client_of, read_session
+from services.intake.errors import ReportInvalid
+from services.intake.render import PageError, language
+from services.intake.security import CSRF_COOKIE, CSRF_FIELD, Session, csrf_valid
+
+
+def same_origin(intake: Intake, request: Request) -> bool:
+    """Whether a POST comes from our own pages (by Sec-Fetch-Site and Origin)."""
+    # Browsers mark every cross-site POST (Sec-Fetch-Site, Origin); refuse it outright.
+    # With Referrer-Policy no-referrer, Chromium sends `Origin: null` on our own forms, so
+    # "null" proves nothing either way: the CSRF token decides.
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return True
+    host = urlsplit(origin).netloc
+    return host in (request.headers.get("host"), urlsplit(intake.settings.base_url).netloc)
+
+
+def csrf_ok(
+    intake: Intake, request: Request, session: Session | None, form_token: str | None
+) -> bool:
+    """Same origin, and the form's CSRF token matches the cookie's and this session."""
+    return same_origin(intake, request) and csrf_valid(
+        intake.secret, session, form_token, request.cookies.get(CSRF_COOKIE)
+    )
+
+
+def check_post(
+    intake: Intake, request: Request, values: dict[str, str], *, need_school: bool
+) -> Session:
+    """The session of a form POST, its CSRF token checked; or a PageError."""
+    current = read_session(intake, request)
+    if current.expired:
+        raise PageError(401, "signin.expired")
+    session = current.session
+    if not csrf_ok(intake, request, session, values.get(CSRF_FIELD)):
+        raise PageError(403, "error.csrf")
+    assert session is not None
+    if need_school and session.school_id is None:
+        raise PageError(401, "signin.expired")
+    return session
+
+
+def page_limit(intake: Intake, request: Request, school_id: str) -> None:
+    """A 429 PageError (how long to wait, whom to call) when a rate limit is reached."""
+    wait = intake.limit(school_id=school_id, client=client_of(request))
+    if wait:
+        raise PageError(
+            429,
+            "error.rate",
+            seconds=int(wait) + 1,
+            phone=intake.phone or i18n.translate(language(request)[0], "form.law_department"),
+        )
+
+
+def form_defaults(tz: tzinfo, *, now: datetime) -> dict[str, str]:
+    """A fresh report form's values: the most common answers and the local time."""
+    return {
+        "entry": "kept_outside",
+        "agent_count": "1",
+        "purpose": "unspecified",
+        "signed_by_judge": "unsure",
+        "occurred_time": now.astimezone(tz).strftime("%H:%M"),
+    }
+
+
+def field_reason(reason: str, lang: str) -> str:
+    """A field error's reason as shown on the form."""
+    return i18n.translate(lang, "reason.required") if reason == "required" else reason
+
+
+def report_from_form(
+    values: dict[str, str], *, school_id: str, tz: tzinfo, now: datetime
+) -> dict[str, Any]:
+    """The form's fields as the API's JSON report (pure). The time is local to the district."""
+    skip = {CSRF_FIELD, "submission_id", "occurred_time", "intake_key"}
+    raw: dict[str, Any] = {k: v for k, v in values.items() if k not in skip}
+    raw["school_id"] = school_id
+    if raw.get("notes", "") == "":
+        raw.pop("notes", None)
+    clock = values.get("occurred_time", "").strip()
+    if clock:
+        try:
+            hhmm = time.fromisoformat(clock)
+        except ValueError:
+            raise ReportInvalid([{"field": "occurred_time", "reason": "use HH:MM"}]) from None
+        local_now = now.astimezone(tz)
+        at = datetime.combine(local_now.date(), hhmm, tzinfo=tz)
+        if at > local_now + timedelta(minutes=5):
+            at -= timedelta(days=1)  # 23:50 entered at 00:05 means yesterday
+        raw["occurred_at"] = at.astimezone(UTC).isoformat()
+    return raw

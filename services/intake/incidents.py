@@ -1,0 +1,132 @@
+"""The intake's I/O: reading incidents from the event log and recording events on it.
+
+The API and the pages both call these; the decisions themselves are in domain/. A failure of
+the log becomes `Unavailable` (503, nothing recorded); any other exception is a bug and
+propagates to the 500 handler.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas.events import Event, new_event_id, parse_event
+from schemas.report import TOKEN_PATTERN, EncounterReport
+from services.domain.directory import School
+from services.domain.incident import IncidentState, fold
+from services.eventlog.interface import Appended, EventLog
+from services.intake.domain.followups import decide_follow_up
+from services.intake.domain.idempotency import compare_stored, incident_id_for
+from services.intake.domain.refusals import Refused
+from services.intake.errors import LOG_FAILURES, ApiError, Unavailable, refuse
+from services.intake.reports import encounter_event, parse_report
+from services.runtime.logging import get_logger
+
+log = get_logger("dooralert.intake")
+
+
+@contextmanager
+def log_unreachable(what: str, **context: object) -> Iterator[None]:
+    """Turn the event log's failures inside the block into `Unavailable`."""
+    try:
+        yield
+    except LOG_FAILURES as exc:
+        log.error(what, error=type(exc).__name__, **context)
+        raise Unavailable from exc
+
+
+async def project(event_log: EventLog, incident_id: str) -> IncidentState | None:
+    """The incident's current state; None if the log has no such incident."""
+    if not re.fullmatch(TOKEN_PATTERN, incident_id):
+        return None  # not an id dooralert makes (and a "." or "*" would widen the subject)
+    with log_unreachable("incident.not_read", incident=incident_id):
+        events = await event_log.read_incident(incident_id)
+    return fold(events)
+
+
+async def record(event_log: EventLog, event: Event) -> Appended:
+    """Append one event; `Unavailable` if the log does not take it."""
+    with log_unreachable("event.not_recorded", incident=event.incident_id, type=event.type):
+        return await event_log.append(event)
+
+
+async def _stored_report(event_log: EventLog, school_id: str, incident_id: str) -> Event | None:
+    """The report already stored for this incident, if any."""
+    stored = await event_log.last(school_id, incident_id, "encounter.reported")
+    if stored is None:
+        return None
+    try:
+        return parse_event(stored)
+    except ValueError as exc:
+        # A stored report this version cannot read: nothing can be compared or recorded.
+        log.error("report.stored_unreadable", incident=incident_id)
+        raise Unavailable from exc
+
+
+async def _check_repeat(
+    event_log: EventLog,
+    school: School,
+    incident_id: str,
+    report: EncounterReport,
+    *,
+    had_time: bool,
+) -> bool:
+    """Whether this incident's report is already stored; refused if it is another report."""
+    prior = await _stored_report(event_log, school.id, incident_id)
+    outcome = compare_stored(prior, report, new_had_time=had_time)
+    if isinstance(outcome, Refused):
+        refuse(outcome)
+    return outcome == "same"
+
+
+async def submit_report(
+    event_log: EventLog,
+    raw: Any,
+    *,
+    school: School,
+    actor: str,
+    idempotency_key: str | None,
+    now: datetime,
+) -> tuple[str, bool]:
+    """Record one report (`raw`: its JSON). Returns (incident id, whether it is new)."""
+    if isinstance(raw, dict) and "school_id" in raw and raw["school_id"] != school.id:
+        raise ApiError(403, f"this intake key is for school {school.id!r} only")
+    report = parse_report(raw, now=now)
+    incident_id = incident_id_for(school.id, idempotency_key)
+    event = encounter_event(report, incident_id=incident_id, actor=actor, now=now)
+    had_time = isinstance(raw, dict) and raw.get("occurred_at") is not None
+    with log_unreachable("report.not_recorded", school=school.id):
+        if idempotency_key and await _check_repeat(
+            event_log, school, incident_id, report, had_time=had_time
+        ):
+            return incident_id, False
+        appended = await event_log.append(event)
+        if appended.duplicate and idempotency_key:
+            # Lost a race with a concurrent request under the same key: same answer as if it
+            # had come first (a different report under that key is refused with 409).
+            await _check_repeat(event_log, school, incident_id, report, had_time=had_time)
+    log.info(
+        "encounter.reported",
+        incident=incident_id,
+        school=school.id,
+        seq=appended.seq,
+        duplicate=appended.duplicate,
+    )
+    return incident_id, not appended.duplicate
+
+
+async def record_follow_up(
+    event_log: EventLog, incident: IncidentState, actor: str, raw: Any, *, resolve: bool
+) -> str:
+    """Record a staff update (or, with `resolve`, the all-clear); returns the event id."""
+    decision = decide_follow_up(
+        incident, raw, resolve=resolve, actor=actor, now=datetime.now(UTC), event_id=new_event_id()
+    )
+    if isinstance(decision, Refused):
+        refuse(decision)
+    await record(event_log, decision)
+    log.info(decision.type, incident=incident.incident_id, school=incident.school_id)
+    return decision.id
