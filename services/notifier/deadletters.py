@@ -17,8 +17,9 @@ from typing import Any
 from nats.js import JetStreamContext
 
 from schemas.events import MessageDeadLettered
-from services.eventlog import STREAM, publish_event
+from services.eventlog import STREAM
 from services.eventlog.consumer import dead_letter_event
+from services.eventlog.interface import EventLog
 from services.runtime.logging import get_logger
 
 log = get_logger("dooralert.notifier.deadletters")
@@ -36,7 +37,13 @@ def advisory_event(advisory: dict[str, Any], subject: str, *, now: datetime) -> 
     )
 
 
-async def record_advisory(js: JetStreamContext, payload: bytes) -> MessageDeadLettered | None:
+async def record_advisory(
+    payload: bytes, *, event_log: EventLog, js: JetStreamContext
+) -> MessageDeadLettered | None:
+    """Append the `message.dead_lettered` event for one advisory (None: unreadable advisory).
+
+    The advisory names only a stream sequence; the `EventLog` has no read by sequence, so the
+    message's subject is looked up on JetStream itself."""
     try:
         advisory = json.loads(payload)
         seq = int(advisory["stream_seq"])
@@ -48,7 +55,7 @@ async def record_advisory(js: JetStreamContext, payload: bytes) -> MessageDeadLe
     except Exception:  # noqa: BLE001 - record it even when the message cannot be read back
         subject = "unknown"
     event = advisory_event(advisory, subject, now=datetime.now(UTC))
-    await publish_event(js, event)
+    await event_log.append(event)
     log.error(
         "message.dead_lettered",
         consumer=event.data.consumer,

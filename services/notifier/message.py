@@ -108,7 +108,9 @@ class Templates:
                     )
                 except TemplateError as exc:
                     where = f"{self.root / lang / name}"
-                    line = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+                    # Only syntax and not-found errors carry a line number.
+                    lineno = getattr(exc, "lineno", None)
+                    line = f" line {lineno}" if lineno else ""
                     problems.append(f"{where}{line}: {type(exc).__name__}: {exc}")
                     continue
                 if not out.strip():

@@ -1,76 +1,221 @@
-"""What to do after a delivery outcome (pure): the contact's next channel, the fallback request.
+"""What goes to whom on which channel (pure): a notification request in, a planned delivery out.
 
-A contact's channels are tried in the order district.yaml lists them, one channel type at a
-time: the router requests the first; each permanent failure here requests the next; after the
-last, the failure is marked `contact_unreachable` and the router escalates to the backups.
+`plan_delivery` is the one place where the contact's channel is picked and what goes out on it
+is built, for an alert and for a pattern: the email (with the recipient's acknowledgement
+link), the signed webhook's body, or the Apprise title and text. Webhooks, chat rooms and SMS
+are shared places: they get no acknowledgement link (anyone there could use it), and chat
+rooms no staff notes. main.py fetches what the plan needs from the log, carries the planned
+delivery out and records the outcome.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.message import EmailMessage
 
 from schemas.events import (
-    Channel,
     EncounterReported,
+    EventDecodeError,
     NotificationRequested,
-    NotificationRequestedData,
-    derive_id,
+    PatternDetected,
+    parse_event,
 )
-from services.domain.directory import Contact
+from services.domain.directory import (
+    AppriseChannel,
+    Contact,
+    Directory,
+    EmailChannel,
+    WebhookChannel,
+)
+from services.domain.incident import IncidentState
 from services.domain.protocol import label
+from services.domain.tokens import AckClaim, ack_token, view_token
+from services.notifier.channels import PermanentDeliveryError, TransientDeliveryError
+from services.notifier.message import AlertContext, build_email, build_pattern_email
+from services.runtime.settings import Settings
+
+# The To: of the email an Apprise text is taken from (it never goes to a mail server).
+APPRISE_TO = "apprise@dooralert.invalid"
 
 
-def channel_order(contact: Contact) -> list[str]:
-    """The contact's channel types, first occurrence order, duplicates dropped."""
-    out: list[str] = []
-    for ch in contact.channels:
-        if ch.type not in out:
-            out.append(ch.type)
-    return out
+@dataclass(frozen=True)
+class PlanSettings:
+    """What the plan needs of the settings: where links point, how long an ack link lives,
+    the sender, and the key that signs the links."""
+
+    base_url: str
+    sender: str
+    ack_link_days: int
+    secret: str = field(repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> PlanSettings:
+        """The plan's settings out of the service's."""
+        return cls(
+            base_url=settings.base_url,
+            sender=settings.smtp_from,
+            ack_link_days=settings.ack_link_days,
+            secret=settings.secret_key.get_secret_value(),
+        )
 
 
-def next_channel(contact: Contact | None, current: str) -> str | None:
-    """The channel after `current` in the contact's order, or None when none is left."""
+@dataclass(frozen=True)
+class Found:
+    """What main.py found in the log for a request (None: not there, or unreadable)."""
+
+    report: EncounterReported | None = None  # the incident's report (alert kinds)
+    state: IncidentState | None = None  # the folded incident (follow-ups only)
+    pattern: bytes | None = None  # the stored pattern.detected event (pattern kind)
+
+
+@dataclass(frozen=True)
+class EmailDelivery:
+    message: EmailMessage
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    url: str
+    payload: Mapping[str, object]  # signed and timestamped when posted
+
+
+@dataclass(frozen=True)
+class AppriseDelivery:
+    url: str
+    title: str
+    body: str
+
+
+Delivery = EmailDelivery | WebhookDelivery | AppriseDelivery
+Target = EmailChannel | WebhookChannel | AppriseChannel
+
+
+def shows_current_report(request: NotificationRequested) -> bool:
+    """Follow-ups show the report as it stands now, updates applied (the folded state)."""
+    return request.data.kind in ("update", "resolved")
+
+
+def plan_delivery(
+    request: NotificationRequested,
+    found: Found,
+    *,
+    directory: Directory,
+    settings: PlanSettings,
+    now: datetime,
+) -> Delivery:
+    """What to send, where, for `request`. Raises PermanentDeliveryError when the contact or
+    its channel is gone or the pattern unreadable, TransientDeliveryError when what the
+    notification is about is not in the log yet."""
+    contact, target = _recipient(request, directory)
+    if request.data.kind == "pattern":
+        pattern = _pattern(found.pattern)
+        return _pattern_delivery(request, pattern, contact, target, directory, settings)
+    if found.report is None:
+        raise TransientDeliveryError("the incident's report is not in the log yet")
+    report = found.report
+    state = found.state if shows_current_report(request) else None
+    if state is not None and state.report is not None:
+        report = report.model_copy(update={"data": state.report})
+    return _alert_delivery(request, report, contact, target, directory, settings, now)
+
+
+def _recipient(request: NotificationRequested, directory: Directory) -> tuple[Contact, Target]:
+    d = request.data
+    contact = directory.contact(d.contact_id)
     if contact is None:
-        return None
-    order = channel_order(contact)
-    if current not in order:
-        return None
-    i = order.index(current)
-    return order[i + 1] if i + 1 < len(order) else None
+        raise PermanentDeliveryError(f'contact "{d.contact_id}" is not in district.yaml')
+    target = next((c for c in contact.channels if c.type == d.channel), None)
+    if target is None:
+        raise PermanentDeliveryError(f'contact "{d.contact_id}" has no {d.channel} channel')
+    return contact, target
 
 
-def fallback_notification_id(notification_id: str, channel: str) -> str:
-    return derive_id(notification_id, "fallback", channel)
+def _pattern(raw: bytes | None) -> PatternDetected:
+    if raw is None:
+        raise TransientDeliveryError("the pattern event is not in the log yet")
+    try:
+        pattern = parse_event(raw)
+    except EventDecodeError as exc:
+        raise PermanentDeliveryError(f"the pattern event is unreadable: {exc}") from None
+    if not isinstance(pattern, PatternDetected):
+        raise PermanentDeliveryError("the pattern subject holds another event type")
+    return pattern
 
 
-def fallback_request(
-    req: NotificationRequested, channel: str, *, now: datetime
-) -> NotificationRequested:
-    """The same alert for the same contact on its next channel (deterministic ids)."""
-    d = req.data
-    nid = fallback_notification_id(d.notification_id, channel)
-    return NotificationRequested(
-        id=derive_id(nid, "notification.requested"),
-        source="notifier",
-        incident_id=req.incident_id,
-        school_id=req.school_id,
-        occurred_at=now,
-        recorded_at=now,
-        correlation_id=req.correlation_id,
-        causation_id=req.id,
-        actor="system",
-        data=NotificationRequestedData(
-            notification_id=nid,
-            role=d.role,
-            contact_id=d.contact_id,
-            channel=channel,  # type: ignore[arg-type]
-            tier=d.tier,
-            severity=d.severity,
-            routes=list(d.routes),
-            fallback_of=d.notification_id,
-        ),
+# --- an encounter: alert, escalation, update, all clear ---------------------------------------
+
+
+def _alert_delivery(
+    request: NotificationRequested,
+    report: EncounterReported,
+    contact: Contact,
+    target: Target,
+    directory: Directory,
+    settings: PlanSettings,
+    now: datetime,
+) -> Delivery:
+    school = directory.school(request.school_id)
+    school_name = school.name if school else request.school_id
+    token = view_token(settings.secret, request.incident_id)
+    status_url = f"{settings.base_url}/incidents/{request.incident_id}?token={token}"
+    if isinstance(target, WebhookChannel):
+        # No ack link: webhooks often post into shared rooms (see the README).
+        payload = webhook_payload(request, report, school_name=school_name, status_url=status_url)
+        return WebhookDelivery(target.url, payload)
+    ctx = AlertContext(
+        district_name=directory.district.name,
+        school_name=school_name,
+        timezone=directory.district.timezone,
+        recipient_name=contact.name,
+        status_url=status_url,
+        emergency_phone=directory.district.emergency_phone,
     )
+    if isinstance(target, AppriseChannel):
+        # Chat rooms and SMS are shared places: the plain-text alert without staff notes
+        # and without the acknowledgement link.
+        unnoted = report.model_copy(update={"data": report.data.model_copy(update={"notes": None})})
+        message = build_email(
+            request=request,
+            report=unnoted,
+            ctx=ctx,
+            sender=settings.sender,
+            to=APPRISE_TO,
+            language=contact.language,
+            ack_url=None,
+        )
+        body = message.get_body(("plain",))
+        text = body.get_content() if body is not None else ""
+        return AppriseDelivery(target.url, title=str(message["Subject"]), body=text)
+    message = build_email(
+        request=request,
+        report=report,
+        ctx=ctx,
+        sender=settings.sender,
+        to=target.address,
+        language=contact.language,
+        ack_url=ack_url(request, settings, now=now),
+    )
+    return EmailDelivery(message)
+
+
+def ack_url(request: NotificationRequested, settings: PlanSettings, *, now: datetime) -> str | None:
+    """The recipient's acknowledgement link: on a first alert and an escalation, not on a
+    follow-up or a pattern (nothing to acknowledge there)."""
+    d = request.data
+    if d.kind not in ("alert", "escalation"):
+        return None
+    expires = now + timedelta(days=settings.ack_link_days)
+    claim = AckClaim(
+        request.incident_id,
+        request.school_id,
+        d.role,
+        d.contact_id,
+        d.notification_id,
+        int(expires.timestamp()),
+    )
+    return f"{settings.base_url}/ack/{ack_token(settings.secret, claim)}"
 
 
 def webhook_payload(
@@ -80,6 +225,7 @@ def webhook_payload(
     r = report.data
     return {
         "type": "dooralert.alert",
+        "kind": req.data.kind,
         "delivery_id": req.data.notification_id,
         "incident_id": req.incident_id,
         "school": {"id": req.school_id, "name": school_name},
@@ -105,4 +251,81 @@ def webhook_payload(
     }
 
 
-__all__ = ["Channel", "channel_order", "fallback_request", "next_channel", "webhook_payload"]
+# --- encounters at several schools ------------------------------------------------------------
+
+
+def _pattern_delivery(
+    request: NotificationRequested,
+    pattern: PatternDetected,
+    contact: Contact,
+    target: Target,
+    directory: Directory,
+    settings: PlanSettings,
+) -> Delivery:
+    names = {s.id: s.name for s in directory.schools}
+    if isinstance(target, WebhookChannel):
+        return WebhookDelivery(target.url, pattern_webhook_payload(request, pattern, names))
+    if isinstance(target, AppriseChannel):
+        title, body = pattern_text(pattern, names)
+        return AppriseDelivery(target.url, title=title, body=body)
+    ctx = AlertContext(
+        district_name=directory.district.name,
+        school_name="",
+        timezone="UTC",
+        recipient_name=contact.name,
+        status_url="",
+        emergency_phone=directory.district.emergency_phone,
+    )
+    message = build_pattern_email(
+        request=request,
+        pattern=pattern,
+        school_names=names,
+        ctx=ctx,
+        sender=settings.sender,
+        to=target.address,
+        language=contact.language,
+    )
+    return EmailDelivery(message)
+
+
+def pattern_webhook_payload(
+    req: NotificationRequested, pattern: PatternDetected, school_names: Mapping[str, str]
+) -> dict[str, object]:
+    """The webhook body for a pattern: the incidents and schools, never a person."""
+    d = pattern.data
+    return {
+        "type": "dooralert.pattern",
+        "kind": "pattern",
+        "delivery_id": req.data.notification_id,
+        "pattern": d.pattern,
+        "window_minutes": d.window_minutes,
+        "incident_ids": d.incident_ids,
+        "schools": [{"id": s, "name": school_names.get(s, s)} for s in d.school_ids],
+        "severity": d.severity,
+    }
+
+
+def pattern_text(pattern: PatternDetected, school_names: Mapping[str, str]) -> tuple[str, str]:
+    """(title, body) of a pattern on a chat, push or SMS target."""
+    d = pattern.data
+    schools = ", ".join(school_names.get(s, s) for s in d.school_ids)
+    return (
+        f"dooralert: encounters at {len(d.school_ids)} schools",
+        f"Agents reported at {schools} within {d.window_minutes} minutes.",
+    )
+
+
+__all__ = [
+    "AppriseDelivery",
+    "Delivery",
+    "EmailDelivery",
+    "Found",
+    "PlanSettings",
+    "WebhookDelivery",
+    "ack_url",
+    "pattern_text",
+    "pattern_webhook_payload",
+    "plan_delivery",
+    "shows_current_report",
+    "webhook_payload",
+]

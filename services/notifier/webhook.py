@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -63,6 +64,7 @@ def verify(
 
 
 def encode_body(payload: dict[str, Any]) -> bytes:
+    """The exact body bytes that are signed: sorted keys, no spaces, UTF-8."""
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -77,7 +79,7 @@ def classify_http(status: int, text: str) -> DeliveryError:
 async def post_webhook(
     client: httpx.AsyncClient,
     url: str,
-    payload: dict[str, Any],
+    payload: Mapping[str, Any],
     *,
     secret: str,
     now: datetime,

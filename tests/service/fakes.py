@@ -1,7 +1,8 @@
 """Fakes for the service tests: `FakeEventLog` implements the services' `EventLog` interface
 (with the server's duplicate window), `FakeJetStream` the slice of nats-py that
 `JetStreamEventLog` and the delivery records use, and `FakeMessage` records how a delivered
-message was settled. Delivery guarantees against a real nats-server are integration tests."""
+message was settled; `FakeDeliveryRecords` implements the notifier's `DeliveryRecords`.
+Delivery guarantees against a real nats-server are integration tests."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 
 from schemas.events import Event, parse_event, serialize_event, subject_for
 from services.eventlog.interface import Appended, StoredMessage, TailReset
+from services.notifier.records import DeliveryRecord
 
 
 class FakeKeyValue:
@@ -231,3 +233,21 @@ class FakeEventLog:
         if self.fail_with is not None:
             raise self.fail_with
         self.schedules.append((subject, payload, fire_at, target, msg_id))
+
+
+class FakeDeliveryRecords:
+    """The notifier's `DeliveryRecords` in memory; can be told to fail every call."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, DeliveryRecord] = {}
+        self.fail_with: Exception | None = None
+
+    async def get(self, notification_id: str) -> DeliveryRecord | None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        return self.stored.get(notification_id)
+
+    async def put(self, notification_id: str, record: DeliveryRecord) -> None:
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.stored[notification_id] = record

@@ -1,18 +1,40 @@
-"""Channel fallback order, the fallback request, the webhook signature and classification."""
+"""The delivery plan (what goes to whom on which channel), channel fallback order, the
+fallback request, the webhook signature and classification."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from schemas.events import NotificationFailedData, NotificationRequestedData, parse_event
-from services.domain.directory import Contact
+from schemas.envelope import originating
+from schemas.events import (
+    NotificationFailedData,
+    NotificationRequested,
+    NotificationRequestedData,
+    PatternDetected,
+    PatternDetectedData,
+    parse_event,
+    serialize_event,
+)
+from services.domain.directory import Contact, Directory
+from services.domain.incident import fold
 from services.notifier.channels import PermanentDeliveryError, TransientDeliveryError
-from services.notifier.plan import fallback_request, next_channel
+from services.notifier.outcome import fallback_request, next_channel
+from services.notifier.plan import (
+    AppriseDelivery,
+    Delivery,
+    EmailDelivery,
+    Found,
+    PlanSettings,
+    WebhookDelivery,
+    plan_delivery,
+)
 from services.notifier.webhook import classify_http, encode_body, sign, verify
-from tests.fixtures.notifier_support import request
+from tests.fixtures.notifier_support import encounter, request, test_directory
 
 NOW = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
 BOTH = Contact.model_validate(
@@ -108,3 +130,131 @@ async def test_connection_errors_and_timeouts_are_retried(exc: Exception) -> Non
             await post_webhook(
                 client, "http://h/x", {"delivery_id": "d"}, secret="k", now=NOW, timeout=1.0
             )
+
+
+# --- the delivery plan ------------------------------------------------------------------------
+
+HOOKS = "http://hooks.example"
+PLAN = PlanSettings(
+    base_url="https://dooralert.example",
+    sender="dooralert <alerts@dooralert.invalid>",
+    ack_link_days=7,
+    secret="k",
+)
+NOTES = "Two agents asked for the office."
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Directory:
+    return test_directory(tmp_path, HOOKS)
+
+
+def plan(req: NotificationRequested, found: Found, directory: Directory) -> Delivery:
+    return plan_delivery(req, found, directory=directory, settings=PLAN, now=NOW)
+
+
+def reported(**overrides: Any) -> Found:
+    return Found(report=encounter("inc-1", notes=NOTES, **overrides))
+
+
+def text_of(delivery: Delivery) -> str:
+    assert isinstance(delivery, EmailDelivery)
+    body = delivery.message.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def test_an_email_alert_goes_to_the_contacts_address_with_an_ack_link(
+    directory: Directory,
+) -> None:
+    delivery = plan(request("inc-1", "law-dept"), reported(), directory)
+    assert isinstance(delivery, EmailDelivery)
+    assert delivery.message["To"] == "law@district.example"
+    assert "https://dooralert.example/ack/" in text_of(delivery)
+    assert NOTES in text_of(delivery)
+
+
+def test_a_follow_up_has_no_ack_link_and_shows_the_report_as_it_stands(
+    directory: Directory,
+) -> None:
+    state = fold([encounter("inc-1", notes=NOTES, location="Gym door")])
+    req = request("inc-1", "law-dept", kind="update")
+    text = text_of(plan(req, Found(report=reported().report, state=state), directory))
+    assert "/ack/" not in text
+    assert "Gym door" in text
+
+
+def test_a_webhook_gets_the_incident_with_its_kind_but_no_ack_link_notes_or_person(
+    directory: Directory,
+) -> None:
+    req = request("inc-1", "hook-only", role="safety", channel="webhook", kind="escalation")
+    delivery = plan(req, reported(), directory)
+    assert isinstance(delivery, WebhookDelivery)
+    assert delivery.url == f"{HOOKS}/hook-only"
+    body = json.dumps(dict(delivery.payload))
+    assert delivery.payload["kind"] == "escalation"
+    assert delivery.payload["type"] == "dooralert.alert"
+    assert "/incidents/inc-1?token=" in str(delivery.payload["status_url"])
+    assert "/ack/" not in body and NOTES not in body and "@" not in body
+
+
+def test_a_chat_room_gets_the_plain_alert_without_notes_or_ack_link(
+    directory: Directory,
+) -> None:
+    req = request("inc-1", "chat-room", role="leadership", channel="apprise")
+    delivery = plan(req, reported(), directory)
+    assert isinstance(delivery, AppriseDelivery)
+    assert delivery.url == "json://hooks.example/apprise"
+    assert "Hamline Elementary" in delivery.title and "Administrative warrant" in delivery.body
+    assert "/ack/" not in delivery.body and NOTES not in delivery.body
+
+
+def test_a_pattern_is_planned_for_each_channel(directory: Directory) -> None:
+    pattern = originating(
+        PatternDetected,
+        PatternDetectedData(
+            pattern="multi-school",
+            window_minutes=30,
+            incident_ids=["inc-1", "inc-2"],
+            school_ids=["hamline", "other"],
+            severity="critical",
+            recipients=[],
+        ),
+        id="p-1",
+        source="router",
+        incident_id="pattern-1",
+        school_id="district",
+        now=NOW,
+    )
+    found = Found(pattern=serialize_event(pattern))
+    hook = plan(
+        request("pattern-1", "hook-only", channel="webhook", kind="pattern"), found, directory
+    )
+    assert isinstance(hook, WebhookDelivery)
+    assert hook.payload["schools"] == [
+        {"id": "hamline", "name": "Hamline Elementary"},
+        {"id": "other", "name": "other"},
+    ]
+    chat = plan(
+        request("pattern-1", "chat-room", channel="apprise", kind="pattern"), found, directory
+    )
+    assert isinstance(chat, AppriseDelivery)
+    assert chat.title == "dooralert: encounters at 2 schools"
+    assert chat.body == "Agents reported at Hamline Elementary, other within 30 minutes."
+    mail = plan(request("pattern-1", "chief", kind="pattern"), found, directory)
+    assert isinstance(mail, EmailDelivery)
+    assert mail.message["To"] == "chief@district.example"
+    assert "Hamline Elementary, other" in text_of(mail)
+
+
+def test_what_is_missing_decides_between_retry_and_give_up(directory: Directory) -> None:
+    with pytest.raises(PermanentDeliveryError, match=r'contact "gone" is not in district\.yaml'):
+        plan(request("inc-1", "gone"), reported(), directory)
+    with pytest.raises(PermanentDeliveryError, match='"chief" has no webhook channel'):
+        plan(request("inc-1", "chief", channel="webhook"), reported(), directory)
+    with pytest.raises(TransientDeliveryError, match="report is not in the log yet"):
+        plan(request("inc-1", "law-dept"), Found(), directory)
+    with pytest.raises(TransientDeliveryError, match="pattern event is not in the log yet"):
+        plan(request("p", "chief", kind="pattern"), Found(), directory)
+    with pytest.raises(PermanentDeliveryError, match="pattern event is unreadable"):
+        plan(request("p", "chief", kind="pattern"), Found(pattern=b"{{{"), directory)

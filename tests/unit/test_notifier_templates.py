@@ -154,7 +154,9 @@ def test_a_broken_template_stops_start_up_with_file_and_reason(tmp_path: Path) -
         check_templates(root)
 
 
-def test_the_notifier_refuses_to_start_on_a_broken_template(tmp_path: Path, monkeypatch) -> None:
+def test_the_notifier_refuses_to_start_on_a_broken_template(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from services.domain.directory import load_directory
     from services.notifier import main, message
     from services.runtime.settings import EXAMPLE_CONFIG_DIR, Settings

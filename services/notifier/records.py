@@ -1,0 +1,100 @@
+"""Delivery records: which notifications the receiving side has already accepted.
+
+One key per notification id in the DOORALERT_DELIVERIES bucket. The notifier checks it before
+sending and writes it after the server accepts, before the request is acked (main.py says
+why). `DeliveryRecords` is what the notifier needs of the bucket; `JetStreamDeliveryRecords` is
+the real one, and the service tests use a fake of the same protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from services.eventlog import DELIVERIES_BUCKET
+from services.eventlog.retry import retrying
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """The attempt that was accepted, the server's reply (addresses removed), and when."""
+
+    attempt: int
+    reply: str
+    at: datetime | None = None  # when it was written; only informative
+
+
+class DeliveryRecords(Protocol):
+    """The notifier's memory of accepted deliveries, keyed by notification id."""
+
+    async def get(self, notification_id: str) -> DeliveryRecord | None:
+        """The record of an accepted delivery, or None when there is none."""
+        ...
+
+    async def put(self, notification_id: str, record: DeliveryRecord) -> None:
+        """Remember an accepted delivery (overwrites: the last accept wins)."""
+        ...
+
+
+def encode_record(record: DeliveryRecord) -> bytes:
+    """The stored form: `{"attempt": n, "reply": "...", "at": "<ISO time>"}` as JSON."""
+    at = record.at.isoformat() if record.at is not None else None
+    return json.dumps({"attempt": record.attempt, "reply": record.reply, "at": at}).encode()
+
+
+def decode_record(value: bytes) -> DeliveryRecord:
+    """The record in the stored form (only `attempt` and `reply` are relied on)."""
+    raw = json.loads(value)
+    at = raw.get("at")
+    return DeliveryRecord(
+        attempt=int(raw["attempt"]),
+        reply=str(raw["reply"]),
+        at=datetime.fromisoformat(at) if isinstance(at, str) else None,
+    )
+
+
+class JetStreamDeliveryRecords:
+    """`DeliveryRecords` in the DOORALERT_DELIVERIES key-value bucket.
+
+    Both operations ride out a cluster failover like a publish does (`retrying`): a record
+    lost after the server accepted the email would mean a second email on redelivery.
+    """
+
+    def __init__(self, js: JetStreamContext, *, retry_for: float) -> None:
+        self.js = js
+        self.retry_for = retry_for
+        self._kv: KeyValue | None = None
+
+    async def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            self._kv = await self.js.key_value(DELIVERIES_BUCKET)
+        return self._kv
+
+    async def get(self, notification_id: str) -> DeliveryRecord | None:
+        kv = await self._bucket()
+
+        async def lookup() -> KeyValue.Entry | None:
+            try:
+                return await kv.get(notification_id)
+            except KeyNotFoundError:
+                return None
+
+        entry = await retrying(lookup, retry_for=self.retry_for, what="delivery_record.get")
+        if entry is None or not entry.value:
+            return None
+        return decode_record(entry.value)
+
+    async def put(self, notification_id: str, record: DeliveryRecord) -> None:
+        kv = await self._bucket()
+        value = encode_record(record)
+        await retrying(
+            lambda: kv.put(notification_id, value),
+            retry_for=self.retry_for,
+            what="delivery_record.put",
+        )
