@@ -16,8 +16,8 @@ from schemas.events import (
     NotificationRequested,
     NotificationSent,
 )
+from services.domain.i18n import label
 from services.domain.incident import IncidentState, fold
-from services.domain.protocol import label
 from services.eventlog import StoredMessage
 
 
