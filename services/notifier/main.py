@@ -70,7 +70,7 @@ class Notifier:
         self._log = event_log
         self._records = records
         self.sender = Sender(settings)
-        self.smtp = self.sender.smtp  # for tests and the benchmark: sessions opened
+        self.smtp = self.sender.smtp  # the integration tests count its sessions
 
     @property
     def event_log(self) -> EventLog:
