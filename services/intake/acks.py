@@ -80,18 +80,9 @@ async def post_ack(
 
 
 def ack_page(
-    intake: Intake,
-    request: Request,
-    token: str,
-    outcome: IncidentAcknowledged | Refused,
-    *,
-    done: str,
+    intake: Intake, request: Request, token: str, status: int, message: str
 ) -> HTMLResponse:
-    """The link's page: the outcome's message (`done` when it succeeded), never a 202."""
-    if isinstance(outcome, Refused):
-        status, message = outcome.status, outcome.message
-    else:
-        status, message = (202 if done == "acknowledged" else 200), done
+    """The link's page: `status` 200 asks to confirm, 202 thanks, anything else explains."""
     return render(
         intake,
         request,
@@ -107,7 +98,9 @@ async def ack_confirm(
 ) -> HTMLResponse:
     # A GET never acknowledges: mail scanners follow links.
     outcome = await acknowledge(intake, event_log, token, via="link", record_it=False)
-    return ack_page(intake, request, token, outcome, done="confirm")
+    if isinstance(outcome, Refused):
+        return ack_page(intake, request, token, outcome.status, outcome.message)
+    return ack_page(intake, request, token, 200, "confirm")
 
 
 @router.post("/ack/{token}", response_class=HTMLResponse)
@@ -119,4 +112,6 @@ async def ack_record(
     if not same_origin(intake, request):
         return error_page(intake, request, PageError(403, "error.csrf"), None)
     outcome = await acknowledge(intake, event_log, token, via="link", record_it=True)
-    return ack_page(intake, request, token, outcome, done="acknowledged")
+    if isinstance(outcome, Refused):
+        return ack_page(intake, request, token, outcome.status, outcome.message)
+    return ack_page(intake, request, token, 202, "acknowledged")

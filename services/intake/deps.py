@@ -53,6 +53,7 @@ class Intake:
 
     @property
     def secret(self) -> str:
+        """The key that signs sessions, CSRF tokens and links."""
         return self.settings.secret_key.get_secret_value()
 
     @property
@@ -62,12 +63,14 @@ class Intake:
 
     @property
     def secure_cookies(self) -> bool:
+        """Whether cookies are marked Secure (by default: when served over https)."""
         if self.settings.cookie_secure is not None:
             return self.settings.cookie_secure
         return self.settings.base_url.startswith("https://")
 
     @property
     def timezone(self) -> tzinfo:
+        """The district's time zone, in which staff enter times."""
         try:
             return ZoneInfo(self.directory.district.timezone)
         except Exception:  # noqa: BLE001 - an unknown zone in district.yaml: show UTC
@@ -99,14 +102,17 @@ def get_intake(request: Request) -> Intake:
 
 
 def get_settings(request: Request) -> Settings:
+    """The service's settings."""
     return get_intake(request).settings
 
 
 def get_directory(request: Request) -> Directory:
+    """The district directory (schools, keys, contacts)."""
     return get_intake(request).directory
 
 
 def get_protocol(request: Request) -> Protocol:
+    """The district's protocol texts."""
     return get_intake(request).protocol
 
 
@@ -137,6 +143,7 @@ def read_session(intake: Intake, request: Request) -> CurrentSession:
 
 
 def get_session(request: Request) -> CurrentSession:
+    """The staff session of the request (see `CurrentSession`)."""
     return read_session(get_intake(request), request)
 
 

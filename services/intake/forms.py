@@ -104,3 +104,16 @@ def report_from_form(
             at -= timedelta(days=1)  # 23:50 entered at 00:05 means yesterday
         raw["occurred_at"] = at.astimezone(UTC).isoformat()
     return raw
+
+
+def follow_up_from_form(values: dict[str, str]) -> tuple[dict[str, str], bool]:
+    """A follow-up button's form as (the API's update body, whether it resolves)."""
+    action = values.get("action", "")
+    if action == "resolve":
+        return {}, True
+    if action == "agents_left":
+        return {"entry": "left"}, False
+    if action == "document":
+        keys = ("document", "signed_by_judge")
+        return {k: values[k] for k in keys if values.get(k)}, False
+    raise ReportInvalid([{"field": "action", "reason": "unknown action"}])

@@ -7,6 +7,7 @@ into the API's shapes and calls the same functions the JSON API uses (incidents.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -22,6 +23,7 @@ from services.intake.forms import (
     check_post,
     csrf_ok,
     field_reason,
+    follow_up_from_form,
     form_defaults,
     page_limit,
     report_from_form,
@@ -181,16 +183,7 @@ async def submit_form(request: Request, intake: IntakeDep, event_log: EventLogDe
     assert school is not None  # the session was checked against the directory
     now = datetime.now(UTC)
 
-    def again(*, status: int, banner: str, errors: dict[str, str] | None = None) -> HTMLResponse:
-        return form_page(
-            intake,
-            request,
-            session,
-            values=values,
-            errors=errors or {},
-            status=status,
-            banner=banner,
-        )
+    again = partial(form_page, intake, request, session, values=values)
 
     try:
         raw = report_from_form(values, school_id=school.id, tz=intake.timezone, now=now)
@@ -207,9 +200,11 @@ async def submit_form(request: Request, intake: IntakeDep, event_log: EventLogDe
         return again(status=422, banner=i18n.translate(lang, "form.fix"), errors=errors)
     except Unavailable:
         phone = intake.phone or i18n.translate(lang, "form.law_department")
-        return again(status=503, banner=i18n.translate(lang, "form.unavailable", phone=phone))
+        return again(
+            errors={}, status=503, banner=i18n.translate(lang, "form.unavailable", phone=phone)
+        )
     except ApiError as exc:
-        return again(status=exc.status, banner=exc.message)
+        return again(errors={}, status=exc.status, banner=exc.message)
     return RedirectResponse(intake.urls(incident_id)["page_url"], status_code=303)
 
 
@@ -223,8 +218,6 @@ async def followup_form(
 ) -> Response:
     values = await form_values(request, max_bytes=intake.settings.max_report_bytes)
     session = current.session
-    action = values.get("action", "")
-    change: dict[str, str]
     try:
         session = check_post(intake, request, values, need_school=True)
         incident = await project(event_log, incident_id)
@@ -233,15 +226,7 @@ async def followup_form(
         if incident.school_id != session.school_id:
             raise PageError(403, "error.other_school")
         page_limit(intake, request, incident.school_id)
-        if action == "resolve":
-            change, resolve = {}, True
-        elif action == "agents_left":
-            change, resolve = {"entry": "left"}, False
-        elif action == "document":
-            keys = ("document", "signed_by_judge")
-            change, resolve = {k: values[k] for k in keys if values.get(k)}, False
-        else:
-            raise ReportInvalid([{"field": "action", "reason": "unknown action"}])
+        change, resolve = follow_up_from_form(values)
         await record_follow_up(event_log, incident, session.actor, change, resolve=resolve)
     except PageError as exc:
         return error_page(intake, request, exc, session)

@@ -55,6 +55,8 @@ def key_id(key_hash: str) -> str:
 
 @dataclass(frozen=True)
 class Session:
+    """A staff session: its id (anchoring CSRF tokens), school, key id and expiry."""
+
     sid: str
     school_id: str | None  # None: not signed in yet (the session only anchors CSRF tokens)
     key_id: str | None
@@ -72,6 +74,7 @@ class SessionExpired(Exception):
 def new_session(
     *, school: School | None, key_hash: str | None, lifetime: float, now: float | None = None
 ) -> Session:
+    """A new session, signed in to `school` with the key of `key_hash` (or anonymous)."""
     now = time.time() if now is None else now
     return Session(
         sid=secrets.token_urlsafe(16),
@@ -82,6 +85,7 @@ def new_session(
 
 
 def encode_session(secret: str, session: Session) -> str:
+    """The session as a signed cookie value."""
     payload = _b64(
         json.dumps(
             [session.sid, session.school_id, session.key_id, session.expires_at],
@@ -118,6 +122,7 @@ def decode_session(
 
 
 def csrf_token(secret: str, session: Session) -> str:
+    """A fresh CSRF token signed for `session`."""
     nonce = secrets.token_urlsafe(12)
     return f"{nonce}.{_mac(secret, 'csrf', f'{session.sid}|{nonce}')}"
 
@@ -125,6 +130,7 @@ def csrf_token(secret: str, session: Session) -> str:
 def csrf_valid(
     secret: str, session: Session | None, form_token: str | None, cookie_token: str | None
 ) -> bool:
+    """Whether the form's and the cookie's CSRF tokens agree and are signed for `session`."""
     if session is None or not form_token or not cookie_token:
         return False
     if not hmac.compare_digest(
