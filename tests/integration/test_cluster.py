@@ -298,9 +298,9 @@ def test_shipped_cluster_configs_are_valid_and_route_to_each_other() -> None:
         text = re.sub(r"#.*", "", conf.read_text())
         cluster = text[text.index("cluster {") :]
 
-        def find(pattern: str, where: str = text) -> str:
+        def find(pattern: str, where: str = text, name: str = conf.name) -> str:
             found = re.search(pattern, where, re.M)
-            assert found, f"{conf.name}: no {pattern}"
+            assert found, f"{name}: no {pattern}"
             return found.group(1)
 
         nodes[conf.name] = {

@@ -66,9 +66,10 @@ def fast(settings: Settings, config_dir: Path) -> Settings:
 @pytest.fixture
 async def client(fast: Settings, js) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
     app = create_app(fast, directory=load_directory(fast.config_dir))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://intake"
-    ) as c:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as c,
+    ):
         yield c
 
 
@@ -207,7 +208,9 @@ async def test_two_router_instances_escalate_exactly_once(fast, js, client, smtp
     try:
         incident_ids = [await post_report(client) for _ in range(3)]
         for incident_id in incident_ids:
-            await eventually(lambda: _count(js, incident_id, "escalation.raised", 2), timeout=20)
+            await eventually(
+                lambda i=incident_id: _count(js, i, "escalation.raised", 2), timeout=20
+            )
         await asyncio.sleep(1)
         for incident_id in incident_ids:
             tiers = [e.data.tier for e in await events_of(js, incident_id, "escalation.raised")]

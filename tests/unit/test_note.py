@@ -60,7 +60,7 @@ def test_a_changed_text_does_not_verify(vector: dict[str, str]) -> None:
 def test_a_note_signed_by_another_key_is_refused_naming_the_signer() -> None:
     ours, theirs = Signer.generate("log.example/a"), Signer.generate("log.example/a")
     note = theirs.sign("hello\n")
-    with pytest.raises(NoteError, match="not signed by log.example/a"):
+    with pytest.raises(NoteError, match=r"not signed by log.example/a"):
         open_note(note, ours.verifier)
 
 
