@@ -284,6 +284,7 @@ class EventDecodeError(ValueError):
 
 
 def upcast(raw: dict[str, Any]) -> dict[str, Any]:
+    """Lift a stored event's raw dict to the current schema version."""
     version = raw.get("schema_version", 1)
     if isinstance(version, int) and version > CURRENT_VERSION:
         raise EventDecodeError(
@@ -319,6 +320,7 @@ def parse_event(payload: bytes | str) -> Event:
 
 
 def serialize_event(event: Event) -> bytes:
+    """The exact bytes the log stores for `event`."""
     return event.model_dump_json(exclude_none=False).encode()
 
 

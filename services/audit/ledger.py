@@ -85,10 +85,13 @@ def checkpoint_due(*, unanchored: int, seconds_since: float, every: int, seconds
 
 
 def message_id(cp: Checkpoint) -> str:
+    """The checkpoint's Nats-Msg-Id: the same tree signs into one message."""
     return f"{cp.size}-{cp.root.hex()}"
 
 
 class Ledger:
+    """The audit ledger: follows DOORALERT, keeps the tree, signs checkpoints."""
+
     def __init__(
         self,
         js: JetStreamContext,

@@ -27,10 +27,12 @@ class MerkleError(ValueError):
 
 
 def leaf_hash(data: bytes) -> bytes:
+    """RFC 6962 leaf hash: SHA-256(0x00 || data)."""
     return _sha256(b"\x00" + data).digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
+    """RFC 6962 interior node hash: SHA-256(0x01 || left || right)."""
     return _sha256(b"\x01" + left + right).digest()
 
 
@@ -78,17 +80,21 @@ class CompactRange:
         self.size += 1
 
     def extend(self, items: Iterable[bytes]) -> None:
+        """Add leaves, in order."""
         for data in items:
             self.append(data)
 
     def root(self) -> bytes:
+        """The tree head over every leaf added so far."""
         return fold_root(self._stack)
 
     @property
     def hashes(self) -> tuple[bytes, ...]:
+        """The subtree roots, largest first."""
         return tuple(self._stack)
 
     def copy(self) -> CompactRange:
+        """An independent copy."""
         return CompactRange(self.size, self._stack)
 
     def dumps(self) -> str:
@@ -97,6 +103,7 @@ class CompactRange:
 
     @classmethod
     def loads(cls, text: str) -> CompactRange:
+        """Read what `dumps` wrote (`MerkleError` if it is malformed)."""
         parts = text.split()
         if not parts or not parts[0].isdigit():
             raise MerkleError("compact range must start with the tree size")

@@ -64,6 +64,7 @@ class Verifier:
 
     @property
     def key_id(self) -> bytes:
+        """The key's 4-byte id, as signed notes name it."""
         return key_id(self.name, self.public_key)
 
     @property
@@ -74,6 +75,7 @@ class Verifier:
 
     @classmethod
     def parse(cls, line: str) -> Verifier:
+        """A verifier from its `<name>+<key id>+<base64 key>` line."""
         parts = line.strip().split("+", 2)
         if len(parts) != 3:
             raise NoteError("verifier key must look like <name>+<8 hex key id>+<base64 key>")
@@ -88,6 +90,7 @@ class Verifier:
         return verifier
 
     def verify(self, message: bytes, signature: bytes) -> bool:
+        """Whether `signature` is this key's over `message`."""
         try:
             Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
         except InvalidSignature:
@@ -102,15 +105,18 @@ class Signer:
 
     @classmethod
     def generate(cls, name: str) -> Signer:
+        """A new random signing key for `name`."""
         _check_name(name)
         return cls(name, Ed25519PrivateKey.generate())
 
     @property
     def verifier(self) -> Verifier:
+        """The public half, as others check it."""
         return Verifier(self.name, _raw_public(self.private_key.public_key()))
 
     @property
     def key_id(self) -> bytes:
+        """The key's 4-byte id."""
         return self.verifier.key_id
 
     def dumps(self) -> str:
@@ -123,6 +129,7 @@ class Signer:
 
     @classmethod
     def parse(cls, text: str) -> Signer:
+        """A signer from its private key line."""
         text = text.strip()
         if not text.startswith(_PRIVATE_PREFIX):
             raise NoteError("signing key must start with PRIVATE+KEY+")
@@ -157,6 +164,7 @@ def write_signing_key(path: Path, signer: Signer, *, overwrite: bool = False) ->
 
 
 def read_signing_key(path: Path) -> Signer:
+    """The signing key written by `write_signing_key`."""
     mode = path.stat().st_mode & 0o077
     if mode:
         raise NoteError(f"{path} is readable by group or others (mode {oct(mode)}); chmod 600 it")
@@ -237,11 +245,13 @@ class Checkpoint:
     extensions: tuple[str, ...] = ()
 
     def body(self) -> str:
+        """The checkpoint text that is signed."""
         root = base64.b64encode(self.root).decode()
         return "\n".join([self.origin, str(self.size), root, *self.extensions]) + "\n"
 
     @classmethod
     def parse(cls, text: str) -> Checkpoint:
+        """A checkpoint from a note's text (`NoteError` if it is not one)."""
         lines = text.split("\n")
         if len(lines) < 4 or lines[-1] != "":
             raise NoteError("checkpoint must have origin, size and root lines, each ending in \\n")
@@ -257,6 +267,7 @@ class Checkpoint:
 
 
 def sign_checkpoint(signer: Signer, checkpoint: Checkpoint) -> str:
+    """The signed note of `checkpoint`."""
     return signer.sign(checkpoint.body())
 
 
@@ -291,4 +302,5 @@ def split_notes(text: str) -> list[str]:
 
 
 def join_notes(notes: list[str]) -> str:
+    """Notes as one text, separated by one blank line (`split_notes` reads it back)."""
     return "\n".join(notes)

@@ -55,9 +55,11 @@ class VerifyResult:
 
     @property
     def ok(self) -> bool:
+        """No finding is an error."""
         return not self.errors
 
     def render(self) -> str:
+        """The findings and the verdict, as `audit verify` prints them."""
         key = f"{self.verifier.name}+{self.verifier.key_id.hex()}"
         lines = [
             f"{self.events} events, {self.checkpoints} checkpoints "
@@ -177,6 +179,7 @@ class LogVerifier:
 
     @property
     def events_seen(self) -> int:
+        """How many events have been fed."""
         return self._n
 
     def fail(self, position: int, message: str) -> None:
@@ -186,6 +189,7 @@ class LogVerifier:
             self._broken_at = position
 
     def finish(self) -> VerifyResult:
+        """The verdict over every event fed and every checkpoint given."""
         r = self.result
         r.events = self._n
         key = f"{r.verifier.name}+{r.verifier.key_id.hex()}"

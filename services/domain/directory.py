@@ -137,9 +137,11 @@ class Directory(_Strict):
     # --- look-ups -------------------------------------------------------------------------
 
     def school(self, school_id: str) -> School | None:
+        """The school with this id, if any."""
         return next((s for s in self.schools if s.id == school_id), None)
 
     def contact(self, contact_id: str) -> Contact | None:
+        """The contact with this id, if any."""
         return next((c for c in self.contacts if c.id == contact_id), None)
 
     def contacts_for(self, role: str, school_id: str) -> list[Contact]:
@@ -170,8 +172,10 @@ def hash_intake_key(key: str) -> str:
 
 
 def generate_intake_key() -> str:
+    """A new random intake key (shown once; only its hash is stored)."""
     return "dak_" + secrets.token_urlsafe(24)
 
 
 def load_directory(config_dir: Path) -> Directory:
+    """`district.yaml` from `config_dir`, validated whole (`ConfigError` says what is wrong)."""
     return load_yaml_model(config_dir / "district.yaml", Directory)

@@ -84,6 +84,8 @@ class RoleStatus(BaseModel):
 
 
 class IncidentState(BaseModel):
+    """One incident as its events left it: what was reported, who was told, who acknowledged."""
+
     model_config = ConfigDict(frozen=True)
 
     incident_id: str
@@ -104,10 +106,12 @@ class IncidentState(BaseModel):
     last_event_at: datetime | None = None
 
     def notification(self, notification_id: str) -> NotificationState | None:
+        """The notification with this id, if requested or reported on."""
         return next((n for n in self.notifications if n.notification_id == notification_id), None)
 
     def acknowledged_roles(self) -> set[str]:
         # An escalation recipient's ack covers every role it stood in for ("law+safety").
+        """Every role someone has acknowledged for."""
         return {r for a in self.acknowledgements for r in a.role.split("+")}
 
     def missing_acks(self) -> list[str]:
@@ -120,6 +124,7 @@ class IncidentState(BaseModel):
     def escalation(
         self, tier: int, reason: str, contact_id: str | None = None
     ) -> Escalation | None:
+        """The escalation already raised for this tier and reason (and contact), if any."""
         return next(
             (
                 e
@@ -130,6 +135,7 @@ class IncidentState(BaseModel):
         )
 
     def has_escalation(self, tier: int, reason: str, contact_id: str | None = None) -> bool:
+        """Whether that escalation was raised already."""
         return self.escalation(tier, reason, contact_id) is not None
 
     @computed_field  # type: ignore[prop-decorator]  # pydantic-documented mypy gap
@@ -139,6 +145,7 @@ class IncidentState(BaseModel):
         return self.roles()
 
     def roles(self) -> list[RoleStatus]:
+        """Per role that must acknowledge: notified at, acknowledged at and by whom."""
         out = []
         for role in self.require_ack:
             told = [

@@ -18,6 +18,7 @@ def view_token(secret: str, incident_id: str) -> str:
 
 
 def check_view_token(secret: str, incident_id: str, token: str | None) -> bool:
+    """Whether `token` is this incident's view token (constant time)."""
     if not token:
         return False
     # Bytes, not str: compare_digest raises TypeError on a str with non-ASCII characters, and
@@ -74,6 +75,8 @@ def ack_token(secret: str, claim: AckClaim) -> str:
 
 
 def read_ack_token(secret: str, token: str, *, now: datetime) -> AckClaim:
+    """The claim an acknowledgement link's token carries; `TokenError` if it was altered,
+    is malformed or has expired."""
     payload, sep, mac = token.partition(".")
     if not sep or not payload or not mac:
         raise TokenError("this link is not a dooralert acknowledgement link")

@@ -25,6 +25,7 @@ DUPLICATE_WINDOW_S = 60 * 60.0  # one hour: covers any redelivery and a cluster 
 
 
 def stream_configs(replicas: int = 1) -> list[StreamConfig]:
+    """The streams the contract requires, with `replicas` copies each."""
     return [
         StreamConfig(
             name=STREAM,
@@ -66,6 +67,7 @@ TIMER_SCHEDULE_PREFIX = "dooralert_timers.schedule"
 
 
 def consumer_configs() -> list[tuple[str, ConsumerConfig]]:
+    """The services' durable consumers, by stream."""
     return [(STREAM, c) for c in _event_consumers()] + [
         (
             TIMERS_STREAM,

@@ -34,6 +34,7 @@ class StoredMessage:
     headers: dict[str, str] = field(default_factory=dict)
 
     def event(self) -> Event:
+        """The typed event (raises `EventDecodeError` if unreadable)."""
         return parse_event(self.data)
 
 
@@ -45,7 +46,9 @@ class Tail(Protocol):
         those stored at or after the tail's start). Raises `TailReset` if it lost its place."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Let go of the cursor (its consumer would expire by itself)."""
+        ...
 
 
 class TailReset(Exception):

@@ -112,29 +112,35 @@ class JetStreamEventLog:
         self.retry_for = retry_for
 
     async def append(self, event: Event) -> Appended:
+        """See `EventLog.append`."""
         ack = await publish_event(
             self.js, event, timeout=self.publish_timeout, retry_for=self.retry_for
         )
         return Appended(seq=ack.seq, duplicate=bool(ack.duplicate))
 
     async def append_all(self, events: Sequence[Event]) -> None:
+        """See `EventLog.append_all`."""
         await publish_events(
             self.js, events, timeout=self.publish_timeout, retry_for=self.retry_for
         )
 
     async def read_incident(self, incident_id: str) -> list[Event]:
+        """See `EventLog.read_incident`."""
         return await read_incident(self.js, incident_id)
 
     async def last(self, school_id: str, incident_id: str, event_type: str) -> bytes | None:
+        """See `EventLog.last`."""
         subject = f"{SUBJECT_PREFIX}.{school_id}.{incident_id}.{event_type}"
         return await get_last(self.js, subject, retry_for=self.retry_for)
 
     def tail(self, subjects: Sequence[str], *, since: datetime) -> StreamTail:
+        """See `EventLog.tail`."""
         return StreamTail(self.js, subjects, since=since)
 
     async def schedule(
         self, subject: str, payload: bytes, *, fire_at: datetime, target: str, msg_id: str
     ) -> None:
+        """See `EventLog.schedule` (a DOORALERT_TIMERS message schedule)."""
         headers = {
             "Nats-Schedule": "@at " + fire_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "Nats-Schedule-Target": target,

@@ -37,6 +37,7 @@ def fire_time(at: datetime, *, now: datetime) -> datetime:
 
 
 def encode(deadline: Deadline) -> bytes:
+    """The timer's payload: what `decode` reads back when it fires."""
     return json.dumps(
         {
             "incident_id": deadline.incident_id,

@@ -84,6 +84,7 @@ class _About:
     now: datetime
 
     def event(self, cls: type[E], data: BaseModel, *, id: str) -> E:
+        """An event of type `cls` about this incident, from the router."""
         return about_incident(
             cls,
             data,

@@ -65,6 +65,8 @@ def _readable(message: StoredMessage) -> Event | None:
 
 
 class Router:
+    """The router's I/O: reads the incident, calls the pure decisions, appends what they return."""
+
     def __init__(
         self,
         *,
@@ -98,13 +100,16 @@ class Router:
         return self._log
 
     async def publish(self, events: list[Event]) -> None:
+        """Append a head event and the requests that follow from it."""
         await self.event_log.append_all(events)
 
     async def arm(self, *, school_id: str, incident_id: str, tier: int, at: datetime) -> None:
+        """Schedule the escalation deadline of `tier` for an incident."""
         deadline = Deadline(school_id=school_id, incident_id=incident_id, tier=tier, at=at)
         await deadlines.schedule(self.event_log, deadline, now=datetime.now(UTC))
 
     async def on_report(self, event: EncounterReported, _: NatsMessage) -> float | None:
+        """Decide who is told about a new report; arm the first deadline; look for patterns."""
         now = datetime.now(UTC)
         events = decide(event, rules=self.rules, directory=self.directory, now=now)
         await self.publish(events)
@@ -179,6 +184,7 @@ class Router:
         return list(self._sightings), [e for _, e in self._prior]
 
     async def on_followup(self, event: Event, _: NatsMessage) -> float | None:
+        """Pass an update or all-clear on to everyone alerted; escalate an unreachable contact."""
         now = datetime.now(UTC)
         state = fold(await self.event_log.read_incident(event.incident_id))
         if isinstance(event, (EncounterUpdated, IncidentResolved)):
@@ -198,6 +204,7 @@ class Router:
         return None
 
     async def on_timer(self, msg: NatsMessage) -> None:
+        """A deadline fired: escalate if acknowledgements are missing, then arm the next tier."""
         try:
             school_id, incident_id, tier = deadlines.decode(msg.raw_message.data)
         except DeadlineUnreadable:
@@ -307,4 +314,5 @@ def build_broker(
 
 
 def build_app(settings: Settings, *, rules: Rules, directory: Directory) -> FastStream:
+    """The router as a FastStream application."""
     return FastStream(build_broker(settings, rules=rules, directory=directory))

@@ -27,6 +27,7 @@ SEVERITY_ORDER: dict[str, int] = {"info": 0, "high": 1, "critical": 2}
 
 
 def parse_duration(text: str) -> timedelta:
+    """`90s`, `2m` or `1h` as a timedelta (positive only)."""
     m = _DURATION.match(text)
     if not m or int(m.group(1)) == 0:
         raise ValueError(f'bad duration "{text}": write a positive number and s, m or h, e.g. 2m')
@@ -40,7 +41,7 @@ class InList(BaseModel):
 
 Condition = Scalar | InList
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-_DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
@@ -50,7 +51,7 @@ class Window(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
     from_: str = Field(alias="from")
     to: str
-    days: list[Day] = Field(default_factory=lambda: list(_DAYS))  # type: ignore[arg-type]
+    days: list[Day] = Field(default_factory=lambda: list(_DAYS))
 
     @model_validator(mode="after")
     def _check(self) -> Window:
@@ -60,6 +61,7 @@ class Window(BaseModel):
         return self
 
     def contains(self, moment: datetime) -> bool:
+        """Whether `moment` (already in the rules' timezone) falls in this window."""
         start = time.fromisoformat(self.from_)
         end = time.fromisoformat(self.to)
         t = moment.time().replace(tzinfo=None)
@@ -105,9 +107,11 @@ class Route(BaseModel):
 
     @property
     def ack_timeout(self) -> timedelta | None:
+        """How long the required roles have to acknowledge, if the route says."""
         return parse_duration(self.ack_within) if self.ack_within else None
 
     def matches(self, report: EncounterReport, tz: ZoneInfo | None = None) -> bool:
+        """Whether every condition of the route holds for `report`."""
         if self.when is not None:
             if report.occurred_at is None:
                 return False  # a missing field never matches
@@ -139,6 +143,7 @@ class Tier(BaseModel):
 
     @property
     def timeout(self) -> timedelta:
+        """How long this tier waits before the next one."""
         return parse_duration(self.ack_within)
 
 
@@ -192,6 +197,7 @@ class Pattern(BaseModel):
 
     @property
     def window(self) -> timedelta:
+        """The pattern's time window."""
         return parse_duration(self.within)
 
 
@@ -254,6 +260,7 @@ class Rules(BaseModel):
 
     @property
     def tz(self) -> ZoneInfo:
+        """The rules' timezone."""
         return ZoneInfo(self.timezone)
 
     @model_validator(mode="after")
@@ -288,6 +295,7 @@ class Rules(BaseModel):
         return out
 
     def warnings(self) -> list[str]:
+        """Things that load but are probably mistakes, shown by `dooralert rules check`."""
         out = []
         last = self.routes[-1]
         if last.match or last.when is not None:
@@ -304,6 +312,8 @@ class Rules(BaseModel):
 
 
 def load_rules(path: Path) -> Rules:
+    """`rules.yaml` (or the one in directory `path`), validated whole (`ConfigError` says what
+    is wrong)."""
     if path.is_dir():
         path = path / "rules.yaml"
     return load_yaml_model(path, Rules)

@@ -16,6 +16,7 @@ class ConfigError(Exception):
 
 
 def describe_errors(exc: ValidationError) -> list[str]:
+    """A pydantic error as `where: what` lines a person can act on."""
     out = []
     for err in exc.errors():
         where = ".".join(str(part) for part in err["loc"]) or "(top level)"
@@ -24,6 +25,7 @@ def describe_errors(exc: ValidationError) -> list[str]:
 
 
 def load_yaml_model(path: Path, model: type[M]) -> M:
+    """A YAML file validated as `model`; `ConfigError` names the file and each problem."""
     try:
         raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:

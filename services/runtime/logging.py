@@ -36,6 +36,7 @@ def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMap
 
 
 def configure_logging(*, level: str = "info", fmt: str = "auto") -> None:
+    """structlog key-value logs: JSON outside a terminal, readable in one."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: Any = (
         structlog.processors.JSONRenderer()
@@ -67,4 +68,5 @@ def configure_logging(*, level: str = "info", fmt: str = "auto") -> None:
 
 
 def get_logger(name: str) -> Any:
+    """A structlog logger named `name`."""
     return structlog.get_logger(name)

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
 
     @property
     def base_url(self) -> str:
+        """Where links in alerts point: the public URL, else the local listener."""
         if self.public_url:
             return self.public_url.rstrip("/")
         return f"http://{self.http_host}:{self.http_port}"

@@ -91,6 +91,7 @@ class Anchor:
 
     @property
     def anchored(self) -> bool:
+        """Whether a checkpoint covers the incident's last event."""
         return self.size is not None
 
 
