@@ -28,37 +28,43 @@ log = get_logger("dooralert.intake")
 STATIC = Path(__file__).parent / "static"
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the event log for the app's life: the one given to `create_app`, else JetStream
+    on a new NATS connection (drained at shutdown)."""
+    given: EventLog | None = app.state.given_event_log
+    if given is not None:
+        app.state.event_log = given
+        yield
+        return
+    settings: Settings = app.state.intake.settings
+    nc = await connect(settings.nats_url, name="dooralert-intake")
+    app.state.nats = nc
+    app.state.event_log = JetStreamEventLog(
+        nc.jetstream(),
+        publish_timeout=settings.publish_timeout_seconds,
+        retry_for=settings.publish_retry_seconds,
+    )
+    log.info("intake.started", url=settings.base_url)
+    try:
+        yield
+    finally:
+        app.state.event_log = app.state.nats = None
+        await nc.drain()
+
+
 def create_app(
     settings: Settings, *, directory: Directory, event_log: EventLog | None = None
 ) -> FastAPI:
     """The intake app. It connects to NATS in its lifespan, unless given an `event_log`
     (tests: a fake; then /healthz reports no NATS connection)."""
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if event_log is not None:
-            app.state.event_log = event_log
-            yield
-            return
-        nc = await connect(settings.nats_url, name="dooralert-intake")
-        app.state.nats = nc
-        app.state.event_log = JetStreamEventLog(
-            nc.jetstream(),
-            publish_timeout=settings.publish_timeout_seconds,
-            retry_for=settings.publish_retry_seconds,
-        )
-        log.info("intake.started", url=settings.base_url)
-        try:
-            yield
-        finally:
-            await nc.drain()
-
     app = FastAPI(
         title="dooralert intake", version="1", lifespan=lifespan, docs_url=None, redoc_url=None
     )
     app.state.intake = Intake.build(
         settings, directory=directory, protocol=load_protocol(settings.config_dir)
     )
+    app.state.given_event_log = event_log
     for module in (health, api, acks, pages, incident_pages):
         app.include_router(module.router)
     install_error_handlers(app)

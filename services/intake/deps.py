@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from typing import Annotated
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import Depends, Request
 
@@ -73,7 +73,7 @@ class Intake:
         """The district's time zone, in which staff enter times."""
         try:
             return ZoneInfo(self.directory.district.timezone)
-        except Exception:  # noqa: BLE001 - an unknown zone in district.yaml: show UTC
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # a bad zone in district.yaml: UTC
             return UTC
 
     def limit(self, *, school_id: str | None, client: str) -> float:
