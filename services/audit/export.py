@@ -28,8 +28,7 @@ from services.audit.ledger import H_KEY
 from services.audit.note import join_notes
 from services.audit.source import CHECKPOINT_SUBJECTS
 from services.audit.verify import CHECKPOINTS_FILE, EVENTS_FILE, KEY_FILE
-from services.eventlog import CHECKPOINTS_STREAM, STREAM, read_from
-from services.eventlog.reading import stored
+from services.eventlog import CHECKPOINTS_STREAM, STREAM, read_from, stored
 
 
 @dataclass(frozen=True)

@@ -44,12 +44,12 @@ from services.audit.note import (
 )
 from services.eventlog import (
     CHECKPOINTS_STREAM,
+    READ_INTERRUPTED_ERRORS,
     STREAM,
     read_from,
     retrying,
     subscribe_from,
 )
-from services.eventlog.retry import READ_INTERRUPTED_ERRORS
 from services.runtime.logging import get_logger
 
 log = get_logger("dooralert.ledger")

@@ -1,5 +1,6 @@
-"""The event log: one `EventLog` interface over NATS JetStream, the stream contract and
-provisioning. Services import from here; the modules behind it are private detail."""
+"""The event log: the `EventLog` interface (interface.py) over NATS JetStream (appending in
+jetstream.py, reading in reading.py), one retry policy (retry.py), the stream contract
+(contract.py) and provisioning (provision.py). Services import from here."""
 
 from services.eventlog.contract import (
     CHECKPOINTS_STREAM,
@@ -36,14 +37,16 @@ from services.eventlog.reading import (
     read_from,
     read_incident,
     read_messages,
+    stored,
     subscribe_from,
 )
-from services.eventlog.retry import TRANSIENT_NATS_ERRORS, retrying
+from services.eventlog.retry import READ_INTERRUPTED_ERRORS, TRANSIENT_NATS_ERRORS, retrying
 
 __all__ = [
     "CHECKPOINTS_STREAM",
     "DELIVERIES_BUCKET",
     "DUPLICATE_WINDOW_S",
+    "READ_INTERRUPTED_ERRORS",
     "STREAM",
     "SUBJECT_PREFIX",
     "TIMERS_STREAM",
@@ -71,6 +74,7 @@ __all__ = [
     "read_messages",
     "retrying",
     "server_urls",
+    "stored",
     "stream_configs",
     "subscribe_from",
 ]

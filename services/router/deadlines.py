@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from schemas.events import derive_id
-from services.eventlog import TIMER_FIRED_PREFIX, TIMER_SCHEDULE_PREFIX
-from services.eventlog.interface import EventLog
+from services.eventlog import TIMER_FIRED_PREFIX, TIMER_SCHEDULE_PREFIX, EventLog
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,13 @@ from services.eventlog import (
     SUBJECT_PREFIX,
     TIMER_FIRED_PREFIX,
     TIMERS_STREAM,
+    EventLog,
+    JetStreamEventLog,
+    StoredMessage,
+    Tail,
+    TailReset,
 )
 from services.eventlog.consumer import raw_decoder, run_handler
-from services.eventlog.interface import EventLog, StoredMessage, Tail, TailReset
-from services.eventlog.jetstream import JetStreamEventLog
 from services.router import deadlines
 from services.router.deadlines import Deadline, DeadlineUnreadable
 from services.router.decide import decide
