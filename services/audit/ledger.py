@@ -272,8 +272,16 @@ class Ledger:
         long as it takes, unless the ledger is stopping)."""
         with contextlib.suppress(Exception):
             await old.unsubscribe()
+        # Any answer but success is worth another try here (a 409 or 500 while a stream
+        # recovers): a ledger that gave up would stop signing. Backoff up to 5 s keeps a long
+        # outage from flooding the log.
         return await retrying(
-            self._subscribe, retry_for=math.inf, what="ledger.subscribe", stop=stop
+            self._subscribe,
+            retry_for=math.inf,
+            what="ledger.subscribe",
+            stop=stop,
+            errors=READ_INTERRUPTED_ERRORS,
+            max_delay=5.0,
         )
 
     async def _stalled(self) -> bool:

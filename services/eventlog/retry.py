@@ -41,9 +41,11 @@ async def retrying(
     retry_for: float,
     what: str,
     stop: asyncio.Event | None = None,
+    errors: tuple[type[BaseException], ...] = TRANSIENT_NATS_ERRORS,
+    max_delay: float = 0.5,
     **context: object,
 ) -> T:
-    """Run a JetStream request, retrying transient failures (backoff 0.1 s doubling to 0.5 s)
+    """Run a JetStream request, retrying `errors` (backoff 0.1 s doubling to `max_delay`)
     until `retry_for` seconds have passed (`math.inf`: for ever) or `stop` is set; then the
     last error is raised."""
     deadline = time.monotonic() + retry_for
@@ -51,9 +53,9 @@ async def retrying(
     while True:
         try:
             return await op()
-        except TRANSIENT_NATS_ERRORS as exc:
+        except errors as exc:
             if time.monotonic() + delay > deadline or (stop is not None and stop.is_set()):
                 raise
             log.warning(f"{what}.retry", delay=delay, error=type(exc).__name__, **context)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            delay = min(delay * 2, max_delay)
