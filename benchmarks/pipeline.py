@@ -173,7 +173,7 @@ def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    k = max(0, min(len(s) - 1, int(round(p / 100 * len(s) + 0.5)) - 1))  # nearest rank
+    k = max(0, min(len(s) - 1, round(p / 100 * len(s) + 0.5) - 1))  # nearest rank
     return s[k]
 
 
@@ -514,8 +514,8 @@ def print_report(raw: dict[str, Any], pipe: dict[str, Any]) -> None:
     w = print
     w("")
     w(
-        f"Raw JetStream (this server, this run): {raw['messages']} msgs x {raw['payload_bytes']} B, "
-        "file storage, Nats-Msg-Id header"
+        f"Raw JetStream (this server, this run): {raw['messages']} msgs x "
+        f"{raw['payload_bytes']} B, file storage, Nats-Msg-Id header"
     )
     w(f"  publish_async (pipelined)        {raw['publish_async_msg_s']:>9,} msg/s")
     w(f"  publish, await each PubAck       {raw['publish_seq_msg_s']:>9,} msg/s")

@@ -140,7 +140,7 @@ class NatsCluster:
                         break
                 except OSError:
                     if not n.running:
-                        raise RuntimeError(f"nats-server {n.name} exited: {n.log_file}")
+                        raise RuntimeError(f"nats-server {n.name} exited: {n.log_file}") from None
                     if time.monotonic() > deadline:
                         raise RuntimeError(f"nats-server {n.name} did not start") from None
                     time.sleep(0.02)

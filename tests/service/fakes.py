@@ -148,7 +148,9 @@ class FakeTail:
         parts = subject.split(".")
         for pattern in self.subjects:
             want = pattern.split(".")
-            if len(want) == len(parts) and all(w in ("*", p) for w, p in zip(want, parts)):
+            if len(want) == len(parts) and all(
+                w in ("*", p) for w, p in zip(want, parts, strict=True)
+            ):
                 return True
         return False
 

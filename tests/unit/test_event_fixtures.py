@@ -147,7 +147,7 @@ def lift_v0_report(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_a_stored_older_version_without_an_upcaster_is_refused_clearly() -> None:
-    with pytest.raises(EventDecodeError, match="no upcaster for 'encounter.reported' v0"):
+    with pytest.raises(EventDecodeError, match=r"no upcaster for 'encounter\.reported' v0"):
         parse_event(v0_report())
 
 
