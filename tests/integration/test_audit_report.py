@@ -40,9 +40,10 @@ def fast(settings: Settings, tmp_path: Path) -> Settings:
 @pytest.fixture
 async def client(fast: Settings, js: JetStreamContext) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(fast, directory=load_directory(fast.config_dir))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://intake"
-    ) as c:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as c,
+    ):
         yield c
 
 

@@ -54,9 +54,12 @@ def app_client(settings: Settings) -> httpx.AsyncClient:
 @pytest.fixture
 async def web(settings: Settings, js: object) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings, directory=load_directory(EXAMPLES))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://intake"
-    ) as client:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://intake"
+        ) as client,
+    ):
         yield client
 
 
