@@ -6,9 +6,12 @@ Pure data and checks: `provision.py` applies them to a server.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
+    ConsumerInfo,
     DeliverPolicy,
     DiscardPolicy,
     RetentionPolicy,
@@ -20,6 +23,8 @@ STREAM = "DOORALERT"
 TIMERS_STREAM = "DOORALERT_TIMERS"
 CHECKPOINTS_STREAM = "DOORALERT_CHECKPOINTS"
 DELIVERIES_BUCKET = "DOORALERT_DELIVERIES"
+# Signed-out staff sessions (intake): key = session id, kept as long as a session can live.
+SESSIONS_BUCKET = "DOORALERT_SESSIONS"
 SUBJECT_PREFIX = "dooralert"
 DUPLICATE_WINDOW_S = 60 * 60.0  # one hour: covers any redelivery and a cluster failover
 
@@ -164,3 +169,112 @@ def differs(have: StreamConfig, want: StreamConfig) -> bool:
         else getattr(have, k) != getattr(want, k)
         for k in keys
     )
+
+
+# A consumer `dooralert provision` recreated carries this metadata key (the time it did), and
+# may start from a time instead of the beginning (see provision.restored_config).
+RESTORED_KEY = "dooralert.restored_at"
+# How far back a recreated consumer redelivers: inside the stream's duplicate window, with a
+# margin, a redelivered message's derived events are dropped by the server as duplicates (and
+# the notifier's delivery records stop a second email), so redelivery is harmless there.
+REDELIVER_SECONDS = DUPLICATE_WINDOW_S - 600.0
+
+
+@dataclass(frozen=True)
+class ConsumerCheck:
+    """How a durable consumer on the server compares with the contract (see `check_consumer`)."""
+
+    name: str
+    stream: str
+    missing: bool = False
+    paused_until: str | None = None
+    drift: tuple[str, ...] = ()
+    # The drift moved or could have moved the consumer's position (filter, ack or deliver
+    # policy): only deleting and recreating it restores the contract.
+    recreate: bool = False
+
+    @property
+    def problems(self) -> list[str]:
+        """What is wrong, one sentence each; empty when the consumer keeps the contract."""
+        out = []
+        if self.missing:
+            out.append(f"consumer {self.name} on {self.stream} does not exist")
+        if self.paused_until:
+            out.append(f"consumer {self.name} is paused until {self.paused_until}")
+        if self.drift:
+            out.append(f"consumer {self.name} was redefined: " + "; ".join(self.drift))
+        return out
+
+
+def filters(config: ConsumerConfig) -> list[str]:
+    """A consumer's filter subjects, however they were given."""
+    if config.filter_subjects:
+        return sorted(config.filter_subjects)
+    return [config.filter_subject] if config.filter_subject else []
+
+
+def _enum(value: object) -> str:
+    return str(getattr(value, "value", value))
+
+
+def consumer_drift(have: ConsumerConfig, want: ConsumerConfig) -> tuple[list[str], bool]:
+    """The contract settings `have` differs on, and whether fixing them needs a recreation."""
+    out: list[str] = []
+    recreate = False
+    if filters(have) != filters(want):
+        out.append(f"filter subjects are {filters(have)} (contract: {filters(want)})")
+        recreate = True
+    if _enum(have.ack_policy) != _enum(want.ack_policy):
+        out.append(f"ack policy is {_enum(have.ack_policy)} (contract: {_enum(want.ack_policy)})")
+        recreate = True
+    restored = _enum(have.deliver_policy) == "by_start_time" and RESTORED_KEY in (
+        have.metadata or {}
+    )
+    if _enum(have.deliver_policy) != _enum(want.deliver_policy) and not restored:
+        out.append(
+            f"deliver policy is {_enum(have.deliver_policy)} "
+            f"(contract: {_enum(want.deliver_policy)})"
+        )
+        recreate = True
+    for key, unit in (("ack_wait", " s"), ("max_deliver", ""), ("max_ack_pending", "")):
+        h, w = getattr(have, key), getattr(want, key)
+        if w is not None and h != w:
+            out.append(f"{key} is {h}{unit} (contract: {w}{unit})")
+    return out, recreate
+
+
+def check_consumer(info: ConsumerInfo | None, stream: str, want: ConsumerConfig) -> ConsumerCheck:
+    """Compare a consumer's info (None: it does not exist) with the contract (pure)."""
+    name = want.durable_name or ""
+    if info is None:
+        return ConsumerCheck(name=name, stream=stream, missing=True)
+    drift, recreate = consumer_drift(info.config, want)
+    paused = (info.config.pause_until or "paused") if info.paused else None
+    return ConsumerCheck(
+        name=name, stream=stream, paused_until=paused, drift=tuple(drift), recreate=recreate
+    )
+
+
+def contract_consumer(name: str) -> tuple[str, ConsumerConfig]:
+    """The stream and contract config of the durable consumer `name`."""
+    for stream, config in consumer_configs():
+        if config.durable_name == name:
+            return stream, config
+    raise KeyError(f"no durable consumer {name!r} in the contract")
+
+
+def weakened(have: StreamConfig, want: StreamConfig) -> list[str]:
+    """How an existing stream is weaker than the contract (what provisioning restores)."""
+    out = []
+    for flag in ("deny_delete", "deny_purge", "allow_msg_schedules"):
+        if getattr(want, flag) and not getattr(have, flag):
+            out.append(f"{flag} is off")
+    if want.allow_rollup_hdrs is False and have.allow_rollup_hdrs:
+        out.append("allow_rollup_hdrs is on")
+    if (have.duplicate_window or 0) < (want.duplicate_window or 0):
+        out.append(
+            f"duplicate_window is {have.duplicate_window}s (contract: {want.duplicate_window}s)"
+        )
+    if set(want.subjects or []) - set(have.subjects or []):
+        out.append(f"subjects lack {sorted(set(want.subjects or []) - set(have.subjects or []))}")
+    return out

@@ -1,19 +1,29 @@
-"""`dooralert provision`: create or strengthen the contract's streams, consumers and bucket.
+"""`dooralert provision`: create or strengthen the contract's streams, consumers and bucket,
+and repair drift: a paused consumer is resumed, a deleted one recreated, a redefined one
+updated or recreated, a weakened stream strengthened. Each line it returns says what it found
+and did.
 
 Only this module changes stream or consumer config; services bind and never declare.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
+from nats.js.api import ConsumerConfig, ConsumerInfo, DeliverPolicy, KeyValueConfig, StorageType
 from nats.js.errors import NotFoundError
 
 from services.eventlog.contract import (
     DELIVERIES_BUCKET,
+    REDELIVER_SECONDS,
+    RESTORED_KEY,
+    check_consumer,
     consumer_configs,
     differs,
     stream_configs,
+    weakened,
     weakenings,
 )
 
@@ -23,7 +33,22 @@ class ProvisionError(Exception):
 
 
 async def provision(js: JetStreamContext, *, replicas: int = 1) -> list[str]:
-    """Create or strengthen the streams, consumers and KV bucket. Idempotent."""
+    """Create or strengthen the streams, consumers and KV bucket, repairing drift. Idempotent."""
+    actions = await _streams(js, replicas)
+    created = {a.removeprefix("created stream ") for a in actions if a.startswith("created")}
+    now = datetime.now(UTC)
+    for stream, consumer in consumer_configs():
+        if stream in created:
+            await js.add_consumer(stream, consumer)
+            actions.append(f"created consumer {consumer.durable_name}")
+        else:
+            actions += await repair_consumer(js, stream, consumer, now=now)
+    actions += await unknown_durables(js)
+    actions.append(await _bucket(js, replicas))
+    return actions
+
+
+async def _streams(js: JetStreamContext, replicas: int) -> list[str]:
     actions: list[str] = []
     for want in stream_configs(replicas):
         assert want.name is not None
@@ -41,19 +66,113 @@ async def provision(js: JetStreamContext, *, replicas: int = 1) -> list[str]:
                 + "; ".join(weak)
             )
         if differs(have, want):
+            found = weakened(have, want)
             # Retention (max_age, max_bytes) is a deploy decision: keep what the operator set.
             want.max_age = have.max_age
             want.max_bytes = have.max_bytes
-            await js.update_stream(want)
-            actions.append(f"updated stream {want.name}")
+            try:
+                await js.update_stream(want)
+            except Exception as exc:
+                raise ProvisionError(
+                    f"stream {want.name} differs from the contract"
+                    + (f" ({'; '.join(found)})" if found else "")
+                    + f" and the server refused to restore it: {exc}"
+                ) from exc
+            if found:
+                actions.append(f"stream {want.name} was weakened ({'; '.join(found)}): restored")
+            else:
+                actions.append(f"updated stream {want.name}")
         else:
             actions.append(f"stream {want.name} ok")
-    for stream, consumer in consumer_configs():
-        await js.add_consumer(stream, consumer)
-        actions.append(f"consumer {consumer.durable_name} ok")
+    return actions
+
+
+async def _info(js: JetStreamContext, stream: str, name: str) -> ConsumerInfo | None:
+    try:
+        info: ConsumerInfo = await js.consumer_info(stream, name)
+    except NotFoundError:
+        return None
+    return info
+
+
+def restored_config(want: ConsumerConfig, *, now: datetime) -> ConsumerConfig:
+    """The config of a consumer provisioning recreates: it redelivers what was stored in the
+    last REDELIVER_SECONDS (inside the duplicate window, where redelivery is harmless), not the
+    whole log (which would re-alert every old incident) nor only new messages (which would
+    silently drop what arrived while it was gone)."""
+    since = now - timedelta(seconds=REDELIVER_SECONDS)
+    return dataclasses.replace(
+        want,
+        deliver_policy=DeliverPolicy.BY_START_TIME,
+        opt_start_time=since,
+        metadata={RESTORED_KEY: now.isoformat(timespec="seconds")},
+    )
+
+
+def _kept_position(want: ConsumerConfig, have: ConsumerConfig) -> ConsumerConfig:
+    """`want`, keeping what the server will not update in place (how the consumer started)."""
+    ours = {k: v for k, v in (have.metadata or {}).items() if not k.startswith("_nats")}
+    return dataclasses.replace(
+        want,
+        deliver_policy=have.deliver_policy,
+        opt_start_time=have.opt_start_time,
+        opt_start_seq=have.opt_start_seq,
+        metadata=ours or None,
+    )
+
+
+async def repair_consumer(
+    js: JetStreamContext, stream: str, want: ConsumerConfig, *, now: datetime
+) -> list[str]:
+    """Bring one durable consumer back to the contract; what was found and done."""
+    name = want.durable_name or ""
+    info = await _info(js, stream, name)
+    check = check_consumer(info, stream, want)
+    since = (now - timedelta(seconds=REDELIVER_SECONDS)).isoformat(timespec="seconds")
+    redeliver = f"redelivering messages stored since {since}"
+    if check.missing:
+        await js.add_consumer(stream, restored_config(want, now=now))
+        return [f"consumer {name} was missing: recreated, {redeliver}"]
+    assert info is not None
+    drift = "; ".join(check.drift)
+    if check.recreate:
+        await js.delete_consumer(stream, name)
+        await js.add_consumer(stream, restored_config(want, now=now))
+        # A recreated consumer starts unpaused: nothing more to do.
+        return [f"consumer {name} was redefined ({drift}): deleted and recreated, {redeliver}"]
+    out = []
+    if check.drift:
+        await js.add_consumer(stream, _kept_position(want, info.config))
+        out.append(f"consumer {name} was redefined ({drift}): updated")
+    if check.paused_until:
+        await js.resume_consumer(stream, name)
+        out.append(f"consumer {name} was paused until {check.paused_until}: resumed")
+    return out or [f"consumer {name} ok"]
+
+
+async def unknown_durables(js: JetStreamContext) -> list[str]:
+    """A warning for each durable consumer on a contract stream that the contract does not
+    name (the server lets a reader create one under a fresh name)."""
+    known = {(s, c.durable_name) for s, c in consumer_configs()}
+    out = []
+    for want in stream_configs():
+        assert want.name is not None
+        for info in await js.consumers_info(want.name):
+            durable = info.config.durable_name
+            if durable and (want.name, durable) not in known:
+                out.append(
+                    f"warning: unknown durable consumer {durable} on {want.name} "
+                    f"(filter {info.config.filter_subject or info.config.filter_subjects}, "
+                    f"created {info.created:%Y-%m-%d %H:%M}Z): not dooralert's; remove it "
+                    f"with `nats consumer rm {want.name} {durable}` unless you made it"
+                )
+    return out
+
+
+async def _bucket(js: JetStreamContext, replicas: int) -> str:
     try:
         await js.key_value(DELIVERIES_BUCKET)
-        actions.append(f"bucket {DELIVERIES_BUCKET} ok")
+        return f"bucket {DELIVERIES_BUCKET} ok"
     except (NotFoundError, Exception) as exc:  # nats-py raises BucketNotFoundError
         if exc.__class__.__name__ not in ("BucketNotFoundError", "NotFoundError"):
             raise
@@ -62,5 +181,4 @@ async def provision(js: JetStreamContext, *, replicas: int = 1) -> list[str]:
                 bucket=DELIVERIES_BUCKET, history=1, storage=StorageType.FILE, replicas=replicas
             )
         )
-        actions.append(f"created bucket {DELIVERIES_BUCKET}")
-    return actions
+        return f"created bucket {DELIVERIES_BUCKET}"

@@ -1,0 +1,110 @@
+"""A service's watch over its own durable consumers: while it runs, every few seconds it
+compares each consumer on the server with the contract, and a paused, deleted or redefined one
+stops the service loudly (an error log and a non-zero exit) instead of leaving it running and
+consuming nothing. Only `dooralert provision` repairs the consumer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+from faststream import FastStream
+from faststream.nats import NatsBroker
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerInfo
+from nats.js.errors import NotFoundError
+
+from services.eventlog.contract import ConsumerCheck, check_consumer, contract_consumer
+from services.runtime.logging import get_logger
+
+log = get_logger("dooralert.watch")
+EXIT_DRIFT = 3  # the exit code of a service stopped because a consumer drifted
+
+
+async def check_own(
+    js: JetStreamContext, names: Sequence[str], *, timeout: float = 2.0
+) -> list[str]:
+    """What is wrong with the durable consumers `names` (empty: all keep the contract).
+    A NATS failure (timeout, reconnecting) raises: it says nothing about the consumers."""
+    problems: list[str] = []
+    for name in names:
+        stream, want = contract_consumer(name)
+        info: ConsumerInfo | None
+        try:
+            info = await js.consumer_info(stream, name, timeout=timeout)
+        except NotFoundError:
+            info = None
+        check: ConsumerCheck = check_consumer(info, stream, want)
+        problems += check.problems
+    return problems
+
+
+class ConsumerWatch:
+    """Checks `names` every `every` seconds; on the first problem logs it as an error, keeps
+    it in `failure` and calls `stop` (which should end the process with EXIT_DRIFT)."""
+
+    def __init__(self, names: Sequence[str], *, every: float, stop: Callable[[], None]) -> None:
+        self.names, self.every, self.stop = list(names), every, stop
+        self.failure: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def check(self, js: JetStreamContext) -> bool:
+        """One check; False (and `failure` set, logged) when a consumer drifted."""
+        try:
+            problems = await check_own(js, self.names)
+        except (NatsError, TimeoutError, OSError) as exc:
+            # Unreachable is not drift: the connection reconnects and the next check decides.
+            log.warning("consumers.unchecked", error=type(exc).__name__)
+            return True
+        if not problems:
+            return True
+        self.failure = "; ".join(problems)
+        log.error(
+            "consumers.drifted",
+            problems=problems,
+            action="stopping; run `dooralert provision` to restore the consumers",
+        )
+        return False
+
+    def start(self, js: JetStreamContext) -> None:
+        """Check in the background until `close` or the first problem (then `stop()`)."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(self.every)
+                if not await self.check(js):
+                    self.stop()
+                    return
+
+        self._task = asyncio.create_task(loop())
+
+    async def close(self) -> None:
+        """Stop checking."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+
+async def run_watched(
+    app: FastStream, broker: NatsBroker, names: Sequence[str], *, every: float
+) -> int:
+    """Run a FastStream service while its consumers keep the contract. They are checked
+    before the subscribers bind (a drifted consumer never starts the service, and is never
+    re-created by the client library with the wrong settings) and every `every` seconds.
+    The exit code: 0 after a normal stop, EXIT_DRIFT when a consumer drifted."""
+    await broker.connect()
+    js = broker.connection.jetstream()
+    watch = ConsumerWatch(names, every=every, stop=app.exit)
+    if not await watch.check(js):
+        await broker.stop()
+        return EXIT_DRIFT
+
+    async def start_watch() -> None:
+        watch.start(js)
+
+    app.after_startup(start_watch)
+    app.on_shutdown(watch.close)
+    await app.run()
+    return EXIT_DRIFT if watch.failure else 0
