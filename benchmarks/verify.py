@@ -1,11 +1,13 @@
 """How fast does `dooralert audit verify --export` check a large log, against raw hashing?
 
 Builds a synthetic export (events.jsonl of N realistic-size payloads, a checkpoint every 1000
-events signed by a throwaway key) in a temp dir, then measures in the same run:
+events signed by a throwaway key, manifest.json for leaf format v2) in a temp dir, then
+measures in the same run:
 
 - raw: SHA-256 of each payload alone (the floor any verifier pays)
-- tree: the RFC 6962 leaf + node hashing over the same payloads, in memory
-- verify: `verify_export` end to end (read + JSON + base64 + tree + checkpoint checks)
+- tree: the RFC 6962 leaf + node hashing over the same v2 leaves (subject ‖ LF ‖ payload)
+- verify: `verify_export` end to end (read + JSON + base64 + v2 tree + checkpoint checks +
+  each payload's type, school and incident against its subject)
 
     .venv/bin/python benchmarks/verify.py [--events 1000000]
 """
@@ -24,7 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.audit.merkle import CompactRange
+from services.audit.manifest import MANIFEST_FILE, manifest
+from services.audit.merkle import CompactRange, leaf_input
 from services.audit.note import Checkpoint, Signer, join_notes, sign_checkpoint
 from services.audit.verify import verify_export
 
@@ -60,6 +63,10 @@ def payload(i: int) -> bytes:
     ).encode()
 
 
+def subject(i: int) -> str:
+    return f"dooralert.hamline.inc-{i:012d}.encounter.reported"
+
+
 def build(directory: Path, n: int, signer: Signer, origin: str) -> list[bytes]:
     tree = CompactRange()
     notes = []
@@ -68,12 +75,12 @@ def build(directory: Path, n: int, signer: Signer, origin: str) -> list[bytes]:
         for i in range(1, n + 1):
             data = payload(i)
             payloads.append(data)
-            tree.append(data)
+            tree.append(leaf_input(subject(i), data))
             fh.write(
                 json.dumps(
                     {
                         "seq": i,
-                        "subject": f"dooralert.hamline.inc-{i:012d}.encounter.reported",
+                        "subject": subject(i),
                         "time": "2026-01-01T12:00:00.123456Z",
                         "headers": {"Nats-Msg-Id": f"0190{i:028x}"},
                         "data": base64.b64encode(data).decode(),
@@ -86,6 +93,10 @@ def build(directory: Path, n: int, signer: Signer, origin: str) -> list[bytes]:
                 notes.append(sign_checkpoint(signer, Checkpoint(origin, i, tree.root())))
     (directory / "checkpoints.txt").write_text(join_notes(notes))
     (directory / "log-key.pub").write_text(signer.verifier.line + "\n")
+    meta = manifest(
+        events=n, checkpoints=len(notes), last_seq=n, exported_at="2026-01-01T12:00:00Z"
+    )
+    (directory / MANIFEST_FILE).write_text(json.dumps(meta))
     return payloads
 
 
@@ -114,8 +125,8 @@ def main() -> None:
 
         t0 = time.perf_counter()
         tree = CompactRange()
-        for p in payloads:
-            tree.append(p)
+        for i, p in enumerate(payloads, 1):
+            tree.append(leaf_input(subject(i), p))
         tree.root()
         tree_s = time.perf_counter() - t0
         del payloads

@@ -5,6 +5,8 @@ Writes, each atomically (temp file then rename):
 - `DIR/events.jsonl`: one JSON object per DOORALERT message, in stream order:
   `{"seq", "subject", "time" (RFC 3339 UTC), "headers": {str: str}, "data": base64 payload}`
 - `DIR/checkpoints.txt`: every checkpoint note, in append order, separated by one blank line
+- `DIR/manifest.json`: the leaf format (`{"leaf": "subject-lf-payload", "version": 2, …}`,
+  see manifest.py), written last: a directory without it is not a finished v2 export
 - `DIR/log-key.pub`: the verifier key line (from `--key`, else the last checkpoint's
   `Dooralert-Log-Key` header). It is a convenience: a verifier must get the key it trusts
   from somewhere other than the export.
@@ -25,6 +27,7 @@ from typing import TextIO
 from nats.js import JetStreamContext
 
 from services.audit.ledger import H_KEY
+from services.audit.manifest import MANIFEST_FILE, manifest
 from services.audit.note import join_notes
 from services.audit.source import CHECKPOINT_SUBJECTS
 from services.audit.verify import CHECKPOINTS_FILE, EVENTS_FILE, KEY_FILE
@@ -80,7 +83,9 @@ async def export(
             notes.append(m.data.decode("utf-8", errors="replace"))
             header_key = (m.headers or {}).get(H_KEY, header_key)
 
+    (out / MANIFEST_FILE).unlink(missing_ok=True)  # an export cut short has no manifest
     count = 0
+    last_seq = 0
     total = (await js.stream_info(STREAM)).state.last_seq
     tmp = out / f".{EVENTS_FILE}.tmp"
     with tmp.open("w", encoding="utf-8") as fh:
@@ -91,6 +96,7 @@ async def export(
             ]
             fh.write("\n".join(lines) + "\n")
             count += len(lines)
+            last_seq = msgs[-1].metadata.sequence.stream
             if progress is not None:
                 progress(count, max(total, count))
     tmp.replace(out / EVENTS_FILE)
@@ -99,4 +105,11 @@ async def export(
     key = key_line or header_key
     if key:
         _replace(out / KEY_FILE, lambda fh: fh.write(key + "\n"))
+    meta = manifest(
+        events=count,
+        checkpoints=len(notes),
+        last_seq=last_seq,
+        exported_at=rfc3339(datetime.now(UTC)),
+    )
+    _replace(out / MANIFEST_FILE, lambda fh: fh.write(json.dumps(meta, indent=1) + "\n"))
     return ExportSummary(events=count, checkpoints=len(notes), key_line=key)

@@ -1,8 +1,10 @@
 """The audit ledger service (`dooralert audit serve`), DESIGN §6.
 
-Reads DOORALERT in stream-sequence order, keeps the RFC 6962 tree over the exact payload
-bytes (leaf index = seq − 1), and signs a checkpoint at least every `every` events and every
-`seconds` seconds while the log grows, plus one on a clean stop. Each checkpoint is appended
+Reads DOORALERT in stream-sequence order, keeps the RFC 6962 tree over leaf format v2 (the
+subject, a newline, the exact payload bytes; leaf index = seq − 1), and signs a checkpoint at
+least every `every` events and every `seconds` seconds while the log grows, at once after an
+`incident.resolved` event (and sets `resolved_signed`, which wakes the witnesses: see
+witness.py), plus one on a clean stop. Each checkpoint is appended
 to DOORALERT_CHECKPOINTS (Nats-Msg-Id `<size>-<root hex>`, so a retried publish is dropped)
 and, optionally, written as a file into a directory outside the system.
 
@@ -33,7 +35,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from services.audit.merkle import CompactRange, MerkleError
+from services.audit.merkle import CompactRange, MerkleError, leaf_input
 from services.audit.note import (
     Checkpoint,
     NoteError,
@@ -60,6 +62,7 @@ STALL_CHECK_SECONDS = 5.0
 H_SIZE = "Dooralert-Tree-Size"
 H_RANGE = "Dooralert-Compact-Range"
 H_KEY = "Dooralert-Log-Key"
+RESOLVED_SUFFIX = ".incident.resolved"
 
 
 class LedgerError(Exception):
@@ -117,6 +120,10 @@ class Ledger:
         self.subject = checkpoint_subject(origin)
         self.tree = CompactRange()
         self.last: Checkpoint | None = None
+        self.latest_note: str | None = None  # the last signed note, for the witnesses
+        # Set when a checkpoint covering an `incident.resolved` has been signed.
+        self.resolved_signed = asyncio.Event()
+        self._resolved_pending = False
         self.events_read = 0  # payloads hashed by this process (resume reads none before size)
         self.resumed_from = 0
         self._anchored = 0
@@ -160,6 +167,7 @@ class Ledger:
             tree = await self._rebuild(cp)
         self.tree = tree
         self.last = cp
+        self.latest_note = note
         self._anchored = self.resumed_from = cp.size
         log.info("ledger.resumed", origin=self.origin, size=cp.size, root=cp.root.hex())
 
@@ -171,22 +179,23 @@ class Ledger:
                 for m in msgs:
                     if tree.size == cp.size:
                         break
-                    self._take(tree, m.metadata.sequence.stream, m.data)
+                    self._take(tree, m.metadata.sequence.stream, m.subject, m.data)
                 if tree.size == cp.size:
                     break
         if tree.size != cp.size or tree.root() != cp.root:
             raise ForkRefused(
                 f"DOORALERT does not hash to the last signed checkpoint (size {cp.size}, root "
                 f"{cp.root.hex()}; the log has {tree.size} events, root {tree.root().hex()}): "
-                "it was changed or truncated. Run `dooralert audit verify` and investigate; the "
-                "ledger will not sign a fork."
+                "it was changed or truncated (or that checkpoint predates leaf format v2: then "
+                "start a new log origin, DOORALERT_LOG_ORIGIN). Run `dooralert audit verify` and "
+                "investigate; the ledger will not sign a fork."
             )
         return tree
 
-    def _take(self, tree: CompactRange, seq: int, data: bytes) -> None:
+    def _take(self, tree: CompactRange, seq: int, subject: str, data: bytes) -> None:
         if seq != tree.size + 1:
             raise LogGapError(f"DOORALERT seq {tree.size + 1} is missing (next is {seq})")
-        tree.append(data)
+        tree.append(leaf_input(subject, data))
         self.events_read += 1
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -205,8 +214,12 @@ class Ledger:
         if self.out_dir is not None:
             _write_file(self.out_dir, cp, note)
         self.last = cp
+        self.latest_note = note
         self._anchored = cp.size
         self._since = self.clock()
+        if self._resolved_pending:
+            self._resolved_pending = False
+            self.resolved_signed.set()
         log.info("checkpoint.signed", origin=self.origin, size=cp.size, root=cp.root.hex())
         return cp
 
@@ -251,10 +264,12 @@ class Ledger:
                         await self._check_gap(self.tree.size + 1, seq)
                         psub = await self._resubscribe(psub, stop)
                         break
-                    self._take(self.tree, seq, m.data)
+                    self._take(self.tree, seq, m.subject, m.data)
+                    # Resolution is when an auditor most wants a copy outside NATS.
+                    self._resolved_pending |= m.subject.endswith(RESOLVED_SUFFIX)
                     if self.tree.size - self._anchored >= self.every:
                         await self.checkpoint()
-                if self._due():
+                if self._due() or (self._resolved_pending and self.tree.size > self._anchored):
                     await self.checkpoint()
         finally:
             with contextlib.suppress(Exception):

@@ -22,6 +22,18 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 _sha256 = hashlib.sha256
 
 
+# The leaf format (DESIGN §6, v2): the leaf input is the UTF-8 subject, a newline, then the exact
+# payload bytes, so an event cannot be moved to another subject without changing the tree.
+# (v1 hashed the payload alone.) The export's manifest.json names it.
+LEAF_FORMAT = "subject-lf-payload"
+LEAF_VERSION = 2
+
+
+def leaf_input(subject: str, payload: bytes) -> bytes:
+    """The v2 leaf input of one log message: UTF-8 subject ‖ 0x0A ‖ payload."""
+    return subject.encode() + b"\n" + payload
+
+
 class MerkleError(ValueError):
     """A compact-range state that cannot be right (wrong number or size of hashes)."""
 

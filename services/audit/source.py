@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from services.audit.note import Verifier
-from services.audit.verify import LogVerifier, VerifyResult
+from services.audit.verify import Finding, LogVerifier, Named, VerifyResult
 from services.eventlog import CHECKPOINTS_STREAM, read_from
 
 CHECKPOINT_SUBJECTS = "dooralert_checkpoints.>"
@@ -27,11 +28,20 @@ async def verify_stream(
     verifier: Verifier,
     *,
     origin: str | None = None,
-    extra_notes: Sequence[str] = (),
+    trusted: Sequence[Named] = (),
 ) -> VerifyResult:
-    """`audit verify` online: the checkpoints first, then every DOORALERT payload."""
-    notes = await read_checkpoint_notes(js)
-    lv = LogVerifier([*notes, *extra_notes], verifier, origin=origin)
+    """`audit verify` online: the checkpoints first, then every DOORALERT message."""
+    try:
+        await js.stream_info(CHECKPOINTS_STREAM)
+        missing = False
+    except NotFoundError:
+        missing = True
+    notes = [] if missing else await read_checkpoint_notes(js)
+    lv = LogVerifier(notes, verifier, origin=origin, trusted=trusted)
+    if missing:
+        lv.result.errors.append(
+            Finding(0, f"stream {CHECKPOINTS_STREAM} does not exist: the checkpoints were deleted")
+        )
     async for msgs in read_from(js):
-        lv.feed((m.metadata.sequence.stream, m.data) for m in msgs)
+        lv.feed((m.metadata.sequence.stream, m.subject, m.data) for m in msgs)
     return lv.finish()

@@ -1,12 +1,14 @@
 """`dooralert audit verify`: is the log exactly what the signed checkpoints commit to? (pure)
 
-Checks, per DESIGN §6: sequences contiguous from 1; every checkpoint signed by the trusted
-key; every checkpoint's root equal to the root recomputed over the first `size` payloads; no
-two valid checkpoints of one size with different roots (a fork). Events after the last
-checkpoint are reported as unanchored (a warning, not a failure).
+Checks, per DESIGN §6: sequences contiguous from 1; every payload is the event its subject
+names (type, school, incident); every checkpoint signed by the trusted key; every
+checkpoint's root equal to the root recomputed over the first `size` leaves (format v2:
+subject ‖ LF ‖ payload); no two valid checkpoints of one size with different roots (a fork);
+the log extends every trusted checkpoint (`--trusted`) and is at least as long. Events after
+the last checkpoint are reported as unanchored (a warning, not a failure).
 
-The hot loop hashes with hashlib directly and parses no events: only `seq` and the payload
-bytes matter. Feed it from an export (`iter_export`) or from NATS (see source.py).
+The hot loop hashes with hashlib directly and decodes each payload with json.loads only to
+compare three fields. Feed it from an export (`iter_export`) or from NATS (see source.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.audit.manifest import check_manifest
 from services.audit.merkle import EMPTY_ROOT, fold_root
 from services.audit.note import (
     Checkpoint,
@@ -27,6 +30,7 @@ from services.audit.note import (
     parse_note,
     split_notes,
 )
+from services.audit.subjects import subject_problem
 
 EVENTS_FILE = "events.jsonl"
 CHECKPOINTS_FILE = "checkpoints.txt"
@@ -49,6 +53,7 @@ class VerifyResult:
     events: int = 0
     checkpoints: int = 0
     valid_checkpoints: int = 0
+    trusted: int = 0
     anchored: int = 0
     errors: list[Finding] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -63,7 +68,8 @@ class VerifyResult:
         key = f"{self.verifier.name}+{self.verifier.key_id.hex()}"
         lines = [
             f"{self.events} events, {self.checkpoints} checkpoints "
-            f"({self.valid_checkpoints} signed by {key}); {self.anchored} events anchored"
+            f"({self.valid_checkpoints} signed by {key}), {self.trusted} trusted; "
+            f"{self.anchored} events anchored"
         ]
         lines += [f"warning: {w}" for w in self.warnings]
         errors = sorted(self.errors)
@@ -72,28 +78,48 @@ class VerifyResult:
         return "\n".join(lines)
 
 
-def _describe(index: int, note: str) -> tuple[str, int]:
-    """`checkpoint #i (size n)` for a note whose signature may be bad, and its claimed size."""
+def _describe(label: str, note: str) -> tuple[str, int]:
+    """`<label> (size n)` for a note whose signature may be bad, and its claimed size."""
     try:
         cp = Checkpoint.parse(parse_note(note).text)
     except NoteError:
-        return f"checkpoint #{index}", 0
-    return f"checkpoint #{index} (size {cp.size})", cp.size
+        return label, 0
+    return f"{label} (size {cp.size})", cp.size
+
+
+Named = tuple[str, str]  # (how findings name it, the signed note)
+MAX_SUBJECT_ERRORS = 100  # a wholly rewritten log would otherwise print a million lines
 
 
 class LogVerifier:
-    """Feed (seq, payload) pairs in order, then `finish()`; holds O(log n) state."""
+    """Feed (seq, subject, payload) triples in order, then `finish()`; holds O(log n) state.
 
-    def __init__(self, notes: Sequence[str], verifier: Verifier, *, origin: str | None = None):
-        self.result = VerifyResult(verifier=verifier, checkpoints=len(notes))
+    `notes` are the log's own checkpoints; `trusted` are (label, note) pairs an auditor kept
+    outside the system (a witness's copy): the log must extend each of them and be at least as
+    long, so a rollback or a rewrite after deleting the checkpoints fails against them.
+    """
+
+    def __init__(
+        self,
+        notes: Sequence[str],
+        verifier: Verifier,
+        *,
+        origin: str | None = None,
+        trusted: Sequence[Named] = (),
+    ):
+        self.result = VerifyResult(verifier=verifier, checkpoints=len(notes), trusted=len(trusted))
         self._origin = origin
-        # size -> (checkpoint number, root) for the valid checkpoints
-        self._by_size: dict[int, tuple[int, bytes]] = {}
+        # size -> (label, root) for the valid checkpoints
+        self._by_size: dict[int, tuple[str, bytes]] = {}
+        self._own_sizes: list[int] = []
         self._last_ok_size = 0
         self._stack: list[bytes] = []
         self._n = 0
         self._broken_at: int | None = None
-        self._check_notes(notes, verifier)
+        self._subject_errors = 0
+        own = [(f"checkpoint #{i}", n) for i, n in enumerate(notes, 1)]
+        self._check_notes(own, verifier, own=True)
+        self._check_notes([(f"trusted checkpoint {label}", n) for label, n in trusted], verifier)
         self._targets = sorted(self._by_size)
         self._next_target = 0
         if self._targets and self._targets[0] == 0:
@@ -102,10 +128,11 @@ class LogVerifier:
     def _error(self, position: int, message: str) -> None:
         self.result.errors.append(Finding(position, message))
 
-    def _check_notes(self, notes: Sequence[str], verifier: Verifier) -> None:
-        first: tuple[str, int] | None = None  # the first valid checkpoint's origin and number
-        for i, note in enumerate(notes, 1):
-            name, claimed = _describe(i, note)
+    def _check_notes(
+        self, notes: Sequence[Named], verifier: Verifier, *, own: bool = False
+    ) -> None:
+        for label, note in notes:
+            name, claimed = _describe(label, note)
             try:
                 cp = open_checkpoint(note, verifier)
             except NoteError as exc:
@@ -114,56 +141,72 @@ class LogVerifier:
             if self._origin is not None and cp.origin != self._origin:
                 self._error(cp.size, f"{name}: origin {cp.origin!r}, expected {self._origin!r}")
                 continue
-            if first is None:
-                first = (cp.origin, i)
-            elif cp.origin != first[0]:
+            if self._first is None:
+                self._first = (cp.origin, label)
+            elif cp.origin != self._first[0]:
                 self._error(
                     cp.size,
-                    f"{name}: origin {cp.origin!r} differs from checkpoint "
-                    f"#{first[1]}'s {first[0]!r}",
+                    f"{name}: origin {cp.origin!r} differs from {self._first[1]}'s "
+                    f"{self._first[0]!r}",
                 )
                 continue
-            self.result.valid_checkpoints += 1
+            if own:
+                self.result.valid_checkpoints += 1
+                self._own_sizes.append(cp.size)
             seen = self._by_size.get(cp.size)
             if seen is None:
-                self._by_size[cp.size] = (i, cp.root)
+                self._by_size[cp.size] = (label, cp.root)
             elif seen[1] != cp.root:
                 self._error(
                     cp.size,
-                    f"fork at size {cp.size}: checkpoints #{seen[0]} and #{i} "
+                    f"fork at size {cp.size}: {seen[0]} and {label} "
                     "are both validly signed but have different roots",
                 )
 
+    _first: tuple[str, str] | None = None  # the first valid checkpoint's origin and label
+
     def _check_root(self, size: int, root: bytes) -> None:
-        index, want = self._by_size[size]
+        label, want = self._by_size[size]
         if root == want:
             self._last_ok_size = size
         else:
+            # Positioned at the checkpoint's end: an exact finding inside the range (a moved
+            # subject, a gap) names its sequence and sorts first.
             self._error(
-                self._last_ok_size + 1,
-                f"checkpoint #{index} (size {size}): root does not match the log; "
+                size,
+                f"{label} (size {size}): root does not match the log; "
                 f"the log differs from the signed one at some sequence in "
                 f"{self._last_ok_size + 1}..{size}",
             )
         self._next_target += 1
 
-    def feed(self, entries: Iterable[tuple[int, bytes]]) -> None:
+    def _subject(self, seq: int, problem: str) -> None:
+        self._subject_errors += 1
+        if self._subject_errors <= MAX_SUBJECT_ERRORS:
+            self._error(seq, f"seq {seq}: {problem}")
+
+    def feed(self, entries: Iterable[tuple[int, str, bytes]]) -> None:
         """Hash the next entries; call as often as needed, in stream order."""
         if self._broken_at is not None:
             return
         sha = hashlib.sha256
+        check = subject_problem
         stack = self._stack
         n = self._n
         targets = self._targets
         target = targets[self._next_target] if self._next_target < len(targets) else -1
         try:
-            for seq, data in entries:
+            for seq, subject, data in entries:
                 if seq != n + 1:
                     what = "a gap" if seq > n + 1 else "out of order or repeated"
                     self._error(n + 1, f"sequence {what}: expected seq {n + 1}, found seq {seq}")
                     self._broken_at = n + 1
                     break
-                h = sha(b"\x00" + data).digest()
+                problem = check(subject, data)
+                if problem is not None:
+                    self._subject(seq, problem)
+                # Leaf format v2 (merkle.leaf_input), inlined: this loop runs a million times.
+                h = sha(b"\x00" + subject.encode() + b"\n" + data).digest()
                 m = n
                 while m & 1:
                     h = sha(b"\x01" + stack.pop() + h).digest()
@@ -193,44 +236,57 @@ class LogVerifier:
         r = self.result
         r.events = self._n
         key = f"{r.verifier.name}+{r.verifier.key_id.hex()}"
+        if self._subject_errors > MAX_SUBJECT_ERRORS:
+            hidden = self._subject_errors - MAX_SUBJECT_ERRORS
+            r.warnings.append(f"{hidden} more events not what their subject says (not listed)")
         for size in self._targets[self._next_target :]:
-            index = self._by_size[size][0]
+            name = f"{self._by_size[size][0]} (size {size})"
             if self._broken_at is not None:
                 self._error(
                     self._broken_at,
-                    f"checkpoint #{index} (size {size}) not checked: "
-                    f"the log is broken at seq {self._broken_at}",
+                    f"{name} not checked: the log is broken at seq {self._broken_at}",
                 )
             else:
                 self._error(
                     self._n + 1,
-                    f"checkpoint #{index} (size {size}) covers {size} events but the log "
-                    f"has {self._n}: seq {self._n + 1}..{size} are missing (truncated)",
+                    f"{name} covers {size} events but the log has {self._n}: "
+                    f"seq {self._n + 1}..{size} are missing (truncated or rolled back)",
                 )
         covered = max(self._by_size, default=0)
+        own = max(self._own_sizes, default=0)
         r.anchored = min(covered, self._n)
         if self._broken_at is None:
-            if not self._by_size and self._n:
+            if not self._own_sizes and self._n:
                 self._error(
-                    self._n + 1, f"no checkpoint signed by {key}: all {self._n} events unanchored"
+                    self._n + 1,
+                    f"no checkpoint signed by {key} in the log: all {self._n} events unanchored "
+                    "by it (were the checkpoints deleted?)",
                 )
             elif self._n > covered:
                 r.warnings.append(
                     f"{self._n - covered} events after the last checkpoint "
                     f"(seq {covered + 1}..{self._n}) are unanchored"
                 )
+            if self._own_sizes and covered > own:
+                r.warnings.append(
+                    f"the log's own checkpoints end at size {own}, but a trusted checkpoint "
+                    f"has size {covered}: later checkpoints are missing from the log"
+                )
         return r
 
 
-def iter_export(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(seq, payload) from an events.jsonl; a bad line is an ExportFormatError naming it."""
+def iter_export(path: Path) -> Iterator[tuple[int, str, bytes]]:
+    """(seq, subject, payload) from an events.jsonl; a bad line is an ExportFormatError."""
     loads = json.loads
     a2b = binascii.a2b_base64
     with path.open("rb") as fh:
         for lineno, line in enumerate(fh, 1):
             try:
                 obj = loads(line)
-                yield obj["seq"], a2b(obj["data"], strict_mode=True)
+                subject = obj["subject"]
+                if type(subject) is not str:
+                    raise TypeError("subject is not a string")
+                yield obj["seq"], subject, a2b(obj["data"], strict_mode=True)
             except (ValueError, KeyError, TypeError, binascii.Error) as exc:
                 raise ExportFormatError(f"{path.name} line {lineno}: {exc}") from exc
 
@@ -240,15 +296,19 @@ def verify_export(
     verifier: Verifier,
     *,
     origin: str | None = None,
-    extra_notes: Sequence[str] = (),
+    trusted: Sequence[Named] = (),
 ) -> VerifyResult:
-    """Verify an `audit export` directory against the trusted key."""
+    """Verify an `audit export` directory (leaf format v2 only) against the trusted key."""
     events = directory / EVENTS_FILE
     if not events.is_file():
         raise ExportFormatError(f"{events} does not exist; is {directory} an export?")
+    try:
+        check_manifest(directory)
+    except ValueError as exc:
+        raise ExportFormatError(str(exc)) from None
     cps = directory / CHECKPOINTS_FILE
     notes = split_notes(cps.read_text(encoding="utf-8")) if cps.is_file() else []
-    lv = LogVerifier([*notes, *extra_notes], verifier, origin=origin)
+    lv = LogVerifier(notes, verifier, origin=origin, trusted=trusted)
     try:
         lv.feed(iter_export(events))
     except ExportFormatError as exc:

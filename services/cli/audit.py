@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from schemas.events import Event
     from services.audit.note import Signer
+    from services.audit.witness import WitnessTarget
     from services.eventlog import StoredMessage
 
 app = typer.Typer(
@@ -61,12 +62,15 @@ def audit_replay(
 
 async def _incident_log(
     js: JetStreamContext, incident: str
-) -> tuple[list[StoredMessage], list[str]]:
+) -> tuple[list[StoredMessage], list[str], list[StoredMessage]]:
+    """The incident's messages, every checkpoint note, and every pattern alert (those live on
+    the district pseudo-school's subjects; the report keeps the ones naming this incident)."""
     from services.audit.source import read_checkpoint_notes
     from services.eventlog import SUBJECT_PREFIX, read_messages
 
     messages = await read_messages(js, f"{SUBJECT_PREFIX}.*.{incident}.>")
-    return messages, await read_checkpoint_notes(js)
+    patterns = await read_messages(js, f"{SUBJECT_PREFIX}.district.*.pattern.detected")
+    return messages, await read_checkpoint_notes(js), patterns
 
 
 def _readable(messages: list[StoredMessage]) -> tuple[list[tuple[int, Event]], list[str]]:
@@ -91,6 +95,7 @@ def audit_report(
     ] = None,
 ) -> None:
     """The after-action report for one incident: who was told, who acknowledged, when."""
+    from schemas.events import PatternDetected
     from schemas.report import TOKEN_PATTERN
     from services.audit.note import NoteError, load_verifier
     from services.audit.report import build_report, render_html, render_markdown
@@ -111,10 +116,13 @@ def audit_report(
         fail(f"cannot read contact names: {exc}")
     work = partial(_incident_log, incident=incident)
     try:
-        messages, notes = on_jetstream(settings, name="dooralert-report", work=work)
+        messages, notes, pattern_messages = on_jetstream(
+            settings, name="dooralert-report", work=work
+        )
     except OSError as exc:
         fail(f"cannot reach NATS at {settings.nats_url}: {exc}")
     pairs, unreadable = _readable(messages)
+    alerts = [(s, e) for s, e in _readable(pattern_messages)[0] if isinstance(e, PatternDetected)]
     if not pairs:
         fail(f"no events for incident {incident}", 1)
     school = directory.school(pairs[0][1].school_id)
@@ -126,6 +134,7 @@ def audit_report(
         contact_names={c.id: c.name for c in directory.contacts},
         school_name=school.name if school else None,
         problems=[f"unreadable message {u}" for u in unreadable],
+        pattern_alerts=alerts,
     )
     typer.echo(render_html(built) if fmt == "html" else render_markdown(built), nl=False)
 
@@ -136,8 +145,11 @@ def _log_origin(settings: Settings) -> str:
     return f"dooralert.example/{service_directory(settings).district.id}"
 
 
-async def _run_ledger(settings: Settings, signer: Signer, origin: str) -> None:
+async def _run_ledger(
+    settings: Settings, signer: Signer, origin: str, targets: list[WitnessTarget]
+) -> None:
     from services.audit.ledger import Ledger
+    from services.audit.witness import Witnesses
     from services.eventlog import connect
 
     nc = await connect(settings.nats_url, name="dooralert-ledger")
@@ -155,8 +167,17 @@ async def _run_ledger(settings: Settings, signer: Signer, origin: str) -> None:
             seconds=settings.checkpoint_seconds,
             out_dir=settings.checkpoint_dir,
         )
-        log.info("ledger.start", origin=origin, key=signer.verifier.line)
-        await ledger.run(stop)
+        log.info("ledger.start", origin=origin, key=signer.verifier.line, witnesses=len(targets))
+        # The witnesses run beside the ledger and never stop it: a failed send waits a round.
+        witnesses = Witnesses(targets, settings)
+        sending = asyncio.create_task(
+            witnesses.run(stop, lambda: ledger.latest_note, ledger.resolved_signed)
+        )
+        try:
+            await ledger.run(stop)
+        finally:
+            stop.set()
+            await sending
     finally:
         await nc.close()
 
@@ -177,9 +198,12 @@ def audit_serve() -> None:
         signer = read_signing_key(settings.log_key_file)
     except (OSError, NoteError) as exc:
         fail(f"cannot use signing key {settings.log_key_file}: {exc}")
+    from services.audit.witness import witness_targets
+
     origin = _log_origin(settings)
+    targets = witness_targets(service_directory(settings))
     try:
-        asyncio.run(_run_ledger(settings, signer, origin))
+        asyncio.run(_run_ledger(settings, signer, origin, targets))
     except LedgerError as exc:
         fail(str(exc), 1)
     except OSError as exc:
@@ -209,7 +233,9 @@ class _Progress:
 def audit_export(
     out: Annotated[
         Path,
-        typer.Option(help="directory to write events.jsonl, checkpoints.txt, log-key.pub into"),
+        typer.Option(
+            help="directory to write events.jsonl, checkpoints.txt, log-key.pub, manifest.json"
+        ),
     ],
     key: Annotated[
         str | None,
@@ -251,30 +277,36 @@ def audit_verify(
         ),
     ] = None,
     origin: Annotated[str | None, typer.Option(help="require this checkpoint origin")] = None,
-    checkpoint: Annotated[
+    trusted: Annotated[
         list[Path] | None,
-        typer.Option(help="extra checkpoint notes held outside the system (repeatable)"),
+        typer.Option(
+            "--trusted",
+            "--checkpoint",
+            help="a checkpoint kept outside the system (a note file, or a witness's .eml): the "
+            "log must extend it and be at least as long (repeatable)",
+        ),
     ] = None,
 ) -> None:
     """Check the log against its signed checkpoints; exit 0 only if it is intact."""
-    from services.audit.note import NoteError, load_verifier, split_notes
+    from services.audit.note import NoteError, load_verifier
+    from services.audit.trusted import load_trusted
     from services.audit.verify import ExportFormatError, verify_export
 
     try:
         verifier = load_verifier(key)
-        extra = [n for p in checkpoint or [] for n in split_notes(p.read_text(encoding="utf-8"))]
-    except (NoteError, OSError) as exc:
-        fail(f"--key/--checkpoint: {exc}")
+        extra = [named for p in trusted or [] for named in load_trusted(p)]
+    except (NoteError, OSError, UnicodeDecodeError) as exc:
+        fail(f"--key/--trusted: {exc}")
     if export_dir is not None:
         try:
-            result = verify_export(export_dir, verifier, origin=origin, extra_notes=extra)
+            result = verify_export(export_dir, verifier, origin=origin, trusted=extra)
         except (ExportFormatError, OSError) as exc:
             fail(str(exc))
     else:
         from services.audit.source import verify_stream
 
         settings = load_settings()
-        work = partial(verify_stream, verifier=verifier, origin=origin, extra_notes=extra)
+        work = partial(verify_stream, verifier=verifier, origin=origin, trusted=extra)
         try:
             result = on_jetstream(settings, name="dooralert-verify", work=work)
         except OSError as exc:

@@ -93,11 +93,19 @@ class DistrictInfo(_Strict):
     emergency_phone: str | None = None
 
 
+class AuditConfig(_Strict):
+    """`audit:` in district.yaml: who keeps copies of the ledger's checkpoints outside NATS."""
+
+    # Contact ids; each gets the latest signed checkpoint by e-mail and/or webhook.
+    witnesses: list[Token] = Field(default_factory=list)
+
+
 class Directory(_Strict):
     district: DistrictInfo
     roles: dict[Literal["law", "safety", "leadership"], list[Token]]
     contacts: list[Contact]
     schools: list[School] = Field(min_length=1)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Directory:
@@ -132,6 +140,13 @@ class Directory(_Strict):
         for contact in self.contacts:
             for cid in contact.backups:
                 check(f"contact {contact.id} backups", cid)
+        for cid in self.audit.witnesses:
+            check("audit.witnesses", cid)
+            witness = self.contact(cid)
+            if witness and not any(ch.type in ("email", "webhook") for ch in witness.channels):
+                raise ValueError(
+                    f'audit.witnesses names contact "{cid}", who has no email or webhook channel'
+                )
         return self
 
     # --- look-ups -------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from schemas.events import new_event_id
 from schemas.report import EncounterReport
 from services.audit.export import export
 from services.audit.ledger import ForkRefused, Ledger, checkpoint_subject
-from services.audit.merkle import root_of
+from services.audit.merkle import leaf_input, root_of
 from services.audit.note import (
     Checkpoint,
     Signer,
@@ -53,6 +53,11 @@ async def publish_reports(js: JetStreamContext, n: int) -> None:
         )
 
 
+async def log_root(js: JetStreamContext) -> bytes:
+    """The v2 root over every message now in DOORALERT: subject ‖ LF ‖ payload leaves."""
+    return root_of(leaf_input(m.subject, m.data) for m in await read_messages(js))
+
+
 async def sizes(js: JetStreamContext) -> list[int]:
     return [Checkpoint.parse(parse_note(n).text).size for n in await read_checkpoint_notes(js)]
 
@@ -83,7 +88,7 @@ async def test_ledger_signs_every_n_events_and_on_stop_and_the_export_verifies(
 
     payloads = [m.data for m in await read_messages(js)]
     last = open_checkpoint((tmp_path / "outside" / "latest.txt").read_text(), signer.verifier)
-    assert last == Checkpoint(ORIGIN, 12, root_of(payloads))
+    assert last == Checkpoint(ORIGIN, 12, await log_root(js))
     assert (tmp_path / "outside" / "checkpoint-000000000005.txt").is_file()
 
     out = tmp_path / "export"
@@ -95,6 +100,9 @@ async def test_ledger_signs_every_n_events_and_on_stop_and_the_export_verifies(
     assert first["seq"] == 1 and first["time"].endswith("Z") and "Nats-Msg-Id" in first["headers"]
     assert base64.b64decode(first["data"]) == payloads[0]
     assert len(split_notes((out / "checkpoints.txt").read_text())) == 3
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["leaf"] == "subject-lf-payload" and manifest["version"] == 2
+    assert (manifest["events"], manifest["checkpoints"], manifest["last_seq"]) == (12, 3, 12)
 
     result = verify_export(out, signer.verifier, origin=ORIGIN)
     assert result.ok, result.render()
@@ -126,8 +134,7 @@ async def test_restart_resumes_from_the_last_checkpoint_without_rereading_the_lo
     await run_ledger(again, until_size=13)
     assert again.resumed_from == 9
     assert again.events_read == 4  # only the new events were read
-    payloads = [m.data for m in await read_messages(js)]
-    assert again.last == Checkpoint(ORIGIN, 13, root_of(payloads))
+    assert again.last == Checkpoint(ORIGIN, 13, await log_root(js))
     result = await verify_stream(js, signer.verifier)
     assert result.ok and result.anchored == 13, result.render()
 
@@ -250,7 +257,9 @@ def test_two_swapped_payloads_with_renumbered_sequences_are_detected(
     rows = [json.loads(r) for r in lines(copy)]
     rows[2]["data"], rows[3]["data"] = rows[3]["data"], rows[2]["data"]
     write_lines(copy, [json.dumps(r) for r in rows])
-    failed(verify_export(copy, built[1].verifier), "checkpoint #1 (size 5)", "1..5")
+    # each payload now sits under the other's subject: named exactly, before the root check
+    text = failed(verify_export(copy, built[1].verifier), "seq 3: subject", "moved")
+    assert "checkpoint #1 (size 5): root does not match" in text
 
 
 def test_a_truncated_tail_is_detected_against_the_last_checkpoint(copy: Path, built: tuple) -> None:
@@ -281,7 +290,7 @@ def test_two_valid_checkpoints_of_one_size_with_different_roots_are_a_fork(
     notes = split_notes((copy / "checkpoints.txt").read_text())
     notes.append(sign_checkpoint(built[1], Checkpoint(ORIGIN, 10, b"\x03" * 32)))
     (copy / "checkpoints.txt").write_text(join_notes(notes))
-    failed(verify_export(copy, built[1].verifier), "fork at size 10", "#2 and #4")
+    failed(verify_export(copy, built[1].verifier), "fork at size 10", "#2 and checkpoint #4")
 
 
 def test_an_export_without_checkpoints_is_not_trusted(copy: Path, built: tuple) -> None:

@@ -80,3 +80,33 @@ def test_changing_any_leaf_changes_the_root() -> None:
         tampered = list(leaves)
         tampered[i] = tampered[i] + b" "
         assert root_of(tampered) != root
+
+
+# --- leaf format v2 (DESIGN §6): UTF-8 subject ‖ 0x0A ‖ payload -----------------------------
+
+V2_SUBJECT = "dooralert.hamline.inc-1.incident.acknowledged"
+
+
+def test_a_v2_leaf_hashes_the_subject_a_newline_and_the_payload() -> None:
+    import hashlib
+
+    from services.audit.merkle import leaf_hash, leaf_input
+
+    payload = b'{"type":"incident.acknowledged"}'
+    by_hand = hashlib.sha256(b"\x00" + V2_SUBJECT.encode("utf-8") + b"\x0a" + payload).digest()
+    assert leaf_hash(leaf_input(V2_SUBJECT, payload)) == by_hand
+    # a non-ASCII subject is hashed as its UTF-8 bytes
+    assert leaf_input("dooralert.escuela-ñ.i.t", b"") == "dooralert.escuela-ñ.i.t\n".encode()
+
+
+@pytest.mark.parametrize("size", range(1, 9))
+def test_v2_roots_over_the_rfc6962_vectors_differ_from_v1_and_follow_the_definition(
+    size: int,
+) -> None:
+    from services.audit.merkle import leaf_input
+
+    inputs = [leaf_input(f"{V2_SUBJECT}.{i}", p) for i, p in enumerate(LEAVES[:size])]
+    tree = CompactRange()
+    tree.extend(inputs)
+    assert tree.root() == reference_root(inputs)
+    assert tree.root().hex() != VECTORS["root_hashes_by_size_hex"][size]

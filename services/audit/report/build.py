@@ -30,6 +30,7 @@ from services.audit.report.model import (
     EscalationRow,
     FollowUp,
     NotificationRow,
+    PatternAlertRow,
     Person,
     TimelineRow,
 )
@@ -53,8 +54,10 @@ def build_report(
     contact_names: Mapping[str, str] | None = None,
     school_name: str | None = None,
     problems: Sequence[str] = (),
+    pattern_alerts: Sequence[tuple[int, PatternDetected]] = (),
 ) -> AfterActionReport:
-    """The report for one incident from its `(stream sequence, event)` pairs in log order."""
+    """The report for one incident from its `(stream sequence, event)` pairs in log order;
+    `pattern_alerts`: the `pattern.detected` events whose incident list may include it."""
     if not messages:
         raise ValueError("an after-action report needs at least one event")
     people = _People(contact_names or {})
@@ -100,7 +103,27 @@ def build_report(
         ],
         anchor=find_anchor(max(s for s, _ in messages), checkpoints, verifier),
         problems=warnings,
+        pattern_alerts=_pattern_alerts(state.incident_id, pattern_alerts),
     )
+
+
+def _pattern_alerts(
+    incident_id: str, alerts: Sequence[tuple[int, PatternDetected]]
+) -> list[PatternAlertRow]:
+    return [
+        PatternAlertRow(
+            seq=seq,
+            at=p.recorded_at,
+            alert_id=p.incident_id,
+            pattern=p.data.pattern,
+            window_minutes=p.data.window_minutes,
+            incidents=len(p.data.incident_ids),
+            schools=list(p.data.school_ids),
+            severity=p.data.severity,
+        )
+        for seq, p in alerts
+        if incident_id in p.data.incident_ids and p.incident_id != incident_id
+    ]
 
 
 def find_anchor(last_seq: int, notes: Sequence[str], verifier: Verifier | None) -> Anchor:

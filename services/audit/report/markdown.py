@@ -27,6 +27,24 @@ def render_markdown(r: AfterActionReport) -> str:
     out = _heading(r)
     out += _reported(r)
     out += _rules(r)
+    if r.pattern_alerts:
+        out += ["## Pattern alerts", "", "This incident was part of:", ""]
+        out += _table(
+            ["detected", "pattern", "alert", "window", "incidents", "schools", "severity", "seq"],
+            [
+                (
+                    time(p.at),
+                    p.pattern,
+                    p.alert_id,
+                    f"{p.window_minutes} min",
+                    p.incidents,
+                    ", ".join(p.schools),
+                    p.severity,
+                    p.seq,
+                )
+                for p in r.pattern_alerts
+            ],
+        )
     out += ["## Notifications", "", *_notifications(r)]
     out += ["## Acknowledgements", "", *_acknowledgements(r)]
     out += ["## Escalations", "", *_escalations(r)]

@@ -68,6 +68,20 @@ class DeadLetterRow:
 
 
 @dataclass(frozen=True)
+class PatternAlertRow:
+    """A `pattern.detected` alert this incident was part of (it lives on a district subject)."""
+
+    seq: int
+    at: datetime
+    alert_id: str  # the pattern alert's own incident id (`pattern-…`)
+    pattern: str
+    window_minutes: int
+    incidents: int
+    schools: list[str]
+    severity: str
+
+
+@dataclass(frozen=True)
 class TimelineRow:
     seq: int
     at: datetime
@@ -125,3 +139,4 @@ class AfterActionReport:
     timeline: list[TimelineRow]
     anchor: Anchor | None
     problems: list[str] = field(default_factory=list)  # shown as warnings at the top
+    pattern_alerts: list[PatternAlertRow] = field(default_factory=list)
