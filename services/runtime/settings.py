@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     log_origin: str | None = None
     # Also write each checkpoint note into this directory (outside NATS), if set.
     checkpoint_dir: Path | None = None
+    # Send the latest checkpoint to the district's witnesses (district.yaml `audit.witnesses`)
+    # this often, and at once when an incident is resolved.
+    witness_seconds: float = 3600.0
 
     # Notifier channels (issue: fallback, webhook, SMTP reuse, concurrency).
     # Webhook bodies are signed with this key (HMAC-SHA256); default: secret_key.
