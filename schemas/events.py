@@ -2,7 +2,8 @@
 
 Every event is one frozen pydantic model: the envelope fields plus a typed `data` payload.
 Events are serialized once, by `serialize_event`, and those bytes are what the log stores.
-Readers go through `parse_event`, which upcasts older `schema_version`s before validating.
+Readers go through `parse_event`, which upcasts older `schema_version`s before validating, and
+readers of the log through `parse_stored`, which also binds the event to its subject.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
-from schemas.report import Document, EncounterReport, Entry, SignedByJudge, Token
+from schemas.report import AgentCount, Document, EncounterReport, Entry, SignedByJudge, Token
 
-Source = Literal["intake", "router", "notifier", "audit"]
+Source = Literal["intake", "router", "notifier", "audit", "operator"]
 Channel = Literal["email", "webhook", "apprise"]
 Severity = Literal["info", "high", "critical"]
 
@@ -157,7 +158,7 @@ class EncounterUpdatedData(_Frozen):
     entry: Entry | None = None
     document: Document | None = None
     signed_by_judge: SignedByJudge | None = None
-    agent_count: Annotated[int, Field(ge=1, le=50)] | None = None
+    agent_count: AgentCount | None = None
     notes: Annotated[str, Field(max_length=500)] | None = None
 
 
@@ -179,6 +180,16 @@ class MessageDeadLetteredData(_Frozen):
     subject: str
     consumer: str
     reason: str
+
+
+class LinksRevokedData(_Frozen):
+    recipient: (
+        Annotated[str, Field(max_length=80, pattern=r"^[a-z0-9_-]+(:[a-z0-9_-]+)?$")] | None
+    ) = Field(
+        default=None,
+        description="whose status links stop working: a contact id, or a staff key's actor "
+        "(intake-key:<id>); none: every status link of the incident",
+    )
 
 
 class EncounterReported(Event):
@@ -240,6 +251,13 @@ class MessageDeadLettered(Event):
     data: MessageDeadLetteredData
 
 
+class LinksRevoked(Event):
+    """Status links of the incident issued until now stop working (`dooralert links revoke`)."""
+
+    type: Literal["links.revoked"] = "links.revoked"
+    data: LinksRevokedData
+
+
 EVENT_MODELS: dict[str, type[Event]] = {
     model.model_fields["type"].default: model
     for model in (
@@ -254,6 +272,7 @@ EVENT_MODELS: dict[str, type[Event]] = {
         IncidentResolved,
         PatternDetected,
         MessageDeadLettered,
+        LinksRevoked,
     )
 }
 
@@ -268,7 +287,8 @@ AnyEvent = Annotated[
     | EncounterUpdated
     | IncidentResolved
     | PatternDetected
-    | MessageDeadLettered,
+    | MessageDeadLettered
+    | LinksRevoked,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)
@@ -281,6 +301,11 @@ UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
 
 class EventDecodeError(ValueError):
     """The bytes are not a dooralert event this version can read."""
+
+
+class SubjectMismatch(EventDecodeError):
+    """The payload is not the event its subject says it is (DESIGN §4): a forgery or a bug,
+    set aside and never folded."""
 
 
 def upcast(raw: dict[str, Any]) -> dict[str, Any]:
@@ -319,6 +344,40 @@ def parse_event(payload: bytes | str) -> Event:
     return event
 
 
+def subject_mismatch(event: Event, subject: str) -> str | None:
+    """Why `event` cannot be the event stored on `subject`, or None when they agree.
+
+    A service user may publish only on its own event types' subjects, so the subject is what
+    the server vouches for; the payload is whatever the publisher wrote. Ids are tokens, so
+    naming them reveals nothing personal.
+    """
+    parts = subject.split(".", 3)
+    if len(parts) != 4:
+        return f"subject {subject!r} is not <prefix>.<school>.<incident>.<event type>"
+    _, school, incident, event_type = parts
+    if event_type != event.type:
+        return f"subject says {event_type} but the payload is {event.type}"
+    if incident != event.incident_id:
+        return (
+            f"subject says incident {incident} but the payload is about incident "
+            f"{event.incident_id}"
+        )
+    if school != event.school_id:
+        return f"subject says school {school} but the payload is about school {event.school_id}"
+    return None
+
+
+def parse_stored(payload: bytes | str, subject: str) -> Event:
+    """Decode a stored message and bind it to its subject: the one check every reader of the
+    log goes through. Raises `SubjectMismatch` (an `EventDecodeError`) when the payload's
+    type, school or incident differs from the subject's."""
+    event = parse_event(payload)
+    reason = subject_mismatch(event, subject)
+    if reason is not None:
+        raise SubjectMismatch(reason)
+    return event
+
+
 def serialize_event(event: Event) -> bytes:
     """The exact bytes the log stores for `event`."""
     return event.model_dump_json(exclude_none=False).encode()
@@ -326,4 +385,11 @@ def serialize_event(event: Event) -> bytes:
 
 def subject_for(event: Event, prefix: str = "dooralert") -> str:
     """`dooralert.<school_id>.<incident_id>.<event_type>` (DESIGN §3)."""
-    return f"{prefix}.{event.school_id}.{event.incident_id}.{event.type}"
+    return event_subject(event.school_id, event.incident_id, event.type, prefix)
+
+
+def event_subject(
+    school_id: str, incident_id: str, event_type: str, prefix: str = "dooralert"
+) -> str:
+    """The subject an event of `event_type` about that school and incident is stored on."""
+    return f"{prefix}.{school_id}.{incident_id}.{event_type}"

@@ -7,7 +7,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+)
 
 TOKEN_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 Token = Annotated[str, StringConstraints(pattern=TOKEN_PATTERN)]
@@ -87,6 +96,9 @@ REFUSED_FIELDS = frozenset(
     }
 )
 
+# Strict: "5", 5.0 or true are refused (422), not coerced; the report form converts its strings.
+AgentCount = Annotated[StrictInt, Field(ge=1, le=50)]
+
 
 def _single_line(value: str) -> str:
     # Cc covers C0, DEL and C1 (incl. NEL \x85); Zl/Zp are the Unicode line/paragraph separators.
@@ -110,8 +122,8 @@ class EncounterReport(BaseModel):
     occurred_at: AwareDatetime | None = None
     location: Annotated[str, Field(min_length=1, max_length=120), AfterValidator(_single_line)]
     agency_stated: Agency
-    agent_count: Annotated[int, Field(ge=1, le=50)]
-    credentials_shown: bool
+    agent_count: AgentCount
+    credentials_shown: StrictBool
     document: Document
     signed_by_judge: SignedByJudge
     purpose: Purpose

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -15,12 +14,16 @@ from services.cli.support import (
     fail,
     load_settings,
     on_jetstream,
+    require_secret_keys,
     service_directory,
     service_rules,
 )
 from services.runtime.config import ConfigError
 from services.runtime.logging import configure_logging
 from services.runtime.settings import EXAMPLE_CONFIG_DIR, Settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 class _DevSettings(BaseSettings):
@@ -97,7 +100,7 @@ def provision(
     from services.eventlog import provision as do_provision
 
     settings = load_settings()
-    work = partial(do_provision, replicas=replicas)
+    work = partial(do_provision, replicas=replicas, session_ttl=settings.session_lifetime_seconds)
     try:
         for line in on_jetstream(settings, name="dooralert-provision", work=work):
             typer.echo(line)
@@ -114,34 +117,49 @@ def intake() -> None:
     from services.intake.app import create_app
 
     settings = load_settings()
+    require_secret_keys(settings)
     directory = service_directory(settings)
-    uvicorn.run(
-        create_app(settings, directory=directory),
+    uvicorn.Server(intake_server_config(settings, create_app(settings, directory=directory))).run()
+
+
+def intake_server_config(settings: Settings, app: Any) -> uvicorn.Config:
+    """How uvicorn serves the intake app. X-Forwarded-For/-Proto are believed only from
+    DOORALERT_TRUSTED_PROXIES; with none, the client address is the TCP peer."""
+    import uvicorn
+
+    # uvicorn's own default trusts 127.0.0.1 (or $FORWARDED_ALLOW_IPS): any local process or
+    # sidecar could then name any client address and slip every per-address limit.
+    trusted = settings.trusted_proxies
+    return uvicorn.Config(
+        app,
         host=settings.http_host,
         port=settings.http_port,
         log_level="warning",
         access_log=False,
         server_header=False,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or "",
     )
 
 
 def router() -> None:
     """Run the router: applies rules.yaml to reports and follow-ups, escalates missed acks."""
-    from services.router.main import build_app
+    from services.router.main import run
 
     settings = load_settings()
     directory = service_directory(settings)
     rules = service_rules(settings)
-    asyncio.run(build_app(settings, rules=rules, directory=directory).run())
+    raise typer.Exit(run(settings, rules=rules, directory=directory))
 
 
 def notifier() -> None:
     """Run the notifier: email, webhook and Apprise (chat, SMS) delivery, retries, outcomes."""
-    from services.notifier.main import build_app
+    from services.notifier.main import run
 
     settings = load_settings()
+    require_secret_keys(settings)
     directory = service_directory(settings)
-    asyncio.run(build_app(settings, directory=directory).run())
+    raise typer.Exit(run(settings, directory=directory))
 
 
 def outbox(

@@ -196,6 +196,8 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "form.fix": "Please correct the fields marked below.",
         "form.unavailable": "Could not record the report. Call {phone} now.",
         "form.law_department": "the law department",
+        "pipeline.advice": "Alerts may be delayed: also call {phone} now.",
+        "pipeline.title": "Your report is recorded, but alerts are delayed",
         "incident.title": "Agents at {school}",
         "incident.reported": "Reported",
         "incident.where": "Where",
@@ -240,8 +242,23 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "page and submit again.",
         "error.rate": "Too many submissions in a short time. Wait {seconds} seconds and try "
         "again; if agents are at the door now, call {phone}.",
+        "error.report_rate": "This school has sent {limit} reports in the last minute, the most "
+        "dooralert takes at once. Wait {seconds} seconds and send this one again. If agents are "
+        "at the door now, {call}.",
+        "error.submission": "This form could not be sent as it was (its submission id is not "
+        "valid). Check the report below and send it again.",
+        "call.phone": "call {phone}",
+        "call.office": "call the district safety office",
         "error.other_school": "You are signed in for another school.",
         "error.not_found": "No such incident.",
+        "link.expired": "This status link has expired. Ask the district office for the "
+        "incident's status, or open it from a newer alert.",
+        "link.revoked": "This status link was withdrawn by the district. If you should still "
+        "follow this incident, ask the district office for a new link.",
+        "link.invalid": "This status link is not valid: it was altered, is for another incident, "
+        "or was not issued by this district.",
+        "signout.unavailable": "Could not sign out: the system is unreachable. Try again in a "
+        "moment; close this browser window if you are on a shared computer.",
         "error.go_back": "Back to the form",
         "reason.required": "required",
         # The notifier: what kind of notification this is, said first (subject prefix,
@@ -317,6 +334,8 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "form.fix": "Corrija los campos marcados abajo.",
         "form.unavailable": "No se pudo registrar el reporte. Llame ahora al {phone}.",
         "form.law_department": "departamento legal",
+        "pipeline.advice": "Las alertas pueden retrasarse: llame también ahora al {phone}.",
+        "pipeline.title": "Su reporte quedó registrado, pero las alertas se están retrasando",
         "incident.title": "Agentes en {school}",
         "incident.reported": "Reportado",
         "incident.where": "Dónde",
@@ -361,8 +380,23 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "la página y envíelo otra vez.",
         "error.rate": "Demasiados envíos en poco tiempo. Espere {seconds} segundos y vuelva a "
         "intentarlo; si hay agentes en la puerta ahora, llame al {phone}.",
+        "error.report_rate": "Esta escuela ya envió {limit} reportes en el último minuto, el "
+        "máximo que dooralert acepta a la vez. Espere {seconds} segundos y vuelva a enviar este. "
+        "Si hay agentes en la puerta ahora, {call}.",
+        "error.submission": "Este formulario no se pudo enviar así (su identificador de envío no "
+        "es válido). Revise el reporte y envíelo de nuevo.",
+        "call.phone": "llame al {phone}",
+        "call.office": "llame a la oficina de seguridad del distrito",
         "error.other_school": "Su sesión es de otra escuela.",
         "error.not_found": "No existe ese incidente.",
+        "link.expired": "Este enlace de estado venció. Pida el estado del incidente a la "
+        "oficina del distrito, o ábralo desde una alerta más reciente.",
+        "link.revoked": "El distrito retiró este enlace de estado. Si todavía debe seguir este "
+        "incidente, pida un enlace nuevo a la oficina del distrito.",
+        "link.invalid": "Este enlace de estado no es válido: fue alterado, es de otro incidente "
+        "o no lo emitió este distrito.",
+        "signout.unavailable": "No se pudo cerrar la sesión: el sistema no responde. Inténtelo "
+        "de nuevo en un momento; cierre esta ventana si usa una computadora compartida.",
         "error.go_back": "Volver al formulario",
         "reason.required": "obligatorio",
         # The notifier.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -13,15 +14,16 @@ from fastapi.responses import JSONResponse
 
 from schemas.events import EncounterUpdatedData, IncidentResolvedData
 from schemas.report import EncounterReport
-from services.domain.directory import Directory, School
+from services.domain.directory import School
 from services.domain.incident import IncidentState
-from services.domain.tokens import check_view_token
 from services.eventlog.interface import EventLog
+from services.intake import health, i18n
 from services.intake.bodies import body_schema, json_body, parse_json, read_body
-from services.intake.deps import DirectoryDep, EventLogDep, Intake, IntakeDep, client_of
+from services.intake.deps import EventLogDep, Intake, IntakeDep, client_of
 from services.intake.domain.idempotency import check_key
-from services.intake.errors import ApiError, refuse
+from services.intake.errors import ApiError, ReportLimited, refuse
 from services.intake.incidents import project, record_follow_up, submit_report
+from services.intake.links import LinkRefused, check_not_revoked, opened, read_link, without_notes
 
 router = APIRouter()
 
@@ -33,14 +35,23 @@ def bearer(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def authorise(directory: Directory, key: str | None) -> School:
-    """The school an intake key belongs to; 401 without a known key."""
+def authorise(intake: Intake, request: Request, key: str | None) -> School:
+    """The school an intake key belongs to; 401 without a known key, 429 once an address
+    has sent too many wrong ones."""
+    school = intake.directory.school_for_key(key) if key else None
+    if school is not None:
+        return school
+    # Only failures count: a correct key from the same address (a school's NAT) always works.
+    wait = intake.auth_limiter.take(client_of(request, missing="-"))
+    if wait:
+        raise ApiError(
+            429,
+            f"too many wrong intake keys from this address; retry in {int(wait) + 1} s",
+            retry_after=int(wait) + 1,
+        )
     if not key:
         raise ApiError(401, "missing intake key: send Authorization: Bearer <key>")
-    school = directory.school_for_key(key)
-    if school is None:
-        raise ApiError(401, "intake key not recognised")
-    return school
+    raise ApiError(401, "intake key not recognised")
 
 
 @dataclass(frozen=True)
@@ -51,10 +62,10 @@ class Staff:
     actor: str
 
 
-def staff(request: Request, directory: DirectoryDep) -> Staff:
+def staff(request: Request, intake: IntakeDep) -> Staff:
     """The caller's school by their Bearer key (401 without a known one)."""
     key = bearer(request)
-    school = authorise(directory, key)
+    school = authorise(intake, request, key)
     assert key is not None
     # Pseudonymous: which key acted, never the key itself.
     return Staff(school, "intake-key:" + hashlib.sha256(key.encode()).hexdigest()[:12])
@@ -85,16 +96,39 @@ async def post_encounter(
     idem = request.headers.get("idempotency-key")
     if refused := check_key(idem):
         refuse(refused)
-    incident_id, created = await submit_report(
-        event_log,
-        raw,
-        school=who.school,
-        actor=who.actor,
-        idempotency_key=idem,
-        now=datetime.now(UTC),
-    )
+    try:
+        incident_id, created = await submit_report(
+            event_log,
+            raw,
+            school=who.school,
+            actor=who.actor,
+            idempotency_key=idem,
+            now=datetime.now(UTC),
+            admit=partial(intake.admit_report, who.school.id),
+        )
+    except ReportLimited as exc:
+        lang = i18n.from_accept_language(request.headers.get("accept-language"))
+        raise ApiError(
+            429,
+            "too many reports from this school in the last minute; nothing was recorded",
+            retry_after=exc.retry_after,
+            advice=intake.report_limit_message(exc, lang or i18n.DEFAULT_LANGUAGE),
+            emergency_phone=intake.phone,
+        ) from None
     return JSONResponse(
-        {"incident_id": incident_id, "created": created, **intake.urls(incident_id)}, 202
+        {
+            "incident_id": incident_id,
+            "created": created,
+            **intake.urls(incident_id, actor=who.actor),
+            # Stored, but the router or notifier is stalled: say so, with what to do.
+            **health.advice(
+                request,
+                intake.phone,
+                i18n.from_accept_language(request.headers.get("accept-language"))
+                or i18n.DEFAULT_LANGUAGE,
+            ),
+        },
+        202,
     )
 
 
@@ -107,16 +141,29 @@ async def get_incident(
     token: str | None = None,
 ) -> Any:
     key = bearer(request)
-    by_token = check_view_token(intake.secret, incident_id, token)
-    if not key and not by_token:
+    claim = None
+    if token and not key:
+        try:
+            claim = read_link(intake, incident_id, token, now=datetime.now(UTC))
+        except LinkRefused as exc:
+            raise ApiError(exc.status, exc.reason) from None
+    if not key and claim is None:
         raise ApiError(401, "send the school's intake key or the link's token")
     # A key is checked before the log is read: a wrong key learns nothing, costs nothing.
-    school = None if by_token else authorise(intake.directory, key)
+    school = None if claim is not None else authorise(intake, request, key)
     incident = await project(event_log, incident_id)
     if incident is None:
         raise ApiError(404, "no such incident")
     if school is not None and school.id != incident.school_id:
         raise ApiError(403, "this intake key is for another school")
+    if claim is not None:
+        try:
+            check_not_revoked(claim, incident)
+        except LinkRefused as exc:
+            raise ApiError(exc.status, exc.reason) from None
+        opened(claim, incident)
+        if not claim.notes:
+            incident = without_notes(incident)
     return JSONResponse(incident.model_dump(mode="json"))
 
 

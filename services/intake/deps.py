@@ -3,6 +3,7 @@ settings, directory and protocol, the event log and the staff session of the req
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from typing import Annotated
@@ -11,17 +12,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from fastapi import Depends, Request
 
 from services.domain.directory import Directory
+from services.domain.i18n import text
 from services.domain.protocol import Protocol
-from services.domain.tokens import view_token
+from services.domain.tokens import Keyring, ViewClaim, view_token
 from services.eventlog.interface import EventLog
-from services.intake.errors import Unavailable
+from services.intake.errors import LOG_FAILURES, ReportLimited, Unavailable
+from services.intake.live import LiveHub
 from services.intake.security import (
     SESSION_COOKIE,
     RateLimiter,
     Session,
     SessionExpired,
     decode_session,
+    session_id,
 )
+from services.intake.sessions import EndedSessions
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
 
@@ -37,24 +42,32 @@ class Intake:
     protocol: Protocol
     school_limiter: RateLimiter
     client_limiter: RateLimiter
-    signin_limiter: RateLimiter
+    signin_limiter: RateLimiter  # failed sign-ins, per (client address, school)
+    auth_limiter: RateLimiter  # wrong or missing API keys, per client address
+    report_limiter: RateLimiter  # new reports, per school
+    live: LiveHub
+    keys: Keyring  # signs sessions, CSRF tokens and links (DOORALERT_SECRET_KEYS)
 
     @classmethod
     def build(cls, settings: Settings, *, directory: Directory, protocol: Protocol) -> Intake:
-        """The context for one app: its rate limiters start empty."""
+        """The context for one app: its rate limiters start empty. Raises
+        `InsecureSecretKey` when the secret key is missing, an example or too short."""
         return cls(
+            keys=Keyring.of(settings.signing_keys()),
             settings=settings,
             directory=directory,
             protocol=protocol,
             school_limiter=RateLimiter(settings.rate_limit_school_per_minute),
             client_limiter=RateLimiter(settings.rate_limit_client_per_minute),
             signin_limiter=RateLimiter(settings.rate_limit_signin_per_minute),
+            auth_limiter=RateLimiter(settings.rate_limit_auth_failures_per_minute),
+            report_limiter=RateLimiter(settings.rate_limit_reports_per_minute),
+            live=LiveHub(
+                poll_seconds=settings.live_poll_seconds,
+                per_token=settings.live_streams_per_token,
+                per_client=settings.live_streams_per_client,
+            ),
         )
-
-    @property
-    def secret(self) -> str:
-        """The key that signs sessions, CSRF tokens and links."""
-        return self.settings.secret_key.get_secret_value()
 
     @property
     def phone(self) -> str | None:
@@ -85,9 +98,34 @@ class Intake:
             log.warning("intake.rate_limited", school=school_id)
         return wait
 
-    def urls(self, incident_id: str) -> dict[str, str]:
-        """The incident's status (JSON) and page (HTML) links, each carrying its view token."""
-        token = view_token(self.secret, incident_id)
+    def admit_report(self, school_id: str) -> None:
+        """Take one of the school's new-report places; `ReportLimited` when none is left."""
+        wait = self.report_limiter.take(school_id)
+        if wait:
+            log.warning("intake.report_limited", school=school_id)
+            raise ReportLimited(wait)
+
+    def report_limit_message(self, limited: ReportLimited, lang: str) -> str:
+        """What a staff member reads when the report limit refuses: when to retry, whom to call."""
+        call = (
+            text("call.phone", lang, phone=self.phone) if self.phone else text("call.office", lang)
+        )
+        limit = f"{self.settings.rate_limit_reports_per_minute:g}"
+        return text("error.report_rate", lang, limit=limit, seconds=limited.retry_after, call=call)
+
+    def urls(self, incident_id: str, *, actor: str) -> dict[str, str]:
+        """The incident's status (JSON) and page (HTML) links for the staff member `actor`
+        who reported it: their own view token (notes shown), expiring like an alert's."""
+        now = int(time.time())
+        claim = ViewClaim(
+            incident_id,
+            recipient=actor,
+            notification_id=None,
+            notes=True,
+            issued_at=now,
+            expires_at=now + int(self.settings.view_link_days * 86400),
+        )
+        token = view_token(self.keys, claim)
         base = self.settings.base_url
         return {
             "status_url": f"{base}/api/v1/incidents/{incident_id}?token={token}",
@@ -133,11 +171,37 @@ class CurrentSession:
     expired: bool = False
 
 
+def get_ended_sessions(request: Request) -> EndedSessions:
+    """The record of signed-out sessions the lifespan opened."""
+    sessions: EndedSessions | None = getattr(request.app.state, "ended_sessions", None)
+    if sessions is None:
+        raise Unavailable
+    return sessions
+
+
+async def check_signed_out(request: Request) -> None:
+    """Whether the request's session was signed out, looked up once per request before any
+    handler (an app-wide dependency) so that `read_session` can stay synchronous."""
+    sid = session_id(get_intake(request).keys, request.cookies.get(SESSION_COOKIE))
+    ended = False
+    if sid is not None:
+        try:
+            ended = await get_ended_sessions(request).is_ended(sid)
+        except LOG_FAILURES as exc:
+            log.error("session.not_checked", error=type(exc).__name__)
+            raise Unavailable from exc
+    request.state.session_ended = ended
+
+
 def read_session(intake: Intake, request: Request) -> CurrentSession:
     """The request's staff session (see `CurrentSession`)."""
     cookie = request.cookies.get(SESSION_COOKIE)
+    # Fail closed: a request the signed-out check did not see has no session.
+    ended = getattr(request.state, "session_ended", True)
     try:
-        return CurrentSession(decode_session(intake.secret, cookie, directory=intake.directory))
+        return CurrentSession(
+            decode_session(intake.keys, cookie, directory=intake.directory, ended=ended)
+        )
     except SessionExpired:
         return CurrentSession(None, expired=True)
 
@@ -153,6 +217,7 @@ DirectoryDep = Annotated[Directory, Depends(get_directory)]
 ProtocolDep = Annotated[Protocol, Depends(get_protocol)]
 EventLogDep = Annotated[EventLog, Depends(get_event_log)]
 SessionDep = Annotated[CurrentSession, Depends(get_session)]
+EndedSessionsDep = Annotated[EndedSessions, Depends(get_ended_sessions)]
 
 
 def client_of(request: Request, *, missing: str = "unknown") -> str:

@@ -3,6 +3,7 @@
     IntakeError
     ├── ApiError      a request refused (4xx): answered as {"error": message, **extra}
     ├── ReportInvalid the data fails validation: 422 naming each field
+    ├── ReportLimited the school's report limit is reached: 429, and whom to call meanwhile
     └── Unavailable   the event log did not answer; nothing was recorded: 503, call the district
 
 Anything else raised while handling a request is a bug: a logged 500 (app.py).
@@ -64,6 +65,19 @@ class ReportInvalid(IntakeError):
 
 class Unavailable(IntakeError):
     """The event log could not be reached; nothing was recorded."""
+
+
+class ReportLimited(IntakeError):
+    """The school reached its report limit; nothing was recorded. Retry after `wait` s."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"report limit reached; retry in {wait:.0f} s")
+        self.wait = wait
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds to wait (at least 1), for Retry-After."""
+        return int(self.wait) + 1
 
 
 def refuse(refused: Refused) -> NoReturn:

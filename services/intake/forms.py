@@ -35,7 +35,7 @@ def csrf_ok(
 ) -> bool:
     """Same origin, and the form's CSRF token matches the cookie's and this session."""
     return same_origin(intake, request) and csrf_valid(
-        intake.secret, session, form_token, request.cookies.get(CSRF_COOKIE)
+        intake.keys, session, form_token, request.cookies.get(CSRF_COOKIE)
     )
 
 
@@ -92,6 +92,15 @@ def report_from_form(
     raw["school_id"] = school_id
     if raw.get("notes", "") == "":
         raw.pop("notes", None)
+    # The JSON API takes no strings for numbers or booleans: convert the form's words here.
+    count = raw.pop("agent_count", "").strip()
+    if count:
+        # Short: int() of thousands of digits raises (and no one has 10**9 agents).
+        digits = count.isascii() and count.isdigit() and len(count) <= 9
+        raw["agent_count"] = int(count) if digits else count
+    shown = raw.pop("credentials_shown", "")
+    if shown:
+        raw["credentials_shown"] = {"true": True, "false": False}.get(shown, shown)
     clock = values.get("occurred_time", "").strip()
     if clock:
         try:

@@ -6,36 +6,66 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 
 from schemas.report import Document, SignedByJudge
 from services.domain.incident import IncidentState
-from services.domain.tokens import check_view_token
 from services.eventlog.interface import EventLog
-from services.intake.deps import EventLogDep, Intake, IntakeDep, SessionDep, read_session
-from services.intake.errors import Unavailable
+from services.intake import health
+from services.intake.deps import (
+    EventLogDep,
+    Intake,
+    IntakeDep,
+    SessionDep,
+    client_of,
+    read_session,
+)
 from services.intake.incidents import project
+from services.intake.links import LinkRefused, check_not_revoked, opened, read_link, shown, staff_of
+from services.intake.live import Lease, LiveLimited, Reader
 from services.intake.render import TEMPLATES, PageError, error_page, language, render, translations
+from services.runtime.logging import get_logger
 
 router = APIRouter()
+log = get_logger("dooralert.intake")
+
+# A comment line this often keeps proxies from closing an idle stream.
+KEEPALIVE_SECONDS = 15.0
 
 
 async def viewable(
     intake: Intake, event_log: EventLog, request: Request, incident_id: str, token: str | None
 ) -> IncidentState:
-    """The incident, if the link's token or a session of its school allows reading it."""
-    by_token = check_view_token(intake.secret, incident_id, token)
+    """The incident, if a session of its school or a valid, unrevoked link for it allows
+    reading it; a refused link gets its own page (expired, revoked, not valid)."""
     session = read_session(intake, request).session
-    if not by_token and (session is None or session.school_id is None):
-        raise PageError(401, "signin.expired")
+    claim, refused = None, None
+    if token:
+        try:
+            claim = read_link(intake, incident_id, token, now=datetime.now(UTC))
+        except LinkRefused as exc:
+            refused = PageError(exc.status, exc.key)
+    if claim is None and (session is None or session.school_id is None):
+        raise refused or PageError(401, "signin.expired")
     incident = await project(event_log, incident_id)
     if incident is None:
         raise PageError(404, "error.not_found")
-    if not by_token and session is not None and session.school_id != incident.school_id:
-        raise PageError(403, "error.other_school")
+    if staff_of(intake, request, incident):
+        return incident
+    if claim is None:
+        raise refused or PageError(403, "error.other_school")
+    try:
+        check_not_revoked(claim, incident)
+    except LinkRefused as exc:
+        raise PageError(exc.status, exc.key) from None
+    opened(claim, incident)
     return incident
 
 
@@ -44,10 +74,10 @@ def incident_context(intake: Intake, request: Request, incident: IncidentState) 
     lang = language(request)[0]
     school = intake.directory.school(incident.school_id)
     query_token = request.query_params.get("token")
-    token = check_view_token(intake.secret, incident.incident_id, query_token)
     protocol = intake.protocol
     return {
-        "incident": incident,
+        # Without notes when the link was sent to a shared place (chat, webhook).
+        "incident": shown(intake, request, incident),
         "school_name": school.name if school else incident.school_id,
         "names": {c.id: c.name for c in intake.directory.contacts},
         "protocol": protocol.text(incident.report.document, lang) if incident.report else "",
@@ -55,7 +85,9 @@ def incident_context(intake: Intake, request: Request, incident: IncidentState) 
         "documents": list(Document),
         "signed_choices": list(SignedByJudge),
         "events_url": f"/incidents/{incident.incident_id}/events"
-        + (f"?token={query_token}" if token else ""),
+        + (f"?token={quote(query_token)}" if query_token else ""),
+        # The router or notifier is stalled: alerts may be late, so say whom to call.
+        "pipeline": health.advice(request, intake.phone, lang),
     }
 
 
@@ -94,28 +126,43 @@ def status_event(intake: Intake, request: Request, state: IncidentState) -> str:
 
 
 async def status_stream(
-    intake: Intake, event_log: EventLog, request: Request, first: IncidentState
+    intake: Intake, request: Request, first: IncidentState, read: Reader, lease: Lease
 ) -> AsyncIterator[str]:
-    """The status now, then again whenever the projection changes, until `live_max_seconds`."""
-    settings = intake.settings
-    last = first
-    yield "retry: 2000\n\n" + status_event(intake, request, last)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.live_max_seconds
-    while loop.time() < deadline:
-        await asyncio.sleep(settings.live_poll_seconds)
-        if await request.is_disconnected():
-            return
-        try:
-            state = await project(event_log, first.incident_id)
-        except Unavailable:
-            yield ": log unreachable\n\n"
-            continue
-        if state is not None and state != last:
-            last = state
-            yield status_event(intake, request, state)
-        else:
-            yield ": keep-alive\n\n"
+    """The status now, then again whenever the incident's shared poller sees it change, until
+    `live_max_seconds` (the browser then reconnects)."""
+    try:
+        yield "retry: 2000\n\n" + status_event(intake, request, first)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + intake.settings.live_max_seconds
+        async with intake.live.watch(first, read) as watch:
+            last, seen = first, -1
+            while not watch.closed:
+                if watch.version != seen:
+                    seen = watch.version
+                    if watch.unreachable:
+                        yield ": log unreachable\n\n"
+                    elif watch.state != last:
+                        last = watch.state
+                        yield status_event(intake, request, last)
+                    continue
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                try:
+                    await asyncio.wait_for(watch.changed.wait(), min(KEEPALIVE_SECONDS, remaining))
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+    finally:
+        lease.release()
+
+
+def stream_key(intake: Intake, request: Request, token: str | None) -> str:
+    """Whose streams count together under the per-token cap: the link's token, else the
+    staff session, else the address."""
+    if token:
+        return f"link:{token[:512]}"
+    session = read_session(intake, request).session
+    return f"session:{session.sid}" if session else f"client:{client_of(request)}"
 
 
 @router.get("/incidents/{incident_id}/events")
@@ -128,11 +175,25 @@ async def incident_events(
 ) -> Response:
     """Server-sent events: the status fragment, sent again whenever the projection changes."""
     try:
+        # Counted before the log is read: a refused stream costs nothing.
+        lease = intake.live.lease(
+            token=stream_key(intake, request, token), client=client_of(request)
+        )
+    except LiveLimited as exc:
+        log.warning("live.limited", incident=incident_id, which=exc.which)
+        return Response(str(exc), 429, media_type="text/plain", headers={"Retry-After": "30"})
+    try:
         incident = await viewable(intake, event_log, request, incident_id, token)
     except PageError as exc:
+        lease.release()
         return Response(exc.key, exc.status, media_type="text/plain")
+    except BaseException:
+        lease.release()
+        raise
     return StreamingResponse(
-        status_stream(intake, event_log, request, incident),
+        status_stream(intake, request, incident, partial(project, event_log, incident_id), lease),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        # Also here: a client gone before the stream started never runs the stream's `finally`.
+        background=BackgroundTask(lease.release),
     )

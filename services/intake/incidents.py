@@ -8,12 +8,12 @@ propagates to the 500 handler.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.events import Event, new_event_id, parse_event
+from schemas.events import Event, event_subject, new_event_id, parse_stored
 from schemas.report import TOKEN_PATTERN, EncounterReport
 from services.domain.directory import School
 from services.domain.incident import IncidentState, fold
@@ -44,7 +44,7 @@ async def project(event_log: EventLog, incident_id: str) -> IncidentState | None
         return None  # not an id dooralert makes (and a "." or "*" would widen the subject)
     with log_unreachable("incident.not_read", incident=incident_id):
         events = await event_log.read_incident(incident_id)
-    return fold(events)
+    return fold(events, incident_id=incident_id)
 
 
 async def record(event_log: EventLog, event: Event) -> Appended:
@@ -59,7 +59,7 @@ async def _stored_report(event_log: EventLog, school_id: str, incident_id: str) 
     if stored is None:
         return None
     try:
-        return parse_event(stored)
+        return parse_stored(stored, event_subject(school_id, incident_id, "encounter.reported"))
     except ValueError as exc:
         # A stored report this version cannot read: nothing can be compared or recorded.
         log.error("report.stored_unreadable", incident=incident_id)
@@ -90,8 +90,12 @@ async def submit_report(
     actor: str,
     idempotency_key: str | None,
     now: datetime,
+    admit: Callable[[], None] | None = None,
 ) -> tuple[str, bool]:
-    """Record one report (`raw`: its JSON). Returns (incident id, whether it is new)."""
+    """Record one report (`raw`: its JSON). Returns (incident id, whether it is new).
+
+    `admit` is called just before a new report is appended (never for a retry of one already
+    recorded), and raises to refuse it: the school's report limit."""
     if isinstance(raw, dict) and "school_id" in raw and raw["school_id"] != school.id:
         raise ApiError(403, f"this intake key is for school {school.id!r} only")
     report = parse_report(raw, now=now)
@@ -103,6 +107,8 @@ async def submit_report(
             event_log, school, incident_id, report, had_time=had_time
         ):
             return incident_id, False
+        if admit is not None:
+            admit()
         appended = await event_log.append(event)
         if appended.duplicate and idempotency_key:
             # Lost a race with a concurrent request under the same key: same answer as if it

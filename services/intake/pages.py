@@ -17,8 +17,22 @@ from schemas.report import Agency, Document, Entry, Purpose, SignedByJudge
 from services.domain.directory import hash_intake_key
 from services.intake import i18n
 from services.intake.bodies import form_values
-from services.intake.deps import EventLogDep, Intake, IntakeDep, SessionDep, client_of
-from services.intake.errors import ApiError, ReportInvalid, Unavailable
+from services.intake.deps import (
+    EndedSessionsDep,
+    EventLogDep,
+    Intake,
+    IntakeDep,
+    SessionDep,
+    client_of,
+)
+from services.intake.domain.idempotency import check_submission_id
+from services.intake.errors import (
+    LOG_FAILURES,
+    ApiError,
+    ReportInvalid,
+    ReportLimited,
+    Unavailable,
+)
 from services.intake.forms import (
     check_post,
     csrf_ok,
@@ -45,7 +59,9 @@ from services.intake.security import (
     csrf_token,
     new_session,
 )
+from services.runtime.logging import get_logger
 
+log = get_logger("dooralert.intake")
 router = APIRouter()
 
 
@@ -82,29 +98,43 @@ async def signin(request: Request, intake: IntakeDep, current: SessionDep) -> Re
     values = await form_values(request, max_bytes=intake.settings.max_report_bytes)
     if not csrf_ok(intake, request, current.session, values.get(CSRF_FIELD)):
         return error_page(intake, request, PageError(403, "error.csrf"), None)
-    wait = intake.signin_limiter.take(client_of(request))
-    if wait:
-        error = PageError(429, "error.rate", seconds=int(wait) + 1, phone=intake.phone or "-")
-        return error_page(intake, request, error, current.session)
     school_id = values.get("school_id", "")
     key = values.get("intake_key", "").strip()
-    school = intake.directory.school_for_key(key)
+    school = intake.directory.school_for_key(key) if key else None
     if school is None or school.id != school_id:
+        # Only failures count, per (address, school): others behind a school's NAT getting
+        # it wrong never lock out a correct key (keys are random, >=128 bits: unguessable).
+        known = school_id if intake.directory.school(school_id) else "?"
+        wait = intake.signin_limiter.take(f"{client_of(request)}|{known}")
+        if wait:
+            lang = language(request)[0]
+            phone = intake.phone or i18n.translate(lang, "form.law_department")
+            error = PageError(429, "error.rate", seconds=int(wait) + 1, phone=phone)
+            return error_page(intake, request, error, current.session)
         return signin_page(intake, request, status=401, error="signin.bad_key", school_id=school_id)
     lifetime = intake.settings.session_lifetime_seconds
     fresh = new_session(school=school, key_hash=hash_intake_key(key), lifetime=lifetime)
     resp = RedirectResponse("/", status_code=303)
-    set_session_cookies(intake, resp, fresh, csrf_token(intake.secret, fresh), lifetime=lifetime)
+    set_session_cookies(intake, resp, fresh, csrf_token(intake.keys, fresh), lifetime=lifetime)
     return resp
 
 
 @router.post("/signout", response_class=HTMLResponse)
-async def signout(request: Request, intake: IntakeDep) -> Response:
+async def signout(request: Request, intake: IntakeDep, ended: EndedSessionsDep) -> Response:
     values = await form_values(request, max_bytes=intake.settings.max_report_bytes)
     try:
-        check_post(intake, request, values, need_school=False)
+        session = check_post(intake, request, values, need_school=False)
     except PageError as exc:
         return error_page(intake, request, exc, None)
+    if session.school_id is not None:
+        # Recorded before the cookie is dropped: a copy of the cookie (another browser, a
+        # stolen one) stops working too, on every intake instance.
+        try:
+            await ended.end(session.sid, expires_at=session.expires_at)
+        except LOG_FAILURES as exc:
+            log.error("session.not_ended", error=type(exc).__name__)
+            return error_page(intake, request, PageError(503, "signout.unavailable"), session)
+        log.info("session.ended", school=session.school_id)
     resp = RedirectResponse("/", status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path="/")
     resp.delete_cookie(CSRF_COOKIE, path="/")
@@ -184,6 +214,14 @@ async def submit_form(request: Request, intake: IntakeDep, event_log: EventLogDe
     now = datetime.now(UTC)
 
     again = partial(form_page, intake, request, session, values=values)
+    submission_id = values.get("submission_id") or None
+    if check_submission_id(submission_id):
+        # A tampered hidden field: offer the same report again under a fresh id.
+        fresh = {k: v for k, v in values.items() if k != "submission_id"}
+        banner = i18n.translate(lang, "error.submission")
+        return form_page(
+            intake, request, session, values=fresh, errors={}, status=400, banner=banner
+        )
 
     try:
         raw = report_from_form(values, school_id=school.id, tz=intake.timezone, now=now)
@@ -192,9 +230,15 @@ async def submit_form(request: Request, intake: IntakeDep, event_log: EventLogDe
             raw,
             school=school,
             actor=session.actor,
-            idempotency_key=values.get("submission_id") or None,
+            idempotency_key=submission_id,
             now=now,
+            admit=partial(intake.admit_report, school.id),
         )
+    except ReportLimited as exc:
+        # The same submission id stays in the form: sending it again later is not a duplicate.
+        page = again(errors={}, status=429, banner=intake.report_limit_message(exc, lang))
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
     except ReportInvalid as exc:
         errors = {f["field"]: field_reason(f["reason"], lang) for f in exc.fields}
         return again(status=422, banner=i18n.translate(lang, "form.fix"), errors=errors)
@@ -205,7 +249,9 @@ async def submit_form(request: Request, intake: IntakeDep, event_log: EventLogDe
         )
     except ApiError as exc:
         return again(errors={}, status=exc.status, banner=exc.message)
-    return RedirectResponse(intake.urls(incident_id)["page_url"], status_code=303)
+    return RedirectResponse(
+        intake.urls(incident_id, actor=session.actor)["page_url"], status_code=303
+    )
 
 
 @router.post("/incidents/{incident_id}/followup", response_class=HTMLResponse)
@@ -234,4 +280,6 @@ async def followup_form(
         return HTMLResponse(plain(exc.message), exc.status)
     except ReportInvalid as exc:
         return HTMLResponse(plain(str(exc)), 422)
-    return RedirectResponse(intake.urls(incident_id)["page_url"], status_code=303)
+    return RedirectResponse(
+        intake.urls(incident_id, actor=session.actor)["page_url"], status_code=303
+    )

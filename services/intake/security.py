@@ -1,21 +1,22 @@
 """Staff sessions, CSRF tokens, rate limits and security headers for the intake pages.
 
-- A session is a signed cookie (HMAC-SHA256 with DOORALERT_SECRET_KEY): which school, which
-  intake key (by its pseudonymous id, never the key), and when it expires. Rotating a school's
-  key in district.yaml ends the sessions made with the old one.
-- CSRF: a signed double-submit token. The token is `<nonce>.<mac>` with the mac over the
-  session id and the nonce; it is both in a cookie and in each form, and a POST must carry the
-  same token in both, signed for the current session.
-- Rate limits: in-memory token buckets per school and per client address (one process; a
-  fleet behind a load balancer would share them in NATS KV or at the proxy).
+- A session is a signed cookie (the `session` purpose of the keyring, services/domain/tokens.py):
+  its id, which school, which intake key (by its pseudonymous id, never the key), and when it
+  expires. Rotating a school's key in district.yaml ends the sessions made with the old one;
+  signing out ends one session (its id is recorded as ended: sessions.py).
+- CSRF: a signed double-submit token (the `csrf` purpose) naming the session id and a nonce;
+  it is both in a cookie and in each form, and a POST must carry the same token in both,
+  signed for the current session.
+- Rate limits: in-memory token buckets (one process; a fleet behind a load balancer would
+  share them in NATS KV or at the proxy): writes per school and per client address, new
+  reports per school, and failures only for sign-ins (per address and school) and API keys
+  (per address), so a correct key is never refused. The client address is the TCP peer
+  unless DOORALERT_TRUSTED_PROXIES names the proxy in front (services/cli/services.py).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import json
 import secrets
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.domain.directory import Directory, School
+from services.domain.tokens import Keyring, TokenError
 
 SESSION_COOKIE = "dooralert_session"
 CSRF_COOKIE = "dooralert_csrf"
@@ -33,19 +35,6 @@ CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _mac(secret: str, purpose: str, payload: str) -> str:
-    digest = hmac.new(secret.encode(), f"{purpose}\x1f{payload}".encode(), hashlib.sha256)
-    return _b64(digest.digest())
 
 
 def key_id(key_hash: str) -> str:
@@ -68,7 +57,8 @@ class Session:
 
 
 class SessionExpired(Exception):
-    """A session cookie that was genuine but is past its expiry (or its key was rotated)."""
+    """A session cookie that was genuine but is past its expiry, signed out, or its key was
+    rotated."""
 
 
 def new_session(
@@ -84,35 +74,41 @@ def new_session(
     )
 
 
-def encode_session(secret: str, session: Session) -> str:
+def encode_session(keys: Keyring, session: Session) -> str:
     """The session as a signed cookie value."""
-    payload = _b64(
-        json.dumps(
-            [session.sid, session.school_id, session.key_id, session.expires_at],
-            separators=(",", ":"),
-        ).encode()
+    return keys.sign(
+        "session", [session.sid, session.school_id, session.key_id, session.expires_at]
     )
-    return f"{payload}.{_mac(secret, 'session', payload)}"
+
+
+def session_id(keys: Keyring, cookie: str | None) -> str | None:
+    """The id of a genuine session cookie (expired or not); None if absent or forged."""
+    try:
+        sid = keys.unsign("session", cookie)[0]
+    except (TokenError, LookupError, TypeError):
+        return None
+    return sid if isinstance(sid, str) else None
 
 
 def decode_session(
-    secret: str, cookie: str | None, *, directory: Directory, now: float | None = None
+    keys: Keyring,
+    cookie: str | None,
+    *,
+    directory: Directory,
+    ended: bool = False,
+    now: float | None = None,
 ) -> Session | None:
-    """The session in a cookie; None if absent or forged. Raises SessionExpired when stale."""
+    """The session in a cookie; None if absent or forged. Raises SessionExpired when stale,
+    or when `ended` (its id is recorded as signed out)."""
     if not cookie:
         return None
-    payload, sep, mac = cookie.partition(".")
-    if not sep or not hmac.compare_digest(
-        _mac(secret, "session", payload).encode(), mac.encode("utf-8", "replace")
-    ):
-        return None
     try:
-        sid, school_id, kid, expires_at = json.loads(_unb64(payload))
+        sid, school_id, kid, expires_at = keys.unsign("session", cookie)
         session = Session(str(sid), school_id, kid, int(expires_at))
-    except (ValueError, TypeError):
+    except (TokenError, ValueError, TypeError):
         return None
     now = time.time() if now is None else now
-    if now >= session.expires_at:
+    if ended or now >= session.expires_at:
         raise SessionExpired
     if session.school_id is not None:
         school = directory.school(session.school_id)
@@ -121,14 +117,13 @@ def decode_session(
     return session
 
 
-def csrf_token(secret: str, session: Session) -> str:
+def csrf_token(keys: Keyring, session: Session) -> str:
     """A fresh CSRF token signed for `session`."""
-    nonce = secrets.token_urlsafe(12)
-    return f"{nonce}.{_mac(secret, 'csrf', f'{session.sid}|{nonce}')}"
+    return keys.sign("csrf", [session.sid, secrets.token_urlsafe(12)])
 
 
 def csrf_valid(
-    secret: str, session: Session | None, form_token: str | None, cookie_token: str | None
+    keys: Keyring, session: Session | None, form_token: str | None, cookie_token: str | None
 ) -> bool:
     """Whether the form's and the cookie's CSRF tokens agree and are signed for `session`."""
     if session is None or not form_token or not cookie_token:
@@ -137,11 +132,11 @@ def csrf_valid(
         form_token.encode("utf-8", "replace"), cookie_token.encode("utf-8", "replace")
     ):
         return False
-    nonce, sep, mac = form_token.partition(".")
-    if not sep:
+    try:
+        sid, _nonce = keys.unsign("csrf", form_token)
+    except (TokenError, ValueError, TypeError):
         return False
-    expected = _mac(secret, "csrf", f"{session.sid}|{nonce}")
-    return hmac.compare_digest(expected.encode(), mac.encode("utf-8", "replace"))
+    return bool(sid == session.sid)
 
 
 # --- rate limits -----------------------------------------------------------------------------

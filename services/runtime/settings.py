@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,27 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_CONFIG_DIR = REPO_ROOT / "deploy" / "examples"
+
+
+MIN_SECRET_BYTES = 32
+# Values that were ever a default or an example: whoever read the README could forge with them.
+PUBLISHED_KEYS = frozenset(
+    {
+        "dev-only-insecure-secret-change-me",
+        "change-me",
+        "changeme",
+        "secret",
+        "test-secret",
+    }
+)
+MAKE_A_KEY = (
+    'Make one with `dooralert keys secret` (or: python -c "import secrets; '
+    'print(secrets.token_urlsafe(48))") and set DOORALERT_SECRET_KEYS=<key>.'
+)
+
+
+class InsecureSecretKey(ValueError):
+    """The secret key is missing, a published example, or too short to resist guessing."""
 
 
 class Settings(BaseSettings):
@@ -34,7 +56,13 @@ class Settings(BaseSettings):
     http_port: int = 8080
     # The address responders' links point at; defaults to http://<http_host>:<http_port>.
     public_url: str | None = None
-    secret_key: SecretStr = SecretStr("dev-only-insecure-secret-change-me")
+    # The keys that sign links, acknowledgements and sessions: DOORALERT_SECRET_KEYS, comma-
+    # separated, the first signs and every one verifies (rotation). DOORALERT_SECRET_KEY (one
+    # key) still works when DOORALERT_SECRET_KEYS is unset. No default: see `signing_keys`.
+    secret_keys: Annotated[list[SecretStr], NoDecode] = []
+    secret_key: SecretStr | None = None
+    # Status links in alerts stay valid this long (each recipient gets their own).
+    view_link_days: float = 7.0
     max_report_bytes: int = 16 * 1024
 
     # Notifier retries: attempt n waits retry_base_seconds * 2**(n-1), capped, with jitter.
@@ -47,6 +75,37 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
     log_format: str = "auto"  # auto | json | console
+
+    @field_validator("secret_keys", mode="before")
+    @classmethod
+    def _split_secret_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    def signing_keys(self) -> tuple[str, ...]:
+        """The secret keys, the signing one first; `InsecureSecretKey` when there is none, or
+        one is a published example or shorter than 32 bytes (services refuse to start)."""
+        given = self.secret_keys or ([self.secret_key] if self.secret_key else [])
+        keys = tuple(k.get_secret_value() for k in given)
+        if not keys:
+            raise InsecureSecretKey(
+                "no secret key: set DOORALERT_SECRET_KEYS (links, acknowledgements and "
+                f"sessions are signed with it). {MAKE_A_KEY}"
+            )
+        for n, key in enumerate(keys, start=1):
+            which = f"key {n} of DOORALERT_SECRET_KEYS" if len(keys) > 1 else "the secret key"
+            if key in PUBLISHED_KEYS:
+                raise InsecureSecretKey(
+                    f"{which} is a published example value: anyone could forge links and "
+                    f"sessions with it. {MAKE_A_KEY}"
+                )
+            if len(key.encode()) < MIN_SECRET_BYTES:
+                raise InsecureSecretKey(
+                    f"{which} is {len(key.encode())} bytes; at least {MIN_SECRET_BYTES} are "
+                    f"needed. {MAKE_A_KEY}"
+                )
+        return keys
 
     @field_validator("nats_url", mode="before")
     @classmethod
@@ -98,9 +157,49 @@ class Settings(BaseSettings):
     # 0 turns a limit off. Per school (API key or session) and per client address.
     rate_limit_school_per_minute: float = 600.0
     rate_limit_client_per_minute: float = 1200.0
-    # Sign-in attempts per client address per minute (slows intake-key guessing).
+    # Failed sign-ins per (client address, school) per minute. Only failures count: a correct
+    # key always signs in, however many others behind the same address got it wrong.
     rate_limit_signin_per_minute: float = 10.0
-    # The incident page's live stream: how often it re-reads the log, and how long one stream
-    # stays open before the browser reconnects.
+    # Wrong or missing API keys (Bearer) per client address per minute; a correct key still works.
+    rate_limit_auth_failures_per_minute: float = 20.0
+    # New reports per school per minute (bursts of the same size). A retry of a report already
+    # recorded (same Idempotency-Key or form submission) does not count.
+    rate_limit_reports_per_minute: float = 10.0
+    # The incident page's live stream: how often it re-reads the log (one shared reader per
+    # incident, however many viewers), and how long one stream stays open before the browser
+    # reconnects.
     live_poll_seconds: float = 1.0
     live_max_seconds: float = 600.0
+    # Open live streams allowed per link token (or staff session) and per client address; 0: no cap.
+    live_streams_per_token: int = 3
+    live_streams_per_client: int = 10
+    # Addresses of the reverse proxies whose X-Forwarded-For / X-Forwarded-Proto headers are
+    # believed (comma-separated IPs or CIDR networks, "*" for any). Empty: none; the client
+    # address is the TCP peer, and forwarded headers are ignored.
+    trusted_proxies: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        for item in (v.strip() for v in value.split(",")):
+            if item and item != "*":
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"{item!r} is not an IP address or CIDR network "
+                        "(e.g. DOORALERT_TRUSTED_PROXIES=10.0.0.5,10.1.0.0/16)"
+                    ) from None
+        return value.strip()
+
+    # Drift and stalls (issue 10). Router and notifier check their own durable consumers this
+    # often and exit when one is paused, deleted or redefined.
+    consumer_check_seconds: float = 5.0
+    # Intake's /healthz and `dooralert status`: a message waiting undelivered on the router's
+    # or notifier's consumer longer than this, or a consumer nobody has pulled from for this
+    # long, makes the pipeline "stalled" (503, and reports accepted then carry the advice).
+    pipeline_stall_seconds: float = 10.0
+    # A delivered message still unacknowledged after this long (a stuck or retrying handler).
+    pipeline_unacked_seconds: float = 120.0
+    # How often intake refreshes the pipeline report it answers from (never per request).
+    pipeline_check_seconds: float = 2.0

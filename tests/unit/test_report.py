@@ -193,3 +193,21 @@ def test_a_report_cannot_be_changed_after_it_is_made() -> None:
     r = parse_report(report(), now=NOW)
     with pytest.raises(ValidationError):
         r.agent_count = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("agent_count", "5"),
+        ("agent_count", True),
+        ("agent_count", 5.0),
+        ("credentials_shown", "yes"),
+        ("credentials_shown", "true"),
+        ("credentials_shown", 1),
+    ],
+)
+def test_numbers_and_yes_no_answers_given_as_other_types_are_refused_not_coerced(
+    field: str, value: object
+) -> None:
+    [err] = errors_for(**{field: value})
+    assert err["field"] == field and "valid" in err["reason"]

@@ -3,6 +3,7 @@ a repeated report under a key answers with that incident, a different report is 
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from schemas.events import EncounterReported, Event, derive_id, new_event_id
@@ -18,6 +19,17 @@ def check_key(key: str | None) -> Refused | None:
     """A refusal if the Idempotency-Key header is present but not 1-200 printable characters."""
     if key is not None and not (1 <= len(key) <= 200 and key.isprintable()):
         return invalid([{"field": "Idempotency-Key", "reason": "1-200 printable characters"}])
+    return None
+
+
+# The report form's hidden submission id (pages.py makes it with new_event_id: a UUID).
+SUBMISSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_submission_id(value: str | None) -> Refused | None:
+    """A refusal if the form's submission id is present but not 1-64 letters, digits, - or _."""
+    if value is not None and not SUBMISSION_ID.fullmatch(value):
+        return invalid([{"field": "submission_id", "reason": "1-64 letters, digits, '-' or '_'"}])
     return None
 
 
