@@ -19,7 +19,7 @@ from services.cli.support import (
     service_rules,
 )
 from services.runtime.config import ConfigError
-from services.runtime.logging import configure_logging
+from services.runtime.logging import configure_logging, get_logger
 from services.runtime.settings import EXAMPLE_CONFIG_DIR, Settings
 
 if TYPE_CHECKING:
@@ -119,6 +119,13 @@ def intake() -> None:
     settings = load_settings()
     require_secret_keys(settings)
     directory = service_directory(settings)
+    if not settings.trusted_proxies and settings.base_url.startswith("https://"):
+        # uvicorn serves plain http here, so an https URL means a proxy in front; without it
+        # named, every request seems to come from the proxy and shares one address's limits.
+        get_logger("dooralert.intake").warning(
+            "intake.no_trusted_proxies",
+            hint="set DOORALERT_TRUSTED_PROXIES to the reverse proxy's address",
+        )
     uvicorn.Server(intake_server_config(settings, create_app(settings, directory=directory))).run()
 
 

@@ -3,6 +3,7 @@ settings, directory and protocol, the event log and the staff session of the req
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
@@ -24,7 +25,7 @@ from services.intake.security import (
     Session,
     SessionExpired,
     decode_session,
-    session_id,
+    signed_in_id,
 )
 from services.intake.sessions import EndedSessions
 from services.runtime.logging import get_logger
@@ -182,7 +183,7 @@ def get_ended_sessions(request: Request) -> EndedSessions:
 async def check_signed_out(request: Request) -> None:
     """Whether the request's session was signed out, looked up once per request before any
     handler (an app-wide dependency) so that `read_session` can stay synchronous."""
-    sid = session_id(get_intake(request).keys, request.cookies.get(SESSION_COOKIE))
+    sid = signed_in_id(get_intake(request).keys, request.cookies.get(SESSION_COOKIE))
     ended = False
     if sid is not None:
         try:
@@ -221,5 +222,13 @@ EndedSessionsDep = Annotated[EndedSessions, Depends(get_ended_sessions)]
 
 
 def client_of(request: Request, *, missing: str = "unknown") -> str:
-    """The client's address, the key of its rate limit."""
-    return request.client.host if request.client else missing
+    """The client's address, the key of its rate limits (an IPv6 client: its /64 network,
+    as one host holds a whole /64 and could otherwise step past every per-address limit)."""
+    host = request.client.host if request.client else missing
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6 and address.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return host

@@ -81,13 +81,14 @@ def encode_session(keys: Keyring, session: Session) -> str:
     )
 
 
-def session_id(keys: Keyring, cookie: str | None) -> str | None:
-    """The id of a genuine session cookie (expired or not); None if absent or forged."""
+def signed_in_id(keys: Keyring, cookie: str | None) -> str | None:
+    """The id of a genuine signed-in session cookie (expired or not); None if absent, forged
+    or anonymous (an anonymous session only anchors CSRF tokens: there is nothing to end)."""
     try:
-        sid = keys.unsign("session", cookie)[0]
-    except (TokenError, LookupError, TypeError):
+        sid, school_id = keys.unsign("session", cookie)[:2]
+    except (TokenError, ValueError, TypeError):
         return None
-    return sid if isinstance(sid, str) else None
+    return sid if isinstance(sid, str) and school_id is not None else None
 
 
 def decode_session(
@@ -181,6 +182,12 @@ class RateLimiter:
         ]
         for k in full:
             del self._buckets[k]
+        if len(self._buckets) > self.MAX_KEYS:
+            # Still too many (many addresses at once): forget the longest idle, down to 90 %,
+            # rather than grow without bound. Forgetting only ever lets someone in sooner.
+            by_age = sorted(self._buckets, key=lambda k: self._buckets[k][1])
+            for k in by_age[: len(self._buckets) - self.MAX_KEYS * 9 // 10]:
+                del self._buckets[k]
 
 
 # --- headers on every response -----------------------------------------------------------------

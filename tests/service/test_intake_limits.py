@@ -326,3 +326,16 @@ async def test_the_report_form_still_converts_its_count_and_yes_no_answers(intak
         assert bad.status_code == 422 and "valid integer" in bad.text
     [event] = app.log.events()
     assert event.data.agent_count == 4 and event.data.credentials_shown is False
+
+
+async def test_addresses_of_one_ipv6_64_network_share_one_limit(intake):
+    app = await intake(rate_limit_auth_failures_per_minute=2)
+    codes = []
+    for host in ("2001:db8::1", "2001:db8::2", "2001:db8::ffff:3"):  # one host's /64
+        async with app.client(host) as api:
+            resp = await api.post("/api/v1/encounters", json=report(), headers=bearer("nope"))
+            codes.append(resp.status_code)
+    assert codes == [401, 401, 429]
+    async with app.client("2001:db8:0:1::1") as neighbour:  # another /64
+        resp = await neighbour.post("/api/v1/encounters", json=report(), headers=bearer("nope"))
+        assert resp.status_code == 401
