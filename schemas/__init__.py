@@ -16,9 +16,11 @@ from schemas.events import (
     NotificationSent,
     PatternDetected,
     Recipient,
+    SubjectMismatch,
     derive_id,
     new_event_id,
     parse_event,
+    parse_stored,
     serialize_event,
     subject_for,
 )
@@ -55,9 +57,11 @@ __all__ = [
     "Purpose",
     "Recipient",
     "SignedByJudge",
+    "SubjectMismatch",
     "derive_id",
     "new_event_id",
     "parse_event",
+    "parse_stored",
     "serialize_event",
     "subject_for",
 ]

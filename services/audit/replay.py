@@ -15,6 +15,7 @@ from schemas.events import (
     NotificationFailed,
     NotificationRequested,
     NotificationSent,
+    SubjectMismatch,
 )
 from services.domain.i18n import label
 from services.domain.incident import IncidentState, fold
@@ -55,12 +56,17 @@ def summary(event: Event) -> str:
 
 
 def group(messages: list[StoredMessage]) -> tuple[OrderedDict[str, list[Event]], list[str]]:
-    """Events by incident in log order, plus a note for each message that could not be read."""
+    """Events by incident in log order, plus a note for each message that could not be read
+    or is not what its subject says (those are never folded)."""
     incidents: OrderedDict[str, list[Event]] = OrderedDict()
     problems: list[str] = []
     for m in messages:
         try:
             event = m.event()
+        except SubjectMismatch as exc:
+            # Set aside, never folded: the payload claims to be something its subject is not.
+            problems.append(f"seq {m.seq} ({m.subject}): set aside: {str(exc)[:200]}")
+            continue
         except EventDecodeError as exc:
             problems.append(f"seq {m.seq} ({m.subject}): unreadable: {str(exc)[:200]}")
             continue
@@ -108,7 +114,7 @@ def replay(
         incidents = OrderedDict([(incident, incidents[incident])])
     out = []
     for incident_id, events in incidents.items():
-        state = fold(events)
+        state = fold(events, incident_id=incident_id)
         out.append(
             render_json(incident_id, events, state)
             if as_json

@@ -306,9 +306,22 @@ def _updated(state: IncidentState, event: EncounterUpdated) -> IncidentState:
     return state.model_copy(update=update)
 
 
-def fold(events: Iterable[Event]) -> IncidentState | None:
-    """The state after every event in order; None when there are none."""
+def fold(events: Iterable[Event], *, incident_id: str | None = None) -> IncidentState | None:
+    """The state of incident `incident_id` (default: the first event's) after its events in
+    order; None when there are none.
+
+    An event about another incident, or about the same incident at another school, is never
+    folded: a publisher can write any payload, and an acknowledgement moved onto this incident
+    must not count (DESIGN §4). The readers that hand events in have already set aside and
+    logged, with sequence and subject, any message that is not what its subject says; this is
+    the fold's own guard, so it stays pure and silent.
+    """
     state: IncidentState | None = None
     for event in events:
+        if state is None:
+            if incident_id is not None and event.incident_id != incident_id:
+                continue
+        elif event.incident_id != state.incident_id or event.school_id != state.school_id:
+            continue
         state = evolve(state, event)
     return state

@@ -37,6 +37,7 @@ from services.eventlog.reading import (
     read_from,
     read_incident,
     read_messages,
+    readable_events,
     stored,
     subscribe_from,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "read_from",
     "read_incident",
     "read_messages",
+    "readable_events",
     "retrying",
     "server_urls",
     "stored",

@@ -1,8 +1,9 @@
 """Running a handler on a durable consumer with explicit, deliberate acknowledgement.
 
 FastStream's default for NATS terminates a message whose handler raises (DESIGN §8); here
-every outcome is chosen: an unreadable message is set aside as a `message.dead_lettered`
-event and terminated, a failure is retried after a delay, success is acked.
+every outcome is chosen: an unreadable message, or one whose payload is not what its subject
+says (DESIGN §4: a forged event), is set aside as a `message.dead_lettered` event and
+terminated, a failure is retried after a delay, success is acked.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from schemas.events import (
     MessageDeadLettered,
     MessageDeadLetteredData,
     derive_id,
-    parse_event,
+    parse_stored,
 )
 from schemas.report import TOKEN_PATTERN
 from services.eventlog.interface import EventLog
@@ -90,7 +91,7 @@ async def run_handler(
     """Parse `msg` as an `expect` event and hand it to `handle`, then ack, nack with a delay,
     or dead-letter and terminate it (see the module docstring)."""
     try:
-        event = parse_event(msg.raw_message.data)
+        event = parse_stored(msg.raw_message.data, msg.raw_message.subject)
         if not isinstance(event, expect):
             raise EventDecodeError(
                 f"expected {expect.model_fields['type'].default}, got {event.type}"

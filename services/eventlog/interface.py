@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from schemas.events import Event, parse_event
+from schemas.events import Event, parse_stored
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,9 @@ class StoredMessage:
     headers: dict[str, str] = field(default_factory=dict)
 
     def event(self) -> Event:
-        """The typed event (raises `EventDecodeError` if unreadable)."""
-        return parse_event(self.data)
+        """The typed event; raises `EventDecodeError` if unreadable, `SubjectMismatch` (one)
+        if the payload is not what the subject says."""
+        return parse_stored(self.data, self.subject)
 
 
 class Tail(Protocol):

@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from schemas.events import Event
+from schemas.events import Event, SubjectMismatch
 from services.eventlog.contract import STREAM, SUBJECT_PREFIX
 from services.eventlog.interface import IncompleteRead, StoredMessage, TailReset
 from services.eventlog.retry import retrying
@@ -135,12 +135,22 @@ async def read_messages(
 
 
 async def read_incident(js: JetStreamContext, incident_id: str) -> list[Event]:
-    """Every readable event of one incident, in log order (unreadable ones logged, skipped)."""
+    """Every readable event of one incident, in log order (unreadable ones, and those that are
+    not what their subject says, logged and skipped: never folded)."""
     msgs = await read_messages(js, f"{SUBJECT_PREFIX}.*.{incident_id}.>")
+    return readable_events(msgs)
+
+
+def readable_events(messages: Sequence[StoredMessage]) -> list[Event]:
+    """The events of `messages` that can be read and are what their subjects say; the others
+    logged (sequence and subject, never the payload) and left out."""
     events = []
-    for m in msgs:
+    for m in messages:
         try:
             events.append(m.event())
+        except SubjectMismatch as exc:
+            # A forgery or a bug: a reader that cannot publish a dead letter makes it loud here.
+            log.error("event.subject_mismatch", seq=m.seq, subject=m.subject, reason=str(exc))
         except ValueError:
             log.warning("event.unreadable", seq=m.seq, subject=m.subject)
     return events

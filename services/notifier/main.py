@@ -22,7 +22,13 @@ from faststream import FastStream
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 
-from schemas.events import EncounterReported, EventDecodeError, NotificationRequested, parse_event
+from schemas.events import (
+    EncounterReported,
+    EventDecodeError,
+    NotificationRequested,
+    event_subject,
+    parse_stored,
+)
 from services.domain.directory import Directory
 from services.domain.incident import fold
 from services.eventlog import STREAM, SUBJECT_PREFIX
@@ -212,7 +218,7 @@ class Notifier:
         raw = await self.event_log.last(school, incident, "encounter.reported")
         if raw is None:
             return Found()
-        report = _as_report(raw)
+        report = _as_report(raw, event_subject(school, incident, "encounter.reported"))
         if report is None:
             # The last message on the subject is unreadable: take the incident's first
             # readable report from the log (read_incident skips unreadable messages).
@@ -220,7 +226,8 @@ class Notifier:
             report = next((e for e in events if isinstance(e, EncounterReported)), None)
         if report is None or not shows_current_report(req):
             return Found(report=report)
-        return Found(report=report, state=fold(await self.event_log.read_incident(incident)))
+        events = await self.event_log.read_incident(incident)
+        return Found(report=report, state=fold(events, incident_id=incident))
 
     async def close(self) -> None:
         """Close the channels' clients (pooled SMTP sessions, the HTTP client)."""
@@ -247,9 +254,9 @@ async def _heartbeat(msg: NatsMessage, every: float = 10.0) -> AsyncIterator[Non
         task.cancel()
 
 
-def _as_report(raw: bytes) -> EncounterReported | None:
+def _as_report(raw: bytes, subject: str) -> EncounterReported | None:
     try:
-        event = parse_event(raw)
+        event = parse_stored(raw, subject)
     except EventDecodeError:
         return None
     return event if isinstance(event, EncounterReported) else None

@@ -20,7 +20,8 @@ from schemas.events import (
     EventDecodeError,
     NotificationRequested,
     PatternDetected,
-    parse_event,
+    event_subject,
+    parse_stored,
 )
 from services.domain.directory import (
     AppriseChannel,
@@ -110,7 +111,7 @@ def plan_delivery(
     notification is about is not in the log yet."""
     contact, target = _recipient(request, directory)
     if request.data.kind == "pattern":
-        pattern = _pattern(found.pattern)
+        pattern = _pattern(found.pattern, request)
         return _pattern_delivery(request, pattern, contact, target, directory, settings)
     if found.report is None:
         raise TransientDeliveryError("the incident's report is not in the log yet")
@@ -132,11 +133,12 @@ def _recipient(request: NotificationRequested, directory: Directory) -> tuple[Co
     return contact, target
 
 
-def _pattern(raw: bytes | None) -> PatternDetected:
+def _pattern(raw: bytes | None, request: NotificationRequested) -> PatternDetected:
     if raw is None:
         raise TransientDeliveryError("the pattern event is not in the log yet")
+    subject = event_subject(request.school_id, request.incident_id, "pattern.detected")
     try:
-        pattern = parse_event(raw)
+        pattern = parse_stored(raw, subject)
     except EventDecodeError as exc:
         raise PermanentDeliveryError(f"the pattern event is unreadable: {exc}") from None
     if not isinstance(pattern, PatternDetected):

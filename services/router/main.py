@@ -25,6 +25,7 @@ from schemas.events import (
     IncidentResolved,
     NotificationFailed,
     PatternDetected,
+    SubjectMismatch,
 )
 from services.domain.directory import Directory
 from services.domain.incident import fold
@@ -62,6 +63,11 @@ PATTERN_SUBJECT = f"{SUBJECT_PREFIX}.district.*.pattern.detected"
 def _readable(message: StoredMessage) -> Event | None:
     try:
         return message.event()
+    except SubjectMismatch as exc:
+        log.error(
+            "event.subject_mismatch", seq=message.seq, subject=message.subject, reason=str(exc)
+        )
+        return None
     except EventDecodeError:
         log.warning("event.unreadable", seq=message.seq, subject=message.subject)
         return None
@@ -189,7 +195,8 @@ class Router:
     async def on_followup(self, event: Event, _: NatsMessage) -> float | None:
         """Pass an update or all-clear on to everyone alerted; escalate an unreachable contact."""
         now = datetime.now(UTC)
-        state = fold(await self.event_log.read_incident(event.incident_id))
+        incident = event.incident_id
+        state = fold(await self.event_log.read_incident(incident), incident_id=incident)
         if isinstance(event, (EncounterUpdated, IncidentResolved)):
             events = on_followup(state, event, now=now)
         elif isinstance(event, NotificationFailed):
@@ -216,7 +223,7 @@ class Router:
             return
         try:
             now = datetime.now(UTC)
-            state = fold(await self.event_log.read_incident(incident_id))
+            state = fold(await self.event_log.read_incident(incident_id), incident_id=incident_id)
             events, next_deadline = on_deadline(
                 state, tier=tier, rules=self.rules, directory=self.directory, now=now
             )

@@ -183,7 +183,10 @@ async def test_an_event_of_the_wrong_type_is_dead_lettered_not_decided() -> None
     assert msg.outcome == "reject"
     [dead] = js.events()
     assert isinstance(dead, MessageDeadLettered)
-    assert "expected encounter.reported, got escalation.decided" in dead.data.reason
+    # The subject names the type the server let the publisher write: the payload must agree.
+    assert "subject says encounter.reported but the payload is escalation.decided" in (
+        dead.data.reason
+    )
 
 
 async def test_a_poison_message_on_a_malformed_subject_is_still_dead_lettered() -> None:

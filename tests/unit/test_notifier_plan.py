@@ -228,7 +228,9 @@ def test_a_pattern_is_planned_for_each_channel(directory: Directory) -> None:
     )
     found = Found(pattern=serialize_event(pattern))
     hook = plan(
-        request("pattern-1", "hook-only", channel="webhook", kind="pattern"), found, directory
+        request("pattern-1", "hook-only", channel="webhook", kind="pattern", school_id="district"),
+        found,
+        directory,
     )
     assert isinstance(hook, WebhookDelivery)
     assert hook.payload["schools"] == [
@@ -236,12 +238,16 @@ def test_a_pattern_is_planned_for_each_channel(directory: Directory) -> None:
         {"id": "other", "name": "other"},
     ]
     chat = plan(
-        request("pattern-1", "chat-room", channel="apprise", kind="pattern"), found, directory
+        request("pattern-1", "chat-room", channel="apprise", kind="pattern", school_id="district"),
+        found,
+        directory,
     )
     assert isinstance(chat, AppriseDelivery)
     assert chat.title == "dooralert: encounters at 2 schools"
     assert chat.body == "Agents reported at Hamline Elementary, other within 30 minutes."
-    mail = plan(request("pattern-1", "chief", kind="pattern"), found, directory)
+    mail = plan(
+        request("pattern-1", "chief", kind="pattern", school_id="district"), found, directory
+    )
     assert isinstance(mail, EmailDelivery)
     assert mail.message["To"] == "chief@district.example"
     assert "Hamline Elementary, other" in text_of(mail)
