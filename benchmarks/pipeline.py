@@ -398,7 +398,7 @@ async def pipeline(
         "DOORALERT_SMTP_PORT": str(smtp_port),
         "DOORALERT_HTTP_HOST": HOST,
         "DOORALERT_HTTP_PORT": str(http_port),
-        "DOORALERT_SECRET_KEY": secrets.token_urlsafe(32),
+        "DOORALERT_SECRET_KEYS": secrets.token_urlsafe(48),
         "DOORALERT_LOG_FORMAT": "json",
     }
     logs = workdir / "logs"

@@ -7,7 +7,7 @@ import pytest
 
 from services.eventlog import connect, provision
 from services.runtime.settings import Settings
-from tests.support import EXAMPLES, NatsServer, SmtpServer
+from tests.support import EXAMPLES, TEST_SECRET, NatsServer, SmtpServer
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def settings(nats_server: NatsServer, smtp: SmtpServer) -> Settings:
         config_dir=EXAMPLES,
         smtp_host="127.0.0.1",
         smtp_port=smtp.port,
-        secret_key="test-secret",  # type: ignore[arg-type]
+        secret_key=TEST_SECRET,  # type: ignore[arg-type]
         retry_base_seconds=0.05,
         retry_max_seconds=0.5,
         max_attempts=4,

@@ -17,9 +17,14 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from services.cli.dev import nats_server_binary
+from services.domain.tokens import Keyring
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "deploy" / "examples"
+# The secret key test settings sign with: 32+ bytes, and not a published example (the
+# services refuse those). TEST_KEYS is the keyring it makes.
+TEST_SECRET = "dooralert-tests-secret-key-0123456789-abcdefgh"
+TEST_KEYS = Keyring.of([TEST_SECRET])
 HAMLINE_KEY = "demo-hamline-intake-key"
 LINCOLN_KEY = "demo-lincoln-intake-key"
 

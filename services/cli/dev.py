@@ -21,6 +21,7 @@ from pathlib import Path
 
 from services.eventlog import connect, provision
 from services.runtime.logging import get_logger
+from services.runtime.settings import MIN_SECRET_BYTES
 
 log = get_logger("dooralert.dev")
 DEMO_KEYS = {"hamline": "demo-hamline-intake-key", "lincoln-park": "demo-lincoln-intake-key"}
@@ -123,12 +124,16 @@ def wait_for_http(url: str, timeout: float) -> bool:
 
 
 def secret_key(data_dir: Path) -> str:
-    """The intake's secret key (made once per data dir, mode 0600)."""
+    """The key that signs links and sessions (made once per data dir, mode 0600); a file too
+    short to pass the services' check (made by an older version) is replaced."""
     path = data_dir / "secret.key"
+    if path.exists() and len(path.read_text().strip().encode()) < MIN_SECRET_BYTES:
+        path.unlink()
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
+            f.write(secrets.token_urlsafe(48))
+    path.chmod(0o600)
     return path.read_text().strip()
 
 
@@ -190,7 +195,8 @@ def child_env(opts: DevOptions) -> dict[str, str]:
         "DOORALERT_SMTP_PORT": str(opts.smtp_port),
         "DOORALERT_HTTP_HOST": opts.host,
         "DOORALERT_HTTP_PORT": str(opts.http_port),
-        "DOORALERT_SECRET_KEY": secret_key(data),
+        # The plural wins over a DOORALERT_SECRET_KEY(S) in the caller's environment.
+        "DOORALERT_SECRET_KEYS": secret_key(data),
         "DOORALERT_LOG_FORMAT": "json",
         "DOORALERT_LOG_KEY_FILE": str(data / "log.key"),
         "DOORALERT_CHECKPOINT_DIR": str(data / "checkpoints"),

@@ -9,7 +9,10 @@ import typer
 
 from services.cli.support import fail
 
-app = typer.Typer(no_args_is_help=True, help="Make school intake keys and checkpoint signing keys.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Make school intake keys, the secret key and checkpoint signing keys.",
+)
 
 
 @app.command("intake")
@@ -20,6 +23,15 @@ def keys_intake() -> None:
     key = generate_intake_key()
     typer.echo(f"key (give to the school, shown once): {key}")
     typer.echo(f"hash (put under intake_key_hashes): {hash_intake_key(key)}")
+
+
+@app.command("secret")
+def keys_secret() -> None:
+    """Make a secret key for DOORALERT_SECRET_KEYS (signs links, acknowledgements, sessions)."""
+    import secrets
+
+    # 48 random bytes, URL-safe: 64 characters, well over the 32 bytes the services require.
+    typer.echo(secrets.token_urlsafe(48))
 
 
 @app.command("generate")

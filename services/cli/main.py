@@ -1,6 +1,7 @@
 """The `dooralert` command: the Typer app built from the command modules, and `main()`.
 
-Command modules: services.py (the processes and `dev`), audit.py, rules.py, keys.py.
+Command modules: services.py (the processes and `dev`), audit.py, rules.py, keys.py,
+links.py.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import sys
 
 import typer
 
-from services.cli import audit, keys, rules, services
+from services.cli import audit, keys, links, rules, services
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -26,6 +27,7 @@ app.command(hidden=True)(services.outbox)
 app.add_typer(audit.app, name="audit")
 app.add_typer(rules.app, name="rules")
 app.add_typer(keys.app, name="keys")
+app.add_typer(links.app, name="links")
 
 
 def main() -> None:

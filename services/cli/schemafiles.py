@@ -30,7 +30,10 @@ def json_schemas() -> dict[str, str]:
 
 
 def asyncapi() -> dict[str, str]:
+    import secrets
+
     from faststream.specification import AsyncAPI
+    from pydantic import SecretStr
 
     from services.domain.directory import load_directory
     from services.notifier.main import build_broker as notifier_broker
@@ -38,7 +41,11 @@ def asyncapi() -> dict[str, str]:
     from services.router.rules import load_rules
     from services.runtime.settings import EXAMPLE_CONFIG_DIR, Settings
 
-    settings = Settings(nats_url="nats://localhost:4222")
+    # Only the subscribers' shapes are read; a throwaway key lets the notifier be built.
+    settings = Settings(
+        nats_url="nats://localhost:4222",
+        secret_keys=[SecretStr(secrets.token_urlsafe(48))],
+    )
     directory = load_directory(EXAMPLE_CONFIG_DIR)
     spec = AsyncAPI(
         router_broker(settings, rules=load_rules(EXAMPLE_CONFIG_DIR), directory=directory),

@@ -35,6 +35,16 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+def require_secret_keys(settings: Settings) -> None:
+    """Exit 2, saying how to make a key, unless the secret keys are fit to sign with."""
+    from services.runtime.settings import InsecureSecretKey
+
+    try:
+        settings.signing_keys()
+    except InsecureSecretKey as exc:
+        fail(f"refusing to start: {exc}")
+
+
 def service_directory(settings: Settings) -> Directory:
     """The district directory a service runs with; exit 2 if the config is unusable."""
     from services.domain.directory import load_directory

@@ -21,6 +21,7 @@ from schemas.events import (
     Event,
     IncidentAcknowledged,
     IncidentResolved,
+    LinksRevoked,
     NotificationFailed,
     NotificationFailedData,
     NotificationKind,
@@ -72,6 +73,15 @@ class Escalation(BaseModel):
     next_deadline: datetime | None = None
 
 
+class LinkRevocation(BaseModel):
+    """Status links issued until `at` stop working: `recipient`'s, or (None) everyone's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    recipient: str | None
+    at: datetime
+
+
 class RoleStatus(BaseModel):
     """Per required role: when it was first told, and who acknowledged when."""
 
@@ -102,8 +112,15 @@ class IncidentState(BaseModel):
     acknowledgements: list[Acknowledgement] = []
     escalations: list[Escalation] = []
     updates: list[dict[str, object]] = []
+    links_revoked: list[LinkRevocation] = []
     event_count: int = 0
     last_event_at: datetime | None = None
+
+    def link_revoked(self, recipient: str, issued_at: datetime) -> bool:
+        """Whether a status link made for `recipient` at `issued_at` has been revoked."""
+        return any(
+            r.recipient in (None, recipient) and issued_at <= r.at for r in self.links_revoked
+        )
 
     def notification(self, notification_id: str) -> NotificationState | None:
         """The notification with this id, if requested or reported on."""
@@ -200,6 +217,9 @@ def evolve(state: IncidentState | None, event: Event) -> IncidentState:
             return _raised(state, event)
         case EncounterUpdated():
             return _updated(state, event)
+        case LinksRevoked():
+            revoked = LinkRevocation(recipient=event.data.recipient, at=event.occurred_at)
+            return state.model_copy(update={"links_revoked": [*state.links_revoked, revoked]})
         case IncidentResolved():
             if state.status == "resolved":
                 return state

@@ -19,6 +19,7 @@ from services.eventlog.contract import (
     DELIVERIES_BUCKET,
     REDELIVER_SECONDS,
     RESTORED_KEY,
+    SESSIONS_BUCKET,
     check_consumer,
     consumer_configs,
     differs,
@@ -32,8 +33,14 @@ class ProvisionError(Exception):
     """An existing stream differs from the contract in a way provisioning will not weaken."""
 
 
-async def provision(js: JetStreamContext, *, replicas: int = 1) -> list[str]:
-    """Create or strengthen the streams, consumers and KV bucket, repairing drift. Idempotent."""
+# The longest a staff session can live (DOORALERT_SESSION_LIFETIME_SECONDS' default).
+DEFAULT_SESSION_TTL = 30 * 24 * 3600.0
+
+
+async def provision(
+    js: JetStreamContext, *, replicas: int = 1, session_ttl: float = DEFAULT_SESSION_TTL
+) -> list[str]:
+    """Create or strengthen the streams, consumers and KV buckets, repairing drift. Idempotent."""
     actions = await _streams(js, replicas)
     created = {a.removeprefix("created stream ") for a in actions if a.startswith("created")}
     now = datetime.now(UTC)
@@ -45,6 +52,7 @@ async def provision(js: JetStreamContext, *, replicas: int = 1) -> list[str]:
             actions += await repair_consumer(js, stream, consumer, now=now)
     actions += await unknown_durables(js)
     actions.append(await _bucket(js, replicas))
+    actions.append(await _sessions_bucket(js, replicas=replicas, ttl=session_ttl))
     return actions
 
 
@@ -182,3 +190,26 @@ async def _bucket(js: JetStreamContext, replicas: int) -> str:
             )
         )
         return f"created bucket {DELIVERIES_BUCKET}"
+
+
+async def _sessions_bucket(js: JetStreamContext, *, replicas: int, ttl: float) -> str:
+    """The signed-out sessions bucket: each record must outlive the session it ends, so its
+    TTL is at least the session lifetime (raised, never lowered, on an existing bucket)."""
+    try:
+        info = await js.stream_info(f"KV_{SESSIONS_BUCKET}")
+    except NotFoundError:
+        await js.create_key_value(
+            KeyValueConfig(
+                bucket=SESSIONS_BUCKET,
+                history=1,
+                ttl=ttl,
+                storage=StorageType.FILE,
+                replicas=replicas,
+            )
+        )
+        return f"created bucket {SESSIONS_BUCKET}"
+    have = info.config.max_age or 0
+    if 0 < have < ttl:
+        await js.update_stream(dataclasses.replace(info.config, max_age=ttl))
+        return f"updated bucket {SESSIONS_BUCKET} (records kept {ttl:.0f} s)"
+    return f"bucket {SESSIONS_BUCKET} ok"

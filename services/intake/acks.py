@@ -43,7 +43,7 @@ async def acknowledge(
     """Check an ack token against the log; record the acknowledgement when `record_it`.
     Returns the acknowledgement (recorded, or that would be) or why it is refused."""
     now = datetime.now(UTC)
-    claim = read_claim(intake.secret, token, now=now, incident_id=incident_id)
+    claim = read_claim(intake.keys, token, now=now, incident_id=incident_id)
     if isinstance(claim, Refused):
         return claim
     incident = await project(event_log, claim.incident_id)

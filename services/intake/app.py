@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -18,9 +18,10 @@ from services.domain.protocol import load_protocol
 from services.eventlog.interface import EventLog
 from services.eventlog.jetstream import JetStreamEventLog, connect
 from services.intake import acks, api, health, incident_pages, pages
-from services.intake.deps import Intake, get_intake
+from services.intake.deps import Intake, check_signed_out, get_intake
 from services.intake.errors import ApiError, ReportInvalid, Unavailable
 from services.intake.security import SecurityHeaders
+from services.intake.sessions import EndedSessions, JetStreamEndedSessions, MemoryEndedSessions
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
 
@@ -35,36 +36,58 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     given: EventLog | None = app.state.given_event_log
     if given is not None:
         app.state.event_log = given
+        app.state.ended_sessions = app.state.given_sessions or MemoryEndedSessions()
         yield
         return
     settings: Settings = app.state.intake.settings
     nc = await connect(settings.nats_url, name="dooralert-intake")
     app.state.nats = nc
+    try:
+        app.state.ended_sessions = await JetStreamEndedSessions.open(nc.jetstream())
+    except Exception:
+        # Without it signing out could not end a session: refuse to serve, say what to do.
+        log.error("intake.no_sessions_bucket", hint="run `dooralert provision`")
+        await nc.close()
+        raise
     app.state.event_log = JetStreamEventLog(
         nc.jetstream(),
         publish_timeout=settings.publish_timeout_seconds,
         retry_for=settings.publish_retry_seconds,
     )
     log.info("intake.started", url=settings.base_url)
+    monitor = health.start_monitor(app, nc.jetstream(), settings)
     try:
         yield
     finally:
+        await monitor.close()
         app.state.event_log = app.state.nats = None
         await nc.drain()
 
 
 def create_app(
-    settings: Settings, *, directory: Directory, event_log: EventLog | None = None
+    settings: Settings,
+    *,
+    directory: Directory,
+    event_log: EventLog | None = None,
+    ended_sessions: EndedSessions | None = None,
 ) -> FastAPI:
     """The intake app. It connects to NATS in its lifespan, unless given an `event_log`
-    (tests: a fake; then /healthz reports no NATS connection)."""
+    (tests: a fake; then /healthz reports no NATS connection, and signed-out sessions are
+    kept in memory unless `ended_sessions` is given). Raises `InsecureSecretKey` without a
+    proper secret key."""
     app = FastAPI(
-        title="dooralert intake", version="1", lifespan=lifespan, docs_url=None, redoc_url=None
+        title="dooralert intake",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(check_signed_out)],
     )
     app.state.intake = Intake.build(
         settings, directory=directory, protocol=load_protocol(settings.config_dir)
     )
     app.state.given_event_log = event_log
+    app.state.given_sessions = ended_sessions
     for module in (health, api, acks, pages, incident_pages):
         app.include_router(module.router)
     install_error_handlers(app)

@@ -62,7 +62,7 @@ def set_session_cookies(
     if lifetime is not None:
         resp.set_cookie(
             SESSION_COOKIE,
-            encode_session(intake.secret, session),
+            encode_session(intake.keys, session),
             max_age=int(lifetime),
             httponly=True,
             samesite="strict",
@@ -99,8 +99,8 @@ def render(
     if session is None:
         session = new_session(school=None, key_hash=None, lifetime=ANONYMOUS_LIFETIME)
     token = request.cookies.get(CSRF_COOKIE) if not new_cookie else None
-    if not token or not csrf_valid(intake.secret, session, token, token):
-        token = csrf_token(intake.secret, session)
+    if not token or not csrf_valid(intake.keys, session, token, token):
+        token = csrf_token(intake.keys, session)
     school = intake.directory.school(session.school_id) if session.school_id else None
     resp = TEMPLATES.TemplateResponse(
         request,

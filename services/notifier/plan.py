@@ -32,7 +32,7 @@ from services.domain.directory import (
 )
 from services.domain.incident import IncidentState
 from services.domain.protocol import label
-from services.domain.tokens import AckClaim, ack_token, view_token
+from services.domain.tokens import AckClaim, Keyring, ViewClaim, ack_token, view_token
 from services.notifier.channels import PermanentDeliveryError, TransientDeliveryError
 from services.notifier.message import AlertContext, build_email, build_pattern_email
 from services.runtime.settings import Settings
@@ -43,22 +43,25 @@ APPRISE_TO = "apprise@dooralert.invalid"
 
 @dataclass(frozen=True)
 class PlanSettings:
-    """What the plan needs of the settings: where links point, how long an ack link lives,
-    the sender, and the key that signs the links."""
+    """What the plan needs of the settings: where links point, how long ack and status
+    links live, the sender, and the keys that sign the links."""
 
     base_url: str
     sender: str
     ack_link_days: int
-    secret: str = field(repr=False)
+    keys: Keyring = field(repr=False)
+    view_link_days: float = 7.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PlanSettings:
-        """The plan's settings out of the service's."""
+        """The plan's settings out of the service's. Raises `InsecureSecretKey` when the
+        secret key is missing, an example or too short."""
         return cls(
             base_url=settings.base_url,
             sender=settings.smtp_from,
             ack_link_days=settings.ack_link_days,
-            secret=settings.secret_key.get_secret_value(),
+            keys=Keyring.of(settings.signing_keys()),
+            view_link_days=settings.view_link_days,
         )
 
 
@@ -160,8 +163,9 @@ def _alert_delivery(
 ) -> Delivery:
     school = directory.school(request.school_id)
     school_name = school.name if school else request.school_id
-    token = view_token(settings.secret, request.incident_id)
-    status_url = f"{settings.base_url}/incidents/{request.incident_id}?token={token}"
+    # Chat rooms and webhooks are shared places: their link opens the page without notes.
+    shared = isinstance(target, WebhookChannel | AppriseChannel)
+    status_url = view_url(request, settings, now=now, notes=not shared)
     if isinstance(target, WebhookChannel):
         # No ack link: webhooks often post into shared rooms (see the README).
         payload = webhook_payload(request, report, school_name=school_name, status_url=status_url)
@@ -202,6 +206,24 @@ def _alert_delivery(
     return EmailDelivery(message)
 
 
+def view_url(
+    request: NotificationRequested, settings: PlanSettings, *, now: datetime, notes: bool
+) -> str:
+    """The recipient's own status link: names the incident, the contact and the notification
+    (a forwarded link is traced to whom it was sent), expires after `view_link_days`."""
+    issued = int(now.timestamp())
+    claim = ViewClaim(
+        request.incident_id,
+        recipient=request.data.contact_id,
+        notification_id=request.data.notification_id,
+        notes=notes,
+        issued_at=issued,
+        expires_at=issued + int(settings.view_link_days * 86400),
+    )
+    token = view_token(settings.keys, claim)
+    return f"{settings.base_url}/incidents/{request.incident_id}?token={token}"
+
+
 def ack_url(request: NotificationRequested, settings: PlanSettings, *, now: datetime) -> str | None:
     """The recipient's acknowledgement link: on a first alert and an escalation, not on a
     follow-up or a pattern (nothing to acknowledge there)."""
@@ -217,7 +239,7 @@ def ack_url(request: NotificationRequested, settings: PlanSettings, *, now: date
         d.notification_id,
         int(expires.timestamp()),
     )
-    return f"{settings.base_url}/ack/{ack_token(settings.secret, claim)}"
+    return f"{settings.base_url}/ack/{ack_token(settings.keys, claim)}"
 
 
 def webhook_payload(
@@ -329,5 +351,6 @@ __all__ = [
     "pattern_webhook_payload",
     "plan_delivery",
     "shows_current_report",
+    "view_url",
     "webhook_payload",
 ]

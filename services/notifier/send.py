@@ -47,9 +47,10 @@ class Sender:
     @property
     def webhook_secret(self) -> str:
         """The key webhook bodies are signed with (DOORALERT_WEBHOOK_SECRET, else the
-        service's secret key)."""
-        secret = self.settings.webhook_secret or self.settings.secret_key
-        return secret.get_secret_value()
+        service's signing key: the first of DOORALERT_SECRET_KEYS)."""
+        if self.settings.webhook_secret is not None:
+            return self.settings.webhook_secret.get_secret_value()
+        return self.settings.signing_keys()[0]
 
     def http(self) -> httpx.AsyncClient:
         """The HTTP client for webhooks, created on first use."""

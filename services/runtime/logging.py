@@ -16,6 +16,7 @@ _REDACTED_KEYS = frozenset(
         "password",
         "secret",
         "secret_key",
+        "secret_keys",
         "token",
         "key",
         "intake_key",

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from services.domain.directory import load_directory
-from services.domain.tokens import AckClaim, ack_token
+from services.domain.tokens import AckClaim, Keyring, ack_token
 from services.eventlog import connect, provision
 from services.runtime.settings import Settings
 from tests.support import EXAMPLES, HAMLINE_KEY, REPO, NatsServer, SmtpServer, free_port
@@ -40,7 +40,7 @@ ARGS = [
 ]
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 ARTIFACTS = REPO / "test-artifacts"
-SECRET = "browser-test-secret"
+SECRET = "browser-test-secret-key-0123456789-abcdefghij"
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs /usr/bin/chromium (make test installs it)"
@@ -191,7 +191,7 @@ def ack_via_api(stack: Stack, incident_id: str, role: str = "law") -> None:
     ).json()
     note = next(n for n in status["notifications"] if n["role"] == role)
     token = ack_token(
-        SECRET,
+        Keyring.of([SECRET]),
         AckClaim(
             incident_id,
             "hamline",

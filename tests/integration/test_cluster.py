@@ -34,7 +34,7 @@ from services.router.main import build_broker as router_broker
 from services.router.rules import load_rules
 from services.runtime.settings import Settings
 from tests.cluster_support import NatsCluster, move_leaders_off, stream_leader
-from tests.support import EXAMPLES, HAMLINE_KEY, SmtpServer, eventually, report
+from tests.support import EXAMPLES, HAMLINE_KEY, TEST_SECRET, SmtpServer, eventually, report
 
 BASE_RECIPIENTS = sorted(
     [
@@ -113,7 +113,7 @@ async def test_pipeline_survives_killing_the_stream_leader(cluster, cluster_js, 
         config_dir=EXAMPLES,
         smtp_host="127.0.0.1",
         smtp_port=smtp.port,
-        secret_key="test-secret",  # type: ignore[arg-type]
+        secret_key=TEST_SECRET,  # type: ignore[arg-type]
         retry_base_seconds=0.05,
         retry_max_seconds=0.5,
         max_attempts=4,

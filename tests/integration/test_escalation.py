@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 
 from services.domain.directory import load_directory
 from services.domain.incident import fold
-from services.domain.tokens import AckClaim, ack_token
+from services.domain.tokens import AckClaim, Keyring, ViewClaim, ack_token, view_token
 from services.eventlog import read_incident, read_messages
 from services.intake.app import create_app
 from services.notifier.main import build_broker as notifier_broker
@@ -122,7 +123,7 @@ def token_for(
 ) -> str:
     exp = int((datetime.now(UTC) + timedelta(seconds=expires_in)).timestamp())
     return ack_token(
-        fast.secret_key.get_secret_value(), AckClaim(incident_id, school, role, contact, "n", exp)
+        Keyring.of(fast.signing_keys()), AckClaim(incident_id, school, role, contact, "n", exp)
     )
 
 
@@ -167,9 +168,9 @@ async def test_acknowledged_in_time_means_no_escalation(fast, js, client, smtp):
         roles = {r["role"]: r for r in state["required_roles"]}
         assert roles["law"]["acknowledged_by"] == "law-dept" and roles["law"]["notified_at"]
         assert roles["safety"]["acknowledged_at"] is not None
-        from services.domain.tokens import view_token
-
-        token = view_token(fast.secret_key.get_secret_value(), incident_id)
+        now = int(time.time())
+        claim = ViewClaim(incident_id, "law-dept", "n", True, now, now + 3600)
+        token = view_token(Keyring.of(fast.signing_keys()), claim)
         page = await client.get(f"/incidents/{incident_id}?token={token}")
         table = page.text.split('id="required-roles"')[1].split("</table>")[0]
         assert "Law Department (on call)" in table and "Office of Safety and Security" in table

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from services.eventlog import read_messages
-from tests.support import HAMLINE_KEY, LINCOLN_KEY, report
+from tests.support import HAMLINE_KEY, LINCOLN_KEY, TEST_KEYS, report
 
 
 async def post(client, body=None, *, key=HAMLINE_KEY, content=None, headers=None):  # type: ignore[no-untyped-def]
@@ -110,7 +110,7 @@ async def test_an_ack_token_posted_to_another_incident_records_nothing(intake_cl
     a = (await post(intake_client, report())).json()["incident_id"]
     b = (await post(intake_client, report())).json()["incident_id"]
     exp = int((datetime.now(UTC) + timedelta(hours=1)).timestamp())
-    token = ack_token("test-secret", AckClaim(a, "hamline", "law", "law-dept", "n", exp))
+    token = ack_token(TEST_KEYS, AckClaim(a, "hamline", "law", "law-dept", "n", exp))
     resp = await intake_client.post(f"/api/v1/incidents/{b}/ack", json={"token": token})
     assert resp.status_code == 400
     assert await read_messages(js, "dooralert.*.*.incident.acknowledged") == []

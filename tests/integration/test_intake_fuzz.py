@@ -19,7 +19,7 @@ from hypothesis import settings as hsettings
 from services.domain.directory import load_directory
 from services.eventlog import connect, provision
 from services.runtime.settings import Settings
-from tests.support import EXAMPLES, HAMLINE_KEY, NatsServer, free_port, report
+from tests.support import EXAMPLES, HAMLINE_KEY, TEST_SECRET, NatsServer, free_port, report
 
 schemathesis = pytest.importorskip("schemathesis")
 
@@ -37,7 +37,7 @@ def serve(tmp: Path) -> Iterator[str]:
     settings = Settings(
         nats_url=nats.url,
         config_dir=EXAMPLES,
-        secret_key="fuzz",  # type: ignore[arg-type]
+        secret_key=TEST_SECRET,  # type: ignore[arg-type]
         http_host="127.0.0.1",
         http_port=port,
         publish_retry_seconds=1.0,

@@ -6,12 +6,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from services.domain.directory import load_directory
+from services.domain.tokens import Keyring
 from services.eventlog import read_messages
 from services.intake.app import create_app
 from services.intake.security import SESSION_COOKIE, Session, encode_session
@@ -46,9 +48,15 @@ async def sign_in(
     return await csrf_of(client)
 
 
-def app_client(settings: Settings) -> httpx.AsyncClient:
+@asynccontextmanager
+async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of a new app, its lifespan running (connected to NATS as in production)."""
     app = create_app(settings, directory=load_directory(settings.config_dir))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake")
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as c,
+    ):
+        yield c
 
 
 @pytest.fixture
@@ -132,12 +140,11 @@ async def test_expired_session_is_sent_to_sign_in_and_records_nothing(web, setti
     # The same session, its expiry in the past (signed with the real key: only time changed).
     from services.intake.security import decode_session
 
-    session = decode_session(
-        settings.secret_key.get_secret_value(), sid_cookie, directory=load_directory(EXAMPLES)
-    )
+    keys = Keyring.of(settings.signing_keys())
+    session = decode_session(keys, sid_cookie, directory=load_directory(EXAMPLES))
     assert session is not None
     stale = Session(session.sid, session.school_id, session.key_id, int(time.time()) - 1)
-    web.cookies.set(SESSION_COOKIE, encode_session(settings.secret_key.get_secret_value(), stale))
+    web.cookies.set(SESSION_COOKIE, encode_session(keys, stale))
     resp = await web.post("/report", data=form_of(submission_id="x", csrf_token=token))
     assert resp.status_code == 401 and "expired" in resp.text
     page = await web.get("/")

@@ -27,7 +27,12 @@ from nats.js import JetStreamContext
 
 from schemas.events import EVENT_MODELS
 from services.eventlog import provision
-from services.eventlog.contract import DELIVERIES_BUCKET, consumer_configs, stream_configs
+from services.eventlog.contract import (
+    DELIVERIES_BUCKET,
+    SESSIONS_BUCKET,
+    consumer_configs,
+    stream_configs,
+)
 from tests.integration.test_nats_permissions import USERS as CONFIGURED_USERS
 from tests.integration.test_nats_permissions import ConfiguredNatsServer
 from tests.support import REPO
@@ -84,7 +89,8 @@ def test_the_matrix_covers_every_event_type_durable_and_stream() -> None:
     names = {c.name for c in CASES}
     for event_type in EVENT_MODELS:
         assert f"publish dooralert.s.i.{event_type}" in names, event_type
-    streams = [s.name for s in stream_configs()] + [f"KV_{DELIVERIES_BUCKET}"]
+    buckets = [f"KV_{DELIVERIES_BUCKET}", f"KV_{SESSIONS_BUCKET}"]
+    streams = [s.name for s in stream_configs()] + buckets
     for stream in streams:
         for verb in ("update", "delete", "purge", "msg-delete", "info"):
             assert f"stream.{verb} {stream}" in names, (verb, stream)

@@ -26,7 +26,16 @@ from services.notifier.main import build_broker as notifier_broker
 from services.router.main import build_broker as router_broker
 from services.router.rules import load_rules
 from services.runtime.settings import Settings
-from tests.support import EXAMPLES, HAMLINE_KEY, REPO, NatsServer, SmtpServer, eventually, report
+from tests.support import (
+    EXAMPLES,
+    HAMLINE_KEY,
+    REPO,
+    TEST_SECRET,
+    NatsServer,
+    SmtpServer,
+    eventually,
+    report,
+)
 
 CONFIG = REPO / "deploy" / "nats" / "server.conf"
 USERS = ("admin", "intake", "router", "notifier", "ledger", "auditor")
@@ -232,7 +241,7 @@ async def test_the_services_run_under_their_own_users(
         config_dir=EXAMPLES,
         smtp_host="127.0.0.1",
         smtp_port=smtp.port,
-        secret_key="test-secret",
+        secret_key=TEST_SECRET,
         retry_base_seconds=0.05,
         retry_max_seconds=0.5,
         max_attempts=4,

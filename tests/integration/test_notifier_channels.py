@@ -22,7 +22,7 @@ from tests.fixtures.notifier_support import (
     request,
     test_directory,
 )
-from tests.support import ScriptedHandler, SmtpServer, eventually
+from tests.support import TEST_SECRET, ScriptedHandler, SmtpServer, eventually
 
 
 @pytest.fixture
@@ -170,7 +170,7 @@ async def test_a_hanging_recipient_does_not_delay_the_others(js, nats_server, we
         nats_url=nats_server.url,
         smtp_host="127.0.0.1",
         smtp_port=slow_smtp.port,
-        secret_key="test-secret",
+        secret_key=TEST_SECRET,
         smtp_timeout=20.0,  # type: ignore[arg-type]
         retry_base_seconds=0.05,
         retry_max_seconds=0.5,

@@ -20,7 +20,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from services.eventlog import STREAM, SUBJECT_PREFIX, publish_event
 from services.runtime.settings import Settings
 from tests.fixtures.notifier_support import encounter, request
-from tests.support import EXAMPLES, REPO, eventually
+from tests.support import EXAMPLES, REPO, TEST_SECRET, eventually
 
 INCIDENTS = 200
 WORKERS = Settings().notifier_workers  # in-flight sends the kill can interrupt
@@ -35,7 +35,7 @@ def spawn(nats_url: str, smtp_port: int) -> subprocess.Popen[bytes]:
         "DOORALERT_SMTP_HOST": "127.0.0.1",
         "DOORALERT_SMTP_PORT": str(smtp_port),
         "DOORALERT_CONFIG_DIR": str(EXAMPLES),
-        "DOORALERT_SECRET_KEY": "test-secret",
+        "DOORALERT_SECRET_KEYS": TEST_SECRET,
         "DOORALERT_LOG_LEVEL": "warning",
         "DOORALERT_RETRY_BASE_SECONDS": "0.05",
         "DOORALERT_RETRY_MAX_SECONDS": "0.5",

@@ -29,7 +29,7 @@ from schemas.events import (
     subject_for,
 )
 from services.domain.directory import Directory, load_directory
-from services.domain.tokens import check_view_token
+from services.domain.tokens import read_view_token
 from services.eventlog import DELIVERIES_BUCKET
 from services.eventlog.consumer import run_handler
 from services.eventlog.interface import Appended
@@ -47,7 +47,7 @@ from tests.service.fakes import (
     FakeMessage,
     ack_subject,
 )
-from tests.support import EXAMPLES, SmtpServer, report
+from tests.support import EXAMPLES, TEST_KEYS, TEST_SECRET, SmtpServer, report
 
 NOW = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
 
@@ -64,7 +64,7 @@ def settings(smtp: SmtpServer) -> Settings:
         smtp_host="127.0.0.1",
         smtp_port=smtp.port,
         smtp_timeout=5.0,
-        secret_key="test-secret",
+        secret_key=TEST_SECRET,
         retry_base_seconds=0.05,
         retry_max_seconds=0.5,
         max_attempts=MAX_ATTEMPTS,
@@ -182,7 +182,8 @@ async def test_the_email_links_to_the_status_page_with_a_token_for_this_incident
     text = plain_text(smtp.received[0].message)
     line = next(x for x in text.splitlines() if "https://dooralert.example/incidents/inc-1" in x)
     token = line.split("token=")[1].strip()
-    assert check_view_token("test-secret", "inc-1", token)
+    claim = read_view_token(TEST_KEYS, token, incident_id="inc-1", now=datetime.now(UTC))
+    assert (claim.recipient, claim.notes) == (requests[0].data.contact_id, True)
 
 
 async def test_recorded_outcomes_never_contain_an_address(

@@ -2,7 +2,8 @@
 
 tests/fixtures/events-v1/events.jsonl holds one event of every type, byte for byte as the
 services stored them on a real nats-server (an incident at hamline with a transient failure,
-an ack, an escalation, an update, a dead letter and the all-clear, plus the pattern alert it
+an ack, an escalation, an update, a dead letter, the all-clear and a revoked status link
+(appended when `links.revoked` was added), plus the pattern alert it
 raised with a lincoln-park incident). It is data: never regenerate it to make this test pass.
 A change that cannot read it breaks every log already written.
 """
@@ -92,7 +93,9 @@ def test_folding_the_stored_incident_gives_the_state_the_services_saw() -> None:
         ["safety"],
         ["chief-of-schools"],
     )
-    assert state.event_count == 10
+    [revoked] = state.links_revoked  # `dooralert links revoke --contact hook-only`
+    assert revoked.recipient == "hook-only" and revoked.at.utcoffset() is not None
+    assert state.event_count == 11
 
     [pattern_incident] = [i for i in incidents if i != HAMLINE]
     other = fold(incidents[pattern_incident])

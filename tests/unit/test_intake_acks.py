@@ -17,13 +17,13 @@ from schemas.events import (
     serialize_event,
 )
 from services.domain.incident import IncidentState, fold
-from services.domain.tokens import AckClaim, ack_token
+from services.domain.tokens import AckClaim, Keyring, ack_token
 from services.intake.domain.acks import decide_ack, read_claim
 from services.intake.domain.refusals import Refused
 from services.intake.reports import encounter_event, parse_report
-from tests.support import report
+from tests.support import TEST_KEYS, report
 
-SECRET = "test-secret"
+SECRET = TEST_KEYS
 T0 = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
 CLAIM = AckClaim(
     "inc-1", "hamline", "law", "law-dept", "n-1", int((T0 + timedelta(hours=1)).timestamp())
@@ -49,8 +49,8 @@ def test_a_genuine_token_gives_its_claim() -> None:
 @pytest.mark.parametrize(
     ("token", "words"),
     [
-        ("garbage", "not a dooralert acknowledgement link"),
-        (ack_token("another-secret", CLAIM), "altered or was not issued"),
+        ("garbage", "not issued by this district"),
+        (ack_token(Keyring.of(["another-district-secret-key-0123456789"]), CLAIM), "not issued"),
         (ack_token(SECRET, CLAIM)[:-3] + "AAA", "altered"),
     ],
 )

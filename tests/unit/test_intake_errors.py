@@ -16,7 +16,7 @@ from services.eventlog.interface import IncompleteRead
 from services.intake.app import create_app
 from services.runtime.settings import Settings
 from tests.service.fakes import FakeEventLog
-from tests.support import EXAMPLES, HAMLINE_KEY, report
+from tests.support import EXAMPLES, HAMLINE_KEY, TEST_SECRET, report
 
 AUTH = {"Authorization": f"Bearer {HAMLINE_KEY}"}
 
@@ -28,7 +28,7 @@ def log() -> FakeEventLog:
 
 @pytest.fixture
 async def client(log: FakeEventLog) -> AsyncIterator[httpx.AsyncClient]:
-    settings = Settings(config_dir=EXAMPLES, secret_key="test-secret")
+    settings = Settings(config_dir=EXAMPLES, secret_key=TEST_SECRET)
     app = create_app(settings, directory=load_directory(EXAMPLES), event_log=log)
     # The 500 handler answers, then Starlette re-raises to the server (which logs it): keep
     # the transport from raising so the test sees what a client sees.

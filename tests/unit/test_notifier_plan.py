@@ -22,6 +22,7 @@ from schemas.events import (
 )
 from services.domain.directory import Contact, Directory
 from services.domain.incident import fold
+from services.domain.tokens import ViewClaim, read_view_token
 from services.notifier.channels import PermanentDeliveryError, TransientDeliveryError
 from services.notifier.outcome import fallback_request, next_channel
 from services.notifier.plan import (
@@ -35,6 +36,7 @@ from services.notifier.plan import (
 )
 from services.notifier.webhook import classify_http, encode_body, sign, verify
 from tests.fixtures.notifier_support import encounter, request, test_directory
+from tests.support import TEST_KEYS
 
 NOW = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
 BOTH = Contact.model_validate(
@@ -139,7 +141,7 @@ PLAN = PlanSettings(
     base_url="https://dooralert.example",
     sender="dooralert <alerts@dooralert.invalid>",
     ack_link_days=7,
-    secret="k",
+    keys=TEST_KEYS,
 )
 NOTES = "Two agents asked for the office."
 
@@ -207,6 +209,33 @@ def test_a_chat_room_gets_the_plain_alert_without_notes_or_ack_link(
     assert delivery.url == "json://hooks.example/apprise"
     assert "Hamline Elementary" in delivery.title and "Administrative warrant" in delivery.body
     assert "/ack/" not in delivery.body and NOTES not in delivery.body
+
+
+def status_claim(text: str) -> ViewClaim:
+    """The claim of the first status link in `text`."""
+    token = text.split("/incidents/inc-1?token=")[1].split()[0].strip('",')
+    return read_view_token(TEST_KEYS, token, incident_id="inc-1", now=NOW)
+
+
+def test_each_recipient_gets_their_own_expiring_status_link_notes_only_by_email(
+    directory: Directory,
+) -> None:
+    email = plan(request("inc-1", "law-dept"), reported(), directory)
+    req = request("inc-1", "hook-only", role="safety", channel="webhook")
+    hook = plan(req, reported(), directory)
+    chat = plan(
+        request("inc-1", "chat-room", role="leadership", channel="apprise"), reported(), directory
+    )
+    assert isinstance(hook, WebhookDelivery) and isinstance(chat, AppriseDelivery)
+    by_email = status_claim(text_of(email))
+    by_hook = status_claim(json.dumps(dict(hook.payload)))
+    by_chat = status_claim(chat.body)
+    assert (by_email.recipient, by_email.notes) == ("law-dept", True)
+    assert (by_hook.recipient, by_hook.notes) == ("hook-only", False)
+    assert (by_chat.recipient, by_chat.notes) == ("chat-room", False)
+    assert by_hook.notification_id == req.data.notification_id
+    assert by_email.expires_at - by_email.issued_at == 7 * 86400
+    assert by_email.issued_at == int(NOW.timestamp())
 
 
 def test_a_pattern_is_planned_for_each_channel(directory: Directory) -> None:

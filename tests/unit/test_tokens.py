@@ -1,42 +1,107 @@
-"""View tokens in alert links: each opens one incident's status page and nothing else."""
+"""Signed tokens (services/domain/tokens.py): a status link opens one incident for one
+recipient until it expires; keys rotate; a token made for one purpose is refused for another."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
-from services.domain.tokens import check_view_token, view_token
+from services.domain.tokens import (
+    PURPOSES,
+    AckClaim,
+    Keyring,
+    TokenError,
+    TokenExpired,
+    ViewClaim,
+    ack_token,
+    read_ack_token,
+    read_view_token,
+    view_token,
+)
 
-SECRET = "test-secret"
+OLD = "the-old-key-that-signed-last-month-0123456789"
+NEW = "the-new-key-that-signs-from-today-0123456789"
+NOW = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
+T = int(NOW.timestamp())
+CLAIM = ViewClaim("inc-1", "law-dept", "n-1", notes=True, issued_at=T, expires_at=T + 7 * 86400)
 
 
-def test_a_view_token_opens_its_incident() -> None:
-    assert check_view_token(SECRET, "inc-1", view_token(SECRET, "inc-1"))
+def test_a_status_link_opens_its_incident_and_names_its_recipient() -> None:
+    keys = Keyring.of([NEW])
+    assert read_view_token(keys, view_token(keys, CLAIM), incident_id="inc-1", now=NOW) == CLAIM
 
 
-def test_a_view_token_does_not_open_another_incident() -> None:
-    assert not check_view_token(SECRET, "inc-2", view_token(SECRET, "inc-1"))
+def test_a_status_link_does_not_open_another_incident() -> None:
+    keys = Keyring.of([NEW])
+    with pytest.raises(TokenError, match="another incident"):
+        read_view_token(keys, view_token(keys, CLAIM), incident_id="inc-2", now=NOW)
 
 
-def test_a_view_token_made_with_another_secret_is_refused() -> None:
-    assert not check_view_token(SECRET, "inc-1", view_token("other-secret", "inc-1"))
+def test_a_status_link_expires() -> None:
+    keys = Keyring.of([NEW])
+    token = view_token(keys, CLAIM)
+    assert read_view_token(keys, token, incident_id="inc-1", now=NOW + timedelta(days=6))
+    with pytest.raises(TokenExpired):
+        read_view_token(keys, token, incident_id="inc-1", now=NOW + timedelta(days=7, seconds=1))
+
+
+def test_after_rotation_a_token_signed_with_the_old_key_still_verifies() -> None:
+    before = view_token(Keyring.of([OLD]), CLAIM)
+    rotated = Keyring.of([NEW, OLD])
+    assert read_view_token(rotated, before, incident_id="inc-1", now=NOW) == CLAIM
+    # ... and new tokens are signed with the first key: valid once the old one is removed.
+    after = view_token(rotated, CLAIM)
+    assert read_view_token(Keyring.of([NEW]), after, incident_id="inc-1", now=NOW) == CLAIM
+
+
+def test_a_token_signed_with_a_removed_key_no_longer_verifies() -> None:
+    before = view_token(Keyring.of([OLD]), CLAIM)
+    with pytest.raises(TokenError, match="not issued by this district"):
+        read_view_token(Keyring.of([NEW]), before, incident_id="inc-1", now=NOW)
+
+
+@pytest.mark.parametrize("made_for", PURPOSES)
+@pytest.mark.parametrize("used_as", PURPOSES)
+def test_a_token_for_one_purpose_is_refused_for_another(made_for: str, used_as: str) -> None:
+    keys = Keyring.of([NEW])
+    token = keys.sign(made_for, ["inc-1", "x"])  # type: ignore[arg-type]  # every purpose
+    if made_for == used_as:
+        assert keys.unsign(used_as, token) == ["inc-1", "x"]  # type: ignore[arg-type]
+    else:
+        with pytest.raises(TokenError):
+            keys.unsign(used_as, token)  # type: ignore[arg-type]
+
+
+def test_an_ack_token_does_not_open_a_status_page_nor_a_status_token_acknowledge() -> None:
+    keys = Keyring.of([NEW])
+    ack = ack_token(keys, AckClaim("inc-1", "hamline", "law", "law-dept", "n-1", T + 3600))
+    with pytest.raises(TokenError):
+        read_view_token(keys, ack, incident_id="inc-1", now=NOW)
+    with pytest.raises(TokenError):
+        read_ack_token(keys, view_token(keys, CLAIM), now=NOW)
 
 
 @pytest.mark.parametrize(
     "token",
-    [None, "", " ", "x", "A" * 24, "ü" * 24, "\x00", "токен", "💥"],
+    [None, "", " ", "x", "A" * 24, "ü" * 24, "\x00", "токен", "💥", "a.b", "W10.AAAA"],
 )
 def test_missing_malformed_or_non_ascii_tokens_are_refused_not_an_error(token: str | None) -> None:
-    assert check_view_token(SECRET, "inc-1", token) is False
+    with pytest.raises(TokenError):
+        read_view_token(Keyring.of([NEW]), token, incident_id="inc-1", now=NOW)
 
 
 def test_a_truncated_or_extended_token_is_refused() -> None:
-    token = view_token(SECRET, "inc-1")
-    assert not check_view_token(SECRET, "inc-1", token[:-1])
-    assert not check_view_token(SECRET, "inc-1", token + "A")
+    keys = Keyring.of([NEW])
+    token = view_token(keys, CLAIM)
+    for bad in (token[:-1], token + "A"):
+        with pytest.raises(TokenError):
+            read_view_token(keys, bad, incident_id="inc-1", now=NOW)
 
 
-def test_view_tokens_are_stable_and_safe_in_a_url() -> None:
-    token = view_token(SECRET, "inc-1")
-    assert token == view_token(SECRET, "inc-1")
-    assert len(token) == 24
-    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+def test_tokens_are_safe_in_a_url_and_the_keyring_never_shows_its_keys() -> None:
+    keys = Keyring.of([NEW])
+    token = view_token(keys, CLAIM)
+    alphabet = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+    assert set(token) <= alphabet
+    assert NEW not in repr(keys)

@@ -9,7 +9,7 @@ from typing import Literal
 from schemas.envelope import originating
 from schemas.events import IncidentAcknowledged, IncidentAcknowledgedData, derive_id
 from services.domain.incident import IncidentState
-from services.domain.tokens import AckClaim, TokenError, read_ack_token
+from services.domain.tokens import AckClaim, Keyring, TokenError, read_ack_token
 from services.intake.domain.refusals import Refused
 
 Via = Literal["link", "api"]
@@ -21,12 +21,12 @@ RESOLVED = "the incident has been resolved; no acknowledgement needed"
 
 
 def read_claim(
-    secret: str, token: str, *, now: datetime, incident_id: str | None = None
+    keys: Keyring, token: str, *, now: datetime, incident_id: str | None = None
 ) -> AckClaim | Refused:
     """The claim a token carries; refused if forged, altered, malformed, expired, or (when
     `incident_id` is given) issued for another incident."""
     try:
-        claim = read_ack_token(secret, token, now=now)
+        claim = read_ack_token(keys, token, now=now)
     except TokenError as exc:
         return Refused("bad_token", str(exc))
     if incident_id is not None and claim.incident_id != incident_id:
