@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check bench schemas clean browser
+.PHONY: run test check bench schemas clean browser containers
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/dooralert dev $(ARGS)
 
-test: check browser
+test: check browser containers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # House style, enforced: ruff lint and format, and mypy --strict over services/ and schemas/
@@ -31,6 +31,16 @@ CHROMIUM ?= /usr/bin/chromium
 browser:
 	@if [ ! -x $(CHROMIUM) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
+# The container test (tests/deploy/test_compose.py) builds the image and runs the compose stack
+# with podman. Installed when missing and we are root (CI), by the shared script that also
+# builds the local base image (no image registry here); otherwise that test is skipped.
+CONTAINER_SETUP ?= ../shared/tools/container-setup
+containers:
+	@if [ "$$(id -u)" = 0 ] && [ -f $(CONTAINER_SETUP) ] && { ! command -v podman-compose >/dev/null \
+		|| ! podman image exists localhost/debian-python:bookworm; }; then \
+		bash $(CONTAINER_SETUP); \
 	fi
 
 bench: $(BIN)/.installed
