@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from services.cli import audit, keys, links, rules, services
+from services.cli import audit, keys, links, rules, services, status
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -23,6 +23,7 @@ app.command()(services.provision)
 app.command()(services.intake)
 app.command()(services.router)
 app.command()(services.notifier)
+app.command()(status.status)
 app.command(hidden=True)(services.outbox)
 app.add_typer(audit.app, name="audit")
 app.add_typer(rules.app, name="rules")

@@ -35,6 +35,7 @@ from services.eventlog import STREAM, SUBJECT_PREFIX
 from services.eventlog.consumer import raw_decoder, run_handler
 from services.eventlog.interface import EventLog
 from services.eventlog.jetstream import JetStreamEventLog
+from services.eventlog.watch import run_watched
 from services.notifier.channels import (
     DeliveryError,
     PermanentDeliveryError,
@@ -348,3 +349,19 @@ def build_app(settings: Settings, *, directory: Directory) -> FastStream:
     app = FastStream(broker)
     app.after_shutdown(notifier.close)
     return app
+
+
+CONSUMERS = ("notifier",)
+
+
+def run(settings: Settings, *, directory: Directory) -> int:
+    """Run the notifier until stopped, watching its consumer; the process's exit code
+    (EXIT_DRIFT when the consumer was paused, deleted or redefined)."""
+    try:
+        broker, notifier = build_notifier(settings, directory=directory)
+    except TemplateCheckError as exc:
+        raise SystemExit(f"dooralert notifier: refusing to start: {exc}") from None
+    app = FastStream(broker)
+    app.after_shutdown(notifier.close)
+    watched = run_watched(app, broker, CONSUMERS, every=settings.consumer_check_seconds)
+    return asyncio.run(watched)

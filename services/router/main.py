@@ -41,6 +41,7 @@ from services.eventlog import (
     TailReset,
 )
 from services.eventlog.consumer import raw_decoder, run_handler
+from services.eventlog.watch import run_watched
 from services.router import deadlines
 from services.router.deadlines import Deadline, DeadlineUnreadable
 from services.router.decide import decide
@@ -326,3 +327,16 @@ def build_broker(
 def build_app(settings: Settings, *, rules: Rules, directory: Directory) -> FastStream:
     """The router as a FastStream application."""
     return FastStream(build_broker(settings, rules=rules, directory=directory))
+
+
+CONSUMERS = ("router", "router-followups", "router-timers")
+
+
+def run(settings: Settings, *, rules: Rules, directory: Directory) -> int:
+    """Run the router until stopped, watching its consumers; the process's exit code
+    (EXIT_DRIFT when a consumer was paused, deleted or redefined)."""
+    broker = build_broker(settings, rules=rules, directory=directory)
+    watched = run_watched(
+        FastStream(broker), broker, CONSUMERS, every=settings.consumer_check_seconds
+    )
+    return asyncio.run(watched)

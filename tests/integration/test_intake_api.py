@@ -183,9 +183,19 @@ async def test_html_form_shows_field_errors_and_keeps_values(intake_client, js):
     await assert_no_events(js)
 
 
-async def test_healthz(intake_client, js):
-    resp = await intake_client.get("/healthz")
-    assert resp.json() == {"status": "ok", "nats": True}
+async def test_healthz_reports_nats_and_the_pipeline(intake_client, js):
+    from tests.support import eventually
+
+    async def checked():
+        resp = await intake_client.get("/healthz")
+        return resp if resp.json()["status"] != "unknown" else None
+
+    resp = await eventually(checked, timeout=5)
+    # Just started, nothing waiting: healthy until nobody has pulled for the stall limit.
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["status"] == "ok" and body["nats"] is True
+    assert body["pipeline"]["consumers"]["router"]["num_pending"] == 0
 
 
 async def test_concurrent_different_reports_under_one_idempotency_key_one_wins_one_is_409(
