@@ -75,3 +75,13 @@ async def healthz(request: Request) -> JSONResponse:
     ok = connected and report.healthy
     body |= {"status": "ok" if ok else "unhealthy", "pipeline": report.as_json()}
     return JSONResponse(body, 200 if ok else 503)
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """Whether this intake can record reports (connected to NATS): the readiness probe.
+    Not the pipeline: a stalled router must not take intake out of service, since reports
+    are still stored (and answered with the emergency-line advice)."""
+    nc: Client | None = getattr(request.app.state, "nats", None)
+    ready = bool(nc and nc.is_connected) or getattr(request.app.state, "given_event_log", None)
+    return JSONResponse({"status": "ready" if ready else "not ready"}, 200 if ready else 503)

@@ -240,3 +240,10 @@ async def test_the_intake_and_service_users_can_read_what_their_checks_need(tmp_
         await admin.close()
     finally:
         server.stop()
+
+
+async def test_intake_stays_ready_while_the_pipeline_is_stalled(stall_client, js):
+    await js.pause_consumer(STREAM, "router", FAR)
+    await eventually(lambda: _status(stall_client, 503), timeout=10, every=0.2)
+    ready = await stall_client.get("/readyz")
+    assert ready.status_code == 200  # reports are still recorded: keep intake in service
