@@ -19,6 +19,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.cli.devnats import SERVICE_USERS, DevNats, DevNatsError, without_nats_passwords
+from services.cli.devnats import prepare as prepare_nats
 from services.eventlog import connect, provision
 from services.runtime.logging import get_logger
 from services.runtime.settings import MIN_SECRET_BYTES
@@ -203,38 +205,40 @@ def child_env(opts: DevOptions) -> dict[str, str]:
     }
 
 
-def children(opts: DevOptions, env: dict[str, str]) -> tuple[Child, Child, list[Child]]:
-    """nats-server, the SMTP outbox, and the services (the ledger last)."""
+def children(
+    opts: DevOptions, env: dict[str, str], server: DevNats
+) -> tuple[Child, Child, list[Child]]:
+    """nats-server with the deployment's users, the SMTP outbox, and the services (the ledger
+    last), each connecting as its own NATS user and knowing no other user's password."""
     data = opts.data_dir
     logs = data / "logs"
-    nats = Child(
-        "nats-server",
-        [
-            nats_server_binary(),
-            "-a",
-            opts.host,
-            "-p",
-            str(opts.nats_port),
-            "-js",
-            "-sd",
-            str(data / "nats"),
-            "-n",
-            "dooralert-dev",
-        ],
-        env,
-        logs / "nats-server.log",
-    )
+    env = without_nats_passwords(env)
+    argv = server.server_args(nats_server_binary(), data / "nats")
+    nats = Child("nats-server", argv, server.server_env(env), logs / "nats-server.log")
+
+    def as_user(name: str) -> dict[str, str]:
+        return {**env, "DOORALERT_NATS_URL": server.url_for(SERVICE_USERS[name])}
+
     cli = [sys.executable, "-m", "services.cli.main"]
     outbox = ["outbox", "--dir", str(data / "outbox"), "--host", opts.host]
     smtp = Child("outbox", [*cli, *outbox, "--port", str(opts.smtp_port)], env, logs / "outbox.log")
-    services = [Child(name, [*cli, name], env, logs / f"{name}.log") for name in SERVICES]
-    services.append(Child("ledger", [*cli, "audit", "serve"], env, logs / "ledger.log"))
-    return nats, smtp, services
+    services = [Child(name, [*cli, name], as_user(name), logs / f"{name}.log") for name in SERVICES]
+    ledger = Child("ledger", [*cli, "audit", "serve"], as_user("ledger"), logs / "ledger.log")
+    return nats, smtp, [*services, ledger]
 
 
-def banner(opts: DevOptions, *, verifier: str) -> str:
-    """What a user needs once the system is up: where to go, the demo keys, where things are."""
+def banner(opts: DevOptions, *, verifier: str, nats: DevNats | None = None) -> str:
+    """What a user needs once the system is up: where to go, the demo keys, where things are
+    (NATS passwords by file, never printed)."""
     data = opts.data_dir
+    users = []
+    if nats is not None:
+        users = [
+            f"  NATS users    {', '.join(sorted(nats.passwords))} of {nats.config}",
+            f"                passwords in {nats.password_dir}/<user>; audit commands as:",
+            f"                DOORALERT_NATS_URL=nats://auditor:$(cat {nats.password_dir}/auditor)"
+            f"@{opts.host}:{opts.nats_port}",
+        ]
     return "\n".join(
         [
             "",
@@ -243,6 +247,7 @@ def banner(opts: DevOptions, *, verifier: str) -> str:
             "  demo keys     " + "   ".join(f"{s}: {k}" for s, k in DEMO_KEYS.items()),
             f"  outbox        {data / 'outbox'}",
             f"  NATS          {nats_url(opts)}",
+            *users,
             f"  config        {opts.config_dir}",
             f"  log key       {verifier}",
             f"  checkpoints   {data / 'checkpoints'}",
@@ -305,7 +310,11 @@ def run_dev(opts: DevOptions) -> int:
     (opts.data_dir / "outbox").mkdir(exist_ok=True)
     env = child_env(opts)
     verifier = log_key(opts.data_dir, opts.config_dir)
-    nats, smtp, services = children(opts, env)
+    try:
+        server = prepare_nats(opts.data_dir, host=opts.host, port=opts.nats_port)
+    except DevNatsError as exc:
+        return _complain(str(exc))
+    nats, smtp, services = children(opts, env, server)
     stop = StopFlag()
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
@@ -315,13 +324,13 @@ def run_dev(opts: DevOptions) -> int:
         started.append(nats)
         if not wait_for_port(opts.host, opts.nats_port, 15):
             return _complain(f"nats-server did not start; see {nats.log_path}")
-        asyncio.run(_provision(nats_url(opts)))
+        asyncio.run(_provision(server.url_for("admin")))
         for child in [smtp, *services]:
             child.start()
             started.append(child)
         if not wait_for_http(f"http://{opts.host}:{opts.http_port}/healthz", 30):
             return _complain(f"intake did not come up; see {opts.data_dir / 'logs'}")
-        print(banner(opts, verifier=verifier), flush=True)
+        print(banner(opts, verifier=verifier, nats=server), flush=True)
         return supervise(nats, [smtp, *services], stop)
     finally:
         for child in reversed(started):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -13,6 +14,9 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import httpx
+import pytest
+from nats import connect as nats_connect
+from nats.errors import Error as NatsError
 
 from tests.support import EXAMPLES, HAMLINE_KEY, REPO, free_ports, report
 
@@ -25,6 +29,12 @@ def wait_for(check, timeout: float):  # type: ignore[no-untyped-def]
             return value
         time.sleep(0.1)
     raise AssertionError("timed out")
+
+
+async def connect_once(url: str) -> None:
+    connecting = nats_connect(url, allow_reconnect=False, max_reconnect_attempts=0)
+    nc = await asyncio.wait_for(connecting, 10)
+    await nc.close()
 
 
 def port_closed(port: int) -> bool:
@@ -107,7 +117,18 @@ def test_dev_runs_the_whole_system_and_stops_cleanly(tmp_path: Path) -> None:
         status = httpx.get(resp.json()["status_url"], timeout=10).json()
         assert status["incident_id"] == incident_id
 
-        cli_env = {**env, "DOORALERT_NATS_URL": f"nats://127.0.0.1:{nats}"}
+        # NATS runs with deploy/nats/server.conf's users: an auditor reads the log with the
+        # password dev generated for it, and nobody gets in without one.
+        users = data / "nats-users"
+        assert {p.name for p in users.iterdir()} >= {"admin", "intake", "router", "auditor"}
+        assert all(p.stat().st_mode & 0o777 == 0o600 for p in users.iterdir())
+        assert not any(p.read_text().strip() in text for p in users.iterdir())
+        auditor = (users / "auditor").read_text().strip()
+        cli_env = {**env, "DOORALERT_NATS_URL": f"nats://auditor:{auditor}@127.0.0.1:{nats}"}
+        with pytest.raises(NatsError, match="Authorization Violation"):
+            asyncio.run(connect_once(f"nats://127.0.0.1:{nats}"))
+        with pytest.raises(NatsError, match="Authorization Violation"):
+            asyncio.run(connect_once(f"nats://auditor:wrong@127.0.0.1:{nats}"))
         replay = subprocess.run(
             [
                 sys.executable,
