@@ -374,3 +374,76 @@ async def test_operator_generates_a_key_serves_exports_and_verifies_from_the_cli
 
 async def has_checkpoint(js: JetStreamContext, size: int) -> bool:
     return size in await sizes(js)
+
+
+# --- an independent verifier, written from the README's description of the export only -----
+
+
+def independent_verify(d: Path, key_line: str) -> bool:
+    """hashlib, base64, json and an Ed25519 check; nothing imported from dooralert."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    meta = json.loads((d / "manifest.json").read_text())
+    if (meta["leaf"], meta["version"]) != ("subject-lf-payload", 2):
+        return False
+    name, _, blob = key_line.strip().split("+", 2)
+    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(blob)[1:])
+    want: dict[int, bytes] = {}
+    text = (d / "checkpoints.txt").read_text()
+    for chunk in [c for c in text.split("\n\n") if c]:
+        if chunk.startswith("\u2014 "):
+            continue
+        body = chunk + "\n"
+        sig_start = text.index(chunk) + len(chunk) + 2
+        sig_line = text[sig_start:].split("\n", 1)[0]
+        signer, sig = sig_line[2:].split(" ")
+        raw = base64.b64decode(sig)
+        if signer != name:
+            return False
+        public.verify(raw[4:], body.encode())  # raises if the signature is bad
+        _origin, size, root = body.splitlines()[:3]
+        want[int(size)] = base64.b64decode(root)
+    leaves = []
+    for n, line in enumerate((d / "events.jsonl").read_text().splitlines(), 1):
+        row = json.loads(line)
+        payload = base64.b64decode(row["data"])
+        event = json.loads(payload)
+        _, school, incident, kind = row["subject"].split(".", 3)
+        if row["seq"] != n or (event["type"], event["school_id"], event["incident_id"]) != (
+            kind,
+            school,
+            incident,
+        ):
+            return False
+        leaves.append(hashlib.sha256(b"\x00" + row["subject"].encode() + b"\n" + payload).digest())
+
+    def mth(hs: list[bytes]) -> bytes:
+        if len(hs) == 1:
+            return hs[0]
+        k = 1 << ((len(hs) - 1).bit_length() - 1)
+        return hashlib.sha256(b"\x01" + mth(hs[:k]) + mth(hs[k:])).digest()
+
+    return bool(want) and all(s <= len(leaves) and mth(leaves[:s]) == r for s, r in want.items())
+
+
+def test_an_independent_verifier_agrees_on_a_good_and_a_moved_subject_export(
+    copy: Path, built: tuple
+) -> None:
+    out, signer = built
+    assert independent_verify(out, signer.verifier.line) is True
+    assert verify_export(out, signer.verifier).ok
+    rows = [json.loads(r) for r in lines(copy)]
+    rows[6]["subject"] = rows[2]["subject"]  # seq 7 moved onto seq 3's incident
+    write_lines(copy, [json.dumps(r) for r in rows])
+    assert independent_verify(copy, signer.verifier.line) is False
+    failed(verify_export(copy, signer.verifier), "seq 7: subject")
+
+
+def test_a_v1_export_without_a_manifest_is_refused_by_name(copy: Path, built: tuple) -> None:
+    from services.audit.verify import ExportFormatError
+
+    (copy / "manifest.json").unlink()
+    with pytest.raises(ExportFormatError, match="v1 export"):
+        verify_export(copy, built[1].verifier)

@@ -20,6 +20,7 @@ from schemas.events import (
     NotificationFailed,
     NotificationRequested,
     NotificationSent,
+    PatternDetected,
 )
 from services.audit.note import Checkpoint, Signer, sign_checkpoint
 from services.audit.report import build_report, render_html, render_markdown
@@ -312,3 +313,35 @@ def test_a_redelivered_event_is_reported_once() -> None:
 def test_no_events_is_an_error_not_an_empty_report() -> None:
     with pytest.raises(ValueError, match="at least one event"):
         build_report([], now=NOW)
+
+
+def pattern_alert(incidents: list[str], *, name: str = "multi-school") -> PatternDetected:
+    return PatternDetected(
+        id=f"p-{name}",
+        source="router",
+        incident_id=f"pattern-{name}",
+        school_id="district",
+        occurred_at=T0 + timedelta(minutes=3),
+        recorded_at=T0 + timedelta(minutes=3),
+        correlation_id=f"pattern-{name}",
+        actor="system",
+        data={
+            "pattern": name,
+            "window_minutes": 30,
+            "incident_ids": incidents,
+            "school_ids": ["hamline", "lincoln-park"],
+            "severity": "critical",
+            "recipients": [],
+        },
+    )  # type: ignore[arg-type]
+
+
+def test_the_report_lists_the_pattern_alerts_the_incident_was_part_of() -> None:
+    alerts = [(40, pattern_alert(["inc-1", "inc-2"])), (41, pattern_alert(["inc-9"], name="other"))]
+    built = build_report(incident(), now=NOW, pattern_alerts=alerts)
+    assert [(p.alert_id, p.seq) for p in built.pattern_alerts] == [("pattern-multi-school", 40)]
+    text = render_markdown(built)
+    assert "## Pattern alerts" in text and "pattern-multi-school" in text
+    assert "hamline, lincoln-park" in text and "pattern-other" not in text
+    assert "Pattern alerts" in render_html(built) and "pattern-multi-school" in render_html(built)
+    assert "## Pattern alerts" not in render_markdown(build_report(incident(), now=NOW))
