@@ -36,7 +36,8 @@ from tests.support import HAMLINE_KEY, REPO, free_port, report
 COMPOSE_DIR = REPO / "deploy" / "compose"
 TEST_OVERRIDE = Path(__file__).with_name("compose.test.yaml")  # no per-school report limit
 BASE = os.environ.get("DOORALERT_TEST_IMAGE_BASE", "localhost/debian-python:bookworm")
-IMAGE = "localhost/dooralert:compose-test"
+# Per run, untagged at the end (its layers stay cached): parallel runs never share a tag.
+IMAGE = f"localhost/dooralert:compose-test-{os.getpid()}"
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 NATS_USERS = ["admin", "intake", "router", "notifier", "ledger", "auditor"]
 SERVICE_USERS = {
@@ -90,6 +91,19 @@ def test_compose_mounts_the_shared_nats_users_on_every_node() -> None:
     for name in nodes:
         assert "../nats/accounts.conf:/etc/nats/accounts.conf:ro" in services[name]["volumes"]
         assert f"dooralert-{name[-1]}" in services[name]["command"]
+
+
+def test_no_nats_node_advertises_servers_that_clients_would_join_without_credentials() -> None:
+    # nats-py joins an advertised node without the credentials in its URLs, gets "Authorization
+    # Violation" and closes for good: a router stopped routing after its node was killed.
+    configs = [
+        COMPOSE_DIR / "nats" / "node.conf",
+        REPO / "deploy" / "kubernetes" / "nats" / "node.conf",
+        *sorted((REPO / "deploy" / "nats" / "cluster").glob("node-*.conf")),
+    ]
+    for config in configs:
+        cluster = config.read_text().split("cluster {", 1)[1]
+        assert re.search(r"^\s*no_advertise: true$", cluster, re.M), config
 
 
 def test_each_compose_service_connects_as_its_own_nats_user_with_an_env_password() -> None:
@@ -225,6 +239,19 @@ class Stack:
             out.append(f"== {name}\n{logs.stdout}{logs.stderr}")
         return "\n".join(out)
 
+    def save_logs(self, directory: Path) -> None:
+        """Every container's whole log, kept with the test's temporary files."""
+        directory.mkdir(exist_ok=True)
+        for name in podman(
+            "ps", "-a", "--format", "{{.Names}}",
+            "--filter", f"label=com.docker.compose.project={self.project}",
+        ).split():  # fmt: skip
+            with (directory / f"{name}.log").open("w") as out:
+                subprocess.run(
+                    ["podman", "logs", name], stdout=out, stderr=subprocess.STDOUT,
+                    timeout=60, check=False,
+                )  # fmt: skip
+
     @contextmanager
     def explained(self) -> Iterator[None]:
         """Failures carry the containers' logs."""
@@ -348,9 +375,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         raise
     finally:
         try:
+            stack.save_logs(tmp / "logs")
             stack.compose("down", "-v", timeout=180)
         finally:
             remove_project(stack.project)
+            subprocess.run(["podman", "rmi", IMAGE], capture_output=True, check=False, timeout=120)
 
 
 def port_open(port: int) -> bool:
@@ -467,7 +496,16 @@ def burst_with_kills(stack: Stack) -> None:
         emails = stack.emails()
         return all(set(emails.get(i, [])) >= BASE_RECIPIENTS for i in incidents)
 
-    wait_for(all_delivered, timeout=EMAILS_WITHIN, every=0.5, what="every report's emails")
+    try:
+        wait_for(all_delivered, timeout=EMAILS_WITHIN, every=0.5, what="every report's emails")
+    except AssertionError as exc:
+        emails = stack.emails()
+        missing = {
+            i: sorted(BASE_RECIPIENTS - set(emails.get(i, [])))
+            for i in incidents
+            if not set(emails.get(i, [])) >= BASE_RECIPIENTS
+        }
+        raise AssertionError(f"{exc}; killed {killed}; missing {missing}") from exc
     emails = stack.emails()
     duplicates = sum(len(emails[i]) - len(set(emails[i])) for i in incidents)
     stack.timings["burst to all emails"] = time.monotonic() - t0
