@@ -287,6 +287,28 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "protocol.unknown": "Treat the document as not allowing entry until the law department "
         "reviews it. Keep the agents outside; ask for a copy; do not share student information "
         "or immigration status.",
+        # The free-text screen (services/domain/screening.py): what held-back text looks like.
+        "screen.email": "looks like an e-mail address",
+        "screen.phone": "looks like a phone number",
+        "screen.date": "looks like a date (such as a birth date)",
+        "screen.a_number": "looks like an A-number (alien registration number)",
+        "screen.ssn": "looks like a Social Security number",
+        "screen.id_number": "looks like a passport, visa or other ID number",
+        "screen.immigration": "looks like someone's immigration status",
+        "screen.name": "looks like a person's name",
+        "screen.refused": "{what}: dooralert never records personal data or immigration "
+        "status; remove it and send again",
+        "screen.held_title": "Alert sent — some text was held back",
+        "screen.held_intro": "The alert went out at once without the text below: it was not "
+        "recorded, logged or e-mailed.",
+        "screen.held_field": "{field}: {what}.",
+        "screen.held_help": "Only you see this text. Remove names, contact details, dates, ID "
+        "numbers and anything about immigration status, then send it as an update — or leave "
+        "this page to discard it.",
+        "screen.held_again": "This text still {what}: nothing was sent. Edit it and try again.",
+        "screen.cleaned": "Cleaned text",
+        "screen.send_update": "Send as an update",
+        "screen.open_incident": "Open the incident page",
     },
     "es": {
         # The intake pages.
@@ -424,5 +446,27 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "protocol.unknown": "Trate el documento como si no autorizara la entrada hasta que el "
         "departamento legal lo revise. Mantenga a los agentes afuera; pida una copia; no "
         "comparta información de estudiantes ni estatus migratorio.",
+        "screen.email": "parece una dirección de correo electrónico",
+        "screen.phone": "parece un número de teléfono",
+        "screen.date": "parece una fecha (como una fecha de nacimiento)",
+        "screen.a_number": "parece un número A (número de registro de extranjero)",
+        "screen.ssn": "parece un número de Seguro Social",
+        "screen.id_number": "parece un número de pasaporte, visa u otra identificación",
+        "screen.immigration": "parece referirse al estatus migratorio de alguien",
+        "screen.name": "parece el nombre de una persona",
+        "screen.refused": "{what}: dooralert nunca registra datos personales ni estatus "
+        "migratorio; quítelo y envíe de nuevo",
+        "screen.held_title": "Alerta enviada — se retuvo parte del texto",
+        "screen.held_intro": "La alerta salió de inmediato sin el texto de abajo: no se "
+        "registró, ni se guardó en los registros, ni se envió por correo.",
+        "screen.held_field": "{field}: {what}.",
+        "screen.held_help": "Solo usted ve este texto. Quite nombres, datos de contacto, fechas, "
+        "números de identificación y todo lo relativo al estatus migratorio, y envíelo como "
+        "actualización — o salga de esta página para descartarlo.",
+        "screen.held_again": "Este texto todavía {what}: no se envió nada. Corríjalo e intente "
+        "de nuevo.",
+        "screen.cleaned": "Texto corregido",
+        "screen.send_update": "Enviar como actualización",
+        "screen.open_incident": "Abrir la página del incidente",
     },
 }
