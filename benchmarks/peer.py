@@ -1,0 +1,212 @@
+"""Peer benchmark: dooralert beside Prometheus Alertmanager 0.25, both mailing ONE SMTP server.
+
+    .venv/bin/python benchmarks/peer.py [--samples 40] [--schools 600] [--notifiers 1] [--json]
+    make bench
+
+dooralert runs as in production, each part its own process: nats-server (deploy/nats/server.conf
+with its users, a generated password each, as `dooralert dev` runs it), `dooralert provision`
+(as admin), intake, router, notifier (`--notifiers N` runs N of them on the one durable
+consumer) and the audit ledger, each connecting as its own NATS user. The district is generated
+in a temp dir: the example district's law, safety and leadership contacts and N schools, each
+with its own intake key and principal, and the example rules and protocol. A report gets four
+first-tier emails (law x2, safety, principal).
+
+Alertmanager (Debian `prometheus-alertmanager`, installed with apt-get when missing and root;
+otherwise skipped with the reason) runs with `--cluster.listen-address=` (no gossip), a temp
+`--storage.path`, `group_wait: 0s` and one receiver with four `email_configs`; each alert has its
+own alertname, so each is its own group and gets four emails.
+
+Both deliver to benchmarks/smtp_sink.py, an aiosmtpd server in its own process that stamps each
+accepted message with CLOCK_MONOTONIC (one clock for all processes on the machine).
+
+Intake's abuse limits (per school, per client, reports per minute) are OFF for the benchmark
+(DOORALERT_RATE_LIMIT_*=0): 600 schools from one address would otherwise be refused.
+
+Measured, in one run: report -> all four emails accepted over --samples sequential samples,
+the two systems interleaved (the order alternating) so noise falls on both; --schools reports
+at once from 32 concurrent clients -> all emails accepted; the SMTP server's own limit (as many
+messages over 8 pooled connections); CPU seconds per email of each dooralert process during the
+burst, from /proc/<pid>/stat. Numbers on a shared 2-core machine are noisy: compare within one
+run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import httpx  # noqa: E402
+
+from benchmarks import peer_parts as parts  # noqa: E402
+from benchmarks import pipeline as pl  # noqa: E402
+
+
+async def interleaved_samples(
+    args: argparse.Namespace,
+    sink: parts.Sink,
+    door: httpx.AsyncClient,
+    am: httpx.AsyncClient | None,
+    keys: dict[str, str],
+) -> dict[str, list[float]]:
+    """Report -> 4th email accepted, one system then the other, the order alternating."""
+    schools = list(keys)
+    out: dict[str, list[float]] = {"dooralert": [], "alertmanager": []}
+    run = secrets.token_hex(3)
+    for i in range(args.samples + 2):  # the first two are warm-up, not counted
+        school = schools[i % len(schools)]
+        order = ["dooralert", "alertmanager"] if i % 2 == 0 else ["alertmanager", "dooralert"]
+        for system in order:
+            if system == "dooralert":
+                lat = await parts.dooralert_once(door, sink, school, keys[school], i)
+            elif am is not None:
+                lat = await parts.alertmanager_once(am, sink, f"seq-{run}-{i}", school)
+            else:
+                continue
+            if i >= 2:
+                out[system].append(lat)
+            await asyncio.sleep(0.05)  # let the other system's tail (records, ledger) settle
+    return out
+
+
+async def amain(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    result: dict[str, Any] = {"schools": args.schools, "notifiers": args.notifiers}
+    sink = parts.start_sink(work)
+    keys = parts.make_district(work / "config", args.schools)
+    base, procs = await parts.start_dooralert(args, work, sink.port)
+    am_base, am_proc, am_skip = await parts.start_alertmanager(work, sink.port)
+    result["alertmanager_skipped"] = am_skip
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    async with (
+        httpx.AsyncClient(base_url=base, timeout=60.0, limits=limits) as door,
+        httpx.AsyncClient(base_url=am_base or base, timeout=60.0, limits=limits) as amc,
+    ):
+        am = amc if am_base else None
+        print(f"bench: {args.samples} interleaved samples ...", file=sys.stderr, flush=True)
+        seq = await interleaved_samples(args, sink, door, am, keys)
+        result["sequential_ms"] = {k: pl.summary_ms(v) for k, v in seq.items() if v}
+        bursts: dict[str, list[dict[str, Any]]] = {"dooralert": [], "alertmanager": []}
+        for b in range(args.bursts):
+            order = ["dooralert", "alertmanager"] if b % 2 == 0 else ["alertmanager", "dooralert"]
+            for system in order:
+                if system == "alertmanager" and am is None:
+                    continue
+                print(f"bench: burst {b + 1}, {system} ...", file=sys.stderr, flush=True)
+                if system == "dooralert":
+                    got = await parts.dooralert_burst(door, sink, keys, procs, b, args.profile)
+                else:
+                    assert am_proc is not None
+                    got = await parts.alertmanager_burst(am, sink, args.schools, am_proc, b)
+                bursts[system].append(got)
+                await asyncio.sleep(2.0)
+        result["bursts"] = bursts
+    print("bench: the SMTP server's own limit ...", file=sys.stderr, flush=True)
+    result["smtp_limit_s"] = await parts.smtp_limit(sink, args.schools * 4, 8)
+    await asyncio.sleep(1.0)
+    result["duplicates"] = sink.duplicates(4)
+    result["logs"] = str(work / "logs")
+    return result
+
+
+def fmt_ms(s: dict[str, Any] | None, key: str) -> str:
+    return f"{s[key]:.1f} ms" if s else "skipped"
+
+
+def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
+    w = print
+    d, a = r["sequential_ms"].get("dooralert"), r["sequential_ms"].get("alertmanager")
+    n = args.schools
+    w("")
+    w(
+        f"Peer benchmark: dooralert ({r['notifiers']} notifier process(es)) vs Alertmanager 0.25, "
+        "one aiosmtpd server in its own process"
+    )
+    w(
+        "  dooralert: nats-server WITH users (deploy/nats/server.conf), provision, intake, router, "
+        "notifier, audit ledger as separate processes; intake abuse limits OFF "
+        "(DOORALERT_RATE_LIMIT_*=0)"
+    )
+    if r["alertmanager_skipped"]:
+        w(f"  Alertmanager SKIPPED: {r['alertmanager_skipped']}")
+    w("")
+    w("| measure | dooralert | Alertmanager |")
+    w("|---|---|---|")
+    w(
+        f"| report → all 4 emails accepted, p50 ({args.samples} sequential, interleaved) "
+        f"| {fmt_ms(d, 'p50')} | {fmt_ms(a, 'p50')} |"
+    )
+    w(f"| same, p95 | {fmt_ms(d, 'p95')} | {fmt_ms(a, 'p95')} |")
+    w(f"| same, p99 | {fmt_ms(d, 'p99')} | {fmt_ms(a, 'p99')} |")
+    db = [f"{b['seconds']:.2f} s" for b in r["bursts"]["dooralert"]]
+    ab = [f"{b['seconds']:.2f} s" for b in r["bursts"]["alertmanager"]] or ["skipped"]
+    w(
+        f"| {n} schools report at once (32 concurrent clients) → all {4 * n:,} emails accepted "
+        f"| {', '.join(db)} | {', '.join(ab)} |"
+    )
+    w(
+        f"| the SMTP server's own limit: {4 * n:,} messages over 8 pooled connections "
+        f"| {r['smtp_limit_s']:.2f} s | |"
+    )
+    w("")
+    for b in r["bursts"]["dooralert"]:
+        w(
+            f"  dooralert burst: {b['emails']} emails, {b['complete']} complete, "
+            f"{b['other_emails']} other emails (pattern alerts, witnesses) in the window; "
+            f"CPU per email:"
+        )
+        for name, secs in b["cpu_s"].items():
+            w(f"    {name:<22}{secs:>7.2f} s  {1000 * secs / max(1, b['emails']):>6.2f} ms/email")
+    for b in r["bursts"]["alertmanager"]:
+        w(
+            f"  Alertmanager burst: {b['emails']} emails, {b['complete']} complete; CPU "
+            f"{b['cpu_s']['alertmanager']:.2f} s = "
+            f"{1000 * b['cpu_s']['alertmanager'] / max(1, b['emails']):.2f} ms/email"
+        )
+    w(f"  keys with more than 4 emails (duplicates): {r['duplicates']}")
+    w(f"  logs: {r['logs']}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--samples", type=int, default=40, help="sequential samples per system")
+    ap.add_argument("--schools", type=int, default=600, help="schools in the burst")
+    ap.add_argument("--bursts", type=int, default=1, help="bursts per system (order alternates)")
+    ap.add_argument("--notifiers", type=int, default=1, help="notifier processes")
+    ap.add_argument("--profile", help="py-spy the first notifier in the first burst (SVG)")
+    ap.add_argument("--json", action="store_true", help="also print the results as JSON")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (store, logs)")
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    work = Path(tempfile.mkdtemp(prefix="dooralert-peer-"))
+    (work / "logs").mkdir()
+    try:
+        result = asyncio.run(amain(args, work))
+        print_report(result, args)
+        if args.json:
+            print(json.dumps(result, indent=2, default=str))
+        complete = all(b["complete"] for bs in result["bursts"].values() for b in bs)
+        return 0 if complete else 1
+    except KeyboardInterrupt:
+        print("bench: interrupted; stopping everything", file=sys.stderr)
+        return 130
+    finally:
+        pl.stop_children()
+        if args.keep:
+            print(f"bench: kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
