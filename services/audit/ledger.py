@@ -52,6 +52,7 @@ from services.eventlog import (
     retrying,
     subscribe_from,
 )
+from services.runtime import metrics
 from services.runtime.logging import get_logger
 
 log = get_logger("dooralert.ledger")
@@ -128,6 +129,7 @@ class Ledger:
         self.resumed_from = 0
         self._anchored = 0
         self._since = clock()
+        self.following = False  # reading the log (readiness)
 
     # -- resume -------------------------------------------------------------------------
 
@@ -197,6 +199,8 @@ class Ledger:
             raise LogGapError(f"DOORALERT seq {tree.size + 1} is missing (next is {seq})")
         tree.append(leaf_input(subject, data))
         self.events_read += 1
+        if tree is self.tree:
+            metrics.LEDGER_TREE_SIZE.set(tree.size)
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -217,6 +221,7 @@ class Ledger:
         self.latest_note = note
         self._anchored = cp.size
         self._since = self.clock()
+        metrics.checkpoint_signed(cp.size)
         if self._resolved_pending:
             self._resolved_pending = False
             self.resolved_signed.set()
@@ -237,7 +242,11 @@ class Ledger:
         """Follow the log until `stop` is set; then sign what is unanchored and return."""
         await self.resume()
         self._since = self.clock()
+        # "Since the last checkpoint" counts from the start: a restart is not a signature.
+        metrics.checkpoint_signed(self._anchored)
+        metrics.LEDGER_TREE_SIZE.set(self.tree.size)
         psub = await self._subscribe()
+        self.following = True
         idle_since = self.clock()
         try:
             while not stop.is_set():
@@ -272,6 +281,7 @@ class Ledger:
                 if self._due() or (self._resolved_pending and self.tree.size > self._anchored):
                     await self.checkpoint()
         finally:
+            self.following = False
             with contextlib.suppress(Exception):
                 await psub.unsubscribe()
         if self.tree.size > self._anchored:
@@ -306,6 +316,7 @@ class Ledger:
             last_seq = (await self.js.stream_info(STREAM)).state.last_seq
         except READ_INTERRUPTED_ERRORS:
             return False
+        metrics.LEDGER_LOG_SIZE.set(last_seq)
         if last_seq > self.tree.size:
             log.warning(
                 "ledger.resubscribe", reason="stalled", size=self.tree.size, last_seq=last_seq

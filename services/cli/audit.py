@@ -22,6 +22,7 @@ from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client
     from nats.js import JetStreamContext
 
     from schemas.events import Event
@@ -151,35 +152,56 @@ async def _run_ledger(
     from services.audit.ledger import Ledger
     from services.audit.witness import Witnesses
     from services.eventlog import connect
+    from services.runtime.healthserver import HealthServer
 
-    nc = await connect(settings.nats_url, name="dooralert-ledger")
-    # Only once connected: a signal before that ends the process the default way.
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    running: list[tuple[Client, Ledger]] = []  # once connected: what readiness looks at
+
+    def ready() -> dict[str, bool]:
+        nc, ledger = running[0] if running else (None, None)
+        return {
+            "nats": bool(nc and nc.is_connected),
+            "following": bool(ledger and ledger.following),
+        }
+
+    # /livez from before NATS is reached; ready once connected and following the log.
+    health = HealthServer(
+        "ledger", host=settings.metrics_host, port=settings.metrics_port, checks=ready
+    )
+    await health.start()
     try:
-        ledger = Ledger(
-            nc.jetstream(),
-            signer,
-            origin=origin,
-            every=settings.checkpoint_every,
-            seconds=settings.checkpoint_seconds,
-            out_dir=settings.checkpoint_dir,
-        )
-        log.info("ledger.start", origin=origin, key=signer.verifier.line, witnesses=len(targets))
-        # The witnesses run beside the ledger and never stop it: a failed send waits a round.
-        witnesses = Witnesses(targets, settings)
-        sending = asyncio.create_task(
-            witnesses.run(stop, lambda: ledger.latest_note, ledger.resolved_signed)
-        )
+        nc = await connect(settings.nats_url, name="dooralert-ledger")
+        # Only once connected: a signal before that ends the process the default way.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         try:
-            await ledger.run(stop)
+            ledger = Ledger(
+                nc.jetstream(),
+                signer,
+                origin=origin,
+                every=settings.checkpoint_every,
+                seconds=settings.checkpoint_seconds,
+                out_dir=settings.checkpoint_dir,
+            )
+            running.append((nc, ledger))
+            log.info(
+                "ledger.start", origin=origin, key=signer.verifier.line, witnesses=len(targets)
+            )
+            # The witnesses run beside the ledger and never stop it: a failed send waits a round.
+            witnesses = Witnesses(targets, settings)
+            sending = asyncio.create_task(
+                witnesses.run(stop, lambda: ledger.latest_note, ledger.resolved_signed)
+            )
+            try:
+                await ledger.run(stop)
+            finally:
+                stop.set()
+                await sending
         finally:
-            stop.set()
-            await sending
+            await nc.close()
     finally:
-        await nc.close()
+        await health.close()
 
 
 @app.command("serve")

@@ -216,8 +216,16 @@ def children(
     argv = server.server_args(nats_server_binary(), data / "nats")
     nats = Child("nats-server", argv, server.server_env(env), logs / "nats-server.log")
 
+    # One health/metrics port each (DOORALERT_METRICS_PORT, then the next ones), all local.
+    first_port = int(env.get("DOORALERT_METRICS_PORT") or 9464)
+    ports = {name: first_port + n for n, name in enumerate([*SERVICES, "ledger"])}
+
     def as_user(name: str) -> dict[str, str]:
-        return {**env, "DOORALERT_NATS_URL": server.url_for(SERVICE_USERS[name])}
+        return {
+            **env,
+            "DOORALERT_NATS_URL": server.url_for(SERVICE_USERS[name]),
+            "DOORALERT_METRICS_PORT": str(ports[name] if first_port else 0),
+        }
 
     cli = [sys.executable, "-m", "services.cli.main"]
     outbox = ["outbox", "--dir", str(data / "outbox"), "--host", opts.host]

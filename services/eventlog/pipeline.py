@@ -18,6 +18,7 @@ from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
 
 from services.eventlog.contract import STREAM, check_consumer, contract_consumer, filters
+from services.runtime import metrics
 from services.runtime.logging import get_logger
 
 log = get_logger("dooralert.pipeline")
@@ -199,6 +200,17 @@ async def sample(js: JetStreamContext, name: str, *, timeout: float = 2.0) -> Sa
         return Sample(name, error=str(exc) or type(exc).__name__)
 
 
+def export(report: PipelineHealth) -> None:
+    """Set the consumer gauges (lag, oldest waiting, health) from a report."""
+    for c in report.consumers:
+        metrics.CONSUMER_PENDING.labels(c.name).set(c.num_pending)
+        metrics.CONSUMER_ACK_PENDING.labels(c.name).set(c.num_ack_pending)
+        metrics.CONSUMER_OLDEST_PENDING.labels(c.name).set(c.oldest_undelivered_seconds or 0.0)
+        metrics.CONSUMER_OLDEST_UNACKED.labels(c.name).set(c.oldest_unacked_seconds or 0.0)
+        metrics.CONSUMER_HEALTHY.labels(c.name).set(0.0 if c.problems else 1.0)
+    metrics.PIPELINE_CHECKED.set(report.checked_at.timestamp())
+
+
 class PipelineMonitor:
     """Keeps the latest PipelineHealth; `refresh` reads the server, `start` refreshes every
     few seconds in the background."""
@@ -240,6 +252,7 @@ class PipelineMonitor:
         elif self.latest is not None and not self.latest.healthy and report.healthy:
             log.info("pipeline.recovered")
         self.latest = report
+        export(report)
         return report
 
     def current(self, now: datetime, *, max_age: float) -> PipelineHealth | None:

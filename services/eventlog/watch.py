@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from faststream import FastStream
+from faststream.exceptions import IncorrectState
 from faststream.nats import NatsBroker
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
@@ -16,7 +17,9 @@ from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
 
 from services.eventlog.contract import ConsumerCheck, check_consumer, contract_consumer
+from services.runtime.healthserver import Checks, HealthServer
 from services.runtime.logging import get_logger
+from services.runtime.metrics import NATS_CONNECTED
 
 log = get_logger("dooralert.watch")
 EXIT_DRIFT = 3  # the exit code of a service stopped because a consumer drifted
@@ -87,24 +90,63 @@ class ConsumerWatch:
             self._task = None
 
 
+def _connected(broker: NatsBroker) -> bool:
+    try:
+        return bool(broker.connection.is_connected)
+    except IncorrectState:  # not connected yet, or stopped
+        return False
+
+
 async def run_watched(
-    app: FastStream, broker: NatsBroker, names: Sequence[str], *, every: float
+    app: FastStream,
+    broker: NatsBroker,
+    names: Sequence[str],
+    *,
+    every: float,
+    health: tuple[str, str, int] | None = None,
+    checks: Checks | None = None,
 ) -> int:
     """Run a FastStream service while its consumers keep the contract. They are checked
     before the subscribers bind (a drifted consumer never starts the service, and is never
     re-created by the client library with the wrong settings) and every `every` seconds.
+    `health` (service, host, port) serves /livez, /readyz and /metrics from before NATS is
+    reached: ready once connected, the subscribers bound and `checks` pass, until shutdown.
     The exit code: 0 after a normal stop, EXIT_DRIFT when a consumer drifted."""
-    await broker.connect()
-    js = broker.connection.jetstream()
+    bound = False
     watch = ConsumerWatch(names, every=every, stop=app.exit)
-    if not await watch.check(js):
-        await broker.stop()
-        return EXIT_DRIFT
 
-    async def start_watch() -> None:
-        watch.start(js)
+    def ready() -> dict[str, bool]:
+        own = {"nats": _connected(broker), "consumers": bound and watch.failure is None}
+        return own | dict(checks() if checks else {})
 
-    app.after_startup(start_watch)
-    app.on_shutdown(watch.close)
-    await app.run()
-    return EXIT_DRIFT if watch.failure else 0
+    server = None
+    if health is not None:
+        service, host, port = health
+        server = HealthServer(service, host=host, port=port, checks=ready)
+    if server is not None:
+        NATS_CONNECTED.labels(server.service).set_function(lambda: float(_connected(broker)))
+        await server.start()
+    try:
+        await broker.connect()
+        js = broker.connection.jetstream()
+        if not await watch.check(js):
+            await broker.stop()
+            return EXIT_DRIFT
+
+        async def start_watch() -> None:
+            nonlocal bound
+            bound = True
+            watch.start(js)
+
+        async def unready() -> None:
+            nonlocal bound
+            bound = False  # draining: take no new work, say so before the work in hand ends
+
+        app.after_startup(start_watch)
+        app.on_shutdown(unready)
+        app.on_shutdown(watch.close)
+        await app.run()
+        return EXIT_DRIFT if watch.failure else 0
+    finally:
+        if server is not None:
+            await server.close()

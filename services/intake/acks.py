@@ -20,6 +20,7 @@ from services.intake.forms import same_origin
 from services.intake.incidents import project, record
 from services.intake.render import PageError, error_page, render
 from services.runtime.logging import get_logger
+from services.runtime.metrics import ACK_DELAY, seconds_between
 
 log = get_logger("dooralert.intake")
 router = APIRouter()
@@ -51,6 +52,8 @@ async def acknowledge(
     if isinstance(decision, Refused) or not record_it:
         return decision
     await record(event_log, decision)
+    if incident is not None and incident.reported_at is not None:
+        ACK_DELAY.labels(claim.role).observe(seconds_between(incident.reported_at, now))
     log.info(
         "incident.acknowledged",
         incident=decision.incident_id,

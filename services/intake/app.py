@@ -11,13 +11,14 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from nats.aio.client import Client
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.domain.directory import Directory
 from services.domain.protocol import load_protocol
 from services.eventlog.interface import EventLog
 from services.eventlog.jetstream import JetStreamEventLog, connect
-from services.intake import acks, api, health, incident_pages, pages
+from services.intake import acks, api, health, incident_pages, metering, pages
 from services.intake.deps import Intake, check_signed_out, get_intake
 from services.intake.errors import ApiError, ReportInvalid, Unavailable
 from services.intake.security import SecurityHeaders
@@ -40,6 +41,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         return
     settings: Settings = app.state.intake.settings
+    port = metering.health_server(settings, connected=lambda: _connected(app))
+    await port.start()
+    try:
+        async with _on_nats(app, settings):
+            yield
+    finally:
+        await port.close()
+
+
+def _connected(app: FastAPI) -> bool:
+    nc: Client | None = getattr(app.state, "nats", None)
+    return bool(nc and nc.is_connected)
+
+
+@asynccontextmanager
+async def _on_nats(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     nc = await connect(settings.nats_url, name="dooralert-intake")
     app.state.nats = nc
     try:
@@ -93,6 +110,7 @@ def create_app(
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(metering.CountReports)
     return app
 
 

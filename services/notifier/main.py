@@ -48,6 +48,12 @@ from services.notifier.plan import Found, PlanSettings, plan_delivery, shows_cur
 from services.notifier.records import DeliveryRecord, DeliveryRecords, JetStreamDeliveryRecords
 from services.notifier.send import Sender
 from services.runtime.logging import get_logger
+from services.runtime.metrics import (
+    DELIVERY_LATENCY,
+    NOTIFICATIONS_FAILED,
+    NOTIFICATIONS_SENT,
+    seconds_between,
+)
 from services.runtime.settings import Settings
 
 log = get_logger("dooralert.notifier")
@@ -159,6 +165,7 @@ class Notifier:
         s = self.settings
         delay = backoff(attempt, base=s.retry_base_seconds, cap=s.retry_max_seconds)
         retry_in = round(delay, 3)
+        NOTIFICATIONS_FAILED.labels(req.data.channel, req.data.kind, "retry").inc()
         await self.event_log.append(
             failed_event(
                 req, attempt=attempt, reason=err.reason, retry_in=retry_in, now=datetime.now(UTC)
@@ -185,6 +192,7 @@ class Notifier:
         )
         # The failure first: see outcome.gave_up.
         await self.event_log.append(failed)
+        NOTIFICATIONS_FAILED.labels(d.channel, d.kind, "gave_up").inc()
         log.warning(
             "notification.failed",
             notification=d.notification_id,
@@ -209,7 +217,9 @@ class Notifier:
             settings=self.plan_settings,
             now=datetime.now(UTC),
         )
-        return await self.sender.send(delivery, now=datetime.now(UTC))
+        reply = await self.sender.send(delivery, now=datetime.now(UTC))
+        _count_sent(req, found, at=datetime.now(UTC))
+        return reply
 
     async def _fetch(self, req: NotificationRequested) -> Found:
         """What the notification is about, as the log holds it now."""
@@ -255,6 +265,15 @@ async def _heartbeat(msg: NatsMessage, every: float = 10.0) -> AsyncIterator[Non
         task.cancel()
 
 
+def _count_sent(req: NotificationRequested, found: Found, *, at: datetime) -> None:
+    """Metrics of an accepted notification: an alert's latency runs from the report being
+    recorded, any other kind's from its request."""
+    d = req.data
+    start = found.report.recorded_at if d.kind == "alert" and found.report else req.recorded_at
+    NOTIFICATIONS_SENT.labels(d.channel, d.kind).inc()
+    DELIVERY_LATENCY.labels(d.channel, d.kind).observe(seconds_between(start, at))
+
+
 def _as_report(raw: bytes, subject: str) -> EncounterReported | None:
     try:
         event = parse_stored(raw, subject)
@@ -293,6 +312,8 @@ def build_notifier(
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds; nats-py sleeps a float
         log_level=logging.DEBUG,
+        # SIGTERM: an alert being sent is sent, recorded and acked before the connection drains.
+        graceful_timeout=settings.shutdown_grace_seconds,
     )
     notifier = Notifier(
         settings=settings,
@@ -352,6 +373,7 @@ def build_app(settings: Settings, *, directory: Directory) -> FastStream:
 
 
 CONSUMERS = ("notifier",)
+SMTP_PROBE_SECONDS = 15.0  # how often readiness asks the SMTP server (NOOP on a pooled session)
 
 
 def run(settings: Settings, *, directory: Directory) -> int:
@@ -363,5 +385,23 @@ def run(settings: Settings, *, directory: Directory) -> int:
         raise SystemExit(f"dooralert notifier: refusing to start: {exc}") from None
     app = FastStream(broker)
     app.after_shutdown(notifier.close)
-    watched = run_watched(app, broker, CONSUMERS, every=settings.consumer_check_seconds)
+    probing: list[asyncio.Task[None]] = []
+
+    async def probe_smtp() -> None:
+        probing.append(asyncio.create_task(notifier.smtp.watch(SMTP_PROBE_SECONDS)))
+
+    async def stop_probing() -> None:
+        for task in probing:
+            task.cancel()
+
+    app.after_startup(probe_smtp)
+    app.on_shutdown(stop_probing)
+    watched = run_watched(
+        app,
+        broker,
+        CONSUMERS,
+        every=settings.consumer_check_seconds,
+        health=("notifier", settings.metrics_host, settings.metrics_port),
+        checks=lambda: {"smtp": notifier.smtp.ok},
+    )
     return asyncio.run(watched)

@@ -15,6 +15,7 @@ from email.message import EmailMessage
 import aiosmtplib
 
 from services.notifier.channels import TransientDeliveryError, classify_smtp, scrub
+from services.runtime.metrics import SMTP_UP
 from services.runtime.settings import Settings
 
 
@@ -33,6 +34,8 @@ class SmtpPool:
         self._idle: list[_Session] = []
         self._slots = asyncio.Semaphore(self.size)
         self.connects = 0  # sessions opened, for tests and the benchmark
+        # Whether the server answered last time (a send or a probe): the notifier's readiness.
+        self.ok = True
 
     async def _open(self) -> _Session:
         s = self.settings
@@ -91,12 +94,43 @@ class SmtpPool:
                 raise classify_smtp(exc.code, exc.message) from None
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                 _close_quietly(session)
+                self._answered(False)
                 raise TransientDeliveryError(f"{type(exc).__name__}: {exc}") from None
             except BaseException:
                 _close_quietly(session)
                 raise
             self._release(session)
+            self._answered(True)
             return reply
+
+    def _answered(self, ok: bool) -> None:
+        self.ok = ok
+        SMTP_UP.set(float(ok))
+
+    async def probe(self) -> bool:
+        """Check the server answers (NOOP on a pooled session, else a new one kept in the
+        pool); skipped while every session is busy sending, since the sends tell."""
+        if self._slots.locked():
+            return self.ok
+        async with self._slots:
+            session = self._take_idle()
+            try:
+                if session is None:
+                    session = await self._open()
+                await session.smtp.noop()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                _close_quietly(session)
+                self._answered(False)
+                return False
+            self._release(session)
+            self._answered(True)
+            return True
+
+    async def watch(self, every: float) -> None:
+        """Probe every `every` seconds until cancelled."""
+        while True:
+            await self.probe()
+            await asyncio.sleep(every)
 
     async def _send_on(self, session: _Session, message: EmailMessage) -> str:
         errors, reply = await session.smtp.send_message(message)

@@ -54,6 +54,7 @@ from services.router.escalate import (
 )
 from services.router.rules import Rules
 from services.runtime.logging import get_logger
+from services.runtime.metrics import ESCALATIONS
 from services.runtime.settings import Settings
 
 log = get_logger("dooralert.router")
@@ -241,6 +242,7 @@ class Router:
             await msg.nack(delay=2.0)
             return
         if events and isinstance(raised := events[0], EscalationRaised):
+            ESCALATIONS.labels(school_id, str(tier)).inc()
             log.warning(
                 "escalation.raised",
                 incident=incident_id,
@@ -263,6 +265,8 @@ def build_broker(
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,  # type: ignore[arg-type]  # faststream says int; nats-py takes float
         log_level=logging.DEBUG,
+        # SIGTERM: messages in hand finish (and are acked) before the connection drains.
+        graceful_timeout=settings.shutdown_grace_seconds,
     )
     router = Router(
         settings=settings, rules=rules, directory=directory, broker=broker, event_log=event_log
@@ -337,6 +341,10 @@ def run(settings: Settings, *, rules: Rules, directory: Directory) -> int:
     (EXIT_DRIFT when a consumer was paused, deleted or redefined)."""
     broker = build_broker(settings, rules=rules, directory=directory)
     watched = run_watched(
-        FastStream(broker), broker, CONSUMERS, every=settings.consumer_check_seconds
+        FastStream(broker),
+        broker,
+        CONSUMERS,
+        every=settings.consumer_check_seconds,
+        health=("router", settings.metrics_host, settings.metrics_port),
     )
     return asyncio.run(watched)

@@ -203,3 +203,13 @@ class Settings(BaseSettings):
     pipeline_unacked_seconds: float = 120.0
     # How often intake refreshes the pipeline report it answers from (never per request).
     pipeline_check_seconds: float = 2.0
+
+    # Health and metrics (issue 14): each service serves /livez, /readyz and /metrics here, a
+    # port apart from intake's published one. 0 turns it off. Containers set the host 0.0.0.0
+    # so the kubelet and Prometheus reach it; never publish it (it says when reports come in).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    # On SIGTERM the router and notifier stop taking messages and let the ones in hand finish
+    # (an alert being sent is sent and recorded) for up to this long; keep it under the
+    # orchestrator's grace period (compose stop_grace_period, Kubernetes 30 s).
+    shutdown_grace_seconds: float = 20.0
