@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test check bench bench-pipeline schemas clean browser containers
+.PHONY: run test check bench bench-pipeline schemas clean browser containers promtool
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/dooralert dev $(ARGS)
 
-test: check browser containers
+test: check browser containers promtool
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # House style, enforced: ruff lint and format, and mypy --strict over services/ and schemas/
@@ -31,6 +31,13 @@ CHROMIUM ?= /usr/bin/chromium
 browser:
 	@if [ ! -x $(CHROMIUM) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
+# The alert rules are checked and unit-tested with promtool (tests/deploy/test_prometheus.py),
+# from Debian's `prometheus` package: installed when missing and we are root (CI), else skipped.
+promtool:
+	@if ! command -v promtool >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 	fi
 
 # The container test (tests/deploy/test_compose.py) builds the image and runs the compose stack
