@@ -46,6 +46,7 @@ from services.notifier.message import TemplateCheckError, default_templates
 from services.notifier.outcome import failed_event, gave_up, sent_event
 from services.notifier.plan import Found, PlanSettings, plan_delivery, shows_current_report
 from services.notifier.records import DeliveryRecord, DeliveryRecords, JetStreamDeliveryRecords
+from services.notifier.reports import ReportCache
 from services.notifier.send import Sender
 from services.runtime.logging import get_logger
 from services.runtime.metrics import (
@@ -83,6 +84,7 @@ class Notifier:
         self._log = event_log
         self._records = records
         self.sender = Sender(settings)
+        self.reports = ReportCache()  # one log read per incident for its alerts
         self.smtp = self.sender.smtp  # the integration tests count its sessions
 
     @property
@@ -226,19 +228,27 @@ class Notifier:
         school, incident = req.school_id, req.incident_id
         if req.data.kind == "pattern":
             return Found(pattern=await self.event_log.last(school, incident, "pattern.detected"))
+        report = self.reports.get(school, incident) or await self._read_report(school, incident)
+        if report is None or not shows_current_report(req):
+            return Found(report=report)
+        events = await self.event_log.read_incident(incident)
+        return Found(report=report, state=fold(events, incident_id=incident))
+
+    async def _read_report(self, school: str, incident: str) -> EncounterReported | None:
+        """The incident's report from the log (remembered in `reports`), or None."""
         raw = await self.event_log.last(school, incident, "encounter.reported")
         if raw is None:
-            return Found()
+            return None
         report = _as_report(raw, event_subject(school, incident, "encounter.reported"))
         if report is None:
             # The last message on the subject is unreadable: take the incident's first
             # readable report from the log (read_incident skips unreadable messages).
             events = await self.event_log.read_incident(incident)
             report = next((e for e in events if isinstance(e, EncounterReported)), None)
-        if report is None or not shows_current_report(req):
-            return Found(report=report)
-        events = await self.event_log.read_incident(incident)
-        return Found(report=report, state=fold(events, incident_id=incident))
+        # Only the report the subject names: a copy bound elsewhere is not remembered here.
+        if report is not None and (report.school_id, report.incident_id) == (school, incident):
+            self.reports.put(report)
+        return report
 
     async def close(self) -> None:
         """Close the channels' clients (pooled SMTP sessions, the HTTP client)."""
