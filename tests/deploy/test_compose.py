@@ -432,6 +432,29 @@ def first_report(stack: Stack) -> None:
     )
 
 
+# Read inside a container: the health port is on the compose network only.
+READ_METRICS = (
+    "import urllib.request; "
+    "print(urllib.request.urlopen('http://127.0.0.1:9464/metrics', timeout=3).read().decode())"
+)
+
+
+@pytest.mark.timeout(300)
+def test_every_service_serves_metrics_on_a_port_that_is_not_published(stack: Stack) -> None:
+    with stack.explained():
+        sent = 0.0
+        for service in ("intake", "router", "notifier-1", "notifier-2", "ledger"):
+            name = stack.container(service)
+            text = podman("exec", name, "python", "-c", READ_METRICS)
+            assert "dooralert_ready{" in text, service
+            assert "9464" not in podman("port", name), f"{service} publishes its metrics port"
+            for line in text.splitlines():
+                if line.startswith("dooralert_notifications_sent_total{"):
+                    sent += float(line.split()[-1])
+        # The first report's alerts (an earlier test) were counted by the notifiers.
+        assert sent >= len(BASE_RECIPIENTS)
+
+
 @pytest.mark.timeout(900)
 def test_killing_a_notifier_and_the_nats_leader_mid_burst_loses_no_alert(stack: Stack) -> None:
     with stack.explained():

@@ -220,3 +220,25 @@ def test_no_secret_value_is_in_the_repository() -> None:
         if (ref := e.get("valueFrom", {})) and "secretKeyRef" in ref
     }
     assert referenced <= {d["metadata"]["name"] for d in templates}
+
+
+def test_services_are_probed_on_their_health_port_which_no_service_exposes() -> None:
+    for component in ("intake", "router", "notifier", "ledger"):
+        container = pod_spec(workloads()[component])["containers"][0]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        assert ports["health"] == 9464, component
+        assert container["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "health"}
+        ready = container["readinessProbe"]["httpGet"]
+        # Intake's readiness is its app's (it can record reports); the rest ask the health port.
+        want = {"path": "/readyz", "port": "http" if component == "intake" else "health"}
+        assert ready == want, component
+        assert env_of(container)["DOORALERT_METRICS_HOST"]["value"] == "0.0.0.0"
+    for service in of_kind("Service").values():
+        exposed = {p.get("targetPort", p["port"]) for p in service["spec"]["ports"]}
+        assert not exposed & {9464, "health"}, service["metadata"]["name"]
+    metrics = of_kind("NetworkPolicy")["metrics"]["spec"]
+    (rule,) = metrics["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 9464}]
+    assert [f["namespaceSelector"] for f in rule["from"]] == [
+        {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    ]
