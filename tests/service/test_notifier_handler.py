@@ -319,6 +319,7 @@ async def test_a_contact_removed_from_the_directory_is_a_permanent_failure(
     raw["contacts"] = [c for c in raw["contacts"] if c["id"] != "law-counsel"]
     for c in raw["contacts"]:
         c["backups"] = [b for b in c["backups"] if b != "law-counsel"]
+    raw["audit"]["witnesses"] = [w for w in raw["audit"]["witnesses"] if w != "law-counsel"]
     msg = await deliver(log, records, settings, req, directory=Directory.model_validate(raw))
     assert msg.outcome == "ack"
     [failed] = new_events(log)
