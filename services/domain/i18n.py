@@ -309,6 +309,7 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "screen.cleaned": "Cleaned text",
         "screen.send_update": "Send as an update",
         "screen.open_incident": "Open the incident page",
+        "screen.notes": "Notes",
     },
     "es": {
         # The intake pages.
@@ -468,5 +469,6 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "screen.cleaned": "Texto corregido",
         "screen.send_update": "Enviar como actualización",
         "screen.open_incident": "Abrir la página del incidente",
+        "screen.notes": "Notas",
     },
 }

@@ -122,6 +122,9 @@ def follow_up_from_form(values: dict[str, str]) -> tuple[dict[str, str], bool]:
         return {}, True
     if action == "agents_left":
         return {"entry": "left"}, False
+    if action == "notes":
+        # The held-back page's "send as an update", its text cleaned by the staff member.
+        return {"notes": values.get("notes", "").strip()}, False
     if action == "document":
         keys = ("document", "signed_by_judge")
         return {k: values[k] for k in keys if values.get(k)}, False

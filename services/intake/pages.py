@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from schemas.events import new_event_id
 from schemas.report import Agency, Document, Entry, Purpose, SignedByJudge
 from services.domain.directory import hash_intake_key
+from services.domain.screening import looks_like, screen_fields
 from services.intake import i18n
 from services.intake.bodies import form_values
 from services.intake.deps import (
@@ -26,6 +27,7 @@ from services.intake.deps import (
     client_of,
 )
 from services.intake.domain.idempotency import check_submission_id
+from services.intake.domain.screen import HeldBack, hold_back
 from services.intake.errors import (
     LOG_FAILURES,
     ApiError,
@@ -42,6 +44,7 @@ from services.intake.forms import (
     page_limit,
     report_from_form,
 )
+from services.intake.held import held_page
 from services.intake.incidents import project, record_follow_up, submit_report
 from services.intake.render import (
     PageError,
@@ -223,8 +226,11 @@ async def submit_form(request: Request, intake: IntakeDep, event_log: EventLogDe
             intake, request, session, values=fresh, errors={}, status=400, banner=banner
         )
 
+    held: list[HeldBack] = []
     try:
         raw = report_from_form(values, school_id=school.id, tz=intake.timezone, now=now)
+        # Never delays the alert: refused free text is held back and the report goes now.
+        raw, held = hold_back(raw)
         incident_id, _ = await submit_report(
             event_log,
             raw,
@@ -241,6 +247,7 @@ async def submit_form(request: Request, intake: IntakeDep, event_log: EventLogDe
         return page
     except ReportInvalid as exc:
         errors = {f["field"]: field_reason(f["reason"], lang) for f in exc.fields}
+        errors.update({h.field: looks_like(h.kinds, lang) for h in held})
         return again(status=422, banner=i18n.translate(lang, "form.fix"), errors=errors)
     except Unavailable:
         phone = intake.phone or i18n.translate(lang, "form.law_department")
@@ -249,6 +256,8 @@ async def submit_form(request: Request, intake: IntakeDep, event_log: EventLogDe
         )
     except ApiError as exc:
         return again(errors={}, status=exc.status, banner=exc.message)
+    if held:
+        return held_page(intake, request, session, incident_id=incident_id, held=held)
     return RedirectResponse(
         intake.urls(incident_id, actor=session.actor)["page_url"], status_code=303
     )
@@ -273,6 +282,18 @@ async def followup_form(
             raise PageError(403, "error.other_school")
         page_limit(intake, request, incident.school_id)
         change, resolve = follow_up_from_form(values)
+        if still := screen_fields(change).get("notes"):
+            # Nothing is recorded; the text goes back to its writer only, to edit again.
+            text = values.get("notes", "")
+            return held_page(
+                intake,
+                request,
+                session,
+                incident_id=incident_id,
+                text=text,
+                again=still,
+                status=422,
+            )
         await record_follow_up(event_log, incident, session.actor, change, resolve=resolve)
     except PageError as exc:
         return error_page(intake, request, exc, session)

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from schemas.envelope import originating
 from schemas.events import EncounterReported, derive_id
 from schemas.report import REFUSED_FIELDS, EncounterReport
+from services.intake.domain.screen import personal_data_errors
 from services.intake.errors import ReportInvalid
 
 __all__ = ["ReportInvalid", "encounter_event", "field_errors", "parse_report"]
@@ -41,6 +42,8 @@ def parse_report(raw: Any, *, now: datetime) -> EncounterReport:
     """A validated report, its time defaulted to `now`; `ReportInvalid` names what is wrong."""
     if not isinstance(raw, dict):
         raise ReportInvalid([{"field": "(body)", "reason": "must be a JSON object"}])
+    if refused := personal_data_errors(raw):
+        raise ReportInvalid(refused)  # says what the text looks like, never the text
     try:
         report = EncounterReport.model_validate(raw)
     except ValidationError as exc:

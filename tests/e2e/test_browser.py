@@ -348,5 +348,34 @@ def test_keyboard_only_submission(stack, browser):
     shot(page, "incident-keyboard")
 
 
+def test_spanish_notice_of_held_back_notes_and_a_cleaned_update(stack, browser):
+    page, problems = new_page(browser, lang="es-ES")
+    page.goto(stack.base + "/")
+    page.select_option("#school_id", "hamline")
+    page.fill("#intake_key", HAMLINE_KEY)
+    page.click("text=Iniciar sesión")
+    page.wait_for_selector("#location")
+    page.fill("#location", "Entrada del gimnasio")
+    page.select_option("#agency_stated", "ice")
+    page.select_option("#document", "administrative_warrant")
+    page.check("input[name=credentials_shown][value=true]")
+    held = "Buscan a la alumna Maria Lopez, tel. 651-555-0199"
+    page.fill("#notes", held)
+    page.click("text=Enviar alerta")
+    # The alert is sent; the page says, in Spanish, what was held back and why.
+    notice = page.locator("#held-notice")
+    notice.wait_for()
+    assert "La alerta salió de inmediato" in notice.inner_text()
+    body = page.inner_text("main") if page.locator("main").count() else page.inner_text("body")
+    assert "parece un número de teléfono" in body and "parece el nombre de una persona" in body
+    assert page.input_value("#held_notes") == held
+    assert axe_violations(page) == []
+    shot(page, "held-es")
+    page.fill("#held_notes", "Preguntaron por una alumna; no dimos datos.")
+    page.click("text=Enviar como actualización")
+    page.wait_for_url(re.compile(r"/incidents/"))
+    assert not [p for p in problems if "Content Security Policy" in p], problems
+
+
 def test_screenshots_are_saved() -> None:
     assert ARTIFACTS.exists()

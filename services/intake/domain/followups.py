@@ -17,6 +17,7 @@ from schemas.events import (
 )
 from services.domain.incident import IncidentState
 from services.intake.domain.refusals import Refused, invalid
+from services.intake.domain.screen import personal_data_errors
 from services.intake.reports import field_errors
 
 ALREADY_RESOLVED = "the incident is already resolved"
@@ -35,6 +36,8 @@ def decide_follow_up(
     if incident.status == "resolved":
         return Refused("resolved", ALREADY_RESOLVED)
     body = raw if raw is not None else {}
+    if refused := personal_data_errors(body):
+        return invalid(refused)
     if resolve:
         try:
             resolved = IncidentResolvedData.model_validate(body)
