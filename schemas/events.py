@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic.json_schema import SkipJsonSchema
 
 from schemas.report import AgentCount, Document, EncounterReport, Entry, SignedByJudge, Token
 
@@ -152,8 +153,22 @@ class EscalationRaisedData(_Frozen):
     unreachable_contact_id: str | None = None
 
 
+class SealedText(_Frozen):
+    """Staff free text as the log stores it: AES-256-GCM under the incident's data key (kept
+    outside the log, in a KV bucket with a retention limit), bound to incident, event and field
+    as associated data. Without the key it is noise: that is how notes are forgotten."""
+
+    alg: Literal["A256GCM"]
+    kid: str = Field(max_length=120, description="which data key sealed it")
+    nonce: str = Field(max_length=24, description="base64, 12 bytes")
+    ct: str = Field(max_length=4096, description="base64 ciphertext with its 16-byte tag")
+
+
+_V1_CLEAR = "clear text stored by a v1 writer (before notes were sealed); v2 writers never set it"
+
+
 class EncounterUpdatedData(_Frozen):
-    """What changed at the door since the report; omitted fields did not change."""
+    """What changed at the door since the report (the request body: notes in clear)."""
 
     entry: Entry | None = None
     document: Document | None = None
@@ -163,7 +178,39 @@ class EncounterUpdatedData(_Frozen):
 
 
 class IncidentResolvedData(_Frozen):
+    """The all-clear (the request body: the note in clear)."""
+
     note: Annotated[str, Field(max_length=500)] | None = None
+
+
+class SealedReport(EncounterReport):
+    """The report as the log stores it (v2): the notes only sealed."""
+
+    notes: SkipJsonSchema[None] = Field(default=None, exclude=True)
+    notes_sealed: SealedText | None = None
+    notes_v1: str | None = Field(default=None, description=_V1_CLEAR)
+
+
+class SealedUpdateData(EncounterUpdatedData):
+    """What changed at the door since the report, as stored (v2): the notes only sealed."""
+
+    notes: SkipJsonSchema[None] = Field(default=None, exclude=True)
+    notes_sealed: SealedText | None = None
+    notes_v1: str | None = Field(default=None, description=_V1_CLEAR)
+
+
+class SealedResolvedData(IncidentResolvedData):
+    """The all-clear as stored (v2): its note only sealed."""
+
+    note: SkipJsonSchema[None] = Field(default=None, exclude=True)
+    note_sealed: SealedText | None = None
+    note_v1: str | None = Field(default=None, description=_V1_CLEAR)
+
+
+class NotesForgottenData(_Frozen):
+    reason: Annotated[str, Field(max_length=200)] | None = Field(
+        default=None, description="why the operator forgot them (no personal data)"
+    )
 
 
 class PatternDetectedData(_Frozen):
@@ -194,7 +241,8 @@ class LinksRevokedData(_Frozen):
 
 class EncounterReported(Event):
     type: Literal["encounter.reported"] = "encounter.reported"
-    data: EncounterReport
+    schema_version: int = 2
+    data: SealedReport
 
 
 class EscalationDecided(Event):
@@ -229,12 +277,21 @@ class EscalationRaised(Event):
 
 class EncounterUpdated(Event):
     type: Literal["encounter.updated"] = "encounter.updated"
-    data: EncounterUpdatedData
+    schema_version: int = 2
+    data: SealedUpdateData
 
 
 class IncidentResolved(Event):
     type: Literal["incident.resolved"] = "incident.resolved"
-    data: IncidentResolvedData
+    schema_version: int = 2
+    data: SealedResolvedData
+
+
+class NotesForgotten(Event):
+    """The incident's notes key was destroyed (`dooralert audit forget`): its notes are gone."""
+
+    type: Literal["notes.forgotten"] = "notes.forgotten"
+    data: NotesForgottenData
 
 
 class PatternDetected(Event):
@@ -273,6 +330,7 @@ EVENT_MODELS: dict[str, type[Event]] = {
         PatternDetected,
         MessageDeadLettered,
         LinksRevoked,
+        NotesForgotten,
     )
 }
 
@@ -288,15 +346,39 @@ AnyEvent = Annotated[
     | IncidentResolved
     | PatternDetected
     | MessageDeadLettered
-    | LinksRevoked,
+    | LinksRevoked
+    | NotesForgotten,
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(AnyEvent)
 
-CURRENT_VERSION = 1
+# The version each event type is written at today.
+CURRENT_VERSIONS: dict[str, int] = {
+    name: model.model_fields["schema_version"].default for name, model in EVENT_MODELS.items()
+}
+CURRENT_VERSION = max(CURRENT_VERSIONS.values())
+
+
+def _clear_to_v1_field(field: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """v1 -> v2 for an event with free text: v1 stored it in clear (those bytes stay as they
+    are); v2 names that clear text `<field>_v1` beside the sealed `<field>_sealed`."""
+
+    def step(raw: dict[str, Any]) -> dict[str, Any]:
+        data = dict(raw.get("data") or {})
+        if field in data:
+            data[f"{field}_v1"] = data.pop(field)
+        return {**raw, "data": data, "schema_version": 2}
+
+    return step
+
+
 # (event type, stored version) -> function lifting a raw dict to the next version. Stored events
 # are never rewritten; readers lift them here.
-UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
+    ("encounter.reported", 1): _clear_to_v1_field("notes"),
+    ("encounter.updated", 1): _clear_to_v1_field("notes"),
+    ("incident.resolved", 1): _clear_to_v1_field("note"),
+}
 
 
 class EventDecodeError(ValueError):
@@ -311,12 +393,15 @@ class SubjectMismatch(EventDecodeError):
 def upcast(raw: dict[str, Any]) -> dict[str, Any]:
     """Lift a stored event's raw dict to the current schema version."""
     version = raw.get("schema_version", 1)
-    if isinstance(version, int) and version > CURRENT_VERSION:
+    current = CURRENT_VERSIONS.get(raw.get("type", ""))
+    if current is None:
+        return raw  # not a type this version knows: validation names what is wrong
+    if isinstance(version, int) and version > current:
         raise EventDecodeError(
             f"{raw.get('type')!r} v{version} was written by a newer dooralert "
-            f"(this one reads up to v{CURRENT_VERSION}): upgrade to read it"
+            f"(this one reads up to v{current}): upgrade to read it"
         )
-    while isinstance(version, int) and version < CURRENT_VERSION:
+    while isinstance(version, int) and version < current:
         step = UPCASTERS.get((raw.get("type", ""), version))
         if step is None:
             raise EventDecodeError(f"no upcaster for {raw.get('type')!r} v{version}")

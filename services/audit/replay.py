@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas.events import (
@@ -19,6 +21,8 @@ from schemas.events import (
 )
 from services.domain.i18n import label
 from services.domain.incident import IncidentState, fold
+from services.domain.notes import reveal
+from services.domain.sealing import DataKey
 from services.eventlog import StoredMessage
 
 
@@ -104,9 +108,17 @@ def render_json(incident_id: str, events: list[Event], state: IncidentState | No
 
 
 def replay(
-    messages: list[StoredMessage], *, incident: str | None, as_json: bool
+    messages: list[StoredMessage],
+    *,
+    incident: str | None,
+    as_json: bool,
+    notes_keys: Mapping[str, DataKey | None] | None = None,
+    now: datetime | None = None,
+    retention: timedelta = timedelta(days=90),
 ) -> tuple[str, int]:
-    """The rendered replay and an exit code (1 when the incident is unknown)."""
+    """The rendered replay and an exit code (1 when the incident is unknown). With
+    `notes_keys` (incident id -> its notes key) the JSON state carries the notes opened while
+    a key exists, else when they were removed; the text timeline never shows notes."""
     incidents, problems = group(messages)
     if incident is not None:
         if incident not in incidents:
@@ -115,6 +127,10 @@ def replay(
     out = []
     for incident_id, events in incidents.items():
         state = fold(events, incident_id=incident_id)
+        if state is not None and notes_keys is not None:
+            key = notes_keys.get(incident_id)
+            when = now or datetime.now(UTC)
+            state = reveal(state, events, key, now=when, retention=retention)
         out.append(
             render_json(incident_id, events, state)
             if as_json

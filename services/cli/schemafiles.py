@@ -24,8 +24,11 @@ def _dump(doc: object) -> str:
 
 def json_schemas() -> dict[str, str]:
     out = {"json/encounter-report.v1.json": _dump(EncounterReport.model_json_schema())}
+    # One file per type at the version written today; older versions' files stay committed
+    # beside them (they describe events already stored, which readers upcast).
     for name, model in sorted(EVENT_MODELS.items()):
-        out[f"json/{name}.v1.json"] = _dump(model.model_json_schema())
+        version = model.model_fields["schema_version"].default
+        out[f"json/{name}.v{version}.json"] = _dump(model.model_json_schema())
     return out
 
 

@@ -113,6 +113,8 @@ class IncidentState(BaseModel):
     escalations: list[Escalation] = []
     updates: list[dict[str, object]] = []
     links_revoked: list[LinkRevocation] = []
+    # Set by services.domain.notes.reveal: when the sealed notes were forgotten or expired.
+    notes_removed_on: datetime | None = None
     event_count: int = 0
     last_event_at: datetime | None = None
 
@@ -315,13 +317,16 @@ def _raised(state: IncidentState, event: EscalationRaised) -> IncidentState:
     return state.model_copy(update={"escalations": [*state.escalations, esc]})
 
 
+# An update's notes stay with the update: sealed, they open only under its own event id.
+_NOTE_FIELDS = {"notes", "notes_sealed", "notes_v1"}
+
+
 def _updated(state: IncidentState, event: EncounterUpdated) -> IncidentState:
     changes = event.data.model_dump(mode="json", exclude_none=True)
-    update: dict[str, object] = {
-        "updates": [*state.updates, {"at": event.occurred_at.isoformat(), **changes}]
-    }
+    entry = {"at": event.occurred_at.isoformat(), "event_id": event.id, **changes}
+    update: dict[str, object] = {"updates": [*state.updates, entry]}
     if state.report is not None:
-        fields = event.data.model_dump(exclude_none=True)
+        fields = event.data.model_dump(exclude_none=True, exclude=_NOTE_FIELDS)
         update["report"] = state.report.model_copy(update=fields)
     return state.model_copy(update=update)
 

@@ -25,6 +25,8 @@ CHECKPOINTS_STREAM = "DOORALERT_CHECKPOINTS"
 DELIVERIES_BUCKET = "DOORALERT_DELIVERIES"
 # Signed-out staff sessions (intake): key = session id, kept as long as a session can live.
 SESSIONS_BUCKET = "DOORALERT_SESSIONS"
+# Incidents' notes keys (crypto-shredding): key = incident id; max age = the notes' retention.
+NOTE_KEYS_BUCKET = "DOORALERT_NOTE_KEYS"
 SUBJECT_PREFIX = "dooralert"
 DUPLICATE_WINDOW_S = 60 * 60.0  # one hour: covers any redelivery and a cluster failover
 

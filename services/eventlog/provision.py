@@ -17,6 +17,7 @@ from nats.js.errors import NotFoundError
 
 from services.eventlog.contract import (
     DELIVERIES_BUCKET,
+    NOTE_KEYS_BUCKET,
     REDELIVER_SECONDS,
     RESTORED_KEY,
     SESSIONS_BUCKET,
@@ -35,10 +36,16 @@ class ProvisionError(Exception):
 
 # The longest a staff session can live (DOORALERT_SESSION_LIFETIME_SECONDS' default).
 DEFAULT_SESSION_TTL = 30 * 24 * 3600.0
+# How long sealed notes stay readable (DOORALERT_NOTES_RETENTION_DAYS' default: 90 days).
+DEFAULT_NOTES_RETENTION = 90 * 24 * 3600.0
 
 
 async def provision(
-    js: JetStreamContext, *, replicas: int = 1, session_ttl: float = DEFAULT_SESSION_TTL
+    js: JetStreamContext,
+    *,
+    replicas: int = 1,
+    session_ttl: float = DEFAULT_SESSION_TTL,
+    notes_retention: float = DEFAULT_NOTES_RETENTION,
 ) -> list[str]:
     """Create or strengthen the streams, consumers and KV buckets, repairing drift. Idempotent."""
     actions = await _streams(js, replicas)
@@ -53,6 +60,7 @@ async def provision(
     actions += await unknown_durables(js)
     actions.append(await _bucket(js, replicas))
     actions.append(await _sessions_bucket(js, replicas=replicas, ttl=session_ttl))
+    actions.append(await _note_keys_bucket(js, replicas=replicas, retention=notes_retention))
     return actions
 
 
@@ -213,3 +221,28 @@ async def _sessions_bucket(js: JetStreamContext, *, replicas: int, ttl: float) -
         await js.update_stream(dataclasses.replace(info.config, max_age=ttl))
         return f"updated bucket {SESSIONS_BUCKET} (records kept {ttl:.0f} s)"
     return f"bucket {SESSIONS_BUCKET} ok"
+
+
+async def _note_keys_bucket(js: JetStreamContext, *, replicas: int, retention: float) -> str:
+    """The notes keys bucket: its max age IS the notes' retention, so it follows the setting
+    both ways (a shorter retention forgets older notes sooner, as the district decided)."""
+    try:
+        info = await js.stream_info(f"KV_{NOTE_KEYS_BUCKET}")
+    except NotFoundError:
+        await js.create_key_value(
+            KeyValueConfig(
+                bucket=NOTE_KEYS_BUCKET,
+                history=1,
+                ttl=retention,
+                storage=StorageType.FILE,
+                replicas=replicas,
+            )
+        )
+        return f"created bucket {NOTE_KEYS_BUCKET} (keys kept {retention:.0f} s)"
+    if abs((info.config.max_age or 0) - retention) > 0.5:
+        # The server refuses a duplicate window longer than the max age.
+        window = min(info.config.duplicate_window or retention, retention)
+        changed = dataclasses.replace(info.config, max_age=retention, duplicate_window=window)
+        await js.update_stream(changed)
+        return f"updated bucket {NOTE_KEYS_BUCKET} (keys kept {retention:.0f} s)"
+    return f"bucket {NOTE_KEYS_BUCKET} ok"

@@ -24,6 +24,7 @@ from services.intake.domain.idempotency import check_key
 from services.intake.errors import ApiError, ReportLimited, refuse
 from services.intake.incidents import project, record_follow_up, submit_report
 from services.intake.links import LinkRefused, check_not_revoked, opened, read_link, without_notes
+from services.intake.notes import get_notes
 
 router = APIRouter()
 
@@ -105,6 +106,7 @@ async def post_encounter(
             idempotency_key=idem,
             now=datetime.now(UTC),
             admit=partial(intake.admit_report, who.school.id),
+            notes=get_notes(request),
         )
     except ReportLimited as exc:
         lang = i18n.from_accept_language(request.headers.get("accept-language"))
@@ -151,7 +153,7 @@ async def get_incident(
         raise ApiError(401, "send the school's intake key or the link's token")
     # A key is checked before the log is read: a wrong key learns nothing, costs nothing.
     school = None if claim is not None else authorise(intake, request, key)
-    incident = await project(event_log, incident_id)
+    incident = await project(event_log, incident_id, notes=get_notes(request))
     if incident is None:
         raise ApiError(404, "no such incident")
     if school is not None and school.id != incident.school_id:
@@ -188,7 +190,9 @@ async def _follow_up(
     incident = await _own_incident(event_log, who, incident_id)
     api_limit(intake, request, incident.school_id)
     raw = await json_body(request, max_bytes=intake.settings.max_report_bytes)
-    event_id = await record_follow_up(event_log, incident, who.actor, raw, resolve=resolve)
+    event_id = await record_follow_up(
+        event_log, incident, who.actor, raw, resolve=resolve, notes=get_notes(request)
+    )
     return JSONResponse({"incident_id": incident_id, "event_id": event_id}, 202)
 
 

@@ -30,6 +30,7 @@ from services.intake.deps import (
 from services.intake.incidents import project
 from services.intake.links import LinkRefused, check_not_revoked, opened, read_link, shown, staff_of
 from services.intake.live import Lease, LiveLimited, Reader
+from services.intake.notes import get_notes
 from services.intake.render import TEMPLATES, PageError, error_page, language, render, translations
 from services.runtime.logging import get_logger
 
@@ -54,7 +55,7 @@ async def viewable(
             refused = PageError(exc.status, exc.key)
     if claim is None and (session is None or session.school_id is None):
         raise refused or PageError(401, "signin.expired")
-    incident = await project(event_log, incident_id)
+    incident = await project(event_log, incident_id, notes=get_notes(request))
     if incident is None:
         raise PageError(404, "error.not_found")
     if staff_of(intake, request, incident):

@@ -10,18 +10,21 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas.events import Event, event_subject, new_event_id, parse_stored
 from schemas.report import TOKEN_PATTERN, EncounterReport
 from services.domain.directory import School
 from services.domain.incident import IncidentState, fold
+from services.domain.notes import open_notes, reveal
+from services.domain.sealing import NotesUnavailable
 from services.eventlog.interface import Appended, EventLog
 from services.intake.domain.followups import decide_follow_up
 from services.intake.domain.idempotency import compare_stored, incident_id_for
 from services.intake.domain.refusals import Refused
 from services.intake.errors import LOG_FAILURES, ApiError, Unavailable, refuse
+from services.intake.notes import IntakeNotes, Sealer
 from services.intake.reports import encounter_event, parse_report
 from services.runtime.logging import get_logger
 
@@ -38,13 +41,21 @@ def log_unreachable(what: str, **context: object) -> Iterator[None]:
         raise Unavailable from exc
 
 
-async def project(event_log: EventLog, incident_id: str) -> IncidentState | None:
-    """The incident's current state; None if the log has no such incident."""
+async def project(
+    event_log: EventLog, incident_id: str, *, notes: IntakeNotes | None = None
+) -> IncidentState | None:
+    """The incident's current state; None if the log has no such incident. With `notes`, its
+    notes opened while the incident's key lasts (else marked removed); without, no notes."""
     if not re.fullmatch(TOKEN_PATTERN, incident_id):
         return None  # not an id dooralert makes (and a "." or "*" would widen the subject)
     with log_unreachable("incident.not_read", incident=incident_id):
         events = await event_log.read_incident(incident_id)
-    return fold(events, incident_id=incident_id)
+        state = fold(events, incident_id=incident_id)
+        if state is None:
+            return None
+        if notes is None:
+            return reveal(state, [], None, now=datetime.now(UTC), retention=timedelta(0))
+        return await notes.reveal(state, [e for e in events if e.incident_id == incident_id])
 
 
 async def record(event_log: EventLog, event: Event) -> Appended:
@@ -73,10 +84,18 @@ async def _check_repeat(
     report: EncounterReport,
     *,
     had_time: bool,
+    notes: IntakeNotes | None,
 ) -> bool:
     """Whether this incident's report is already stored; refused if it is another report."""
     prior = await _stored_report(event_log, school.id, incident_id)
-    outcome = compare_stored(prior, report, new_had_time=had_time)
+    prior_notes = None
+    if prior is not None and notes is not None:
+        try:
+            key = await notes.key(incident_id)
+            prior_notes = open_notes(prior, key, now=datetime.now(UTC), retention=notes.retention)
+        except NotesUnavailable:
+            prior_notes = None  # forgotten already: compared without them
+    outcome = compare_stored(prior, report, new_had_time=had_time, prior_notes=prior_notes)
     if isinstance(outcome, Refused):
         refuse(outcome)
     return outcome == "same"
@@ -91,6 +110,7 @@ async def submit_report(
     idempotency_key: str | None,
     now: datetime,
     admit: Callable[[], None] | None = None,
+    notes: IntakeNotes | None = None,
 ) -> tuple[str, bool]:
     """Record one report (`raw`: its JSON). Returns (incident id, whether it is new).
 
@@ -100,11 +120,12 @@ async def submit_report(
         raise ApiError(403, f"this intake key is for school {school.id!r} only")
     report = parse_report(raw, now=now)
     incident_id = incident_id_for(school.id, idempotency_key)
-    event = encounter_event(report, incident_id=incident_id, actor=actor, now=now)
     had_time = isinstance(raw, dict) and raw.get("occurred_at") is not None
     with log_unreachable("report.not_recorded", school=school.id):
+        seal = await _sealer(notes, incident_id, now=now) if report.notes else None
+        event = encounter_event(report, incident_id=incident_id, actor=actor, now=now, seal=seal)
         if idempotency_key and await _check_repeat(
-            event_log, school, incident_id, report, had_time=had_time
+            event_log, school, incident_id, report, had_time=had_time, notes=notes
         ):
             return incident_id, False
         if admit is not None:
@@ -113,7 +134,9 @@ async def submit_report(
         if appended.duplicate and idempotency_key:
             # Lost a race with a concurrent request under the same key: same answer as if it
             # had come first (a different report under that key is refused with 409).
-            await _check_repeat(event_log, school, incident_id, report, had_time=had_time)
+            await _check_repeat(
+                event_log, school, incident_id, report, had_time=had_time, notes=notes
+            )
     log.info(
         "encounter.reported",
         incident=incident_id,
@@ -124,12 +147,34 @@ async def submit_report(
     return incident_id, not appended.duplicate
 
 
+async def _sealer(notes: IntakeNotes | None, incident_id: str, *, now: datetime) -> Sealer:
+    if notes is None:
+        # Fail closed: with nowhere to keep a key the notes cannot be stored (never in clear).
+        raise Unavailable
+    return await notes.sealer(incident_id, now=now)
+
+
+def _has_note(raw: Any) -> bool:
+    return isinstance(raw, dict) and bool(raw.get("notes") or raw.get("note"))
+
+
 async def record_follow_up(
-    event_log: EventLog, incident: IncidentState, actor: str, raw: Any, *, resolve: bool
+    event_log: EventLog,
+    incident: IncidentState,
+    actor: str,
+    raw: Any,
+    *,
+    resolve: bool,
+    notes: IntakeNotes | None = None,
 ) -> str:
     """Record a staff update (or, with `resolve`, the all-clear); returns the event id."""
+    now = datetime.now(UTC)
+    seal = None
+    if _has_note(raw):
+        with log_unreachable("notes.key_unavailable", incident=incident.incident_id):
+            seal = await _sealer(notes, incident.incident_id, now=now)
     decision = decide_follow_up(
-        incident, raw, resolve=resolve, actor=actor, now=datetime.now(UTC), event_id=new_event_id()
+        incident, raw, resolve=resolve, actor=actor, now=now, event_id=new_event_id(), seal=seal
     )
     if isinstance(decision, Refused):
         refuse(decision)

@@ -46,6 +46,7 @@ from services.intake.forms import (
 )
 from services.intake.held import held_page
 from services.intake.incidents import project, record_follow_up, submit_report
+from services.intake.notes import get_notes
 from services.intake.render import (
     PageError,
     error_page,
@@ -239,6 +240,7 @@ async def submit_form(request: Request, intake: IntakeDep, event_log: EventLogDe
             idempotency_key=submission_id,
             now=now,
             admit=partial(intake.admit_report, school.id),
+            notes=get_notes(request),
         )
     except ReportLimited as exc:
         # The same submission id stays in the form: sending it again later is not a duplicate.
@@ -294,7 +296,9 @@ async def followup_form(
                 again=still,
                 status=422,
             )
-        await record_follow_up(event_log, incident, session.actor, change, resolve=resolve)
+        await record_follow_up(
+            event_log, incident, session.actor, change, resolve=resolve, notes=get_notes(request)
+        )
     except PageError as exc:
         return error_page(intake, request, exc, session)
     except ApiError as exc:

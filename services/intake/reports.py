@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
 from schemas.envelope import originating
-from schemas.events import EncounterReported, derive_id
+from schemas.events import EncounterReported, SealedReport, SealedText, derive_id
 from schemas.report import REFUSED_FIELDS, EncounterReport
 from services.intake.domain.screen import personal_data_errors
 from services.intake.errors import ReportInvalid
@@ -62,16 +62,33 @@ def parse_report(raw: Any, *, now: datetime) -> EncounterReport:
     return report.at(now)
 
 
+class SealNotes(Protocol):
+    """Seals one note of one event under the incident's key."""
+
+    def __call__(self, text: str, *, event_id: str, field: str) -> SealedText: ...
+
+
 def encounter_event(
-    report: EncounterReport, *, incident_id: str, actor: str, now: datetime
+    report: EncounterReport,
+    *,
+    incident_id: str,
+    actor: str,
+    now: datetime,
+    seal: SealNotes | None = None,
 ) -> EncounterReported:
-    """The `encounter.reported` event that starts incident `incident_id`."""
+    """The `encounter.reported` event that starts incident `incident_id`; its notes sealed
+    with `seal` (a report with notes and no `seal` is a bug: the notes never go in clear)."""
     assert report.occurred_at is not None
+    # Derived from the incident id: a retried submission is dropped as a duplicate.
+    event_id = derive_id(incident_id, "encounter.reported")
+    if report.notes and seal is None:
+        raise ValueError("a report's notes must be sealed before they are recorded")
+    facts = report.model_dump(exclude={"notes"})
+    sealed = seal(report.notes, event_id=event_id, field="notes") if seal and report.notes else None
     return originating(
         EncounterReported,
-        report,
-        # Derived from the incident id: a retried submission is dropped as a duplicate.
-        id=derive_id(incident_id, "encounter.reported"),
+        SealedReport.model_validate({**facts, "notes_sealed": sealed}),
+        id=event_id,
         source="intake",
         incident_id=incident_id,
         school_id=report.school_id,

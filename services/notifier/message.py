@@ -240,13 +240,19 @@ def build_email(
     language: str = "en",
     templates: Templates | None = None,
     ack_url: str | None = None,
+    notes: str | None = None,
 ) -> EmailMessage:
     """The email for one notification. `report` is the incident's current report (for an
-    update, with the changes applied); `ack_url` is the recipient's acknowledgement link."""
+    update, with the changes applied); `ack_url` is the recipient's acknowledgement link;
+    `notes` the staff notes opened from their seal (the log holds them only sealed)."""
     tpl = templates or default_templates()
     lang = language if language in LANGUAGES else "en"
+    # Not validated again: the email must go out even for a report an older or buggy writer
+    # stored (the templates escape every value).
+    facts = {k: v for k, v in report.data if k not in ("notes", "notes_sealed", "notes_v1")}
+    shown = EncounterReport.model_construct(**facts, notes=notes or None)
     values = _values(
-        _Sample(report.data, ctx, request.data.severity, report.incident_id),
+        _Sample(shown, ctx, request.data.severity, report.incident_id),
         lang,
         role=request.data.role,
         kind=request.data.kind,

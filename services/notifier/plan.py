@@ -72,6 +72,7 @@ class Found:
     report: EncounterReported | None = None  # the incident's report (alert kinds)
     state: IncidentState | None = None  # the folded incident (follow-ups only)
     pattern: bytes | None = None  # the stored pattern.detected event (pattern kind)
+    notes: str | None = None  # staff notes opened from their seal (emails only)
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,9 @@ def plan_delivery(
     state = found.state if shows_current_report(request) else None
     if state is not None and state.report is not None:
         report = report.model_copy(update={"data": state.report})
-    return _alert_delivery(request, report, contact, target, directory, settings, now)
+    return _alert_delivery(
+        request, report, contact, target, directory, settings, now, notes=found.notes
+    )
 
 
 def _recipient(request: NotificationRequested, directory: Directory) -> tuple[Contact, Target]:
@@ -160,6 +163,8 @@ def _alert_delivery(
     directory: Directory,
     settings: PlanSettings,
     now: datetime,
+    *,
+    notes: str | None = None,
 ) -> Delivery:
     school = directory.school(request.school_id)
     school_name = school.name if school else request.school_id
@@ -180,11 +185,10 @@ def _alert_delivery(
     )
     if isinstance(target, AppriseChannel):
         # Chat rooms and SMS are shared places: the plain-text alert without staff notes
-        # and without the acknowledgement link.
-        unnoted = report.model_copy(update={"data": report.data.model_copy(update={"notes": None})})
+        # (never opened for them) and without the acknowledgement link.
         message = build_email(
             request=request,
-            report=unnoted,
+            report=report,
             ctx=ctx,
             sender=settings.sender,
             to=APPRISE_TO,
@@ -202,6 +206,7 @@ def _alert_delivery(
         to=target.address,
         language=contact.language,
         ack_url=ack_url(request, settings, now=now),
+        notes=notes,
     )
     return EmailDelivery(message)
 

@@ -14,7 +14,7 @@ import pytest
 from nats.js import JetStreamContext
 
 from schemas.envelope import originating
-from schemas.events import IncidentResolved, IncidentResolvedData, new_event_id
+from schemas.events import IncidentResolved, SealedResolvedData, new_event_id
 from services.audit.export import export
 from services.audit.ledger import Ledger
 from services.audit.note import (
@@ -96,7 +96,7 @@ async def test_the_witness_gets_the_checkpoint_by_email_when_an_incident_is_reso
         now = utcnow()
         resolved = originating(
             IncidentResolved,
-            IncidentResolvedData(),
+            SealedResolvedData(),
             id=new_event_id(),
             source="intake",
             incident_id="inc-resolved",

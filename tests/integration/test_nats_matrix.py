@@ -29,6 +29,7 @@ from schemas.events import EVENT_MODELS
 from services.eventlog import provision
 from services.eventlog.contract import (
     DELIVERIES_BUCKET,
+    NOTE_KEYS_BUCKET,
     SESSIONS_BUCKET,
     consumer_configs,
     stream_configs,
@@ -89,7 +90,7 @@ def test_the_matrix_covers_every_event_type_durable_and_stream() -> None:
     names = {c.name for c in CASES}
     for event_type in EVENT_MODELS:
         assert f"publish dooralert.s.i.{event_type}" in names, event_type
-    buckets = [f"KV_{DELIVERIES_BUCKET}", f"KV_{SESSIONS_BUCKET}"]
+    buckets = [f"KV_{DELIVERIES_BUCKET}", f"KV_{SESSIONS_BUCKET}", f"KV_{NOTE_KEYS_BUCKET}"]
     streams = [s.name for s in stream_configs()] + buckets
     for stream in streams:
         for verb in ("update", "delete", "purge", "msg-delete", "info"):

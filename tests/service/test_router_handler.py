@@ -169,7 +169,7 @@ async def test_an_event_of_the_wrong_type_is_dead_lettered_not_decided() -> None
     wrong = encounter().model_dump()
     decided = EscalationDecided.model_validate(
         {
-            **{k: v for k, v in wrong.items() if k not in ("type", "data")},
+            **{k: v for k, v in wrong.items() if k not in ("type", "schema_version", "data")},
             "data": {
                 "routes": [],
                 "severity": "high",

@@ -17,13 +17,16 @@ from schemas.events import (
     IncidentAcknowledged,
     IncidentResolved,
     MessageDeadLettered,
+    NotesForgotten,
     NotificationFailed,
     NotificationRequested,
     NotificationSent,
     PatternDetected,
 )
 from services.audit.note import Checkpoint, Signer, sign_checkpoint
-from services.audit.report import build_report, render_html, render_markdown
+from services.audit.report import build_report as build_with_key
+from services.audit.report import render_html, render_markdown
+from services.domain.sealing import DataKey, new_key, seal
 
 T0 = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
 NOW = T0 + timedelta(hours=2)
@@ -35,6 +38,23 @@ NAMES = {
 ORIGIN = "dooralert.example/test"
 EVIL_LOCATION = "Door <b>3</b> & gym | side"
 EVIL_NOTES = "Agent said <script>alert('x')</script>\nsecond line | *bold*"
+KEY = new_key("inc-1", now=T0)
+
+
+def build_report(*args: Any, **kwargs: Any) -> Any:
+    """The report as an auditor builds it while the incident's notes key exists."""
+    return build_with_key(*args, **{"notes_key": KEY, **kwargs})
+
+
+def sealed(data: dict[str, Any], event_id: str) -> dict[str, Any]:
+    """`data` as intake stores it: any clear note replaced by its seal."""
+    out = dict(data)
+    for field in ("notes", "note"):
+        if field in out:
+            text = out.pop(field)
+            box = seal(text, KEY, incident_id="inc-1", event_id=event_id, field=field)
+            out[f"{field}_sealed"] = box.model_dump()
+    return out
 
 
 def env(
@@ -46,8 +66,9 @@ def env(
     actor: str = "system",
     n: int = 0,
 ) -> Event:
+    event_id = f"e-{type_.__name__}-{n}"
     return type_(
-        id=f"e-{type_.__name__}-{n}",
+        id=event_id,
         source=source,
         incident_id="inc-1",
         school_id="hamline",
@@ -55,7 +76,7 @@ def env(
         recorded_at=at,
         correlation_id="inc-1",
         actor=actor,
-        data=data,
+        data=sealed(data, event_id),
     )  # type: ignore[arg-type]
 
 
@@ -345,3 +366,75 @@ def test_the_report_lists_the_pattern_alerts_the_incident_was_part_of() -> None:
     assert "hamline, lincoln-park" in text and "pattern-other" not in text
     assert "Pattern alerts" in render_html(built) and "pattern-multi-school" in render_html(built)
     assert "## Pattern alerts" not in render_markdown(build_report(incident(), now=NOW))
+
+
+# --- sealed notes: readable while the key exists, "removed on <date>" after -------------------
+
+
+def forgotten(at: datetime) -> tuple[int, Event]:
+    return (27, env(NotesForgotten, at, {}, source="operator", actor="operator"))
+
+
+def test_the_notes_are_readable_in_the_report_while_the_key_exists() -> None:
+    text = render_markdown(build_report(incident(), now=NOW))
+    assert "second line" in text and "They left" in text and "All clear \\& safe" in text
+    assert "notes removed" not in text
+
+
+def test_after_audit_forget_the_report_says_notes_removed_on_that_date() -> None:
+    at = T0 + timedelta(hours=1)
+    built = build_with_key([*incident(), forgotten(at)], now=NOW, notes_key=None)
+    text = render_markdown(built)
+    assert "second line" not in text and "They left" not in text and "All clear" not in text
+    assert f"notes removed on {at:%Y-%m-%d}" in text
+    assert built.notes is None and built.notes_removed_on == at
+
+
+def test_an_expired_key_shows_the_notes_removed_at_the_end_of_retention() -> None:
+    late = T0 + timedelta(days=3)
+    built = build_report(incident(), now=late, notes_retention=timedelta(days=2))
+    assert built.notes is None
+    assert built.notes_removed_on == KEY.created_at + timedelta(days=2)
+    assert "notes removed on 2025-03-03" in render_markdown(built)
+
+
+def test_a_sealed_note_moved_onto_another_event_does_not_open() -> None:
+    events = incident()
+    seq, update = next((s, e) for s, e in events if isinstance(e, EncounterUpdated))
+    resolved = next(e for _, e in events if isinstance(e, IncidentResolved))
+    moved = resolved.model_copy(
+        update={"data": resolved.data.model_copy(update={"note_sealed": None})}
+    )
+    # the update's sealed note pasted onto the all-clear (same incident, same key)
+    stolen = update.data.notes_sealed
+    moved = moved.model_copy(update={"data": moved.data.model_copy(update={"note_sealed": stolen})})
+    swapped = [(s, moved if e is resolved else e) for s, e in events]
+    built = build_report(swapped, now=NOW)
+    resolved_row = next(f for f in built.follow_ups if f.kind == "resolved")
+    assert resolved_row.note is None and seq > 0
+
+
+def test_a_tampered_sealed_note_does_not_open() -> None:
+    events = incident()
+    reported = events[0][1]
+    assert isinstance(reported, EncounterReported) and reported.data.notes_sealed is not None
+    box = reported.data.notes_sealed
+    flipped = base64.b64encode(
+        bytes([base64.b64decode(box.ct)[0] ^ 1]) + base64.b64decode(box.ct)[1:]
+    ).decode()
+    bad = reported.model_copy(
+        update={
+            "data": reported.data.model_copy(
+                update={"notes_sealed": box.model_copy(update={"ct": flipped})}
+            )
+        }
+    )
+    built = build_report([(events[0][0], bad), *events[1:]], now=NOW)
+    assert built.notes is None
+
+
+def test_with_another_incidents_key_nothing_opens() -> None:
+    other: DataKey = new_key("inc-2", now=T0)
+    built = build_with_key(incident(), now=NOW, notes_key=other)
+    assert built.notes is None
+    assert all(f.note is None for f in built.follow_ups)

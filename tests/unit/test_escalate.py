@@ -15,11 +15,11 @@ from schemas.events import (
     IncidentAcknowledged,
     IncidentAcknowledgedData,
     IncidentResolved,
-    IncidentResolvedData,
     NotificationFailed,
     NotificationFailedData,
     NotificationRequested,
     PatternDetected,
+    SealedResolvedData,
 )
 from schemas.report import Agency, Document, Entry, Purpose, SignedByJudge
 from services.domain.directory import load_directory
@@ -103,7 +103,7 @@ def test_an_escalation_recipient_acknowledging_covers_the_roles_it_stood_in_for(
 
 
 def test_resolved_incidents_never_escalate() -> None:
-    resolved = IncidentResolved(id="r", data=IncidentResolvedData(), **envelope())
+    resolved = IncidentResolved(id="r", data=SealedResolvedData(), **envelope())
     state = fold([*base_events(), resolved])
     assert on_deadline(state, tier=1, rules=RULES, directory=DIRECTORY, now=NOW) == ([], None)
 
@@ -151,7 +151,7 @@ def test_an_unreachable_contact_is_escalated_to_its_backups_once() -> None:
 
 
 def test_follow_ups_reach_each_contact_once_and_never_re_alert() -> None:
-    resolved = IncidentResolved(id="r", data=IncidentResolvedData(), **envelope())
+    resolved = IncidentResolved(id="r", data=SealedResolvedData(), **envelope())
     events = base_events()
     out = on_followup(fold(events), resolved, now=NOW)
     assert {e.data.contact_id for e in out} == {

@@ -12,7 +12,7 @@ from schemas.events import (
     IncidentAcknowledged,
     IncidentAcknowledgedData,
     IncidentResolved,
-    IncidentResolvedData,
+    SealedResolvedData,
     derive_id,
     serialize_event,
 )
@@ -97,7 +97,7 @@ def test_a_resolved_incident_needs_no_acknowledgement_409() -> None:
         recorded_at=T0,
         correlation_id="inc-1",
         actor="intake-key:x",
-        data=IncidentResolvedData(),
+        data=SealedResolvedData(),
     )
     refused = decide_ack(CLAIM, incident(resolved), via="link", now=T0)
     assert isinstance(refused, Refused) and refused.status == 409

@@ -3,20 +3,23 @@ open incident becomes one event; a resolved incident or bad data is refused, typ
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from schemas.events import (
     EncounterUpdated,
-    EncounterUpdatedData,
     Event,
     IncidentResolved,
-    IncidentResolvedData,
+    SealedResolvedData,
+    SealedText,
+    SealedUpdateData,
     serialize_event,
 )
 from services.domain.incident import IncidentState, fold
+from services.domain.notes import open_notes
+from services.domain.sealing import NotesUnavailable, new_key, seal
 from services.intake.domain.followups import decide_follow_up
 from services.intake.domain.refusals import Refused
 from services.intake.reports import encounter_event, parse_report
@@ -35,10 +38,27 @@ def incident(*more: Event) -> IncidentState:
     return state
 
 
+KEY = new_key("inc-1", now=T0)
+
+
+def seal_notes(text: str, *, event_id: str, field: str) -> SealedText:
+    return seal(text, KEY, incident_id="inc-1", event_id=event_id, field=field)
+
+
 def decide(raw: Any, *, resolve: bool, state: IncidentState | None = None) -> Any:
     return decide_follow_up(
-        state or incident(), raw, resolve=resolve, actor=ACTOR, now=T0, event_id="e-1"
+        state or incident(),
+        raw,
+        resolve=resolve,
+        actor=ACTOR,
+        now=T0,
+        event_id="e-1",
+        seal=seal_notes,
     )
+
+
+def opened(event: Event) -> str | None:
+    return open_notes(event, KEY, now=T0, retention=timedelta(days=90))
 
 
 def hand_built(cls: Any, data: Any) -> Event:
@@ -60,16 +80,36 @@ def hand_built(cls: Any, data: Any) -> Event:
 def test_an_update_becomes_the_event_the_intake_always_recorded() -> None:
     event = decide({"entry": "left"}, resolve=False)
     assert isinstance(event, EncounterUpdated)
-    expected = hand_built(EncounterUpdated, EncounterUpdatedData(entry="left"))
+    expected = hand_built(EncounterUpdated, SealedUpdateData(entry="left"))
     assert serialize_event(event) == serialize_event(expected)
 
 
 @pytest.mark.parametrize("raw", [None, {}, {"note": "agents gone"}])
-def test_resolving_needs_no_body_and_keeps_a_note(raw: Any) -> None:
+def test_resolving_needs_no_body_and_keeps_a_note_sealed(raw: Any) -> None:
     event = decide(raw, resolve=True)
     assert isinstance(event, IncidentResolved)
-    expected = hand_built(IncidentResolved, IncidentResolvedData.model_validate(raw or {}))
+    note = (raw or {}).get("note")
+    assert opened(event) == note
+    assert "agents gone" not in serialize_event(event).decode()
+    expected = hand_built(IncidentResolved, SealedResolvedData(note_sealed=event.data.note_sealed))
     assert serialize_event(event) == serialize_event(expected)
+
+
+def test_an_update_note_is_stored_only_sealed_and_opens_for_its_own_event() -> None:
+    event = decide({"entry": "left", "notes": "agents drove off"}, resolve=False)
+    assert isinstance(event, EncounterUpdated)
+    assert "agents drove off" not in serialize_event(event).decode()
+    assert opened(event) == "agents drove off"
+    moved = event.model_copy(update={"id": "e-2"})
+    with pytest.raises(NotesUnavailable):
+        opened(moved)
+
+
+def test_a_note_without_a_sealer_is_never_recorded_in_clear() -> None:
+    with pytest.raises(ValueError, match="sealed"):
+        decide_follow_up(
+            incident(), {"notes": "x"}, resolve=False, actor=ACTOR, now=T0, event_id="e-1"
+        )
 
 
 @pytest.mark.parametrize("resolve", [False, True])

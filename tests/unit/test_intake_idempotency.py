@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.events import EncounterReported, EncounterUpdated, EncounterUpdatedData
+from schemas.events import EncounterReported, EncounterUpdated, SealedUpdateData
 from services.intake.domain.idempotency import (
     check_key,
     compare_stored,
@@ -69,7 +69,7 @@ def test_another_kind_of_event_under_the_incident_is_not_the_same_report() -> No
         recorded_at=T0,
         correlation_id="inc-1",
         actor="x",
-        data=EncounterUpdatedData(entry="left"),
+        data=SealedUpdateData(entry="left"),
     )
     new = parse_report(report(), now=T0)
     assert isinstance(compare_stored(update, new, new_had_time=False), Refused)

@@ -19,7 +19,7 @@ from services.notifier.channels import (
     scrub,
 )
 from services.notifier.message import AlertContext, build_email, header_safe, message_id
-from tests.support import report
+from tests.support import report, stored_report
 
 AT = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
 NID = derive_id("inc-1", "notification", "0", "law", "law-dept", "email")
@@ -43,7 +43,7 @@ def encounter(r: EncounterReport) -> EncounterReported:
         recorded_at=AT,
         correlation_id="inc-1",
         actor="key-hamline",
-        data=r,
+        data=stored_report(r),
     )
 
 
@@ -84,6 +84,7 @@ def email(
         ctx=ctx,
         sender="dooralert <alerts@dooralert.invalid>",
         to="law@district.example",
+        notes=r.notes,
     )
 
 

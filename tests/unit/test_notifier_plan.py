@@ -156,7 +156,8 @@ def plan(req: NotificationRequested, found: Found, directory: Directory) -> Deli
 
 
 def reported(**overrides: Any) -> Found:
-    return Found(report=encounter("inc-1", notes=NOTES, **overrides))
+    # The notes as main.py opened them from their seal (chat and webhook must leave them out).
+    return Found(report=encounter("inc-1", notes=NOTES, **overrides), notes=NOTES)
 
 
 def text_of(delivery: Delivery) -> str:

@@ -21,7 +21,7 @@ from services.notifier.message import (
     check_templates,
     variant_for,
 )
-from tests.support import report
+from tests.support import report, stored_report
 
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "snapshots"
 NOW = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)  # fixed: snapshots never depend on the clock
@@ -56,7 +56,7 @@ def alert(
         recorded_at=NOW,
         correlation_id="inc-1",
         actor="key-hamline",
-        data=r,
+        data=stored_report(r),
     )
     req = NotificationRequested(
         id=derive_id(nid, "requested"),
@@ -84,6 +84,7 @@ def alert(
         to="x@district.example",
         language=language,
         templates=templates,
+        notes=r.notes,
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from schemas.events import (
     EncounterReported,
@@ -36,6 +36,8 @@ from services.audit.report.model import (
 )
 from services.domain.i18n import label
 from services.domain.incident import IncidentState, fold
+from services.domain.notes import open_notes, removed_on, sealed_notes
+from services.domain.sealing import DataKey, NotesUnavailable
 
 _UPDATE_LABELS = {
     "entry": "Entry",
@@ -55,9 +57,12 @@ def build_report(
     school_name: str | None = None,
     problems: Sequence[str] = (),
     pattern_alerts: Sequence[tuple[int, PatternDetected]] = (),
+    notes_key: DataKey | None = None,
+    notes_retention: timedelta = timedelta(days=90),
 ) -> AfterActionReport:
     """The report for one incident from its `(stream sequence, event)` pairs in log order;
-    `pattern_alerts`: the `pattern.detected` events whose incident list may include it."""
+    `pattern_alerts`: the `pattern.detected` events whose incident list may include it;
+    `notes_key`: the incident's notes key while it exists (else notes show as removed)."""
     if not messages:
         raise ValueError("an after-action report needs at least one event")
     people = _People(contact_names or {})
@@ -68,6 +73,7 @@ def build_report(
     decided = next((e for e in events if isinstance(e, EscalationDecided)), None)
     pattern_event = next((e for e in events if isinstance(e, PatternDetected)), None)
     warnings = list(problems)
+    notes = _Notes(notes_key, now=now, retention=notes_retention)
     if reported is None and pattern_event is None:
         warnings.append("no encounter.reported event for this incident in the log")
 
@@ -83,7 +89,8 @@ def build_report(
         reported_at=state.reported_at,
         resolved_at=state.resolved_at,
         report=_report_fields(reported) if reported else [],
-        notes=reported.data.notes if reported else None,
+        notes=notes.open(reported) if reported else None,
+        notes_removed_on=removed_on(events, notes_key, now=now, retention=notes_retention),
         pattern=_pattern_fields(pattern_event) if pattern_event else [],
         severity=state.severity or (pattern_event.data.severity if pattern_event else None),
         routes=state.routes,
@@ -95,7 +102,7 @@ def build_report(
         acknowledgements=_acknowledgements(state, people),
         missing_acks=state.missing_acks(),
         escalations=_escalations(state, people),
-        follow_ups=_follow_ups(events),
+        follow_ups=_follow_ups(events, notes),
         dead_letters=_dead_letters(events),
         timeline=[
             TimelineRow(seq=s, at=e.recorded_at, type=e.type, actor=e.actor, summary=_summary(e))
@@ -256,7 +263,25 @@ def _escalations(state: IncidentState, person: _People) -> list[EscalationRow]:
     ]
 
 
-def _follow_ups(events: Sequence[Event]) -> list[FollowUp]:
+class _Notes:
+    """Opens an event's notes with the incident's key; None when they cannot be opened."""
+
+    def __init__(self, key: DataKey | None, *, now: datetime, retention: timedelta) -> None:
+        self.key, self.now, self.retention = key, now, retention
+
+    def open(self, event: Event) -> str | None:
+        try:
+            return open_notes(event, self.key, now=self.now, retention=self.retention)
+        except NotesUnavailable:
+            return None
+
+
+def _sealed(event: Event) -> bool:
+    found = sealed_notes(event)
+    return found is not None and found[1] is not None
+
+
+def _follow_ups(events: Sequence[Event], notes: _Notes) -> list[FollowUp]:
     follow_ups: list[FollowUp] = []
     resolved_seen = False
     seen_ids: set[str] = set()
@@ -269,15 +294,27 @@ def _follow_ups(events: Sequence[Event]) -> list[FollowUp]:
             changes = [
                 (_UPDATE_LABELS[k], label(v) if k != "agent_count" else str(v))
                 for k, v in d.model_dump(exclude_none=True).items()
-                if k != "notes"
+                if k in _UPDATE_LABELS
             ]
             follow_ups.append(
-                FollowUp(at=e.occurred_at, kind="update", changes=changes, note=d.notes)
+                FollowUp(
+                    at=e.occurred_at,
+                    kind="update",
+                    changes=changes,
+                    note=notes.open(e),
+                    sealed=_sealed(e),
+                )
             )
         elif isinstance(e, IncidentResolved) and not resolved_seen:
             resolved_seen = True
             follow_ups.append(
-                FollowUp(at=e.occurred_at, kind="resolved", changes=[], note=e.data.note)
+                FollowUp(
+                    at=e.occurred_at,
+                    kind="resolved",
+                    changes=[],
+                    note=notes.open(e),
+                    sealed=_sealed(e),
+                )
             )
     return follow_ups
 

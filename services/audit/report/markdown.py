@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from services.audit.report.formatting import duration, names, outcome, time
 from services.audit.report.model import AfterActionReport, Anchor
+from services.domain.i18n import text
 
 _NUMBERED = re.compile(r"^\d+[.)]")
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|~&"})
@@ -100,6 +101,8 @@ def _reported(r: AfterActionReport) -> list[str]:
         out += _table(["field", "value"], r.report)
         if r.notes:
             out += ["Notes:", "", *[f"> {md(line)}" for line in r.notes.splitlines() or [""]], ""]
+        elif r.notes_removed_on:
+            out += [f"Notes: {_removed(r)}", ""]
     if r.pattern:
         out += _table(["field", "value"], r.pattern)
     if not r.report and not r.pattern:
@@ -199,6 +202,8 @@ def _follow_ups(r: AfterActionReport) -> list[str]:
         out.append(f"- {time(f.at)} {what}" + (f": {md(changes)}" if changes else ""))
         if f.note:
             out.append(f"  - note: {md(f.note)}")
+        elif f.sealed and r.notes_removed_on:
+            out.append(f"  - note: {_removed(r)}")
     return [*out, ""]
 
 
@@ -221,3 +226,8 @@ def _anchor(anchor: Anchor | None) -> list[str]:
             f"- Signature **does NOT verify** with key `{anchor.key}`: {md(anchor.problem)}"
         )
     return [*lines, "", "`dooralert audit verify` checks that the log still hashes to this root."]
+
+
+def _removed(r: AfterActionReport) -> str:
+    assert r.notes_removed_on is not None
+    return text("incident.notes_removed", date=f"{r.notes_removed_on:%Y-%m-%d}")

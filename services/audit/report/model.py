@@ -56,6 +56,7 @@ class FollowUp:
     kind: str  # "update" or "resolved"
     changes: list[tuple[str, str]]
     note: str | None
+    sealed: bool = False  # the note was sealed: shown as removed once its key is gone
 
 
 @dataclass(frozen=True)
@@ -140,3 +141,5 @@ class AfterActionReport:
     anchor: Anchor | None
     problems: list[str] = field(default_factory=list)  # shown as warnings at the top
     pattern_alerts: list[PatternAlertRow] = field(default_factory=list)
+    # When the incident's sealed notes were forgotten or expired (they are then not shown).
+    notes_removed_on: datetime | None = None

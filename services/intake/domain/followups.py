@@ -14,11 +14,14 @@ from schemas.events import (
     EncounterUpdatedData,
     IncidentResolved,
     IncidentResolvedData,
+    SealedResolvedData,
+    SealedText,
+    SealedUpdateData,
 )
 from services.domain.incident import IncidentState
 from services.intake.domain.refusals import Refused, invalid
 from services.intake.domain.screen import personal_data_errors
-from services.intake.reports import field_errors
+from services.intake.reports import SealNotes, field_errors
 
 ALREADY_RESOLVED = "the incident is already resolved"
 
@@ -31,8 +34,10 @@ def decide_follow_up(
     actor: str,
     now: datetime,
     event_id: str,
+    seal: SealNotes | None = None,
 ) -> EncounterUpdated | IncidentResolved | Refused:
-    """The event a follow-up records: `raw` is the request's JSON (None: no body)."""
+    """The event a follow-up records: `raw` is the request's JSON (None: no body); its note
+    sealed with `seal` (needed whenever there is a note: notes never go in clear)."""
     if incident.status == "resolved":
         return Refused("resolved", ALREADY_RESOLVED)
     body = raw if raw is not None else {}
@@ -43,9 +48,10 @@ def decide_follow_up(
             resolved = IncidentResolvedData.model_validate(body)
         except ValidationError as exc:
             return invalid(field_errors(exc))
+        note = _sealed(resolved.note, seal, event_id=event_id, field="note")
         return originating(
             IncidentResolved,
-            resolved,
+            SealedResolvedData(note_sealed=note),
             id=event_id,
             source="intake",
             incident_id=incident.incident_id,
@@ -59,9 +65,11 @@ def decide_follow_up(
         return invalid(field_errors(exc))
     if not update.model_dump(exclude_none=True):
         return invalid([{"field": "(body)", "reason": "nothing changed"}])
+    facts = update.model_dump(exclude={"notes"})
+    notes = _sealed(update.notes, seal, event_id=event_id, field="notes")
     return originating(
         EncounterUpdated,
-        update,
+        SealedUpdateData.model_validate({**facts, "notes_sealed": notes}),
         id=event_id,
         source="intake",
         incident_id=incident.incident_id,
@@ -69,3 +77,13 @@ def decide_follow_up(
         now=now,
         actor=actor,
     )
+
+
+def _sealed(
+    text: str | None, seal: SealNotes | None, *, event_id: str, field: str
+) -> SealedText | None:
+    if not text:
+        return None
+    if seal is None:
+        raise ValueError("a follow-up's note must be sealed before it is recorded")
+    return seal(text, event_id=event_id, field=field)

@@ -40,21 +40,36 @@ def incident_id_for(school_id: str, idempotency_key: str | None) -> str:
     return new_event_id()
 
 
-def same_report(stored: EncounterReport, new: EncounterReport, *, new_had_time: bool) -> bool:
+# Notes are compared in clear (the stored ones opened by the caller), never as sealed bytes.
+_NOTES = {"notes", "notes_sealed", "notes_v1"}
+
+
+def same_report(
+    stored: EncounterReport,
+    new: EncounterReport,
+    *,
+    new_had_time: bool,
+    stored_notes: str | None = None,
+) -> bool:
     """Whether a repeated submission carries the same report (time defaults differ)."""
-    exclude = None if new_had_time else {"occurred_at"}
-    return stored.model_dump(exclude=exclude) == new.model_dump(exclude=exclude)
+    exclude = _NOTES if new_had_time else {"occurred_at", *_NOTES}
+    same_facts = stored.model_dump(exclude=exclude) == new.model_dump(exclude=exclude)
+    return same_facts and (stored_notes or None) == (new.notes or None)
 
 
 def compare_stored(
-    prior: Event | None, report: EncounterReport, *, new_had_time: bool
+    prior: Event | None,
+    report: EncounterReport,
+    *,
+    new_had_time: bool,
+    prior_notes: str | None = None,
 ) -> Stored | Refused:
     """What the log already holds under this key's incident: nothing (`absent`), this very
     report (`same`: answer with the incident, record nothing), or another one (refused)."""
     if prior is None:
         return "absent"
     if isinstance(prior, EncounterReported) and same_report(
-        prior.data, report, new_had_time=new_had_time
+        prior.data, report, new_had_time=new_had_time, stored_notes=prior_notes
     ):
         return "same"
     return Refused("key_reused", KEY_REUSED)
