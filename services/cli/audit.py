@@ -9,14 +9,21 @@ import signal
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from services.cli.support import fail, load_settings, on_jetstream, service_directory
+from services.cli import forget
+from services.cli.support import (
+    fail,
+    load_settings,
+    on_jetstream,
+    service_directory,
+    shown_url,
+)
 from services.runtime.config import ConfigError
 from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
@@ -28,6 +35,7 @@ if TYPE_CHECKING:
     from schemas.events import Event
     from services.audit.note import Signer
     from services.audit.witness import WitnessTarget
+    from services.domain.sealing import DataKey
     from services.eventlog import StoredMessage
 
 app = typer.Typer(
@@ -35,6 +43,7 @@ app = typer.Typer(
     help="Audit the event log: replay, after-action reports, the signed ledger, export, verify.",
 )
 log = get_logger("dooralert.cli")
+app.command("forget")(forget.audit_forget)
 
 
 @app.command("replay")
@@ -46,16 +55,23 @@ def audit_replay(
 ) -> None:
     """Rebuild each incident from the log and print its timeline."""
     from services.audit.replay import replay
-    from services.eventlog import SUBJECT_PREFIX, read_messages
+    from services.eventlog import SUBJECT_PREFIX
 
     settings = load_settings()
     subject = f"{SUBJECT_PREFIX}.*.{incident}.>" if incident else f"{SUBJECT_PREFIX}.>"
-    work = partial(read_messages, subject=subject)
     try:
-        messages = on_jetstream(settings, name="dooralert-audit", work=work)
+        messages, keys = on_jetstream(
+            settings, name="dooralert-audit", work=partial(forget.replay_log, subject=subject)
+        )
     except OSError as exc:
-        fail(f"cannot reach NATS at {settings.nats_url}: {exc}")
-    text, code = replay(messages, incident=incident, as_json=as_json)
+        fail(f"cannot reach NATS at {shown_url(settings)}: {exc}")
+    text, code = replay(
+        messages,
+        incident=incident,
+        as_json=as_json,
+        notes_keys=keys if as_json else None,
+        retention=timedelta(days=settings.notes_retention_days),
+    )
     if text:
         typer.echo(text)
     raise typer.Exit(code)
@@ -63,15 +79,18 @@ def audit_replay(
 
 async def _incident_log(
     js: JetStreamContext, incident: str
-) -> tuple[list[StoredMessage], list[str], list[StoredMessage]]:
-    """The incident's messages, every checkpoint note, and every pattern alert (those live on
-    the district pseudo-school's subjects; the report keeps the ones naming this incident)."""
+) -> tuple[list[StoredMessage], list[str], list[StoredMessage], DataKey | None]:
+    """The incident's messages, every checkpoint note, every pattern alert (those live on
+    the district pseudo-school's subjects; the report keeps the ones naming this incident),
+    and the incident's notes key while it exists."""
     from services.audit.source import read_checkpoint_notes
+    from services.cli.forget import read_notes_key
     from services.eventlog import SUBJECT_PREFIX, read_messages
 
     messages = await read_messages(js, f"{SUBJECT_PREFIX}.*.{incident}.>")
     patterns = await read_messages(js, f"{SUBJECT_PREFIX}.district.*.pattern.detected")
-    return messages, await read_checkpoint_notes(js), patterns
+    key = await read_notes_key(js, incident)
+    return messages, await read_checkpoint_notes(js), patterns, key
 
 
 def _readable(messages: list[StoredMessage]) -> tuple[list[tuple[int, Event]], list[str]]:
@@ -117,11 +136,11 @@ def audit_report(
         fail(f"cannot read contact names: {exc}")
     work = partial(_incident_log, incident=incident)
     try:
-        messages, notes, pattern_messages = on_jetstream(
+        messages, notes, pattern_messages, notes_key = on_jetstream(
             settings, name="dooralert-report", work=work
         )
     except OSError as exc:
-        fail(f"cannot reach NATS at {settings.nats_url}: {exc}")
+        fail(f"cannot reach NATS at {shown_url(settings)}: {exc}")
     pairs, unreadable = _readable(messages)
     alerts = [(s, e) for s, e in _readable(pattern_messages)[0] if isinstance(e, PatternDetected)]
     if not pairs:
@@ -136,6 +155,8 @@ def audit_report(
         school_name=school.name if school else None,
         problems=[f"unreadable message {u}" for u in unreadable],
         pattern_alerts=alerts,
+        notes_key=notes_key,
+        notes_retention=timedelta(days=settings.notes_retention_days),
     )
     typer.echo(render_html(built) if fmt == "html" else render_markdown(built), nl=False)
 
@@ -149,9 +170,11 @@ def _log_origin(settings: Settings) -> str:
 async def _run_ledger(
     settings: Settings, signer: Signer, origin: str, targets: list[WitnessTarget]
 ) -> None:
+    from nats.errors import Error as NatsError
+
     from services.audit.ledger import Ledger
     from services.audit.witness import Witnesses
-    from services.eventlog import connect
+    from services.eventlog import NatsConnectError, connect, new_guard
     from services.runtime.healthserver import HealthServer
 
     running: list[tuple[Client, Ledger]] = []  # once connected: what readiness looks at
@@ -169,9 +192,13 @@ async def _run_ledger(
     )
     await health.start()
     try:
-        nc = await connect(settings.nats_url, name="dooralert-ledger")
+        attempts = settings.nats_reconnect_attempts
+        guard = new_guard(settings.nats_url, "dooralert-ledger", attempts=attempts)
+        nc = await connect(settings.nats_url, name="dooralert-ledger", guard=guard)
         # Only once connected: a signal before that ends the process the default way.
         stop = asyncio.Event()
+        guard.stop = stop.set  # closed for good: stop, and exit non-zero below
+        guard.exit_if_stuck(after=settings.shutdown_grace_seconds + 10)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
@@ -198,8 +225,18 @@ async def _run_ledger(
             finally:
                 stop.set()
                 await sending
+        except Exception:
+            if guard.lost is None:
+                raise  # signing the last checkpoint on a lost connection fails: known
         finally:
-            await nc.close()
+            guard.closing_now()
+            try:
+                await nc.close()
+            except (OSError, NatsError):
+                if guard.lost is None:
+                    raise  # closing a lost connection may fail flushing what it held
+        if guard.lost is not None:
+            raise NatsConnectError(guard.lost)
     finally:
         await health.close()
 
@@ -224,12 +261,16 @@ def audit_serve() -> None:
 
     origin = _log_origin(settings)
     targets = witness_targets(service_directory(settings))
+    from services.eventlog import EXIT_NATS_LOST, NatsConnectError
+
     try:
         asyncio.run(_run_ledger(settings, signer, origin, targets))
     except LedgerError as exc:
         fail(str(exc), 1)
+    except NatsConnectError as exc:
+        fail(str(exc), EXIT_NATS_LOST)  # logged as nats.connection_closed when it was lost
     except OSError as exc:
-        fail(f"cannot reach NATS at {settings.nats_url}: {exc}")
+        fail(f"cannot reach NATS at {shown_url(settings)}: {exc}")
 
 
 class _Progress:
@@ -283,7 +324,7 @@ def audit_export(
         finally:
             progress.close()
     except OSError as exc:
-        fail(f"cannot export to {out} from {settings.nats_url}: {exc}")
+        fail(f"cannot export to {out} from {shown_url(settings)}: {exc}")
     typer.echo(f"{out}: {summary.events} events, {summary.checkpoints} checkpoints")
     if summary.key_line is None:
         typer.echo("warning: no verifier key known; log-key.pub not written (pass --key)", err=True)
@@ -332,6 +373,6 @@ def audit_verify(
         try:
             result = on_jetstream(settings, name="dooralert-verify", work=work)
         except OSError as exc:
-            fail(f"cannot reach NATS at {settings.nats_url}: {exc}")
+            fail(f"cannot reach NATS at {shown_url(settings)}: {exc}")
     typer.echo(result.render())
     raise typer.Exit(0 if result.ok else 1)

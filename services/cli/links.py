@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from services.cli.support import fail, load_settings, on_jetstream
+from services.cli.support import fail, load_settings, on_jetstream, shown_url
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -47,7 +47,7 @@ def links_revoke(
     except LookupError as exc:
         fail(str(exc))
     except OSError as exc:
-        fail(f"cannot reach NATS at {settings.nats_url}: {exc}")
+        fail(f"cannot reach NATS at {shown_url(settings)}: {exc}")
 
 
 async def _revoke(js: JetStreamContext, incident: str, recipient: str | None) -> str:

@@ -17,6 +17,7 @@ from services.cli.support import (
     require_secret_keys,
     service_directory,
     service_rules,
+    shown_url,
 )
 from services.runtime.config import ConfigError
 from services.runtime.logging import configure_logging, get_logger
@@ -100,20 +101,26 @@ def provision(
     from services.eventlog import provision as do_provision
 
     settings = load_settings()
-    work = partial(do_provision, replicas=replicas, session_ttl=settings.session_lifetime_seconds)
+    work = partial(
+        do_provision,
+        replicas=replicas,
+        session_ttl=settings.session_lifetime_seconds,
+        notes_retention=settings.notes_retention_days * 86400.0,
+    )
     try:
         for line in on_jetstream(settings, name="dooralert-provision", work=work):
             typer.echo(line)
     except ProvisionError as exc:
         fail(str(exc))
     except OSError as exc:
-        fail(f"cannot reach NATS at {settings.nats_url}: {exc}")
+        fail(f"cannot reach NATS at {shown_url(settings)}: {exc}")
 
 
 def intake() -> None:
     """Run the intake web service: report form, API, staff incident pages, ack links."""
     import uvicorn
 
+    from services.eventlog.connection import EXIT_NATS_LOST
     from services.intake.app import create_app
 
     settings = load_settings()
@@ -126,7 +133,14 @@ def intake() -> None:
             "intake.no_trusted_proxies",
             hint="set DOORALERT_TRUSTED_PROXIES to the reverse proxy's address",
         )
-    uvicorn.Server(intake_server_config(settings, create_app(settings, directory=directory))).run()
+    app = create_app(settings, directory=directory)
+    server = uvicorn.Server(intake_server_config(settings, app))
+    app.state.stop_serving = lambda: setattr(server, "should_exit", True)
+    server.run()
+    guard = getattr(app.state, "nats_guard", None)
+    if guard is not None and guard.lost:
+        # Lost for good (logged as nats.connection_closed): non-zero, so it is restarted.
+        raise typer.Exit(EXIT_NATS_LOST)
 
 
 def intake_server_config(settings: Settings, app: Any) -> uvicorn.Config:

@@ -49,22 +49,10 @@ def render(report: PipelineHealth) -> str:
 
 async def check(settings: Settings) -> PipelineHealth:
     """Sample the pipeline for a moment (raises OSError-like errors when NATS is unreachable)."""
-    import nats
+    from services.eventlog import connect, new_guard
 
-    from services.eventlog import server_urls
-
-    async def quiet(_: Exception) -> None:
-        return None  # the one failure that matters is raised by connect
-
-    nc = await nats.connect(
-        server_urls(settings.nats_url),
-        name="dooralert-status",
-        allow_reconnect=False,
-        max_reconnect_attempts=1,  # 0 loops for ever in nats-py 2.16
-        reconnect_time_wait=0.1,
-        connect_timeout=3,
-        error_cb=quiet,
-    )
+    guard = new_guard(settings.nats_url, "dooralert-status")
+    nc = await connect(settings.nats_url, name="dooralert-status", guard=guard, one_shot=True)
     try:
         limits = Thresholds(
             stall=settings.pipeline_stall_seconds, unacked=settings.pipeline_unacked_seconds
@@ -79,6 +67,7 @@ async def check(settings: Settings) -> PipelineHealth:
             report = await monitor.refresh(datetime.now(UTC))
         return report
     finally:
+        guard.closing_now()
         await nc.close()
 
 
@@ -87,9 +76,14 @@ def status(
 ) -> None:
     """Report the pipeline: each consumer's lag, oldest waiting message, and whether the router
     and notifier are consuming. Exit 0 healthy, 1 stalled, 2 NATS unreachable."""
+    from services.eventlog import NatsConnectError
+
     settings = load_settings()
     try:
         report = asyncio.run(check(settings))
+    except NatsConnectError as exc:  # refused credentials or no server: says which, no password
+        typer.echo(f"dooralert: {exc}", err=True)
+        raise typer.Exit(2) from None
     except Exception as exc:  # noqa: BLE001 - any failure to connect is "cannot tell"
         typer.echo(f"dooralert: cannot reach NATS: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -23,10 +23,24 @@ T = TypeVar("T")
 
 
 def load_settings() -> Settings:
-    """The process settings from `DOORALERT_*`, with logging configured from them."""
+    """The process settings from `DOORALERT_*`, with logging configured from them; exit 2 if
+    DOORALERT_NATS_URL is unusable (e.g. its servers carry different credentials)."""
+    from services.eventlog.connection import NatsUrlError, parse_nats_url
+
     settings = Settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
+    try:
+        parse_nats_url(settings.nats_url)
+    except NatsUrlError as exc:
+        fail(str(exc))
     return settings
+
+
+def shown_url(settings: Settings) -> str:
+    """DOORALERT_NATS_URL for a message: any password replaced by `***`."""
+    from services.eventlog.connection import redact_url
+
+    return redact_url(settings.nats_url)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -68,14 +82,31 @@ def service_rules(settings: Settings) -> Rules:
 def on_jetstream(
     settings: Settings, *, name: str, work: Callable[[JetStreamContext], Awaitable[T]]
 ) -> T:
-    """Connect to NATS as `name`, run `work` on JetStream, and close the connection."""
-    from services.eventlog import connect
+    """Connect to NATS as `name`, run `work` on JetStream, and close the connection. Exit 2,
+    saying why, when NATS refuses the credentials or cannot be reached within seconds (a
+    command run by hand must not retry for ever)."""
+    from nats.errors import Error as NatsError
+
+    from services.eventlog import NatsConnectError, connect, new_guard
 
     async def run() -> T:
-        nc = await connect(settings.nats_url, name=name)
+        guard = new_guard(settings.nats_url, name)
+        nc = await connect(settings.nats_url, name=name, guard=guard, one_shot=True)
         try:
             return await work(nc.jetstream())
+        except (NatsError, OSError, TimeoutError):
+            if guard.lost is not None:
+                raise NatsConnectError(guard.lost) from None
+            raise
         finally:
-            await nc.close()
+            guard.closing_now()
+            try:
+                await nc.close()
+            except (NatsError, OSError):
+                if guard.lost is None:
+                    raise  # closing a lost connection may fail flushing what it held
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except NatsConnectError as exc:
+        fail(str(exc))

@@ -1,11 +1,27 @@
 """The event log: the `EventLog` interface (interface.py) over NATS JetStream (appending in
-jetstream.py, reading in reading.py), one retry policy (retry.py), the stream contract
-(contract.py) and provisioning (provision.py). Services import from here."""
+jetstream.py, reading in reading.py, connecting in connection.py), one retry policy (retry.py),
+the stream contract (contract.py) and provisioning (provision.py). Services import from here."""
 
+from services.eventlog.connection import (
+    EXIT_NATS_LOST,
+    ConnectionGuard,
+    CredentialsRefused,
+    NatsConnectError,
+    NatsUnreachable,
+    NatsUrlError,
+    broker_options,
+    connect,
+    connection_options,
+    new_guard,
+    parse_nats_url,
+    redact_url,
+    server_urls,
+)
 from services.eventlog.contract import (
     CHECKPOINTS_STREAM,
     DELIVERIES_BUCKET,
     DUPLICATE_WINDOW_S,
+    NOTE_KEYS_BUCKET,
     SESSIONS_BUCKET,
     STREAM,
     SUBJECT_PREFIX,
@@ -23,12 +39,12 @@ from services.eventlog.interface import (
     Tail,
     TailReset,
 )
-from services.eventlog.jetstream import (
-    JetStreamEventLog,
-    connect,
-    publish_event,
-    publish_events,
-    server_urls,
+from services.eventlog.jetstream import JetStreamEventLog, publish_event, publish_events
+from services.eventlog.notekeys import (
+    JetStreamNoteKeys,
+    MemoryNoteKeys,
+    NoteKeys,
+    retention_seconds,
 )
 from services.eventlog.provision import ProvisionError, provision
 from services.eventlog.reading import (
@@ -48,6 +64,8 @@ __all__ = [
     "CHECKPOINTS_STREAM",
     "DELIVERIES_BUCKET",
     "DUPLICATE_WINDOW_S",
+    "EXIT_NATS_LOST",
+    "NOTE_KEYS_BUCKET",
     "READ_INTERRUPTED_ERRORS",
     "SESSIONS_BUCKET",
     "STREAM",
@@ -57,18 +75,30 @@ __all__ = [
     "TIMER_SCHEDULE_PREFIX",
     "TRANSIENT_NATS_ERRORS",
     "Appended",
+    "ConnectionGuard",
+    "CredentialsRefused",
     "EventLog",
     "IncompleteRead",
     "JetStreamEventLog",
+    "JetStreamNoteKeys",
+    "MemoryNoteKeys",
+    "NatsConnectError",
+    "NatsUnreachable",
+    "NatsUrlError",
+    "NoteKeys",
     "ProvisionError",
     "StoredMessage",
     "StreamTail",
     "Tail",
     "TailReset",
+    "broker_options",
     "connect",
+    "connection_options",
     "consume_batches",
     "consumer_configs",
     "get_last",
+    "new_guard",
+    "parse_nats_url",
     "provision",
     "publish_event",
     "publish_events",
@@ -76,6 +106,8 @@ __all__ = [
     "read_incident",
     "read_messages",
     "readable_events",
+    "redact_url",
+    "retention_seconds",
     "retrying",
     "server_urls",
     "stored",

@@ -1,5 +1,5 @@
-"""The event log on NATS JetStream: connecting, appending with retry, and `JetStreamEventLog`
-(the `EventLog` interface over both this and reading.py).
+"""The event log on NATS JetStream: appending with retry, and `JetStreamEventLog` (the
+`EventLog` interface over both this and reading.py). Connecting is connection.py.
 
 Streams and durable consumers are created only by `dooralert provision` (provision.py);
 services bind to them and never change their config.
@@ -11,8 +11,6 @@ import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 
-import nats
-from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
 
@@ -21,28 +19,6 @@ from services.eventlog.contract import STREAM, SUBJECT_PREFIX, TIMERS_STREAM
 from services.eventlog.interface import Appended
 from services.eventlog.reading import StreamTail, get_last, read_incident
 from services.eventlog.retry import retrying
-
-
-def server_urls(url: str | Sequence[str]) -> list[str]:
-    """The servers in a DOORALERT_NATS_URL: one URL, or several separated by commas (the
-    nodes of a cluster; the client fails over between them and learns the rest from INFO)."""
-    parts = url.split(",") if isinstance(url, str) else list(url)
-    urls = [u.strip() for u in parts if u.strip()]
-    if not urls:
-        raise ValueError(f"no NATS server URL in {url!r}")
-    return urls
-
-
-async def connect(url: str | Sequence[str], *, name: str) -> Client:
-    """A NATS connection that reconnects for ever (a service outlives server restarts)."""
-    urls = server_urls(url)
-    return await nats.connect(
-        urls[0] if len(urls) == 1 else urls,
-        name=name,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
-        connect_timeout=5,
-    )
 
 
 async def publish_event(

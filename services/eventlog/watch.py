@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
 
+from services.eventlog.connection import EXIT_NATS_LOST, ConnectionGuard, CredentialsRefused
 from services.eventlog.contract import ConsumerCheck, check_consumer, contract_consumer
 from services.runtime.healthserver import Checks, HealthServer
 from services.runtime.logging import get_logger
@@ -105,13 +106,16 @@ async def run_watched(
     every: float,
     health: tuple[str, str, int] | None = None,
     checks: Checks | None = None,
+    guard: ConnectionGuard | None = None,
 ) -> int:
     """Run a FastStream service while its consumers keep the contract. They are checked
     before the subscribers bind (a drifted consumer never starts the service, and is never
     re-created by the client library with the wrong settings) and every `every` seconds.
     `health` (service, host, port) serves /livez, /readyz and /metrics from before NATS is
     reached: ready once connected, the subscribers bound and `checks` pass, until shutdown.
-    The exit code: 0 after a normal stop, EXIT_DRIFT when a consumer drifted."""
+    `guard` (the one the broker's callbacks report to) stops the service when its connection
+    is closed for good. The exit code: 0 after a normal stop, EXIT_DRIFT when a consumer
+    drifted, EXIT_NATS_LOST when NATS refused the credentials or reconnecting gave up."""
     bound = False
     watch = ConsumerWatch(names, every=every, stop=app.exit)
 
@@ -127,9 +131,23 @@ async def run_watched(
         NATS_CONNECTED.labels(server.service).set_function(lambda: float(_connected(broker)))
         await server.start()
     try:
-        await broker.connect()
+        try:
+            await broker.connect()
+        except CredentialsRefused as exc:
+            log.error("nats.connection_closed", reason=str(exc), action="exiting")
+            return EXIT_NATS_LOST
+        if guard is not None:
+            guard.attach(broker.connection)
+            guard.stop = app.exit
+
+            async def closing() -> None:
+                guard.closing_now()
+
+            app.on_shutdown(closing)
         js = broker.connection.jetstream()
         if not await watch.check(js):
+            if guard is not None:
+                guard.closing_now()
             await broker.stop()
             return EXIT_DRIFT
 
@@ -145,7 +163,13 @@ async def run_watched(
         app.after_startup(start_watch)
         app.on_shutdown(unready)
         app.on_shutdown(watch.close)
-        await app.run()
+        try:
+            await app.run()
+        except NatsError:
+            if guard is None or guard.lost is None:
+                raise  # draining a connection already closed for good fails: that is known
+        if guard is not None and guard.lost is not None:
+            return EXIT_NATS_LOST
         return EXIT_DRIFT if watch.failure else 0
     finally:
         if server is not None:

@@ -4,7 +4,8 @@ the error answers and the lifespan that opens the event log."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
@@ -12,15 +13,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.domain.directory import Directory
 from services.domain.protocol import load_protocol
+from services.eventlog.connection import connect, new_guard
 from services.eventlog.interface import EventLog
-from services.eventlog.jetstream import JetStreamEventLog, connect
+from services.eventlog.jetstream import JetStreamEventLog
+from services.eventlog.notekeys import JetStreamNoteKeys
 from services.intake import acks, api, health, incident_pages, metering, pages
 from services.intake.deps import Intake, check_signed_out, get_intake
 from services.intake.errors import ApiError, ReportInvalid, Unavailable
+from services.intake.notes import IntakeNotes, memory_notes
 from services.intake.security import SecurityHeaders
 from services.intake.sessions import EndedSessions, JetStreamEndedSessions, MemoryEndedSessions
 from services.runtime.logging import get_logger
@@ -38,6 +43,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if given is not None:
         app.state.event_log = given
         app.state.ended_sessions = app.state.given_sessions or MemoryEndedSessions()
+        app.state.notes = memory_notes(app.state.intake.settings.notes_retention_days)
         yield
         return
     settings: Settings = app.state.intake.settings
@@ -57,15 +63,32 @@ def _connected(app: FastAPI) -> bool:
 
 @asynccontextmanager
 async def _on_nats(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
-    nc = await connect(settings.nats_url, name="dooralert-intake")
+    attempts = settings.nats_reconnect_attempts
+    guard = new_guard(settings.nats_url, "dooralert-intake", attempts=attempts)
+    # A connection lost for good stops the server (the `intake` command exits non-zero).
+    guard.stop = lambda: _stop_serving(app)
+    app.state.nats_guard = guard
+    nc = await connect(settings.nats_url, name="dooralert-intake", guard=guard)
     app.state.nats = nc
     try:
         app.state.ended_sessions = await JetStreamEndedSessions.open(nc.jetstream())
     except Exception:
         # Without it signing out could not end a session: refuse to serve, say what to do.
         log.error("intake.no_sessions_bucket", hint="run `dooralert provision`")
+        guard.closing_now()
         await nc.close()
         raise
+    try:
+        keys = await JetStreamNoteKeys.open(
+            nc.jetstream(), retry_for=settings.publish_retry_seconds
+        )
+    except Exception:
+        # Without it notes could only be dropped or stored in clear: refuse to serve instead.
+        log.error("intake.no_note_keys_bucket", hint="run `dooralert provision`")
+        guard.closing_now()
+        await nc.close()
+        raise
+    app.state.notes = IntakeNotes(keys, timedelta(days=settings.notes_retention_days))
     app.state.event_log = JetStreamEventLog(
         nc.jetstream(),
         publish_timeout=settings.publish_timeout_seconds,
@@ -78,7 +101,19 @@ async def _on_nats(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
     finally:
         await monitor.close()
         app.state.event_log = app.state.nats = None
-        await nc.drain()
+        guard.closing_now()
+        if guard.lost is not None:
+            # Draining needs a live connection; closing may fail flushing what it held.
+            with suppress(OSError, NatsError):
+                await nc.close()
+        elif not nc.is_closed:
+            await nc.drain()
+
+
+def _stop_serving(app: FastAPI) -> None:
+    stop = getattr(app.state, "stop_serving", None)
+    if stop is not None:
+        stop()
 
 
 def create_app(

@@ -16,7 +16,7 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from faststream import FastStream
 from faststream.middlewares import AckPolicy
@@ -24,6 +24,7 @@ from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 
 from schemas.events import (
     EncounterReported,
+    Event,
     EventDecodeError,
     NotificationRequested,
     event_subject,
@@ -31,10 +32,11 @@ from schemas.events import (
 )
 from services.domain.directory import Directory
 from services.domain.incident import fold
-from services.eventlog import STREAM, SUBJECT_PREFIX
+from services.eventlog import STREAM, SUBJECT_PREFIX, ConnectionGuard, broker_options, new_guard
 from services.eventlog.consumer import raw_decoder, run_handler
 from services.eventlog.interface import EventLog
 from services.eventlog.jetstream import JetStreamEventLog
+from services.eventlog.notekeys import JetStreamNoteKeys, MemoryNoteKeys, NoteKeys
 from services.eventlog.watch import run_watched
 from services.notifier.channels import (
     DeliveryError,
@@ -43,6 +45,7 @@ from services.notifier.channels import (
 )
 from services.notifier.deadletters import ADVISORY_SUBJECT, record_advisory
 from services.notifier.message import TemplateCheckError, default_templates
+from services.notifier.notes import email_notes
 from services.notifier.outcome import failed_event, gave_up, sent_event
 from services.notifier.plan import Found, PlanSettings, plan_delivery, shows_current_report
 from services.notifier.records import DeliveryRecord, DeliveryRecords, JetStreamDeliveryRecords
@@ -78,11 +81,14 @@ class Notifier:
         broker: NatsBroker,
         event_log: EventLog | None = None,
         records: DeliveryRecords | None = None,
+        note_keys: NoteKeys | None = None,
     ) -> None:
         self.settings, self.directory, self.broker = settings, directory, broker
         self.plan_settings = PlanSettings.from_settings(settings)
         self._log = event_log
         self._records = records
+        # A given event log (tests) without keys: an empty store, so notes show as unavailable.
+        self._note_keys = note_keys or (MemoryNoteKeys() if event_log is not None else None)
         self.sender = Sender(settings)
         self.reports = ReportCache()  # one log read per incident for its alerts
         self.smtp = self.sender.smtp  # the integration tests count its sessions
@@ -230,9 +236,11 @@ class Notifier:
             return Found(pattern=await self.event_log.last(school, incident, "pattern.detected"))
         report = self.reports.get(school, incident) or await self._read_report(school, incident)
         if report is None or not shows_current_report(req):
-            return Found(report=report)
+            notes = await self._notes(req, [report] if report else [])
+            return Found(report=report, notes=notes)
         events = await self.event_log.read_incident(incident)
-        return Found(report=report, state=fold(events, incident_id=incident))
+        notes = await self._notes(req, events)
+        return Found(report=report, state=fold(events, incident_id=incident), notes=notes)
 
     async def _read_report(self, school: str, incident: str) -> EncounterReported | None:
         """The incident's report from the log (remembered in `reports`), or None."""
@@ -249,6 +257,17 @@ class Notifier:
         if report is not None and (report.school_id, report.incident_id) == (school, incident):
             self.reports.put(report)
         return report
+
+    async def _notes(self, req: NotificationRequested, events: list[Event]) -> str | None:
+        retention = timedelta(days=self.settings.notes_retention_days)
+        return await email_notes(req, events, self._keys, retention=retention)
+
+    async def _keys(self) -> NoteKeys:
+        if self._note_keys is None:
+            self._note_keys = await JetStreamNoteKeys.open(
+                self.broker.connection.jetstream(), retry_for=2.0
+            )
+        return self._note_keys
 
     async def close(self) -> None:
         """Close the channels' clients (pooled SMTP sessions, the HTTP client)."""
@@ -309,18 +328,22 @@ def build_notifier(
     directory: Directory,
     event_log: EventLog | None = None,
     records: DeliveryRecords | None = None,
+    guard: ConnectionGuard | None = None,
 ) -> tuple[NatsBroker, Notifier]:
     """The broker with the notifier's subscribers, and the notifier (to close its clients).
-    `event_log` and `records` replace JetStream in service tests.
+    `event_log` and `records` replace JetStream in service tests; `guard` watches the
+    connection (see `run`).
 
     Raises TemplateCheckError when a template is missing or broken: no alert goes out
     half-rendered, so the notifier does not start.
     """
     default_templates().check()
     broker = NatsBroker(
-        settings.nats_url,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # seconds; nats-py sleeps a float
+        **broker_options(
+            settings.nats_url,
+            name="dooralert-notifier",
+            guard=guard,
+        ),
         log_level=logging.DEBUG,
         # SIGTERM: an alert being sent is sent, recorded and acked before the connection drains.
         graceful_timeout=settings.shutdown_grace_seconds,
@@ -388,13 +411,18 @@ SMTP_PROBE_SECONDS = 15.0  # how often readiness asks the SMTP server (NOOP on a
 
 def run(settings: Settings, *, directory: Directory) -> int:
     """Run the notifier until stopped, watching its consumer; the process's exit code
-    (EXIT_DRIFT when the consumer was paused, deleted or redefined)."""
+    (EXIT_DRIFT when the consumer was paused, deleted or redefined; EXIT_NATS_LOST when the
+    NATS connection was closed for good)."""
     try:
-        broker, notifier = build_notifier(settings, directory=directory)
+        guard = new_guard(
+            settings.nats_url, "dooralert-notifier", attempts=settings.nats_reconnect_attempts
+        )
+        broker, notifier = build_notifier(settings, directory=directory, guard=guard)
     except TemplateCheckError as exc:
         raise SystemExit(f"dooralert notifier: refusing to start: {exc}") from None
     app = FastStream(broker)
     app.after_shutdown(notifier.close)
+    guard.exit_if_stuck(after=settings.shutdown_grace_seconds + 10)
     probing: list[asyncio.Task[None]] = []
 
     async def probe_smtp() -> None:
@@ -413,5 +441,6 @@ def run(settings: Settings, *, directory: Directory) -> int:
         every=settings.consumer_check_seconds,
         health=("notifier", settings.metrics_host, settings.metrics_port),
         checks=lambda: {"smtp": notifier.smtp.ok},
+        guard=guard,
     )
     return asyncio.run(watched)

@@ -34,11 +34,14 @@ from services.eventlog import (
     SUBJECT_PREFIX,
     TIMER_FIRED_PREFIX,
     TIMERS_STREAM,
+    ConnectionGuard,
     EventLog,
     JetStreamEventLog,
     StoredMessage,
     Tail,
     TailReset,
+    broker_options,
+    new_guard,
 )
 from services.eventlog.consumer import raw_decoder, run_handler
 from services.eventlog.watch import run_watched
@@ -258,12 +261,16 @@ def build_broker(
     rules: Rules,
     directory: Directory,
     event_log: EventLog | None = None,
+    guard: ConnectionGuard | None = None,
 ) -> NatsBroker:
-    """The router's broker and subscribers; `event_log` replaces JetStream in service tests."""
+    """The router's broker and subscribers; `event_log` replaces JetStream in service tests;
+    `guard` watches the connection (see `run`)."""
     broker = NatsBroker(
-        settings.nats_url,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # faststream says int; nats-py takes float
+        **broker_options(
+            settings.nats_url,
+            name="dooralert-router",
+            guard=guard,
+        ),
         log_level=logging.DEBUG,
         # SIGTERM: messages in hand finish (and are acked) before the connection drains.
         graceful_timeout=settings.shutdown_grace_seconds,
@@ -338,13 +345,19 @@ CONSUMERS = ("router", "router-followups", "router-timers")
 
 def run(settings: Settings, *, rules: Rules, directory: Directory) -> int:
     """Run the router until stopped, watching its consumers; the process's exit code
-    (EXIT_DRIFT when a consumer was paused, deleted or redefined)."""
-    broker = build_broker(settings, rules=rules, directory=directory)
+    (EXIT_DRIFT when a consumer was paused, deleted or redefined; EXIT_NATS_LOST when the
+    NATS connection was closed for good)."""
+    guard = new_guard(
+        settings.nats_url, "dooralert-router", attempts=settings.nats_reconnect_attempts
+    )
+    guard.exit_if_stuck(after=settings.shutdown_grace_seconds + 10)
+    broker = build_broker(settings, rules=rules, directory=directory, guard=guard)
     watched = run_watched(
         FastStream(broker),
         broker,
         CONSUMERS,
         every=settings.consumer_check_seconds,
         health=("router", settings.metrics_host, settings.metrics_port),
+        guard=guard,
     )
     return asyncio.run(watched)

@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # A comma-separated value becomes a list (what NatsBroker and nats.connect take for
     # several servers); a single URL stays the string it was.
     nats_url: Annotated[str | list[str], NoDecode] = "nats://127.0.0.1:4222"
+    # How many times a service tries each server again after losing its connection before it
+    # exits (code 4) for its supervisor to restart it; -1: for ever.
+    nats_reconnect_attempts: int = -1
     config_dir: Path = EXAMPLE_CONFIG_DIR
 
     smtp_host: str = "127.0.0.1"
@@ -63,6 +66,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     # Status links in alerts stay valid this long (each recipient gets their own).
     view_link_days: float = 7.0
+    # Staff notes stay readable this long: then their incident's key expires and they are gone.
+    notes_retention_days: Annotated[float, Field(gt=0)] = 90.0
     max_report_bytes: int = 16 * 1024
 
     # Notifier retries: attempt n waits retry_base_seconds * 2**(n-1), capped, with jitter.
