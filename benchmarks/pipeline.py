@@ -54,7 +54,13 @@ from aiosmtpd.controller import Controller  # noqa: E402
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig  # noqa: E402
 
 from services.cli.dev import nats_server_binary  # noqa: E402
-from services.eventlog import SUBJECT_PREFIX, StoredMessage, provision, read_messages  # noqa: E402
+from services.eventlog import (  # noqa: E402
+    SUBJECT_PREFIX,
+    StoredMessage,
+    connection_options,
+    provision,
+    read_messages,
+)
 from tests.support import report  # noqa: E402
 
 CONFIG_DIR = REPO / "deploy" / "examples"
@@ -200,7 +206,7 @@ def report_body(school: str, i: int) -> dict[str, Any]:
 
 
 async def raw_jetstream(url: str, messages: int, size: int) -> dict[str, Any]:
-    nc = await nats.connect(url, name="bench-raw")
+    nc = await nats.connect(**connection_options(url, name="bench-raw"))
     js = nc.jetstream()
     stream = "BENCH_RAW"
     out: dict[str, Any] = {"messages": messages, "payload_bytes": size}
@@ -383,7 +389,7 @@ def stage_latencies(messages: list[StoredMessage], incidents: set[str]) -> dict[
 async def pipeline(
     args: argparse.Namespace, workdir: Path, nats_url: str, sink: SinkHandler, smtp_port: int
 ) -> dict[str, Any]:
-    nc = await nats.connect(nats_url, name="bench-provision")
+    nc = await nats.connect(**connection_options(nats_url, name="bench-provision"))
     try:
         await provision(nc.jetstream())
     finally:
@@ -457,7 +463,7 @@ async def pipeline(
     smtp_messages = sink.total - total_before
 
     # Ground truth from the log: events per incident and stage latencies.
-    nc = await nats.connect(nats_url, name="bench-read")
+    nc = await nats.connect(**connection_options(nats_url, name="bench-read"))
     try:
         stored = await read_messages(nc.jetstream(), f"{SUBJECT_PREFIX}.>")
     finally:
