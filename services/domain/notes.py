@@ -91,18 +91,18 @@ def reveal(
             clear[event.id] = open_notes(event, key, now=now, retention=retention)
         except NotesUnavailable:
             clear[event.id] = None
-    report = state.report
     reported = next((e for e in events if isinstance(e, EncounterReported)), None)
-    if report is not None:
-        facts = report.model_dump(exclude={"notes", "notes_sealed", "notes_v1"})
-        notes = clear.get(reported.id) if reported else None
-        report = EncounterReport.model_validate({**facts, "notes": notes})
+    current = clear.get(reported.id) if reported else None
     updates = []
     for update in state.updates:
         shown = {k: v for k, v in update.items() if k not in ("notes_sealed", "notes_v1")}
         note = clear.get(str(update.get("event_id", "")))
         if note is not None:
-            shown["notes"] = note
+            shown["notes"] = current = note  # an update's notes replace the report's
         updates.append(shown)
+    report = state.report
+    if report is not None:
+        facts = report.model_dump(exclude={"notes", "notes_sealed", "notes_v1"})
+        report = EncounterReport.model_validate({**facts, "notes": current})
     gone = removed_on(events, key, now=now, retention=retention)
     return state.model_copy(update={"report": report, "updates": updates, "notes_removed_on": gone})

@@ -126,11 +126,12 @@ async def test_notes_are_sealed_in_the_log_readable_while_kept_and_gone_after_fo
     assert b'"notes_sealed":{"alg":"A256GCM"' in payloads
 
     # Readable while the incident's key exists: the API, the page, the after-action report.
+    # (The report as it stands carries the latest notes: the update's replace the report's.)
     api = (await client.get(f"/api/v1/incidents/{incident_id}", headers=AUTH)).json()
-    assert api["report"]["notes"] == NOTES and api["notes_removed_on"] is None
+    assert api["report"]["notes"] == UPDATE and api["notes_removed_on"] is None
     assert any(u.get("notes") == UPDATE for u in api["updates"])
     page = await client.get(page_url)
-    assert page.status_code == 200 and NOTES in page.text
+    assert page.status_code == 200 and UPDATE in page.text
     before = cli("audit", "report", "--incident", incident_id, settings=settings)
     assert before.returncode == 0, before.stderr
     assert NOTES in before.stdout and UPDATE in before.stdout and ALL_CLEAR in before.stdout
@@ -148,7 +149,7 @@ async def test_notes_are_sealed_in_the_log_readable_while_kept_and_gone_after_fo
     assert api["report"]["notes"] is None and api["notes_removed_on"].startswith(today)
     assert all("notes" not in u for u in api["updates"])
     page = await client.get(page_url)
-    assert NOTES not in page.text and f"notes removed on {today}" in page.text
+    assert UPDATE not in page.text and f"notes removed on {today}" in page.text
     es_page = await client.get(page_url, headers={"Accept-Language": "es"})
     assert f"notas eliminadas el {today}" in es_page.text
     after = cli("audit", "report", "--incident", incident_id, settings=settings)
@@ -178,7 +179,7 @@ async def test_an_expired_notes_key_shows_the_notes_removed(
 ) -> None:
     incident_id, page_url = await report_with_notes(client)
     api = (await client.get(f"/api/v1/incidents/{incident_id}", headers=AUTH)).json()
-    assert api["report"]["notes"] == NOTES
+    assert api["report"]["notes"] == UPDATE
 
     # A district that keeps notes one second: provision shortens the bucket's max age and the
     # server expires the key itself.
@@ -197,4 +198,4 @@ async def test_an_expired_notes_key_shows_the_notes_removed(
     api = (await client.get(f"/api/v1/incidents/{incident_id}", headers=AUTH)).json()
     assert api["report"]["notes"] is None and api["notes_removed_on"] is not None
     page = await client.get(page_url)
-    assert NOTES not in page.text and "notes removed on" in page.text
+    assert UPDATE not in page.text and "notes removed on" in page.text

@@ -85,7 +85,9 @@ def test_v1_clear_notes_are_read_as_notes_v1_and_the_stored_bytes_keep_them() ->
     state = fold(e for e in events() if e.incident_id == HAMLINE)
     assert state is not None
     shown = reveal(state, events(), None, now=datetime.now(UTC), retention=timedelta(days=1))
-    assert shown.report is not None and shown.report.notes == raw["data"]["notes"]
+    # the report as it stands: the update's notes replaced the report's (as v1 showed it)
+    assert shown.report is not None
+    assert shown.report.notes == "Agents left at 10:42 without entering."
     assert shown.updates[0]["notes"] == "Agents left at 10:42 without entering."
     assert shown.notes_removed_on is None
 
