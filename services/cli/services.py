@@ -136,11 +136,14 @@ def intake() -> None:
     app = create_app(settings, directory=directory)
     server = uvicorn.Server(intake_server_config(settings, app))
     app.state.stop_serving = lambda: setattr(server, "should_exit", True)
-    server.run()
-    guard = getattr(app.state, "nats_guard", None)
-    if guard is not None and guard.lost:
-        # Lost for good (logged as nats.connection_closed): non-zero, so it is restarted.
-        raise typer.Exit(EXIT_NATS_LOST)
+    try:
+        server.run()
+    finally:
+        guard = getattr(app.state, "nats_guard", None)
+        if guard is not None and guard.lost:
+            # Lost for good (logged as nats.connection_closed), also when refused at startup
+            # (uvicorn would exit 3): non-zero, so it is restarted.
+            raise typer.Exit(EXIT_NATS_LOST)
 
 
 def intake_server_config(settings: Settings, app: Any) -> uvicorn.Config:
