@@ -188,7 +188,9 @@ def launch_dooralert(
     layout += [(f"notifier-{i + 1}", ["notifier"], "notifier") for i in range(args.notifiers)]
     layout += [("intake", ["intake"], "intake"), ("ledger", ["audit", "serve"], "ledger")]
     for name, cmd, user in layout:
-        procs[name] = pl.spawn(name, [*cli, *cmd], env=as_user(user), log_path=logs / f"{name}.log")
+        # Each process its own health/metrics port, as a district runs them on one machine.
+        env_p = {**as_user(user), "DOORALERT_METRICS_PORT": str(pl.free_port())}
+        procs[name] = pl.spawn(name, [*cli, *cmd], env=env_p, log_path=logs / f"{name}.log")
     return f"http://{HOST}:{http_port}", procs
 
 
