@@ -43,7 +43,11 @@ class NatsConnectError(Exception):
     """NATS could not be used; the message names the servers (never a password) and why."""
 
 
-class CredentialsRefused(NatsConnectError):
+class NatsRefused(NatsConnectError):
+    """The server refused the connection for a reason retrying does not cure."""
+
+
+class CredentialsRefused(NatsRefused):
     """The server refused the user, password or token."""
 
 
@@ -122,9 +126,32 @@ def parse_nats_url(url: str | Sequence[str]) -> NatsTarget:
     return NatsTarget(servers=servers, user=user, password=password, token=token)
 
 
+# Errors on which FastStream's NatsBroker error_cb re-raises (faststream 0.7.8,
+# UNRECOVERABLE_CONNECT_ERRORS): raised inside nats-py's reconnect task, that ends the task and
+# leaves the connection neither connected nor reconnecting, for ever. Treated as fatal by every
+# service, so each one stops the same way.
+_UNRECOVERABLE = frozenset(
+    {
+        "authorization violation",
+        "authorization timeout",
+        "invalid client protocol",
+        "maximum payload violation",
+        "invalid subject",
+        "stale connection",
+        "maximum connections exceeded",
+        "parser error",
+        "secure connection - tls required",
+    }
+)
+
+
 def _refused(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, AuthorizationError) or "authorization violation" in text
+
+
+def _unrecoverable(exc: BaseException) -> bool:
+    return str(exc).removeprefix("nats: ").strip().strip("'").lower() in _UNRECOVERABLE
 
 
 def _describe(exc: BaseException) -> str:
@@ -170,6 +197,9 @@ class ConnectionGuard:
         if _refused(exc):
             self._give_up(f"NATS refused the credentials of {self.target} ({text})")
             return
+        if _unrecoverable(exc):
+            self._give_up(f"NATS refused the connection to {self.target} ({text})", NatsRefused)
+            return
         client = self._client
         if client is None or not client.is_reconnecting or self.attempts < 0:
             return
@@ -177,27 +207,27 @@ class ConnectionGuard:
         if self._failures > max(1, self.attempts) * max(1, len(client.servers)):
             self._give_up(f"reconnecting to {self.target} gave up after {self._failures} attempts")
 
-    def _give_up(self, reason: str) -> None:
+    def _give_up(self, reason: str, error: type[NatsRefused] = CredentialsRefused) -> None:
         if self.lost is None:
             self.lost = reason
         if self._client is None:
             # Raised out of nats-py's connect loop: a wrong password never becomes right.
-            raise CredentialsRefused(reason)
-        if self.stop is not None:
-            # The service shuts down the way it always does (closing the connection itself);
-            # nats-py never closes it under FastStream's pull loops, which spin on a closed one.
-            self._report()
-            self.stop()
+            raise error(reason)
+        # The service shuts down the way it always does (closing the connection itself);
+        # nats-py never closes it under FastStream's pull loops, which spin on a closed one.
+        self._stop_once()
 
-    def _report(self) -> None:
-        if not self._reported:
-            self._reported = True
-            log.error(
-                "nats.connection_closed",
-                connection=self.name,
-                reason=self.lost,
-                action="exiting so that the supervisor restarts the process",
-            )
+    def _stop_once(self) -> None:
+        if self.stop is None or self._reported:
+            return
+        self._reported = True
+        log.error(
+            "nats.connection_closed",
+            connection=self.name,
+            reason=self.lost,
+            action="exiting so that the supervisor restarts the process",
+        )
+        self.stop()
 
     async def on_closed(self) -> None:
         """nats-py's closed_cb."""
@@ -205,9 +235,7 @@ class ConnectionGuard:
             return
         if self.lost is None:
             self.lost = f"the connection to {self.target} was closed ({self.last_error})"
-        if self.stop is not None:
-            self._report()
-            self.stop()
+        self._stop_once()
 
     async def on_reconnected(self) -> None:
         """nats-py's reconnected_cb."""

@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 from nats.js.errors import NotFoundError
 
-from services.eventlog.connection import EXIT_NATS_LOST, ConnectionGuard, CredentialsRefused
+from services.eventlog.connection import EXIT_NATS_LOST, ConnectionGuard, NatsRefused
 from services.eventlog.contract import ConsumerCheck, check_consumer, contract_consumer
 from services.runtime.healthserver import Checks, HealthServer
 from services.runtime.logging import get_logger
@@ -133,7 +133,7 @@ async def run_watched(
     try:
         try:
             await broker.connect()
-        except CredentialsRefused as exc:
+        except NatsRefused as exc:
             log.error("nats.connection_closed", reason=str(exc), action="exiting")
             return EXIT_NATS_LOST
         if guard is not None:

@@ -4,8 +4,11 @@ credentials once (so a failover to any node carries them), never a password in a
 from __future__ import annotations
 
 import pytest
+from nats.errors import Error as NatsError
 
 from services.eventlog.connection import (
+    ConnectionGuard,
+    CredentialsRefused,
     NatsUrlError,
     broker_options,
     connection_options,
@@ -65,3 +68,77 @@ def test_the_broker_gets_the_credentials_as_its_security() -> None:
     assert "user" not in opts and "password" not in opts
     security = opts["security"]
     assert (security.username, security.password) == ("notifier", "pw")
+
+
+class _Client:
+    """What the guard reads of a nats-py client."""
+
+    def __init__(self, *, reconnecting: bool = False, servers: int = 1) -> None:
+        self.is_reconnecting, self.is_closed = reconnecting, False
+        self.servers = [object()] * servers
+
+
+def _guard(attempts: int = -1) -> tuple[ConnectionGuard, list[str]]:
+    stops: list[str] = []
+    guard = ConnectionGuard("dooralert-router", target="nats://a:4222 as user 'router'")
+    guard.attempts = attempts
+    guard.stop = lambda: stops.append(guard.lost or "")
+    return guard, stops
+
+
+async def test_refused_credentials_abort_the_first_connect() -> None:
+    guard, stops = _guard()
+    with pytest.raises(CredentialsRefused, match="refused the credentials of nats://a:4222"):
+        await guard.on_error(NatsError("nats: 'Authorization Violation'"))
+    assert stops == []
+
+
+async def test_refused_credentials_later_stop_the_service_once() -> None:
+    guard, stops = _guard()
+    guard.attach(_Client(reconnecting=True))  # type: ignore[arg-type]  # the parts it reads
+    await guard.on_error(NatsError("nats: 'Authorization Violation'"))
+    await guard.on_error(NatsError("nats: 'Maximum Connections Exceeded'"))
+    guard.closing_now()  # the service's shutdown closes the connection
+    await guard.on_closed()
+    assert len(stops) == 1 and "refused the credentials" in stops[0]
+
+
+async def test_an_error_no_reconnect_survives_stops_the_service() -> None:
+    guard, stops = _guard()
+    guard.attach(_Client(reconnecting=True))  # type: ignore[arg-type]  # the parts it reads
+    await guard.on_error(NatsError("nats: 'Maximum Connections Exceeded'"))
+    assert stops and "refused the connection" in stops[0]
+
+
+async def test_reconnecting_gives_up_after_the_attempts_per_server() -> None:
+    guard, stops = _guard(attempts=2)
+    guard.attach(_Client(reconnecting=True, servers=2))  # type: ignore[arg-type]  # the parts it reads
+    for _ in range(4):
+        await guard.on_error(ConnectionRefusedError(111, "Connect call failed"))
+    assert stops == []
+    await guard.on_error(ConnectionRefusedError(111, "Connect call failed"))
+    assert stops and "gave up after 5 attempts" in stops[0]
+
+
+async def test_a_reconnect_resets_the_count_and_for_ever_never_gives_up() -> None:
+    guard, stops = _guard(attempts=1)
+    guard.attach(_Client(reconnecting=True))  # type: ignore[arg-type]  # the parts it reads
+    await guard.on_error(OSError("refused"))
+    await guard.on_reconnected()
+    await guard.on_error(OSError("refused"))
+    assert stops == []
+    forever, never = _guard()
+    forever.attach(_Client(reconnecting=True))  # type: ignore[arg-type]  # the parts it reads
+    for _ in range(100):
+        await forever.on_error(OSError("refused"))
+    assert never == []
+
+
+async def test_our_own_close_is_no_loss_but_an_unasked_one_is() -> None:
+    ours, stopped = _guard()
+    ours.closing_now()
+    await ours.on_closed()
+    assert stopped == [] and ours.lost is None
+    theirs, stops = _guard()
+    await theirs.on_closed()
+    assert stops and "was closed" in stops[0]
