@@ -54,7 +54,12 @@ class ConsumerWatch:
         self._task: asyncio.Task[None] | None = None
 
     async def check(self, js: JetStreamContext) -> bool:
-        """One check; False (and `failure` set, logged) when a consumer drifted."""
+        """One check; False (and `failure` set, logged) when a consumer drifted. `every` <= 0
+        turns the watch off (logged loudly at start): for a test that shortens a consumer's
+        ack_wait on purpose, never for production."""
+        if self.every <= 0:
+            log.warning("consumers.watch_off", consumers=self.names)
+            return True
         try:
             problems = await check_own(js, self.names)
         except (NatsError, TimeoutError, OSError) as exc:
@@ -73,6 +78,8 @@ class ConsumerWatch:
 
     def start(self, js: JetStreamContext) -> None:
         """Check in the background until `close` or the first problem (then `stop()`)."""
+        if self.every <= 0:
+            return
 
         async def loop() -> None:
             while True:

@@ -198,7 +198,8 @@ class Settings(BaseSettings):
         return value.strip()
 
     # Drift and stalls (issue 10). Router and notifier check their own durable consumers this
-    # often and exit when one is paused, deleted or redefined.
+    # often and exit when one is paused, deleted or redefined. 0 turns the watch off (only for
+    # a test that redefines a consumer on purpose; /healthz still reports the drift).
     consumer_check_seconds: float = 5.0
     # Intake's /healthz and `dooralert status`: a message waiting undelivered on the router's
     # or notifier's consumer longer than this, or a consumer nobody has pulled from for this

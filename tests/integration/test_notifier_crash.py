@@ -39,6 +39,9 @@ def spawn(nats_url: str, smtp_port: int) -> subprocess.Popen[bytes]:
         "DOORALERT_LOG_LEVEL": "warning",
         "DOORALERT_RETRY_BASE_SECONDS": "0.05",
         "DOORALERT_RETRY_MAX_SECONDS": "0.5",
+        # The test shortens the consumer's ack_wait (below), which the notifier's consumer
+        # watch would rightly stop on as drift.
+        "DOORALERT_CONSUMER_CHECK_SECONDS": "0",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "services.cli.main", "notifier"],
