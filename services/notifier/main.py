@@ -1,314 +1,37 @@
-"""The notifier service (I/O only): notification requests in, deliveries and outcomes out.
+"""The notifier service (I/O only): the broker, its subscribers and the process around them.
 
-For each request it fetches what the notification is about from the event log, asks the plan
-(plan.py) what to send where, sends it, and records the outcome (outcome.py) as events.
-
-No duplicates: before sending, the delivery record (records.py) is checked; after the server
-accepts, the record is written before the message is acked. Only a crash between the SMTP
-server's accept and that write can cause a second email, and that email carries the same
-Message-ID.
+The handler (handler.py) delivers one request; this module binds it to the `notifier` durable
+consumer and the max-deliveries advisories, and runs the process (health port, consumer watch).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
 
 from faststream import FastStream
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 
 from schemas.events import (
-    EncounterReported,
-    Event,
-    EventDecodeError,
     NotificationRequested,
-    event_subject,
-    parse_stored,
 )
 from services.domain.directory import Directory
-from services.domain.incident import fold
 from services.eventlog import STREAM, SUBJECT_PREFIX, ConnectionGuard, broker_options, new_guard
 from services.eventlog.consumer import raw_decoder, run_handler
 from services.eventlog.interface import EventLog
-from services.eventlog.jetstream import JetStreamEventLog
-from services.eventlog.notekeys import JetStreamNoteKeys, MemoryNoteKeys, NoteKeys
 from services.eventlog.watch import run_watched
-from services.notifier.channels import (
-    DeliveryError,
-    PermanentDeliveryError,
-    TransientDeliveryError,
-)
 from services.notifier.deadletters import ADVISORY_SUBJECT, record_advisory
+from services.notifier.handler import Notifier
 from services.notifier.message import TemplateCheckError, default_templates
-from services.notifier.notes import email_notes
-from services.notifier.outcome import failed_event, gave_up, sent_event
-from services.notifier.plan import Found, PlanSettings, plan_delivery, shows_current_report
-from services.notifier.records import DeliveryRecord, DeliveryRecords, JetStreamDeliveryRecords
-from services.notifier.reports import ReportCache
-from services.notifier.send import Sender
+from services.notifier.records import DeliveryRecords
 from services.runtime.logging import get_logger
-from services.runtime.metrics import (
-    DELIVERY_LATENCY,
-    NOTIFICATIONS_FAILED,
-    NOTIFICATIONS_SENT,
-    seconds_between,
-)
 from services.runtime.settings import Settings
 
 log = get_logger("dooralert.notifier")
 SUBJECT = f"{SUBJECT_PREFIX}.*.*.notification.requested"
 
-
-def backoff(attempt: int, *, base: float, cap: float) -> float:
-    """Exponential backoff with full jitter on the upper half: base·2^(n-1) ∈ [½, 1]·that."""
-    raw = min(cap, base * float(2 ** max(attempt - 1, 0)))
-    return raw / 2 + random.random() * raw / 2
-
-
-class Notifier:
-    """Delivers one notification request; returns None when done or a retry delay."""
-
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        directory: Directory,
-        broker: NatsBroker,
-        event_log: EventLog | None = None,
-        records: DeliveryRecords | None = None,
-        note_keys: NoteKeys | None = None,
-    ) -> None:
-        self.settings, self.directory, self.broker = settings, directory, broker
-        self.plan_settings = PlanSettings.from_settings(settings)
-        self._log = event_log
-        self._records = records
-        # A given event log (tests) without keys: an empty store, so notes show as unavailable.
-        self._note_keys = note_keys or (MemoryNoteKeys() if event_log is not None else None)
-        self.sender = Sender(settings)
-        self.reports = ReportCache()  # one log read per incident for its alerts
-        self.smtp = self.sender.smtp  # the integration tests count its sessions
-
-    @property
-    def event_log(self) -> EventLog:
-        """The event log given at construction, else JetStream on the broker's connection
-        (which exists only once the broker has connected)."""
-        if self._log is None:
-            self._log = JetStreamEventLog(
-                self.broker.connection.jetstream(),
-                publish_timeout=self.settings.publish_timeout_seconds,
-                retry_for=self.settings.publish_retry_seconds,
-            )
-        return self._log
-
-    @property
-    def records(self) -> DeliveryRecords:
-        """The delivery records given at construction, else the JetStream bucket."""
-        if self._records is None:
-            self._records = JetStreamDeliveryRecords(
-                self.broker.connection.jetstream(),
-                retry_for=self.settings.publish_retry_seconds,
-            )
-        return self._records
-
-    async def handle(self, req: NotificationRequested, msg: NatsMessage) -> float | None:
-        """Deliver `req` once and record the outcome; None when done, else the retry delay."""
-        d = req.data
-        attempt = msg.raw_message.metadata.num_delivered
-        record = await self.records.get(d.notification_id)
-        if record is not None:
-            # Delivered before a crash or redelivery: make sure the log says so, send nothing.
-            now = datetime.now(UTC)
-            await self.event_log.append(
-                sent_event(req, attempt=record.attempt, reply=record.reply, now=now)
-            )
-            log.info("notification.already_sent", notification=d.notification_id)
-            return None
-        try:
-            reply = await self._attempt(req, msg)
-        except PermanentDeliveryError as err:
-            await self._give_up(req, attempt, err)
-            return None
-        except TransientDeliveryError as err:
-            return await self._retry_later(req, attempt, err)
-        now = datetime.now(UTC)
-        await self.records.put(d.notification_id, DeliveryRecord(attempt, reply, at=now))
-        await self.event_log.append(sent_event(req, attempt=attempt, reply=reply, now=now))
-        log.info(
-            "notification.sent",
-            notification=d.notification_id,
-            role=d.role,
-            channel=d.channel,
-            incident=req.incident_id,
-            attempt=attempt,
-        )
-        return None
-
-    async def _attempt(self, req: NotificationRequested, msg: NatsMessage) -> str:
-        """One delivery attempt; every failure comes out as a DeliveryError."""
-        try:
-            async with _heartbeat(msg):
-                return await self._deliver(req)
-        except DeliveryError:
-            raise
-        except Exception as exc:
-            # Anything else (NATS hiccup, a bug, an unrenderable report) is retried with
-            # backoff and recorded like a transient failure, then falls back and escalates
-            # like one: never an endless silent retry.
-            log.exception("notification.error", notification=req.data.notification_id)
-            raise TransientDeliveryError(f"internal error: {type(exc).__name__}") from None
-
-    async def _retry_later(
-        self, req: NotificationRequested, attempt: int, err: TransientDeliveryError
-    ) -> float | None:
-        """Record the transient failure and return the backoff; give up after the last try."""
-        if attempt >= self.settings.max_attempts:
-            final = PermanentDeliveryError(f"gave up after {attempt} attempts: {err.reason}")
-            await self._give_up(req, attempt, final)
-            return None
-        s = self.settings
-        delay = backoff(attempt, base=s.retry_base_seconds, cap=s.retry_max_seconds)
-        retry_in = round(delay, 3)
-        NOTIFICATIONS_FAILED.labels(req.data.channel, req.data.kind, "retry").inc()
-        await self.event_log.append(
-            failed_event(
-                req, attempt=attempt, reason=err.reason, retry_in=retry_in, now=datetime.now(UTC)
-            )
-        )
-        log.info(
-            "notification.retry",
-            notification=req.data.notification_id,
-            attempt=attempt,
-            delay=retry_in,
-            reason=err.reason,
-        )
-        return delay
-
-    async def _give_up(self, req: NotificationRequested, attempt: int, err: DeliveryError) -> None:
-        """Record the permanent failure; then request the contact's next channel, if any."""
-        d = req.data
-        failed, fallback = gave_up(
-            req,
-            self.directory.contact(d.contact_id),
-            attempt=attempt,
-            reason=err.reason,
-            now=datetime.now(UTC),
-        )
-        # The failure first: see outcome.gave_up.
-        await self.event_log.append(failed)
-        NOTIFICATIONS_FAILED.labels(d.channel, d.kind, "gave_up").inc()
-        log.warning(
-            "notification.failed",
-            notification=d.notification_id,
-            role=d.role,
-            channel=d.channel,
-            incident=req.incident_id,
-            attempt=attempt,
-            reason=err.reason,
-            fallback=fallback.data.channel if fallback is not None else None,
-            contact_unreachable=fallback is None,
-        )
-        if fallback is not None:
-            await self.event_log.append(fallback)
-
-    async def _deliver(self, req: NotificationRequested) -> str:
-        """Fetch, plan, send: the server's reply, or a DeliveryError."""
-        found = await self._fetch(req)
-        delivery = plan_delivery(
-            req,
-            found,
-            directory=self.directory,
-            settings=self.plan_settings,
-            now=datetime.now(UTC),
-        )
-        reply = await self.sender.send(delivery, now=datetime.now(UTC))
-        _count_sent(req, found, at=datetime.now(UTC))
-        return reply
-
-    async def _fetch(self, req: NotificationRequested) -> Found:
-        """What the notification is about, as the log holds it now."""
-        school, incident = req.school_id, req.incident_id
-        if req.data.kind == "pattern":
-            return Found(pattern=await self.event_log.last(school, incident, "pattern.detected"))
-        report = self.reports.get(school, incident) or await self._read_report(school, incident)
-        if report is None or not shows_current_report(req):
-            notes = await self._notes(req, [report] if report else [])
-            return Found(report=report, notes=notes)
-        events = await self.event_log.read_incident(incident)
-        notes = await self._notes(req, events)
-        return Found(report=report, state=fold(events, incident_id=incident), notes=notes)
-
-    async def _read_report(self, school: str, incident: str) -> EncounterReported | None:
-        """The incident's report from the log (remembered in `reports`), or None."""
-        raw = await self.event_log.last(school, incident, "encounter.reported")
-        if raw is None:
-            return None
-        report = _as_report(raw, event_subject(school, incident, "encounter.reported"))
-        if report is None:
-            # The last message on the subject is unreadable: take the incident's first
-            # readable report from the log (read_incident skips unreadable messages).
-            events = await self.event_log.read_incident(incident)
-            report = next((e for e in events if isinstance(e, EncounterReported)), None)
-        # Only the report the subject names: a copy bound elsewhere is not remembered here.
-        if report is not None and (report.school_id, report.incident_id) == (school, incident):
-            self.reports.put(report)
-        return report
-
-    async def _notes(self, req: NotificationRequested, events: list[Event]) -> str | None:
-        retention = timedelta(days=self.settings.notes_retention_days)
-        return await email_notes(req, events, self._keys, retention=retention)
-
-    async def _keys(self) -> NoteKeys:
-        if self._note_keys is None:
-            self._note_keys = await JetStreamNoteKeys.open(
-                self.broker.connection.jetstream(), retry_for=2.0
-            )
-        return self._note_keys
-
-    async def close(self) -> None:
-        """Close the channels' clients (pooled SMTP sessions, the HTTP client)."""
-        await self.sender.close()
-
-
-@asynccontextmanager
-async def _heartbeat(msg: NatsMessage, every: float = 10.0) -> AsyncIterator[None]:
-    """Tell the server the message is still being worked on while a slow send runs, so it is
-    not redelivered (and sent twice) past the consumer's ack_wait."""
-
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await msg.in_progress()
-            except Exception:  # noqa: BLE001 - a missed beat only risks a redelivery
-                log.warning("notification.heartbeat_failed")
-
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
-
-
-def _count_sent(req: NotificationRequested, found: Found, *, at: datetime) -> None:
-    """Metrics of an accepted notification: an alert's latency runs from the report being
-    recorded, any other kind's from its request."""
-    d = req.data
-    start = found.report.recorded_at if d.kind == "alert" and found.report else req.recorded_at
-    NOTIFICATIONS_SENT.labels(d.channel, d.kind).inc()
-    DELIVERY_LATENCY.labels(d.channel, d.kind).observe(seconds_between(start, at))
-
-
-def _as_report(raw: bytes, subject: str) -> EncounterReported | None:
-    try:
-        event = parse_stored(raw, subject)
-    except EventDecodeError:
-        return None
-    return event if isinstance(event, EncounterReported) else None
+__all__ = ["SUBJECT", "Notifier", "build_app", "build_broker", "build_notifier", "run"]
 
 
 def build_broker(

@@ -34,7 +34,8 @@ from services.eventlog import DELIVERIES_BUCKET
 from services.eventlog.consumer import run_handler
 from services.eventlog.interface import Appended
 from services.intake.reports import encounter_event, parse_report
-from services.notifier.main import Notifier, _heartbeat, backoff, build_broker, build_notifier
+from services.notifier.handler import _heartbeat, backoff
+from services.notifier.main import Notifier, build_broker, build_notifier
 from services.notifier.records import DeliveryRecord, JetStreamDeliveryRecords
 from services.router.decide import decide
 from services.router.rules import load_rules
