@@ -27,6 +27,7 @@ from services.runtime.settings import MIN_SECRET_BYTES
 
 log = get_logger("dooralert.dev")
 DEMO_KEYS = {"hamline": "demo-hamline-intake-key", "lincoln-park": "demo-lincoln-intake-key"}
+DEMO_BOARD_KEY = "demo-district-board-key"  # deploy/examples/district.yaml, board_key_hashes
 SERVICES = ("intake", "router", "notifier")
 
 
@@ -253,6 +254,7 @@ def banner(opts: DevOptions, *, verifier: str, nats: DevNats | None = None) -> s
             "dooralert is running.",
             f"  intake form   http://{opts.host}:{opts.http_port}/",
             "  demo keys     " + "   ".join(f"{s}: {k}" for s, k in DEMO_KEYS.items()),
+            f"  district board http://{opts.host}:{opts.http_port}/board   key: {DEMO_BOARD_KEY}",
             f"  outbox        {data / 'outbox'}",
             f"  NATS          {nats_url(opts)}",
             *users,

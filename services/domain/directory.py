@@ -92,6 +92,9 @@ class DistrictInfo(_Strict):
     name: str
     timezone: str = "UTC"
     emergency_phone: str | None = None
+    # District staff (law, safety, leadership) sign in to the board of open incidents with
+    # one of these keys (stored as hashes only, like school intake keys).
+    board_key_hashes: list[KeyHash] = Field(default_factory=list)
 
 
 class AuditConfig(_Strict):
@@ -201,6 +204,15 @@ class Directory(_Strict):
                 # Compare every hash so timing does not reveal which school matched.
                 if hmac.compare_digest(stored, digest):
                     match = school
+        return match
+
+    def board_key_hash(self, key: str) -> str | None:
+        """The stored hash of this district board key, if it is one."""
+        digest = hash_intake_key(key)
+        match = None
+        for stored in self.district.board_key_hashes:
+            if hmac.compare_digest(stored, digest):
+                match = stored
         return match
 
 

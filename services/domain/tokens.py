@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from itsdangerous import BadData, URLSafeSerializer
 
-Purpose = Literal["view", "ack", "session", "csrf"]
-PURPOSES: tuple[Purpose, ...] = ("view", "ack", "session", "csrf")
+Purpose = Literal["view", "ack", "session", "csrf", "board"]
+PURPOSES: tuple[Purpose, ...] = ("view", "ack", "session", "csrf", "board")
 
 
 class TokenError(ValueError):

@@ -22,7 +22,7 @@ from services.eventlog.connection import connect, new_guard
 from services.eventlog.interface import EventLog
 from services.eventlog.jetstream import JetStreamEventLog
 from services.eventlog.notekeys import JetStreamNoteKeys
-from services.intake import acks, api, health, incident_pages, metering, pages
+from services.intake import acks, api, board, health, incident_pages, metering, pages
 from services.intake.deps import Intake, check_signed_out, get_intake
 from services.intake.errors import ApiError, ReportInvalid, Unavailable
 from services.intake.notes import IntakeNotes, memory_notes
@@ -140,7 +140,7 @@ def create_app(
     )
     app.state.given_event_log = event_log
     app.state.given_sessions = ended_sessions
-    for module in (health, api, acks, pages, incident_pages):
+    for module in (health, api, acks, pages, incident_pages, board):
         app.include_router(module.router)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")

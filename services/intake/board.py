@@ -1,0 +1,253 @@
+"""The district board: every school's open incidents on one live page, for district staff
+(law, safety, leadership) signed in with a district board key.
+
+A board key (`district.board_key_hashes` in district.yaml, stored as hashes like school intake
+keys) gives a signed cookie of its own (the keyring's `board` purpose, path /board), separate
+from staff sessions: a board viewer cannot report, and a school's staff cannot see the board.
+Removing a key from district.yaml ends the sign-ins made with it. The page works without
+JavaScript (it refreshes itself every `REFRESH_SECONDS`); with it, server-sent events replace
+the list whenever the shared feed (board_feed.py) sees a change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
+
+from services.domain.board import DEFAULT_WINDOW, board_text
+from services.domain.tokens import TokenError
+from services.eventlog.interface import EventLog
+from services.intake import i18n
+from services.intake.board_feed import BoardFeed
+from services.intake.bodies import form_values
+from services.intake.deps import Intake, IntakeDep, SessionDep, client_of
+from services.intake.errors import Unavailable
+from services.intake.forms import csrf_ok
+from services.intake.live import Lease, LiveLimited
+from services.intake.render import TEMPLATES, PageError, error_page, language, render
+from services.intake.security import CSRF_FIELD, key_id
+from services.runtime.logging import get_logger
+
+router = APIRouter()
+log = get_logger("dooralert.intake")
+
+BOARD_COOKIE = "dooralert_board"
+REFRESH_SECONDS = 30  # without JavaScript the page reloads itself this often
+KEEPALIVE_SECONDS = 15.0
+
+
+@dataclass(frozen=True)
+class BoardPass:
+    """A board sign-in: which board key (its pseudonymous id), a nonce, when it ends."""
+
+    key_id: str
+    nonce: str
+    expires_at: int
+
+
+def read_pass(intake: Intake, cookie: str | None, *, now: float) -> tuple[BoardPass | None, bool]:
+    """The board sign-in in a cookie, and whether a genuine one had ended (expired, or its
+    key was removed from district.yaml). Forged or absent: (None, False)."""
+    try:
+        kind, kid, nonce, expires = intake.keys.unsign("board", cookie)
+        board_pass = BoardPass(str(kid), str(nonce), int(expires))
+    except (TokenError, ValueError, TypeError):
+        return None, False
+    if kind != "key":
+        return None, False
+    stored = intake.directory.district.board_key_hashes
+    if now >= board_pass.expires_at or not any(key_id(h) == board_pass.key_id for h in stored):
+        return None, True
+    return board_pass, False
+
+
+def get_feed(request: Request) -> BoardFeed:
+    """The app's one board feed (made on first use)."""
+    feed: BoardFeed | None = getattr(request.app.state, "board_feed", None)
+    if feed is None:
+        app = request.app
+
+        def event_log() -> EventLog:
+            found: EventLog | None = getattr(app.state, "event_log", None)
+            if found is None:
+                raise Unavailable
+            return found
+
+        feed = BoardFeed(
+            event_log,
+            window=DEFAULT_WINDOW,
+            poll_seconds=request.app.state.intake.settings.live_poll_seconds,
+        )
+        app.state.board_feed = feed
+    return feed
+
+
+def words(lang: str) -> Callable[..., str]:
+    """The board's `t()`: its own sentences, else the shared catalogue's."""
+
+    def t(key: str, **values: object) -> str:
+        own = board_text(key, lang, **values)
+        return own if own is not None else i18n.translate(lang, key, **values)
+
+    return t
+
+
+def board_context(intake: Intake, request: Request, feed: BoardFeed) -> dict[str, Any]:
+    """What the board page and its live fragment show."""
+    lang = language(request)[0]
+    zone = intake.timezone
+    schools = {s.id: s.name for s in intake.directory.schools}
+
+    def local(at: datetime) -> str:
+        return at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+    rows = feed.rows()
+    return {
+        "t": words(lang),
+        "roles": lambda names: ", ".join(i18n.label(n, lang) for n in names),
+        "rows": rows,
+        "waiting_count": sum(1 for r in rows if r.waiting),
+        "schools": schools,
+        "names": {c.id: c.name for c in intake.directory.contacts},
+        "local": local,
+        "updated": local(datetime.now(UTC)),
+        "unreachable": feed.unreachable,
+        "days": DEFAULT_WINDOW.days,
+    }
+
+
+def _signin(
+    intake: Intake, request: Request, *, status: int, error: str | None = None
+) -> HTMLResponse:
+    t = words(language(request)[0])
+    return render(intake, request, "board_signin.html", {"t": t, "error": error}, status=status)
+
+
+@router.get("/board", response_class=HTMLResponse)
+async def board_page(request: Request, intake: IntakeDep) -> HTMLResponse:
+    board_pass, ended = read_pass(intake, request.cookies.get(BOARD_COOKIE), now=time.time())
+    if board_pass is None:
+        error = "board.signin.expired" if ended else None
+        return _signin(intake, request, status=401, error=error)
+    feed = get_feed(request)
+    await feed.refresh()
+    ctx = board_context(intake, request, feed)
+    return render(intake, request, "board.html", {**ctx, "refresh_seconds": REFRESH_SECONDS})
+
+
+@router.post("/board/signin", response_class=HTMLResponse)
+async def board_signin(request: Request, intake: IntakeDep, current: SessionDep) -> Response:
+    values = await form_values(request, max_bytes=intake.settings.max_report_bytes)
+    if not csrf_ok(intake, request, current.session, values.get(CSRF_FIELD)):
+        return error_page(intake, request, PageError(403, "error.csrf"), None)
+    key = values.get("board_key", "").strip()
+    stored = intake.directory.board_key_hash(key) if key else None
+    if stored is None:
+        # Only failures count, per address: a correct key is never refused.
+        wait = intake.signin_limiter.take(f"{client_of(request)}|board")
+        if wait:
+            lang = language(request)[0]
+            phone = intake.phone or i18n.translate(lang, "form.law_department")
+            error = PageError(429, "error.rate", seconds=int(wait) + 1, phone=phone)
+            return error_page(intake, request, error, current.session)
+        log.warning("board.signin_refused")
+        return _signin(intake, request, status=401, error="board.signin.bad_key")
+    lifetime = int(intake.settings.session_lifetime_seconds)
+    expires = int(time.time()) + lifetime
+    cookie = intake.keys.sign("board", ["key", key_id(stored), secrets.token_urlsafe(12), expires])
+    log.info("board.signed_in", key=key_id(stored))
+    resp = RedirectResponse("/board", status_code=303)
+    resp.set_cookie(
+        BOARD_COOKIE,
+        cookie,
+        max_age=lifetime,
+        httponly=True,
+        samesite="strict",
+        secure=intake.secure_cookies,
+        path="/board",
+    )
+    return resp
+
+
+@router.post("/board/signout", response_class=HTMLResponse)
+async def board_signout(request: Request, intake: IntakeDep, current: SessionDep) -> Response:
+    values = await form_values(request, max_bytes=intake.settings.max_report_bytes)
+    if not csrf_ok(intake, request, current.session, values.get(CSRF_FIELD)):
+        return error_page(intake, request, PageError(403, "error.csrf"), None)
+    resp = RedirectResponse("/board", status_code=303)
+    resp.delete_cookie(BOARD_COOKIE, path="/board")
+    return resp
+
+
+def board_event(intake: Intake, request: Request, feed: BoardFeed) -> str:
+    """One server-sent `status` event: the board's list rendered now (the incident page's
+    script replaces `#live` with it)."""
+    lang = language(request)[0]
+    ctx = {**board_context(intake, request, feed), "lang": lang, "label": _labeler(lang)}
+    html = TEMPLATES.get_template("_board.html").render(ctx)
+    data = json.dumps({"event_count": feed.version, "status": "open", "html": html})
+    return f"event: status\nid: {feed.version}\ndata: {data}\n\n"
+
+
+def _labeler(lang: str) -> Callable[[object], str]:
+    return lambda value: i18n.label(value, lang)
+
+
+async def board_stream(
+    intake: Intake, request: Request, feed: BoardFeed, lease: Lease, *, ends_at: float
+) -> AsyncIterator[str]:
+    """The board now, then again on every change the shared feed sees, until the sign-in or
+    `live_max_seconds` ends (the browser then reconnects, and is asked to sign in again)."""
+    try:
+        yield "retry: 2000\n\n" + board_event(intake, request, feed)
+        loop = asyncio.get_running_loop()
+        lasts = min(intake.settings.live_max_seconds, ends_at - time.time())
+        deadline = loop.time() + lasts
+        async with feed.watching():
+            seen = feed.version
+            while True:
+                changed = feed.changed
+                if feed.version != seen:
+                    seen = feed.version
+                    yield board_event(intake, request, feed)
+                    continue
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return
+                try:
+                    await asyncio.wait_for(changed.wait(), min(KEEPALIVE_SECONDS, remaining))
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+    finally:
+        lease.release()
+
+
+@router.get("/board/events")
+async def board_events(request: Request, intake: IntakeDep) -> Response:
+    """Server-sent events: the board's list, sent again whenever it changes."""
+    board_pass, _ = read_pass(intake, request.cookies.get(BOARD_COOKIE), now=time.time())
+    if board_pass is None:
+        return Response("board.signin.expired", 401, media_type="text/plain")
+    try:
+        lease = intake.live.lease(token=f"board:{board_pass.nonce}", client=client_of(request))
+    except LiveLimited as exc:
+        log.warning("live.limited", board=True, which=exc.which)
+        return Response(str(exc), 429, media_type="text/plain", headers={"Retry-After": "30"})
+    feed = get_feed(request)
+    await feed.refresh()
+    return StreamingResponse(
+        board_stream(intake, request, feed, lease, ends_at=board_pass.expires_at),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        background=BackgroundTask(lease.release),
+    )

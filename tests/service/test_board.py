@@ -1,0 +1,156 @@
+"""The district board: every school's open incidents, waiting ones first and newest first,
+resolved and old ones left out, only for holders of a district board key."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel, SecretStr
+
+from schemas.envelope import about_incident
+from schemas.events import (
+    Event,
+    IncidentAcknowledged,
+    IncidentAcknowledgedData,
+    IncidentResolved,
+    SealedResolvedData,
+)
+from services.domain.directory import load_directory
+from services.intake.app import create_app
+from services.runtime.settings import Settings
+from tests.service.fakes import FakeEventLog
+from tests.support import EXAMPLES, HAMLINE_KEY, LINCOLN_KEY, report, utcnow
+
+BOARD_KEY = "demo-district-board-key"
+KEYS = {"hamline": HAMLINE_KEY, "lincoln-park": LINCOLN_KEY}
+
+
+@pytest.fixture
+async def app() -> AsyncIterator[FastAPI]:
+    settings = Settings(
+        config_dir=EXAMPLES,
+        secret_key=SecretStr("s" * 48),
+        live_poll_seconds=0.05,
+        live_max_seconds=1.0,
+    )
+    made = create_app(settings, directory=load_directory(EXAMPLES), event_log=FakeEventLog())
+    async with made.router.lifespan_context(made):
+        yield made
+
+
+def client(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake")
+
+
+async def reported(app: FastAPI, school: str, *, minutes_ago: float) -> str:
+    when = (utcnow() - timedelta(minutes=minutes_ago)).isoformat()
+    async with client(app) as api:
+        made = await api.post(
+            "/api/v1/encounters",
+            json=report(school_id=school, occurred_at=when),
+            headers={"Authorization": f"Bearer {KEYS[school]}"},
+        )
+    assert made.status_code == 202, made.text
+    return str(made.json()["incident_id"])
+
+
+async def append(
+    app: FastAPI, cls: type[Event], data: BaseModel, school: str, incident: str
+) -> None:
+    event = about_incident(
+        cls,
+        data,
+        id=f"{cls.__name__}-{incident}",
+        source="intake",
+        incident_id=incident,
+        school_id=school,
+        causation_id=None,
+        now=utcnow(),
+        actor="law-dept",
+    )
+    await app.state.event_log.append(event)
+
+
+async def sign_in(board: httpx.AsyncClient, key: str = BOARD_KEY) -> httpx.Response:
+    page = await board.get("/board")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf is not None, page.text
+    return await board.post("/board/signin", data={"csrf_token": csrf[1], "board_key": key})
+
+
+def listed(page: httpx.Response) -> list[str]:
+    return re.findall(r'data-incident="([^"]+)"', page.text)
+
+
+async def test_the_board_lists_open_incidents_of_every_school_waiting_first_newest_first(app):
+    oldest_waiting = await reported(app, "hamline", minutes_ago=30)
+    confirmed = await reported(app, "lincoln-park", minutes_ago=10)
+    newest_waiting = await reported(app, "hamline", minutes_ago=5)
+    resolved = await reported(app, "lincoln-park", minutes_ago=2)
+    ack = IncidentAcknowledgedData(role="law", contact_id="law-dept", via="link")
+    await append(app, IncidentAcknowledged, ack, "lincoln-park", confirmed)
+    await append(app, IncidentResolved, SealedResolvedData(), "lincoln-park", resolved)
+
+    async with client(app) as board:
+        signed = await sign_in(board)
+        assert signed.status_code == 303
+        page = await board.get("/board")
+
+    assert page.status_code == 200
+    assert listed(page) == [newest_waiting, oldest_waiting, confirmed]
+    assert resolved not in page.text
+    assert "Hamline Elementary" in page.text and "Lincoln Park High" in page.text
+    assert "Law Department (on call)" in page.text  # who confirmed, by name
+    assert "3 open, 2 waiting for a confirmation" in page.text
+
+
+async def test_the_board_shows_times_in_the_districts_zone_and_speaks_spanish(app):
+    await reported(app, "hamline", minutes_ago=1)
+    async with client(app) as board:
+        await sign_in(board)
+        page = await board.get("/board?lang=es")
+    assert "Tablero del distrito" in page.text and "Orden administrativa" in page.text
+    shown = re.search(r'<time datetime="([^"]+)">([^<]+)</time>', page.text)
+    assert shown is not None
+    # America/Chicago is 5 or 6 hours behind UTC: the shown hour is not the UTC hour.
+    assert shown[1][11:13] != shown[2][11:13]
+
+
+async def test_without_a_board_key_the_board_asks_to_sign_in_and_shows_nothing(app):
+    incident = await reported(app, "hamline", minutes_ago=1)
+    async with client(app) as board:
+        page = await board.get("/board")
+        wrong = await sign_in(board, key=HAMLINE_KEY)  # a school's key is not a board key
+        after = await board.get("/board")
+        stream = await board.get("/board/events")
+    assert page.status_code == 401 and 'name="board_key"' in page.text
+    assert wrong.status_code == 401 and "not a district board key" in wrong.text
+    assert after.status_code == 401 and incident not in after.text
+    assert stream.status_code == 401 and incident not in stream.text
+
+
+async def test_a_forged_board_cookie_is_refused(app):
+    await reported(app, "hamline", minutes_ago=1)
+    async with client(app) as board:
+        board.cookies.set("dooralert_board", "WyJrZXkiLCJ4IiwieSIsOTk5OTk5OTk5OV0.forged")
+        page = await board.get("/board")
+    assert page.status_code == 401
+
+
+async def test_a_new_report_reaches_an_open_board_stream(app):
+    async with client(app) as board:
+        await sign_in(board)
+        stream = asyncio.create_task(board.get("/board/events"))
+        await asyncio.sleep(0.3)
+        incident = await reported(app, "lincoln-park", minutes_ago=0)
+        answer = await stream
+    assert answer.status_code == 200
+    first, *later = answer.text.split("event: status")[1:]
+    assert incident not in first
+    assert any(incident in chunk for chunk in later)
