@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Literal, TypeGuard
 
+from services.domain.i18n_status import STATUS_MESSAGES
+
 Language = Literal["en", "es"]
 LANGUAGES: tuple[Language, ...] = ("en", "es")
 DEFAULT_LANGUAGE: Language = "en"
@@ -80,6 +82,10 @@ VALUES: dict[Language, dict[str, str]] = {
         "left": "Agents left",
         "entered_with_warrant": "Entered with a warrant",
         "entered_without_consent": "Entered without consent",
+        # An incident's severity (schemas/events.py `Severity`).
+        "info": "Information",
+        "high": "High",
+        "critical": "Critical",
     },
     "es": {
         "ice": "ICE",
@@ -109,6 +115,9 @@ VALUES: dict[Language, dict[str, str]] = {
         "left": "Los agentes se fueron",
         "entered_with_warrant": "Entraron con una orden",
         "entered_without_consent": "Entraron sin consentimiento",
+        "info": "Informativa",
+        "high": "Alta",
+        "critical": "Crítica",
     },
 }
 
@@ -476,3 +485,7 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "screen.notes": "Notas",
     },
 }
+
+# The incident status and acknowledgement pages' words (i18n_status.py, apart for length).
+for _language in LANGUAGES:
+    MESSAGES[_language] |= STATUS_MESSAGES[_language]

@@ -103,6 +103,8 @@ class IncidentState(BaseModel):
     status: Literal["open", "resolved"] = "open"
     resolved_at: datetime | None = None
     reported_at: datetime | None = None
+    # When the report reached the log (was sent); `reported_at` is when the agents arrived.
+    recorded_at: datetime | None = None
     report: EncounterReport | None = None
     severity: Severity | None = None
     routes: list[str] = []
@@ -203,7 +205,11 @@ def evolve(state: IncidentState | None, event: Event) -> IncidentState:
     match event:
         case EncounterReported():
             return state.model_copy(
-                update={"report": event.data, "reported_at": event.data.occurred_at}
+                update={
+                    "report": event.data,
+                    "reported_at": event.data.occurred_at,
+                    "recorded_at": state.recorded_at or event.recorded_at,
+                }
             )
         case EscalationDecided():
             return _decided(state, event)

@@ -10,7 +10,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 
 from schemas.events import IncidentAcknowledged
+from services.domain.incident import IncidentState, evolve
 from services.eventlog.interface import EventLog
+from services.intake.ack_pages import ack_page
 from services.intake.bodies import body_schema, json_body
 from services.intake.deps import EventLogDep, Intake, IntakeDep
 from services.intake.domain.acks import Via, decide_ack, read_claim
@@ -18,7 +20,7 @@ from services.intake.domain.refusals import Refused
 from services.intake.errors import ReportInvalid, refuse
 from services.intake.forms import same_origin
 from services.intake.incidents import project, record
-from services.intake.render import PageError, error_page, render
+from services.intake.render import PageError, error_page
 from services.runtime.logging import get_logger
 from services.runtime.metrics import ACK_DELAY, seconds_between
 
@@ -43,14 +45,30 @@ async def acknowledge(
 ) -> IncidentAcknowledged | Refused:
     """Check an ack token against the log; record the acknowledgement when `record_it`.
     Returns the acknowledgement (recorded, or that would be) or why it is refused."""
+    outcome, _ = await checked_ack(
+        intake, event_log, token, via=via, record_it=record_it, incident_id=incident_id
+    )
+    return outcome
+
+
+async def checked_ack(
+    intake: Intake,
+    event_log: EventLog,
+    token: str,
+    *,
+    via: Via,
+    record_it: bool,
+    incident_id: str | None = None,
+) -> tuple[IncidentAcknowledged | Refused, IncidentState | None]:
+    """`acknowledge`, with the incident as it stands after it (None if the token is bad)."""
     now = datetime.now(UTC)
     claim = read_claim(intake.keys, token, now=now, incident_id=incident_id)
     if isinstance(claim, Refused):
-        return claim
+        return claim, None
     incident = await project(event_log, claim.incident_id)
     decision = decide_ack(claim, incident, via=via, now=now)
     if isinstance(decision, Refused) or not record_it:
-        return decision
+        return decision, incident
     await record(event_log, decision)
     if incident is not None and incident.reported_at is not None:
         ACK_DELAY.labels(claim.role).observe(seconds_between(incident.reported_at, now))
@@ -61,7 +79,7 @@ async def acknowledge(
         contact=claim.contact_id,
         via=via,
     )
-    return decision
+    return decision, evolve(incident, decision)
 
 
 @router.post(
@@ -82,28 +100,14 @@ async def post_ack(
     return JSONResponse({"incident_id": incident_id, "status": "acknowledged"}, 202)
 
 
-def ack_page(
-    intake: Intake, request: Request, token: str, status: int, message: str
-) -> HTMLResponse:
-    """The link's page: `status` 200 asks to confirm, 202 thanks, anything else explains."""
-    return render(
-        intake,
-        request,
-        "ack.html",
-        {"token": token, "status": status, "message": message},
-        status=200 if status in (200, 202) else status,
-    )
-
-
 @router.get("/ack/{token}", response_class=HTMLResponse)
 async def ack_confirm(
     token: str, request: Request, intake: IntakeDep, event_log: EventLogDep
 ) -> HTMLResponse:
     # A GET never acknowledges: mail scanners follow links.
-    outcome = await acknowledge(intake, event_log, token, via="link", record_it=False)
-    if isinstance(outcome, Refused):
-        return ack_page(intake, request, token, outcome.status, outcome.message)
-    return ack_page(intake, request, token, 200, "confirm")
+    outcome, incident = await checked_ack(intake, event_log, token, via="link", record_it=False)
+    state = outcome if isinstance(outcome, Refused) else "confirm"
+    return ack_page(intake, request, token, outcome=state, incident=incident)
 
 
 @router.post("/ack/{token}", response_class=HTMLResponse)
@@ -113,8 +117,7 @@ async def ack_record(
     # No session or CSRF cookie here: the unguessable signed token in the URL is what a
     # forger would lack. A cross-site POST is still refused by its Origin.
     if not same_origin(intake, request):
-        return error_page(intake, request, PageError(403, "error.csrf"), None)
-    outcome = await acknowledge(intake, event_log, token, via="link", record_it=True)
-    if isinstance(outcome, Refused):
-        return ack_page(intake, request, token, outcome.status, outcome.message)
-    return ack_page(intake, request, token, 202, "acknowledged")
+        return error_page(intake, request, PageError(403, "error.origin"), None)
+    outcome, incident = await checked_ack(intake, event_log, token, via="link", record_it=True)
+    state = outcome if isinstance(outcome, Refused) else "acknowledged"
+    return ack_page(intake, request, token, outcome=state, incident=incident)

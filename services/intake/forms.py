@@ -126,6 +126,6 @@ def follow_up_from_form(values: dict[str, str]) -> tuple[dict[str, str], bool]:
         # The held-back page's "send as an update", its text cleaned by the staff member.
         return {"notes": values.get("notes", "").strip()}, False
     if action == "document":
-        keys = ("document", "signed_by_judge")
+        keys = ("document", "signed_by_judge", "entry")
         return {k: values[k] for k in keys if values.get(k)}, False
     raise ReportInvalid([{"field": "action", "reason": "unknown action"}])

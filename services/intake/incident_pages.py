@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from schemas.report import Document, SignedByJudge
+from schemas.report import Document, Entry, SignedByJudge
 from services.domain.incident import IncidentState
 from services.eventlog.interface import EventLog
 from services.intake import health
@@ -32,6 +32,14 @@ from services.intake.links import LinkRefused, check_not_revoked, opened, read_l
 from services.intake.live import Lease, LiveLimited, Reader
 from services.intake.notes import get_notes
 from services.intake.render import TEMPLATES, PageError, error_page, language, render, translations
+from services.intake.security import Session
+from services.intake.status_view import (
+    banner,
+    local_datetime,
+    local_time,
+    per_contact,
+    recheck_at,
+)
 from services.runtime.logging import get_logger
 
 router = APIRouter()
@@ -76,7 +84,12 @@ def incident_context(intake: Intake, request: Request, incident: IncidentState) 
     school = intake.directory.school(incident.school_id)
     query_token = request.query_params.get("token")
     protocol = intake.protocol
+    tz = intake.timezone
     return {
+        "banner": banner(incident, now=datetime.now(UTC), tz=tz, language=lang, phone=intake.phone),
+        "per_contact": per_contact(incident),
+        "at": partial(local_time, tz=tz, language=lang),
+        "on": partial(local_datetime, tz=tz, language=lang),
         # Without notes when the link was sent to a shared place (chat, webhook).
         "incident": shown(intake, request, incident),
         "school_name": school.name if school else incident.school_id,
@@ -85,6 +98,7 @@ def incident_context(intake: Intake, request: Request, incident: IncidentState) 
         "always": protocol.always_text(lang),
         "documents": list(Document),
         "signed_choices": list(SignedByJudge),
+        "entries": list(Entry),
         "events_url": f"/incidents/{incident.incident_id}/events"
         + (f"?token={quote(query_token)}" if query_token else ""),
         # The router or notifier is stalled: alerts may be late, so say whom to call.
@@ -149,12 +163,26 @@ async def status_stream(
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return
+                # A send turning late changes the page with no new event: render it then.
+                late_in = _seconds_until(recheck_at(last, datetime.now(UTC)))
                 try:
-                    await asyncio.wait_for(watch.changed.wait(), min(KEEPALIVE_SECONDS, remaining))
+                    await asyncio.wait_for(
+                        watch.changed.wait(), min(KEEPALIVE_SECONDS, remaining, late_in)
+                    )
                 except TimeoutError:
-                    yield ": keep-alive\n\n"
+                    if late_in <= KEEPALIVE_SECONDS and late_in <= remaining:
+                        yield status_event(intake, request, last)
+                    else:
+                        yield ": keep-alive\n\n"
     finally:
         lease.release()
+
+
+def _seconds_until(moment: datetime | None) -> float:
+    """Seconds from now to `moment` (a little after, so it has passed); infinity if None."""
+    if moment is None:
+        return float("inf")
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds()) + 0.5
 
 
 def stream_key(intake: Intake, request: Request, token: str | None) -> str:
@@ -198,3 +226,20 @@ async def incident_events(
         # Also here: a client gone before the stream started never runs the stream's `finally`.
         background=BackgroundTask(lease.release),
     )
+
+
+# Follow-ups that tell everyone the danger is over: one stray tap must not send them.
+CONFIRMED_ACTIONS = ("resolve", "agents_left")
+
+
+def needs_confirming(values: dict[str, str]) -> bool:
+    """Whether this follow-up form is a first press that must be confirmed before recording."""
+    return values.get("action") in CONFIRMED_ACTIONS and values.get("confirm") != "yes"
+
+
+def confirm_page(
+    intake: Intake, request: Request, session: Session, incident: IncidentState, action: str
+) -> HTMLResponse:
+    """The second step of "All clear" or "The agents have left": nothing is recorded yet."""
+    ctx = incident_context(intake, request, incident)
+    return render(intake, request, "confirm.html", {**ctx, "action": action}, session=session)

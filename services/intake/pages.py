@@ -45,6 +45,7 @@ from services.intake.forms import (
     report_from_form,
 )
 from services.intake.held import held_page
+from services.intake.incident_pages import confirm_page, needs_confirming
 from services.intake.incidents import project, record_follow_up, submit_report
 from services.intake.notes import get_notes
 from services.intake.render import (
@@ -282,6 +283,8 @@ async def followup_form(
             raise PageError(404, "error.not_found")
         if incident.school_id != session.school_id:
             raise PageError(403, "error.other_school")
+        if needs_confirming(values) and incident.status != "resolved":
+            return confirm_page(intake, request, session, incident, values["action"])
         page_limit(intake, request, incident.school_id)
         change, resolve = follow_up_from_form(values)
         if still := screen_fields(change).get("notes"):

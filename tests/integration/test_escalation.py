@@ -322,13 +322,15 @@ async def test_ack_link_confirms_on_get_records_on_post_and_refuses_reuse(fast, 
     incident_id = await post_report(client)
     token = token_for(fast, incident_id, "law", "law-dept")
     page = await client.get(f"/ack/{token}")
-    assert page.status_code == 200 and "I acknowledge" in page.text
+    assert page.status_code == 200 and "I confirm" in page.text
+    # The page says which incident: its school, where, and that nobody has confirmed yet.
+    assert "Hamline Elementary" in page.text and "Nobody has confirmed yet" in page.text
     assert page.headers["referrer-policy"] == "no-referrer"
     assert await events_of(js, incident_id, "incident.acknowledged") == []  # GET never acks
     done = await client.post(f"/ack/{token}")
     assert done.status_code == 200 and "recorded" in done.text
     reused = await client.post(f"/ack/{token}")
-    assert reused.status_code == 409 and "already acknowledged" in reused.text.lower()
+    assert reused.status_code == 409 and "already confirmed" in reused.text.lower()
     assert len(await events_of(js, incident_id, "incident.acknowledged")) == 1
 
     forged = token[:-3] + ("AAA" if not token.endswith("AAA") else "BBB")
@@ -339,7 +341,8 @@ async def test_ack_link_confirms_on_get_records_on_post_and_refuses_reuse(fast, 
     assert (await client.post(f"/ack/{altered}")).status_code == 400
     expired = token_for(fast, incident_id, "safety", "safety-office", expires_in=-1)
     resp = await client.post(f"/ack/{expired}")
-    assert resp.status_code == 400 and "expired" in resp.text
+    assert resp.status_code == 400 and "This confirmation link has expired" in resp.text
+    assert "sign-in" not in resp.text.lower()
     assert (await client.post("/ack/garbage")).status_code == 400
     assert len(await events_of(js, incident_id, "incident.acknowledged")) == 1
 

@@ -187,9 +187,13 @@ async def test_follow_up_buttons_record_updates_for_own_school(web, js):
         {"action": "document", "document": "judicial_warrant", "signed_by_judge": "yes"},
         {"action": "resolve"},
     ):
-        done = await web.post(
-            f"/incidents/{incident_id}/followup", data={"csrf_token": token, **action}
-        )
+        url = f"/incidents/{incident_id}/followup"
+        if action["action"] in ("agents_left", "resolve"):
+            # One press only asks: the page says what will happen and records nothing yet.
+            asked = await web.post(url, data={"csrf_token": token, **action})
+            assert asked.status_code == 200 and 'name="confirm" value="yes"' in asked.text
+            action = {**action, "confirm": "yes"}
+        done = await web.post(url, data={"csrf_token": token, **action})
         assert done.status_code == 303, done.text
     types = [m.subject.rsplit(".", 2)[-2:] for m in await encounters(js)]
     assert types == [
