@@ -15,10 +15,26 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic.json_schema import SkipJsonSchema
 
-from schemas.report import AgentCount, Document, EncounterReport, Entry, SignedByJudge, Token
+from schemas.report import (
+    AgentCount,
+    Document,
+    EncounterReport,
+    Entry,
+    SignedByJudge,
+    Token,
+    no_control_characters,
+)
 
 Source = Literal["intake", "router", "notifier", "audit", "operator"]
 Channel = Literal["email", "webhook", "apprise"]
@@ -174,13 +190,15 @@ class EncounterUpdatedData(_Frozen):
     document: Document | None = None
     signed_by_judge: SignedByJudge | None = None
     agent_count: AgentCount | None = None
-    notes: Annotated[str, Field(max_length=500)] | None = None
+    notes: Annotated[str, Field(max_length=500), AfterValidator(no_control_characters)] | None = (
+        None
+    )
 
 
 class IncidentResolvedData(_Frozen):
     """The all-clear (the request body: the note in clear)."""
 
-    note: Annotated[str, Field(max_length=500)] | None = None
+    note: Annotated[str, Field(max_length=500), AfterValidator(no_control_characters)] | None = None
 
 
 class SealedReport(EncounterReport):
@@ -424,9 +442,21 @@ def parse_event(payload: bytes | str) -> Event:
         raise EventDecodeError("not a JSON object")
     try:
         event: Event = _ADAPTER.validate_python(upcast(raw))
+    except ValidationError as exc:
+        # Where and why only: pydantic's own text quotes the rejected input, and this reason
+        # is kept for ever in a message.dead_lettered event (free text may be personal data).
+        raise EventDecodeError(_describe(exc)) from None
     except ValueError as exc:
         raise EventDecodeError(str(exc)) from exc
     return event
+
+
+def _describe(exc: ValidationError) -> str:
+    """A validation error as `field: reason` lines, without the input values."""
+    errors = exc.errors(include_input=False, include_url=False, include_context=False)
+    return "; ".join(
+        f"{'.'.join(str(part) for part in e['loc']) or '(event)'}: {e['msg']}" for e in errors
+    )
 
 
 def subject_mismatch(event: Event, subject: str) -> str | None:

@@ -107,7 +107,8 @@ def _single_line(value: str) -> str:
     return value
 
 
-def _no_nul(value: str) -> str:
+def no_control_characters(value: str) -> str:
+    """Free text keeps line breaks and tabs, never other control characters (NUL…)."""
     if any(ord(ch) < 32 and ch not in "\n\r\t" for ch in value):
         raise ValueError("must not contain control characters")
     return value
@@ -128,7 +129,9 @@ class EncounterReport(BaseModel):
     signed_by_judge: SignedByJudge
     purpose: Purpose
     entry: Entry
-    notes: Annotated[str, Field(max_length=500), AfterValidator(_no_nul)] | None = None
+    notes: Annotated[str, Field(max_length=500), AfterValidator(no_control_characters)] | None = (
+        None
+    )
 
     def at(self, now: datetime) -> EncounterReport:
         """The report with `occurred_at` defaulted to `now` and empty notes dropped."""

@@ -34,6 +34,18 @@ def keys_secret() -> None:
     typer.echo(secrets.token_urlsafe(48))
 
 
+@app.command("webhook-secret")
+def keys_webhook_secret() -> None:
+    """Print the key webhook receivers check X-Dooralert-Signature with (from the settings)."""
+    from services.cli.support import load_settings
+    from services.runtime.settings import InsecureSecretKey
+
+    try:
+        typer.echo(load_settings().webhook_signing_secret())
+    except InsecureSecretKey as exc:
+        fail(str(exc))
+
+
 @app.command("generate")
 def keys_generate(
     name: Annotated[str, typer.Option(help="key name, e.g. dooralert.example/<district id>")],

@@ -55,7 +55,7 @@ async def check(settings: Settings) -> PipelineHealth:
     nc = await connect(settings.nats_url, name="dooralert-status", guard=guard, one_shot=True)
     try:
         limits = Thresholds(
-            stall=settings.pipeline_stall_seconds, unacked=settings.pipeline_unacked_seconds
+            stall=settings.pipeline_stall_seconds, unacked=settings.unacked_limit()
         )
         start = datetime.now(UTC)
         # No grace: "nobody pulling" is judged from these few looks alone.

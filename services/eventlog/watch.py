@@ -84,7 +84,13 @@ class ConsumerWatch:
         async def loop() -> None:
             while True:
                 await asyncio.sleep(self.every)
-                if not await self.check(js):
+                try:
+                    ok = await self.check(js)
+                except Exception as exc:  # a dead watch must not pass silently
+                    log.exception("consumers.watch_failed")
+                    self.failure = f"the consumer watch failed: {type(exc).__name__}"
+                    ok = False
+                if not ok:
                     self.stop()
                     return
 

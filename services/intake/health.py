@@ -24,7 +24,7 @@ def start_monitor(app: FastAPI, js: JetStreamContext, settings: Settings) -> Pip
     monitor = PipelineMonitor(
         js,
         limits=Thresholds(
-            stall=settings.pipeline_stall_seconds, unacked=settings.pipeline_unacked_seconds
+            stall=settings.pipeline_stall_seconds, unacked=settings.unacked_limit()
         ),
         since=datetime.now(UTC),
     )

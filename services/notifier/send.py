@@ -46,11 +46,8 @@ class Sender:
 
     @property
     def webhook_secret(self) -> str:
-        """The key webhook bodies are signed with (DOORALERT_WEBHOOK_SECRET, else the
-        service's signing key: the first of DOORALERT_SECRET_KEYS)."""
-        if self.settings.webhook_secret is not None:
-            return self.settings.webhook_secret.get_secret_value()
-        return self.settings.signing_keys()[0]
+        """The key webhook bodies are signed with (see Settings.webhook_signing_secret)."""
+        return self.settings.webhook_signing_secret()
 
     def http(self) -> httpx.AsyncClient:
         """The HTTP client for webhooks, created on first use."""

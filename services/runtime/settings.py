@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 from pathlib import Path
 from typing import Annotated
@@ -87,6 +89,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    def webhook_signing_secret(self) -> str:
+        """The key webhook bodies are signed with: DOORALERT_WEBHOOK_SECRET, else one derived
+        from the first secret key. Never a secret key itself: every webhook receiver holds this
+        value, and with a signing key it could forge acknowledgements."""
+        if self.webhook_secret is not None:
+            return self.webhook_secret.get_secret_value()
+        first = self.signing_keys()[0].encode()
+        return hmac.new(first, b"dooralert webhook signatures v1", hashlib.sha256).hexdigest()
 
     def signing_keys(self) -> tuple[str, ...]:
         """The secret keys, the signing one first; `InsecureSecretKey` when there is none, or
@@ -205,8 +216,21 @@ class Settings(BaseSettings):
     # or notifier's consumer longer than this, or a consumer nobody has pulled from for this
     # long, makes the pipeline "stalled" (503, and reports accepted then carry the advice).
     pipeline_stall_seconds: float = 10.0
-    # A delivered message still unacknowledged after this long (a stuck or retrying handler).
-    pipeline_unacked_seconds: float = 120.0
+    # A delivered message still unacknowledged after this long (a stuck handler). Unset: the
+    # notifier's whole retry schedule plus 2 minutes, so one contact's mail server being down
+    # (a request waiting in backoff, unacknowledged) is not a stalled pipeline.
+    pipeline_unacked_seconds: float | None = None
+
+    def unacked_limit(self) -> float:
+        """How long a delivered message may stay unacknowledged before the pipeline is stalled."""
+        if self.pipeline_unacked_seconds is not None:
+            return self.pipeline_unacked_seconds
+        waits = [
+            min(self.retry_base_seconds * 2.0 ** (n - 1), self.retry_max_seconds)
+            for n in range(1, max(1, self.max_attempts))
+        ]
+        return float(sum(waits)) + 120.0
+
     # How often intake refreshes the pipeline report it answers from (never per request).
     pipeline_check_seconds: float = 2.0
 
