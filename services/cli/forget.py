@@ -22,15 +22,17 @@ if TYPE_CHECKING:
 async def read_notes_key(js: JetStreamContext, incident: str) -> DataKey | None:
     """The incident's notes key, or None (forgotten, expired, never made, or this user may not
     read the bucket: the report then shows the notes as unavailable, never fails)."""
-    from nats.js.errors import BucketNotFoundError
+    from nats.js.errors import APIError, BucketNotFoundError
 
     from services.domain.sealing import decode_key
-    from services.eventlog import JetStreamNoteKeys
+    from services.eventlog import TRANSIENT_NATS_ERRORS, JetStreamNoteKeys
 
     try:
-        keys = await JetStreamNoteKeys.open(js)
+        # A user that may not read the bucket sees its requests time out (NATS denies by
+        # silence): a short retry, then "notes unavailable", never a traceback per incident.
+        keys = await JetStreamNoteKeys.open(js, retry_for=2.0)
         raw = await keys.get(incident)
-    except (BucketNotFoundError, PermissionError):
+    except (BucketNotFoundError, APIError, *TRANSIENT_NATS_ERRORS):
         return None
     if raw is None:
         return None
