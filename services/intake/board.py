@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from starlette.background import BackgroundTask
 
 from services.domain.board import DEFAULT_WINDOW, board_text
-from services.domain.tokens import TokenError
+from services.domain.tokens import TokenError, ViewClaim, view_token
 from services.eventlog.interface import EventLog
 from services.intake import i18n
 from services.intake.board_feed import BoardFeed
@@ -102,7 +102,23 @@ def words(lang: str) -> Callable[..., str]:
     return t
 
 
-def board_context(intake: Intake, request: Request, feed: BoardFeed) -> dict[str, Any]:
+def incident_link(intake: Intake, board_pass: BoardPass, incident_id: str) -> str:
+    """The incident page for a board viewer: a status link of its own (traced to the board
+    key, without staff notes, ending with the sign-in; revocable like any status link)."""
+    claim = ViewClaim(
+        incident_id,
+        recipient=f"board-key:{board_pass.key_id}",
+        notification_id=None,
+        notes=False,
+        issued_at=int(time.time()),
+        expires_at=board_pass.expires_at,
+    )
+    return f"/incidents/{incident_id}?token={view_token(intake.keys, claim)}"
+
+
+def board_context(
+    intake: Intake, request: Request, feed: BoardFeed, board_pass: BoardPass
+) -> dict[str, Any]:
     """What the board page and its live fragment show."""
     lang = language(request)[0]
     zone = intake.timezone
@@ -120,6 +136,7 @@ def board_context(intake: Intake, request: Request, feed: BoardFeed) -> dict[str
         "schools": schools,
         "names": {c.id: c.name for c in intake.directory.contacts},
         "local": local,
+        "link": lambda incident_id: incident_link(intake, board_pass, incident_id),
         "updated": local(datetime.now(UTC)),
         "unreachable": feed.unreachable,
         "days": DEFAULT_WINDOW.days,
@@ -137,11 +154,12 @@ def _signin(
 async def board_page(request: Request, intake: IntakeDep) -> HTMLResponse:
     board_pass, ended = read_pass(intake, request.cookies.get(BOARD_COOKIE), now=time.time())
     if board_pass is None:
+        # Asked to sign in, as the report form does (200: a form to fill is not an error).
         error = "board.signin.expired" if ended else None
-        return _signin(intake, request, status=401, error=error)
+        return _signin(intake, request, status=200, error=error)
     feed = get_feed(request)
     await feed.refresh()
-    ctx = board_context(intake, request, feed)
+    ctx = board_context(intake, request, feed, board_pass)
     return render(intake, request, "board.html", {**ctx, "refresh_seconds": REFRESH_SECONDS})
 
 
@@ -189,11 +207,15 @@ async def board_signout(request: Request, intake: IntakeDep, current: SessionDep
     return resp
 
 
-def board_event(intake: Intake, request: Request, feed: BoardFeed) -> str:
+def board_event(intake: Intake, request: Request, feed: BoardFeed, board_pass: BoardPass) -> str:
     """One server-sent `status` event: the board's list rendered now (the incident page's
     script replaces `#live` with it)."""
     lang = language(request)[0]
-    ctx = {**board_context(intake, request, feed), "lang": lang, "label": _labeler(lang)}
+    ctx = {
+        **board_context(intake, request, feed, board_pass),
+        "lang": lang,
+        "label": _labeler(lang),
+    }
     html = TEMPLATES.get_template("_board.html").render(ctx)
     data = json.dumps({"event_count": feed.version, "status": "open", "html": html})
     return f"event: status\nid: {feed.version}\ndata: {data}\n\n"
@@ -204,14 +226,14 @@ def _labeler(lang: str) -> Callable[[object], str]:
 
 
 async def board_stream(
-    intake: Intake, request: Request, feed: BoardFeed, lease: Lease, *, ends_at: float
+    intake: Intake, request: Request, feed: BoardFeed, lease: Lease, board_pass: BoardPass
 ) -> AsyncIterator[str]:
     """The board now, then again on every change the shared feed sees, until the sign-in or
     `live_max_seconds` ends (the browser then reconnects, and is asked to sign in again)."""
     try:
-        yield "retry: 2000\n\n" + board_event(intake, request, feed)
+        yield "retry: 2000\n\n" + board_event(intake, request, feed, board_pass)
         loop = asyncio.get_running_loop()
-        lasts = min(intake.settings.live_max_seconds, ends_at - time.time())
+        lasts = min(intake.settings.live_max_seconds, board_pass.expires_at - time.time())
         deadline = loop.time() + lasts
         async with feed.watching():
             seen = feed.version
@@ -219,7 +241,7 @@ async def board_stream(
                 changed = feed.changed
                 if feed.version != seen:
                     seen = feed.version
-                    yield board_event(intake, request, feed)
+                    yield board_event(intake, request, feed, board_pass)
                     continue
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -246,7 +268,7 @@ async def board_events(request: Request, intake: IntakeDep) -> Response:
     feed = get_feed(request)
     await feed.refresh()
     return StreamingResponse(
-        board_stream(intake, request, feed, lease, ends_at=board_pass.expires_at),
+        board_stream(intake, request, feed, lease, board_pass),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         background=BackgroundTask(lease.release),
