@@ -28,6 +28,13 @@ from services.runtime.config import load_yaml_model
 
 Token = Annotated[str, StringConstraints(pattern=TOKEN_PATTERN)]
 KeyHash = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
+# One line, as the report's `location` field takes it.
+DoorName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=120, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
 
 DISTRICT_ROLES = ("law", "safety", "leadership")
 SCHOOL_ROLES = ("principal", "family_liaison")
@@ -85,6 +92,8 @@ class School(_Strict):
     name: str
     intake_key_hashes: list[KeyHash] = Field(default_factory=list)
     roles: dict[Literal["principal", "family_liaison"], list[Token]] = Field(default_factory=dict)
+    # The doors staff pick from on the report form (one tap each); "other" is always offered.
+    doors: list[DoorName] = Field(default_factory=list, max_length=30)
 
 
 class DistrictInfo(_Strict):

@@ -67,13 +67,29 @@ def page_limit(intake: Intake, request: Request, school_id: str) -> None:
         )
 
 
+# The radio tile that means "the door is typed in the text field".
+OTHER_DOOR = "_other"
+# Form fields that steer the page and are no part of the report.
+FORM_ONLY = frozenset(
+    {CSRF_FIELD, "submission_id", "occurred_time", "intake_key", "door", "switch_lang"}
+)
+CHOICES = frozenset({"agency_stated", "document", "signed_by_judge", "purpose", "entry"})
+
+
 def form_defaults(tz: tzinfo, *, now: datetime) -> dict[str, str]:
-    """A fresh report form's values: the most common answers and the local time."""
+    """A fresh report form's values: safe answers so that the door alone can be sent.
+
+    "Unknown"/"not stated" where the report has such a value. Two fields have none: one
+    agent (the least that makes a report) and credentials not shown (the cautious reading:
+    nothing was verified); both can be corrected on the incident page."""
     return {
-        "entry": "kept_outside",
+        "agency_stated": "unknown",
         "agent_count": "1",
-        "purpose": "unspecified",
+        "credentials_shown": "false",
+        "document": "unknown",
         "signed_by_judge": "unsure",
+        "purpose": "unspecified",
+        "entry": "kept_outside",
         "occurred_time": now.astimezone(tz).strftime("%H:%M"),
     }
 
@@ -83,14 +99,47 @@ def field_reason(reason: str, lang: str) -> str:
     return i18n.translate(lang, "reason.required") if reason == "required" else reason
 
 
+def field_message(field: str, values: dict[str, str], lang: str) -> str:
+    """A form field's error in plain words, decided from the value sent (not the validator's
+    English), so that it reads the same in every language."""
+    value = location_of(values) if field == "location" else values.get(field, "")
+    if field == "location":
+        key = "location" if not value.strip() else "location_long"
+        if value.strip() and len(value.strip()) <= 120:
+            key = "location_line"
+    elif field == "notes":
+        key = "notes_long" if len(normalise_notes(value).strip()) > 500 else "notes_control"
+    elif field in CHOICES:
+        key = "choice"
+    elif field in ("agent_count", "credentials_shown", "occurred_time", "occurred_at"):
+        key = field
+    else:
+        key = "other"
+    return i18n.translate(lang, f"form.err.{key}")
+
+
+def normalise_notes(text: str) -> str:
+    """Line breaks as one character each: a browser sends CRLF, its counter sees LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def location_of(values: dict[str, str]) -> str:
+    """The door: the tile chosen, else (no tile, or "other") the text typed."""
+    door = values.get("door", "")
+    if door and door != OTHER_DOOR:
+        return door
+    return values.get("location", "")
+
+
 def report_from_form(
     values: dict[str, str], *, school_id: str, tz: tzinfo, now: datetime
 ) -> dict[str, Any]:
     """The form's fields as the API's JSON report (pure). The time is local to the district."""
-    skip = {CSRF_FIELD, "submission_id", "occurred_time", "intake_key"}
-    raw: dict[str, Any] = {k: v for k, v in values.items() if k not in skip}
+    raw: dict[str, Any] = {k: v for k, v in values.items() if k not in FORM_ONLY}
     raw["school_id"] = school_id
-    if raw.get("notes", "") == "":
+    raw["location"] = location_of(values)
+    raw["notes"] = normalise_notes(raw.get("notes", ""))
+    if raw["notes"] == "":
         raw.pop("notes", None)
     # The JSON API takes no strings for numbers or booleans: convert the form's words here.
     count = raw.pop("agent_count", "").strip()
@@ -124,7 +173,7 @@ def follow_up_from_form(values: dict[str, str]) -> tuple[dict[str, str], bool]:
         return {"entry": "left"}, False
     if action == "notes":
         # The held-back page's "send as an update", its text cleaned by the staff member.
-        return {"notes": values.get("notes", "").strip()}, False
+        return {"notes": normalise_notes(values.get("notes", "")).strip()}, False
     if action == "document":
         keys = ("document", "signed_by_judge", "entry")
         return {k: values[k] for k in keys if values.get(k)}, False

@@ -36,9 +36,10 @@ from services.intake.errors import (
     Unavailable,
 )
 from services.intake.forms import (
+    OTHER_DOOR,
     check_post,
     csrf_ok,
-    field_reason,
+    field_message,
     follow_up_from_form,
     form_defaults,
     page_limit,
@@ -159,6 +160,7 @@ def form_page(
     """The report form, with the values given and each field's error."""
     lang = language(request)[0]
     protocol = intake.protocol
+    school = intake.directory.school(session.school_id) if session.school_id else None
     return render(
         intake,
         request,
@@ -177,6 +179,8 @@ def form_page(
             },
             "protocol": protocol.all(lang),
             "always": protocol.always_text(lang),
+            "doors": school.doors if school else [],
+            "other_door": OTHER_DOOR,
         },
         status=status,
         session=session,
@@ -194,12 +198,14 @@ async def form(request: Request, intake: IntakeDep, current: SessionDep) -> HTML
 
 
 def _checked_report_post(intake: Intake, request: Request, values: dict[str, str]) -> Session:
-    """The signed-in session of a report POST for its own school, within the rate limit."""
+    """The signed-in session of a report POST for its own school, within the rate limit
+    (a language switch, which sends nothing, is not counted)."""
     session = check_post(intake, request, values, need_school=True)
     assert session.school_id is not None
     if values.get("school_id", session.school_id) != session.school_id:
         raise PageError(403, "error.other_school")
-    page_limit(intake, request, session.school_id)
+    if not values.get("switch_lang"):
+        page_limit(intake, request, session.school_id)
     return session
 
 
@@ -219,6 +225,10 @@ async def submit_form(request: Request, intake: IntakeDep, event_log: EventLogDe
     now = datetime.now(UTC)
 
     again = partial(form_page, intake, request, session, values=values)
+    if values.get("switch_lang"):
+        # The language button of the form: the same entries again in the other language
+        # (the `?lang=` of its formaction picks and remembers it); nothing is sent.
+        return again(errors={})
     submission_id = values.get("submission_id") or None
     if check_submission_id(submission_id):
         # A tampered hidden field: offer the same report again under a fresh id.
@@ -249,7 +259,7 @@ async def submit_form(request: Request, intake: IntakeDep, event_log: EventLogDe
         page.headers["Retry-After"] = str(exc.retry_after)
         return page
     except ReportInvalid as exc:
-        errors = {f["field"]: field_reason(f["reason"], lang) for f in exc.fields}
+        errors = {f["field"]: field_message(f["field"], values, lang) for f in exc.fields}
         errors.update({h.field: looks_like(h.kinds, lang) for h in held})
         return again(status=422, banner=i18n.translate(lang, "form.fix"), errors=errors)
     except Unavailable:

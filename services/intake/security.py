@@ -33,7 +33,8 @@ CSRF_FIELD = "csrf_token"
 # Every HTML page: scripts and styles only from our own /static files, no framing, no plugins.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "connect-src 'self'; manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
 )
 
 

@@ -168,6 +168,12 @@ def sign_in(page: Any, base: str) -> None:
     page.wait_for_selector("#location")
 
 
+def more_details(page: Any) -> None:
+    """Open the form's "more details" (the fast path needs only the door)."""
+    if page.get_attribute("#more", "open") is None:
+        page.click("#more-summary")
+
+
 def axe_violations(page: Any) -> list[dict[str, Any]]:
     """Serious and critical axe-core violations on the current page."""
     page.evaluate(AXE.read_text(encoding="utf-8"))  # via DevTools: not subject to the page CSP
@@ -216,6 +222,7 @@ def incident_id_of(page: Any) -> str:
 def test_english_report_with_guidance_live_delivery_and_acknowledgement(stack, browser):
     page, problems = new_page(browser)
     sign_in(page, stack.base)
+    more_details(page)
     # Guidance follows the document chosen: only that document's text is shown.
     guidance = page.locator("#guidance")
     page.select_option("#document", "administrative_warrant")
@@ -241,7 +248,7 @@ def test_english_report_with_guidance_live_delivery_and_acknowledgement(stack, b
     url = page.url
     # The page updates in place (server-sent events) as each email is delivered...
     # (a locator, not wait_for_function: the page's CSP forbids eval, as it should)
-    page.locator("#live tr[data-status=sent]").nth(3).wait_for(timeout=15_000)
+    page.locator("#live li[data-status=sent]").nth(3).wait_for(timeout=15_000)
     assert page.url == url
     assert page.locator(".live-badge").is_visible()
     # ...and when a responder acknowledges.
@@ -262,22 +269,23 @@ def test_spanish_report_by_accept_language_and_switch_back_to_english(stack, bro
     page.click("text=Iniciar sesión")
     page.wait_for_selector("#location")
     assert "Enviar alerta" in page.inner_text("form#report")
-    page.select_option("#document", "none")
-    assert "no deje entrar" in page.inner_text("#guidance").lower()
-    # The whole form fits a phone screen or close to it (a scroll of one field at most).
+    # The form, its details folded, fits a phone screen or close to it.
     height = page.evaluate("document.documentElement.scrollHeight")
     assert height < 844 * 2.2, height
     # ...and the send button is on the first screen, without scrolling.
     box = page.locator("form#report button[type=submit]").bounding_box()
     assert box is not None and box["y"] + box["height"] <= 844, box
+    more_details(page)
+    page.select_option("#document", "none")
+    assert "no deje entrar" in page.inner_text("#guidance").lower()
     shot(page, "form-es-phone")
     page.fill("#location", "Puerta del gimnasio")
     page.select_option("#agency_stated", "cbp")
     page.check("input[name=credentials_shown][value=false]")
-    page.click("text=Enviar alerta")
+    page.click("#send")
     page.wait_for_url(re.compile(r"/incidents/"))
     # (a locator, not wait_for_function: the page's CSP forbids eval, as it should)
-    page.locator("#live tr[data-status=sent]").nth(3).wait_for(timeout=15_000)
+    page.locator("#live li[data-status=sent]").nth(3).wait_for(timeout=15_000)
     assert "entregado" in page.inner_text("#live")
     assert axe_violations(page) == []
     shot(page, "incident-es-phone")
@@ -295,6 +303,7 @@ def test_report_without_javascript_shows_all_guidance_and_refreshes(stack, brows
     assert docs.count() == 7 and all(docs.nth(i).is_visible() for i in range(7))
     shot(page, "form-nojs")
     page.fill("#location", "Side door")
+    more_details(page)  # details/summary opens without JavaScript
     page.select_option("#agency_stated", "unknown")
     page.check("input[name=credentials_shown][value=false]")
     page.select_option("#document", "none")
@@ -303,6 +312,7 @@ def test_report_without_javascript_shows_all_guidance_and_refreshes(stack, brows
     assert "Side door" in page.inner_text("#live")
     assert page.locator("noscript").count() >= 1  # the meta refresh fallback
     page.click("button[value=agents_left]")  # follow-up buttons work without JS too
+    page.click("button[name=confirm][value=yes]")  # after a second step
     page.wait_for_url(re.compile(r"/incidents/"))
     assert "Agents left" in page.inner_text("#live")
     shot(page, "incident-nojs")
@@ -331,6 +341,8 @@ def test_keyboard_only_submission(stack, browser):
     page.wait_for_selector("#location")
     tab_to(page, "location", limit=6)  # past the language link and sign-out
     kb.type("Back gate")
+    tab_to(page, "more-summary")
+    kb.press("Enter")  # opens "more details"; Enter on a field would send nothing
     tab_to(page, "agency_stated")
     kb.type("ICE")  # type-to-select
     tab_to(page, "agent_count")  # default 1
@@ -338,9 +350,9 @@ def test_keyboard_only_submission(stack, browser):
     kb.press("Space")  # Yes
     tab_to(page, "document", limit=5)  # past the time (default: now)
     kb.type("No doc")
-    passed = tab_to(page, "submit", limit=8)
+    passed = tab_to(page, "send", limit=8)
     # Guidance is text, not a stop; defaults keep their values; one Tab per control.
-    assert passed == ["signed_by_judge", "purpose", "entry", "notes", "submit"], passed
+    assert passed == ["signed_by_judge", "purpose", "entry", "notes", "send"], passed
     kb.press("Enter")
     page.wait_for_url(re.compile(r"/incidents/"), timeout=10_000)
     text = page.inner_text("#live")
@@ -356,12 +368,13 @@ def test_spanish_notice_of_held_back_notes_and_a_cleaned_update(stack, browser):
     page.click("text=Iniciar sesión")
     page.wait_for_selector("#location")
     page.fill("#location", "Entrada del gimnasio")
+    more_details(page)
     page.select_option("#agency_stated", "ice")
     page.select_option("#document", "administrative_warrant")
     page.check("input[name=credentials_shown][value=true]")
     held = "Buscan a la alumna Maria Lopez, tel. 651-555-0199"
     page.fill("#notes", held)
-    page.click("text=Enviar alerta")
+    page.click("#send")
     # The alert is sent; the page says, in Spanish, what was held back and why.
     notice = page.locator("#held-notice")
     notice.wait_for()

@@ -32,14 +32,40 @@
     var notes = document.getElementById("notes");
     var count = document.getElementById("notes-count");
     if (notes && count) {
-      var max = parseInt(notes.getAttribute("maxlength"), 10) || 500;
+      var max = parseInt(notes.getAttribute("data-max"), 10) || 500;
       var update = function () {
-        var left = max - notes.value.length;
-        count.textContent = left + " " + count.getAttribute("data-suffix");
+        // As the server counts: one per line break (it turns CRLF into LF), per character
+        // (not UTF-16 unit), surrounding spaces trimmed.
+        var text = notes.value.replace(/\r\n?/g, "\n").trim();
+        var left = max - Array.from(text).length;
+        count.textContent = left >= 0
+          ? left + " " + count.getAttribute("data-suffix")
+          : -left + " " + count.getAttribute("data-over");
         count.classList.toggle("low", left < 50);
       };
       notes.addEventListener("input", update);
       update();
+    }
+    // Typing a door of one's own chooses the "other door" tile; choosing it goes to the text.
+    var place = document.getElementById("location");
+    var other = document.getElementById("door-other");
+    if (place && other) {
+      place.addEventListener("input", function () { if (place.value) other.checked = true; });
+      other.addEventListener("change", function () { if (other.checked) place.focus(); });
+    }
+    // The error summary takes focus; its links go to the field (opening "more details").
+    var summary = document.getElementById("error-summary");
+    if (summary) {
+      summary.focus();
+      summary.addEventListener("click", function (e) {
+        var link = e.target.closest("a[href^='#']");
+        var field = link && document.getElementById(link.getAttribute("href").slice(1));
+        if (!field) return;
+        e.preventDefault();
+        var more = field.closest("details");
+        if (more) more.open = true;
+        field.focus();
+      });
     }
     var form = document.getElementById("report");
     if (form) {
