@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from schemas.events import EventDecodeError, PatternDetected
 from services.domain.board import BoardRow, open_board
 from services.domain.incident import IncidentState, evolve
-from services.eventlog.interface import EventLog, Tail
+from services.eventlog.interface import EventLog, Tail, TailReset
 from services.intake.errors import LOG_FAILURES, Unavailable
 from services.runtime.logging import get_logger
 
@@ -72,7 +72,14 @@ class BoardFeed:
         log failure the feed is marked unreachable (and the rows kept as they were)."""
         async with self._lock:
             try:
-                changed = await self._read()
+                try:
+                    changed = await self._read()
+                except TailReset:
+                    # Lost its place (most often: its consumer expired while nobody looked at
+                    # the board): rebuild from the window's start at once, not a stale page.
+                    await self._drop_tail()
+                    await self._read()
+                    changed = True  # rebuilt whole: what it dropped may differ
                 was, self.unreachable = self.unreachable, False
             except READ_FAILURES as exc:
                 log.warning("board.not_read", error=type(exc).__name__)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from datetime import timedelta
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -22,9 +22,10 @@ from schemas.events import (
     SealedResolvedData,
 )
 from services.domain.directory import load_directory
+from services.eventlog.interface import StoredMessage, TailReset
 from services.intake.app import create_app
 from services.runtime.settings import Settings
-from tests.service.fakes import FakeEventLog
+from tests.service.fakes import FakeEventLog, FakeTail
 from tests.support import EXAMPLES, HAMLINE_KEY, LINCOLN_KEY, report, utcnow
 
 BOARD_KEY = "demo-district-board-key"
@@ -166,3 +167,36 @@ async def test_a_new_report_reaches_an_open_board_stream(app):
     first, *later = answer.text.split("event: status")[1:]
     assert incident not in first
     assert any(incident in chunk for chunk in later)
+
+
+class ExpiringTails(FakeEventLog):
+    """A log whose board tail loses its place after its first read (its consumer expired
+    while nobody watched), as a JetStream tail does after `inactive_threshold`."""
+
+    def tail(self, subjects: Sequence[str], *, since: datetime) -> FakeTail:
+        made = super().tail(subjects, since=since)
+        reads = 0
+        first = made.read_new
+
+        async def read_new() -> list[StoredMessage]:
+            nonlocal reads
+            reads += 1
+            if reads > 1:
+                raise TailReset("consumer not found")
+            return await first()
+
+        made.read_new = read_new  # type: ignore[method-assign]  # a fake's fault injection
+        return made
+
+
+async def test_a_board_whose_tail_expired_is_rebuilt_at_once_not_shown_stale():
+    settings = Settings(config_dir=EXAMPLES, secret_key=SecretStr("s" * 48))
+    made = create_app(settings, directory=load_directory(EXAMPLES), event_log=ExpiringTails())
+    async with made.router.lifespan_context(made), client(made) as board:
+        await sign_in(board)
+        first = await reported(made, "hamline", minutes_ago=3)
+        assert listed(await board.get("/board")) == [first]
+        second = await reported(made, "lincoln-park", minutes_ago=1)
+        again = await board.get("/board")
+    assert listed(again) == [second, first]
+    assert "cannot be read" not in again.text
