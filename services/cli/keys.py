@@ -25,6 +25,16 @@ def keys_intake() -> None:
     typer.echo(f"hash (put under intake_key_hashes): {hash_intake_key(key)}")
 
 
+@app.command("board")
+def keys_board() -> None:
+    """Make a new district board key (/board); store only the printed hash in district.yaml."""
+    from services.domain.directory import generate_intake_key, hash_intake_key
+
+    key = generate_intake_key()
+    typer.echo(f"key (give to district staff, shown once): {key}")
+    typer.echo(f"hash (put under district.board_key_hashes): {hash_intake_key(key)}")
+
+
 @app.command("secret")
 def keys_secret() -> None:
     """Make a secret key for DOORALERT_SECRET_KEYS (signs links, acknowledgements, sessions)."""

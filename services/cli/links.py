@@ -72,3 +72,32 @@ async def _revoke(js: JetStreamContext, incident: str, recipient: str | None) ->
     whose = f"{recipient}'s status links" if recipient else "every status link"
     until = f"{event.occurred_at:%Y-%m-%d %H:%M:%S} UTC"
     return f"revoked {whose} for incident {incident} issued until {until}"
+
+
+@app.command("board")
+def links_board(
+    contact: Annotated[str, typer.Option(help="a contact holding a district role (law, ...)")],
+    days: Annotated[int, typer.Option(min=1, max=366, help="how long the link works")] = 30,
+) -> None:
+    """Print a district board link for one contact (law, safety, leadership): it signs them
+    in to /board without the board key. It ends after --days, or when the contact leaves the
+    district roles in district.yaml (or DOORALERT_SECRET_KEYS no longer holds its key)."""
+    import time
+
+    from services.domain.board_pass import in_district_role, link_token
+    from services.domain.directory import load_directory
+    from services.domain.tokens import Keyring
+    from services.runtime.config import ConfigError
+    from services.runtime.settings import InsecureSecretKey
+
+    settings = load_settings()
+    try:
+        directory = load_directory(settings.config_dir)
+        keys = Keyring.of(settings.signing_keys())
+    except (ConfigError, InsecureSecretKey) as exc:
+        fail(str(exc))
+    if not in_district_role(directory, contact):
+        fail(f"--contact: {contact!r} holds no district role (law, safety, leadership)")
+    now = int(time.time())
+    token = link_token(keys, contact, issued_at=now, expires_at=now + days * 86400)
+    typer.echo(f"{settings.base_url}/board?token={token}")

@@ -136,6 +136,10 @@ BOARD_TEXT: dict[str, dict[str, str]] = {
         "board.unreachable": "The event log cannot be read right now: this board may be out "
         "of date.",
         "board.live": "Live",
+        "board.link.expired": "This board link has expired. Ask the district for a new "
+        "one, or sign in with the district board key.",
+        "board.link.invalid": "This board link is not valid (altered, or for someone who "
+        "no longer has a district role). Sign in with the district board key.",
     },
     "es": {
         "board.title": "Tablero del distrito: incidentes abiertos",
@@ -168,6 +172,11 @@ BOARD_TEXT: dict[str, dict[str, str]] = {
         "board.unreachable": "El registro de eventos no se puede leer ahora: este tablero "
         "puede estar desactualizado.",
         "board.live": "En vivo",
+        "board.link.expired": "Este enlace al tablero ha vencido. Pida uno nuevo al "
+        "distrito o inicie sesión con la clave del tablero del distrito.",
+        "board.link.invalid": "Este enlace al tablero no es válido (alterado, o de alguien "
+        "que ya no tiene un rol en el distrito). Inicie sesión con la clave del tablero del "
+        "distrito.",
     },
 }
 

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +23,15 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from starlette.background import BackgroundTask
 
 from services.domain.board import DEFAULT_WINDOW, board_text
-from services.domain.tokens import TokenError, ViewClaim, view_token
+from services.domain.board_pass import (
+    BoardPass,
+    key_id,
+    new_pass,
+    pass_cookie,
+    read_link,
+    read_pass,
+)
+from services.domain.tokens import TokenError, TokenExpired, ViewClaim, view_token
 from services.eventlog.interface import EventLog
 from services.intake import i18n
 from services.intake.board_feed import BoardFeed
@@ -35,7 +41,7 @@ from services.intake.errors import Unavailable
 from services.intake.forms import csrf_ok
 from services.intake.live import Lease, LiveLimited
 from services.intake.render import TEMPLATES, PageError, error_page, language, render
-from services.intake.security import CSRF_FIELD, key_id
+from services.intake.security import CSRF_FIELD
 from services.runtime.logging import get_logger
 
 router = APIRouter()
@@ -46,29 +52,27 @@ REFRESH_SECONDS = 30  # without JavaScript the page reloads itself this often
 KEEPALIVE_SECONDS = 15.0
 
 
-@dataclass(frozen=True)
-class BoardPass:
-    """A board sign-in: which board key (its pseudonymous id), a nonce, when it ends."""
-
-    key_id: str
-    nonce: str
-    expires_at: int
+def current_pass(intake: Intake, request: Request) -> tuple[BoardPass | None, bool]:
+    """The request's board sign-in, and whether a genuine one had ended."""
+    cookie = request.cookies.get(BOARD_COOKIE)
+    return read_pass(intake.keys, cookie, directory=intake.directory, now=time.time())
 
 
-def read_pass(intake: Intake, cookie: str | None, *, now: float) -> tuple[BoardPass | None, bool]:
-    """The board sign-in in a cookie, and whether a genuine one had ended (expired, or its
-    key was removed from district.yaml). Forged or absent: (None, False)."""
-    try:
-        kind, kid, nonce, expires = intake.keys.unsign("board", cookie)
-        board_pass = BoardPass(str(kid), str(nonce), int(expires))
-    except (TokenError, ValueError, TypeError):
-        return None, False
-    if kind != "key":
-        return None, False
-    stored = intake.directory.district.board_key_hashes
-    if now >= board_pass.expires_at or not any(key_id(h) == board_pass.key_id for h in stored):
-        return None, True
-    return board_pass, False
+def signed_in(intake: Intake, board_pass: BoardPass, resp: Response) -> Response:
+    """`resp` with the board sign-in cookie set."""
+    resp.set_cookie(
+        BOARD_COOKIE,
+        pass_cookie(intake.keys, board_pass),
+        max_age=max(0, int(board_pass.expires_at - time.time())),
+        httponly=True,
+        # Lax, not strict: a board link opened from an e-mail is a cross-site navigation,
+        # and its redirect must carry the cookie. The board only reads; its one form (leave)
+        # is CSRF-checked.
+        samesite="lax",
+        secure=intake.secure_cookies,
+        path="/board",
+    )
+    return resp
 
 
 def get_feed(request: Request) -> BoardFeed:
@@ -107,7 +111,7 @@ def incident_link(intake: Intake, board_pass: BoardPass, incident_id: str) -> st
     key, without staff notes, ending with the sign-in; revocable like any status link)."""
     claim = ViewClaim(
         incident_id,
-        recipient=f"board-key:{board_pass.key_id}",
+        recipient=board_pass.recipient,
         notification_id=None,
         notes=False,
         issued_at=int(time.time()),
@@ -151,8 +155,10 @@ def _signin(
 
 
 @router.get("/board", response_class=HTMLResponse)
-async def board_page(request: Request, intake: IntakeDep) -> HTMLResponse:
-    board_pass, ended = read_pass(intake, request.cookies.get(BOARD_COOKIE), now=time.time())
+async def board_page(request: Request, intake: IntakeDep, token: str | None = None) -> Response:
+    if token is not None:
+        return _open_link(intake, request, token)
+    board_pass, ended = current_pass(intake, request)
     if board_pass is None:
         # Asked to sign in, as the report form does (200: a form to fill is not an error).
         error = "board.signin.expired" if ended else None
@@ -180,21 +186,25 @@ async def board_signin(request: Request, intake: IntakeDep, current: SessionDep)
             return error_page(intake, request, error, current.session)
         log.warning("board.signin_refused")
         return _signin(intake, request, status=401, error="board.signin.bad_key")
-    lifetime = int(intake.settings.session_lifetime_seconds)
-    expires = int(time.time()) + lifetime
-    cookie = intake.keys.sign("board", ["key", key_id(stored), secrets.token_urlsafe(12), expires])
-    log.info("board.signed_in", key=key_id(stored))
-    resp = RedirectResponse("/board", status_code=303)
-    resp.set_cookie(
-        BOARD_COOKIE,
-        cookie,
-        max_age=lifetime,
-        httponly=True,
-        samesite="strict",
-        secure=intake.secure_cookies,
-        path="/board",
-    )
-    return resp
+    lifetime = intake.settings.session_lifetime_seconds
+    board_pass = new_pass("key", key_id(stored), now=time.time(), lifetime=lifetime)
+    log.info("board.signed_in", key=board_pass.ident)
+    return signed_in(intake, board_pass, RedirectResponse("/board", status_code=303))
+
+
+def _open_link(intake: Intake, request: Request, token: str) -> Response:
+    """A contact's board link: exchanged for a sign-in (so the link leaves the address bar),
+    or the sign-in page saying why it did not open."""
+    try:
+        contact_id = read_link(intake.keys, token, directory=intake.directory, now=time.time())
+    except TokenExpired:
+        return _signin(intake, request, status=410, error="board.link.expired")
+    except TokenError:
+        return _signin(intake, request, status=401, error="board.link.invalid")
+    lifetime = intake.settings.session_lifetime_seconds
+    board_pass = new_pass("contact", contact_id, now=time.time(), lifetime=lifetime)
+    log.info("board.signed_in", contact=contact_id)
+    return signed_in(intake, board_pass, RedirectResponse("/board", status_code=303))
 
 
 @router.post("/board/signout", response_class=HTMLResponse)
@@ -257,7 +267,7 @@ async def board_stream(
 @router.get("/board/events")
 async def board_events(request: Request, intake: IntakeDep) -> Response:
     """Server-sent events: the board's list, sent again whenever it changes."""
-    board_pass, _ = read_pass(intake, request.cookies.get(BOARD_COOKIE), now=time.time())
+    board_pass, _ = current_pass(intake, request)
     if board_pass is None:
         return Response("board.signin.expired", 401, media_type="text/plain")
     try:

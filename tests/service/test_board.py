@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 
@@ -21,6 +22,7 @@ from schemas.events import (
     IncidentResolved,
     SealedResolvedData,
 )
+from services.domain.board_pass import link_token
 from services.domain.directory import load_directory
 from services.eventlog.interface import StoredMessage, TailReset
 from services.intake.app import create_app
@@ -200,3 +202,21 @@ async def test_a_board_whose_tail_expired_is_rebuilt_at_once_not_shown_stale():
         again = await board.get("/board")
     assert listed(again) == [second, first]
     assert "cannot be read" not in again.text
+
+
+async def test_a_contacts_board_link_signs_them_in_and_a_bad_one_says_why(app):
+    incident = await reported(app, "hamline", minutes_ago=1)
+    keys = app.state.intake.keys
+    now = int(time.time())
+    good = link_token(keys, "safety-office", issued_at=now, expires_at=now + 600)
+    old = link_token(keys, "safety-office", issued_at=now - 600, expires_at=now - 1)
+    async with client(app) as board:
+        expired = await board.get(f"/board?token={old}")
+        forged = await board.get(f"/board?token={good[:-3]}abc")
+        opened = await board.get(f"/board?token={good}")
+        page = await board.get("/board")
+    assert expired.status_code == 410 and "board link has expired" in expired.text
+    assert forged.status_code == 401 and "not valid" in forged.text
+    assert incident not in expired.text + forged.text
+    assert opened.status_code == 303 and opened.headers["location"] == "/board"
+    assert page.status_code == 200 and incident in page.text
