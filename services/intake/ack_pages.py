@@ -69,8 +69,12 @@ def page_language(intake: Intake, request: Request, claim: AckClaim | None) -> s
     return contact.language if contact else "en"
 
 
-def incident_link(intake: Intake, claim: AckClaim) -> str:
-    """A status link for the recipient (without staff notes: it may be opened anywhere)."""
+def incident_link(intake: Intake, claim: AckClaim, incident: IncidentState) -> str | None:
+    """A status link for the recipient (without staff notes: it may be opened anywhere),
+    living no longer than the ack link; none once the district revoked their links (a link
+    minted now would postdate the revocation and slip past it)."""
+    if any(r.recipient in (None, claim.contact_id) for r in incident.links_revoked):
+        return None
     now = int(time.time())
     view = ViewClaim(
         claim.incident_id,
@@ -78,7 +82,7 @@ def incident_link(intake: Intake, claim: AckClaim) -> str:
         notification_id=claim.notification_id,
         notes=False,
         issued_at=now,
-        expires_at=now + int(intake.settings.view_link_days * 86400),
+        expires_at=min(claim.expires_at, now + int(intake.settings.view_link_days * 86400)),
     )
     return f"/incidents/{claim.incident_id}?token={view_token(intake.keys, view)}"
 
@@ -102,7 +106,7 @@ def context(
         "school_name": school.name if school else incident.school_id,
         "reported": local_datetime(incident.recorded_at, tz, lang),
         "confirmed": confirmed,
-        "incident_url": incident_link(intake, claim),
+        "incident_url": incident_link(intake, claim, incident),
     }
 
 
