@@ -54,9 +54,7 @@ async def check(settings: Settings) -> PipelineHealth:
     guard = new_guard(settings.nats_url, "dooralert-status")
     nc = await connect(settings.nats_url, name="dooralert-status", guard=guard, one_shot=True)
     try:
-        limits = Thresholds(
-            stall=settings.pipeline_stall_seconds, unacked=settings.unacked_limit()
-        )
+        limits = Thresholds(stall=settings.pipeline_stall_seconds, unacked=settings.unacked_limit())
         start = datetime.now(UTC)
         # No grace: "nobody pulling" is judged from these few looks alone.
         since = start - timedelta(seconds=limits.stall + 1)

@@ -23,9 +23,7 @@ def start_monitor(app: FastAPI, js: JetStreamContext, settings: Settings) -> Pip
     """Watch the pipeline for the app's life (stop it with `close`)."""
     monitor = PipelineMonitor(
         js,
-        limits=Thresholds(
-            stall=settings.pipeline_stall_seconds, unacked=settings.unacked_limit()
-        ),
+        limits=Thresholds(stall=settings.pipeline_stall_seconds, unacked=settings.unacked_limit()),
         since=datetime.now(UTC),
     )
     monitor.start(settings.pipeline_check_seconds)
