@@ -323,7 +323,7 @@ async def test_the_report_form_still_converts_its_count_and_yes_no_answers(intak
         )
         assert resp.status_code == 303, resp.text
         bad = await web.post("/report", data=form_of(token, "f-2", agent_count="four"))
-        assert bad.status_code == 422 and "valid integer" in bad.text
+        assert bad.status_code == 422 and "Enter how many agents, from 1 to 50" in bad.text
     [event] = app.log.events()
     assert event.data.agent_count == 4 and event.data.credentials_shown is False
 
