@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.events import Event, event_subject, new_event_id, parse_stored
+from schemas.events import Event, derive_id, event_subject, new_event_id, parse_stored
 from schemas.report import TOKEN_PATTERN, EncounterReport
 from services.domain.directory import School
 from services.domain.incident import IncidentState, fold
@@ -173,8 +173,12 @@ async def record_follow_up(
     if _has_note(raw):
         with log_unreachable("notes.key_unavailable", incident=incident.incident_id):
             seal = await _sealer(notes, incident.incident_id, now=now)
+    # An incident is resolved once (there is no reopening): the all-clear's id derives from
+    # the incident, so a double submit or two staff pressing at once record one all-clear and
+    # send one round of emails (the log drops the second as a duplicate).
+    event_id = derive_id(incident.incident_id, "incident.resolved") if resolve else new_event_id()
     decision = decide_follow_up(
-        incident, raw, resolve=resolve, actor=actor, now=now, event_id=new_event_id(), seal=seal
+        incident, raw, resolve=resolve, actor=actor, now=now, event_id=event_id, seal=seal
     )
     if isinstance(decision, Refused):
         refuse(decision)
