@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from services.cli.support import fail, load_settings, on_jetstream, shown_url
+from services.cli.support import fail, operate
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -67,17 +67,11 @@ def audit_forget(
         fail(f"--incident: {incident!r} is not an incident id")
     if reason is not None and len(reason) > 200:
         fail("--reason: at most 200 characters")
-    settings = load_settings()
 
     async def work(js: JetStreamContext) -> str:
         return await _forget(js, incident, reason)
 
-    try:
-        typer.echo(on_jetstream(settings, name="dooralert-forget", work=work))
-    except LookupError as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(f"cannot reach NATS at {shown_url(settings)}: {exc}")
+    operate("dooralert-forget", work)
 
 
 async def _forget(js: JetStreamContext, incident: str, reason: str | None) -> str:

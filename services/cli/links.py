@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from services.cli.support import fail, load_settings, on_jetstream, shown_url
+from services.cli.support import fail, load_settings, operate
 
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
@@ -37,17 +37,11 @@ def links_revoke(
         fail(f"--incident: {incident!r} is not an incident id")
     if contact is not None and not RECIPIENT.fullmatch(contact):
         fail(f"--contact: {contact!r} is not a contact id or intake-key:<id>")
-    settings = load_settings()
 
     async def work(js: JetStreamContext) -> str:
         return await _revoke(js, incident, contact)
 
-    try:
-        typer.echo(on_jetstream(settings, name="dooralert-links", work=work))
-    except LookupError as exc:
-        fail(str(exc))
-    except OSError as exc:
-        fail(f"cannot reach NATS at {shown_url(settings)}: {exc}")
+    operate("dooralert-links", work)
 
 
 async def _revoke(js: JetStreamContext, incident: str, recipient: str | None) -> str:

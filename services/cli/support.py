@@ -110,3 +110,15 @@ def on_jetstream(
         return asyncio.run(run())
     except NatsConnectError as exc:
         fail(str(exc))
+
+
+def operate(name: str, work: Callable[[JetStreamContext], Awaitable[str]]) -> None:
+    """An operator command's one NATS round trip: print what `work` says it did; exit 2 with
+    the reason on a missing incident (`LookupError`) or an unreachable server."""
+    settings = load_settings()
+    try:
+        typer.echo(on_jetstream(settings, name=name, work=work))
+    except LookupError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot reach NATS at {shown_url(settings)}: {exc}")
