@@ -26,7 +26,9 @@ Measured, in one run: report -> all four emails accepted over --samples sequenti
 the two systems interleaved (the order alternating) so noise falls on both; --schools reports
 at once from 32 concurrent clients -> all emails accepted; the SMTP server's own limit (as many
 messages over 8 pooled connections); CPU seconds per email of each dooralert process during the
-burst, from /proc/<pid>/stat. Numbers on a shared 2-core machine are noisy: compare within one
+burst, from /proc/<pid>/stat; and where dooralert's sequential samples spend their time, hop by
+hop (benchmarks/peer_hops.py: POST, the log's stored times and the events' recorded_at, the
+202, the SMTP sink's accept times). Numbers on a shared 2-core machine are noisy: compare within one
 run.
 """
 
@@ -40,6 +42,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,7 @@ if str(REPO) not in sys.path:
 
 import httpx  # noqa: E402
 
+from benchmarks import peer_hops as hops  # noqa: E402
 from benchmarks import peer_parts as parts  # noqa: E402
 from benchmarks import pipeline as pl  # noqa: E402
 
@@ -59,8 +63,10 @@ async def interleaved_samples(
     door: httpx.AsyncClient,
     am: httpx.AsyncClient | None,
     keys: dict[str, str],
+    kept: list[hops.Sample],
 ) -> dict[str, list[float]]:
-    """Report -> 4th email accepted, one system then the other, the order alternating."""
+    """Report -> 4th email accepted, one system then the other, the order alternating;
+    dooralert's counted samples also go to `kept` (for the per-hop breakdown)."""
     schools = list(keys)
     out: dict[str, list[float]] = {"dooralert": [], "alertmanager": []}
     run = secrets.token_hex(3)
@@ -69,7 +75,10 @@ async def interleaved_samples(
         order = ["dooralert", "alertmanager"] if i % 2 == 0 else ["alertmanager", "dooralert"]
         for system in order:
             if system == "dooralert":
-                lat = await parts.dooralert_once(door, sink, school, keys[school], i)
+                sample = await hops.dooralert_sample(door, sink, school, keys[school], i)
+                lat = sample.emails[-1] - sample.post
+                if i >= 2:
+                    kept.append(sample)
             elif am is not None:
                 lat = await parts.alertmanager_once(am, sink, f"seq-{run}-{i}", school)
             else:
@@ -84,7 +93,7 @@ async def amain(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"schools": args.schools, "notifiers": args.notifiers}
     sink = parts.start_sink(work)
     keys = parts.make_district(work / "config", args.schools)
-    base, procs = await parts.start_dooralert(args, work, sink.port)
+    base, procs, admin_url = await parts.start_dooralert(args, work, sink.port)
     am_base, am_proc, am_skip = await parts.start_alertmanager(work, sink.port)
     result["alertmanager_skipped"] = am_skip
     limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
@@ -94,8 +103,12 @@ async def amain(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     ):
         am = amc if am_base else None
         print(f"bench: {args.samples} interleaved samples ...", file=sys.stderr, flush=True)
-        seq = await interleaved_samples(args, sink, door, am, keys)
+        kept: list[hops.Sample] = []
+        offset = time.time() - time.monotonic()  # wall clock -> CLOCK_MONOTONIC
+        seq = await interleaved_samples(args, sink, door, am, keys, kept)
         result["sequential_ms"] = {k: pl.summary_ms(v) for k, v in seq.items() if v}
+        await asyncio.sleep(0.5)  # the last sample's notification.sent records
+        result["hops_ms"] = await hops.hop_breakdown(admin_url, kept, offset)
         bursts: dict[str, list[dict[str, Any]]] = {"dooralert": [], "alertmanager": []}
         for b in range(args.bursts):
             order = ["dooralert", "alertmanager"] if b % 2 == 0 else ["alertmanager", "dooralert"]
@@ -174,6 +187,7 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
             f"{1000 * b['cpu_s']['alertmanager'] / max(1, b['emails']):.2f} ms/email"
         )
     w(f"  keys with more than 4 emails (duplicates): {r['duplicates']}")
+    hops.print_hops(r.get("hops_ms", {}))
     w(f"  logs: {r['logs']}")
 
 

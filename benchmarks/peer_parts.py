@@ -132,16 +132,17 @@ def make_district(dest: Path, schools: int) -> dict[str, str]:
 
 async def start_dooralert(
     args: argparse.Namespace, work: Path, smtp_port: int
-) -> tuple[str, dict[str, subprocess.Popen[bytes]]]:
-    """nats-server with users, provision as admin, then each service as its own user."""
-    base, procs = await asyncio.to_thread(launch_dooralert, args, work, smtp_port)
+) -> tuple[str, dict[str, subprocess.Popen[bytes]], str]:
+    """nats-server with users, provision as admin, then each service as its own user; the
+    intake's base URL, the processes and the admin's NATS URL (to read the log back)."""
+    base, procs, admin = await asyncio.to_thread(launch_dooralert, args, work, smtp_port)
     await pl.wait_healthz(base, list(procs.items()), 60)
-    return base, procs
+    return base, procs, admin
 
 
 def launch_dooralert(
     args: argparse.Namespace, work: Path, smtp_port: int
-) -> tuple[str, dict[str, subprocess.Popen[bytes]]]:
+) -> tuple[str, dict[str, subprocess.Popen[bytes]], str]:
     """Start the processes (start_dooralert waits for them)."""
     server = devnats.prepare(work, host=HOST, port=pl.free_port())
     http_port = pl.free_port()
@@ -191,7 +192,7 @@ def launch_dooralert(
         # Each process its own health/metrics port, as a district runs them on one machine.
         env_p = {**as_user(user), "DOORALERT_METRICS_PORT": str(pl.free_port())}
         procs[name] = pl.spawn(name, [*cli, *cmd], env=env_p, log_path=logs / f"{name}.log")
-    return f"http://{HOST}:{http_port}", procs
+    return f"http://{HOST}:{http_port}", procs, server.url_for("admin")
 
 
 def alertmanager_skip_reason() -> str | None:
