@@ -41,6 +41,12 @@ async def raw_decoder(msg: Any) -> bytes:
     return bytes(msg.body)
 
 
+async def message_decoder(msg: Any) -> Any:
+    """Hand a handler the message itself (body, subject, metadata, ack): for a broker built
+    with `apply_types=False`, whose handlers take exactly one argument, the decoded value."""
+    return msg
+
+
 def dead_letter_event(
     *, consumer: str, seq: int, subject: str, reason: str, now: datetime
 ) -> MessageDeadLettered:
