@@ -103,7 +103,7 @@ class EscalationDecidedData(_Frozen):
     )
 
 
-NotificationKind = Literal["alert", "escalation", "update", "resolved", "pattern"]
+NotificationKind = Literal["alert", "escalation", "update", "resolved", "reopened", "pattern"]
 
 
 class NotificationRequestedData(_Frozen):
@@ -117,7 +117,8 @@ class NotificationRequestedData(_Frozen):
     kind: NotificationKind = Field(
         default="alert",
         description="alert: the first report; escalation: a missed deadline or unreachable "
-        "contact; update/resolved: follow-ups; pattern: encounters across schools",
+        "contact; update/resolved/reopened: follow-ups (reopened: the all-clear was withdrawn, "
+        "the agents are back); pattern: encounters across schools",
     )
     cause_id: str | None = Field(
         default=None, description="the event this notification is about (update, resolution)"
@@ -201,6 +202,13 @@ class IncidentResolvedData(_Frozen):
     note: Annotated[str, Field(max_length=500), AfterValidator(no_control_characters)] | None = None
 
 
+class IncidentReopenedData(_Frozen):
+    """The all-clear withdrawn: the agents are back, or it was sent by mistake (the request
+    body: the note in clear)."""
+
+    note: Annotated[str, Field(max_length=500), AfterValidator(no_control_characters)] | None = None
+
+
 class SealedReport(EncounterReport):
     """The report as the log stores it (v2): the notes only sealed."""
 
@@ -223,6 +231,13 @@ class SealedResolvedData(IncidentResolvedData):
     note: SkipJsonSchema[None] = Field(default=None, exclude=True)
     note_sealed: SealedText | None = None
     note_v1: str | None = Field(default=None, description=_V1_CLEAR)
+
+
+class SealedReopenedData(IncidentReopenedData):
+    """The reopening as stored: its note only sealed."""
+
+    note: SkipJsonSchema[None] = Field(default=None, exclude=True)
+    note_sealed: SealedText | None = None
 
 
 class NotesForgottenData(_Frozen):
@@ -305,6 +320,14 @@ class IncidentResolved(Event):
     data: SealedResolvedData
 
 
+class IncidentReopened(Event):
+    """The incident is open again after an all-clear (one per all-clear: its id derives from
+    the incident and how many times it was reopened before)."""
+
+    type: Literal["incident.reopened"] = "incident.reopened"
+    data: SealedReopenedData
+
+
 class NotesForgotten(Event):
     """The incident's notes key was destroyed (`dooralert audit forget`): its notes are gone."""
 
@@ -345,6 +368,7 @@ EVENT_MODELS: dict[str, type[Event]] = {
         EscalationRaised,
         EncounterUpdated,
         IncidentResolved,
+        IncidentReopened,
         PatternDetected,
         MessageDeadLettered,
         LinksRevoked,
@@ -362,6 +386,7 @@ AnyEvent = Annotated[
     | EscalationRaised
     | EncounterUpdated
     | IncidentResolved
+    | IncidentReopened
     | PatternDetected
     | MessageDeadLettered
     | LinksRevoked

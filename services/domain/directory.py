@@ -10,7 +10,7 @@ import hmac
 import secrets
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import httpx
 from pydantic import (
@@ -19,11 +19,13 @@ from pydantic import (
     Field,
     PrivateAttr,
     StringConstraints,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
 
 from schemas.report import TOKEN_PATTERN
+from services.domain.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from services.runtime.config import load_yaml_model
 
 Token = Annotated[str, StringConstraints(pattern=TOKEN_PATTERN)]
@@ -80,11 +82,55 @@ ChannelConfig = Annotated[
 
 
 class Contact(_Strict):
+    """One person or desk. `name` in district.yaml is a string, or a name per language
+    (`{en: Law Department, es: Departamento Legal}`, the default language required): `name`
+    is then the default language's, and `name_in` picks the reader's."""
+
     id: Token
     name: str
     language: Literal["en", "es"] = "en"
     channels: list[ChannelConfig] = Field(min_length=1)
     backups: list[Token] = Field(default_factory=list)
+    # The name in each language district.yaml gives one for (empty: `name` in every language).
+    _names: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _names_per_language(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Contact:
+        names: dict[str, str] = {}
+        if isinstance(data, dict) and isinstance(data.get("name"), dict):
+            names = _language_names(data.get("id"), data["name"])
+            data = {**data, "name": names[DEFAULT_LANGUAGE]}
+        contact: Contact = handler(data)
+        if names:
+            contact._names = names
+        return contact
+
+    def name_in(self, language: str) -> str:
+        """The contact's name in `language`, else in the default language."""
+        return self._names.get(language, self.name)
+
+
+def _language_names(contact_id: object, given: dict[Any, Any]) -> dict[str, str]:
+    """A `name:` mapping checked: known languages, one line of text each, the default
+    language present. Errors name the contact (a mapping error deep in a list of contacts
+    would otherwise read as `contacts.7.name`)."""
+    who = f'contact "{contact_id}"' if isinstance(contact_id, str) else "a contact"
+    names: dict[str, str] = {}
+    for lang, text in given.items():
+        if lang not in LANGUAGES:
+            raise ValueError(
+                f"{who}: name in unknown language {lang!r} (languages: {', '.join(LANGUAGES)})"
+            )
+        if not isinstance(text, str) or not text.strip() or not text.isprintable():
+            raise ValueError(f"{who}: name.{lang} must be one line of text")
+        names[str(lang)] = text.strip()
+    if DEFAULT_LANGUAGE not in names:
+        raise ValueError(
+            f"{who}: name has no {DEFAULT_LANGUAGE!r} entry (the default language; the other "
+            "languages fall back to it)"
+        )
+    return names
 
 
 class School(_Strict):

@@ -301,6 +301,10 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "notify.resolved.prefix": "ALL CLEAR: ",
         "notify.resolved.headline": "ALL CLEAR: the incident has been resolved. No further "
         "action is needed.",
+        "notify.reopened.prefix": "AGENTS BACK: ",
+        "notify.reopened.headline": "AGENTS BACK: the all clear is withdrawn and the incident "
+        "is open again. Current details below; if you have not confirmed yet, please respond "
+        "now.",
         "notify.ack": "Acknowledge (you are handling it)",
         # The district protocol, per document shown (schemas/report.py `Document`).
         "protocol.always": "Always: never share student information or anyone's immigration "
@@ -481,6 +485,10 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "notify.resolved.prefix": "DESPEJADO: ",
         "notify.resolved.headline": "TODO DESPEJADO: el incidente se ha resuelto. No se "
         "necesita más acción.",
+        "notify.reopened.prefix": "AGENTES DE VUELTA: ",
+        "notify.reopened.headline": "AGENTES DE VUELTA: se retira el aviso de todo despejado y "
+        "el incidente está abierto otra vez. Detalles actuales abajo; si aún no confirmó, por "
+        "favor responda ahora.",
         "notify.ack": "Confirmar (usted se encarga)",
         # The district protocol.
         "protocol.always": "Siempre: nunca comparta información de estudiantes ni el estatus "

@@ -47,7 +47,19 @@ STATUS_MESSAGES: dict[str, dict[str, str]] = {
         "no further action is needed. Only send it once the agents have gone.",
         "confirm.agents_left.title": "Tell everyone the agents have left?",
         "confirm.agents_left.text": "Everyone alerted will get an update. If they come back, "
-        "send another update from the incident page.",
+        "press “The agents are back” on the incident page.",
+        "confirm.agents_back.title": "Tell everyone the agents are back?",
+        "confirm.agents_back.text": "Everyone alerted will get an update: the agents are at "
+        "the door again, kept outside. Correct the details on the incident page if they differ.",
+        "confirm.reopen.title": "Withdraw the all clear?",
+        "confirm.reopen.text": "The incident opens again: everyone alerted is told the agents "
+        "are back, and whoever has not confirmed yet is asked again and escalated as before.",
+        "incident.agents_back": "The agents are back",
+        "incident.reopen": "Agents are back / reopen",
+        "incident.reopen_hint": "All clear was sent. If the agents came back, or it was sent by "
+        "mistake, open the incident again.",
+        "incident.reopened": "Open again since {time}: the all clear was withdrawn.",
+        "kind.reopened": "Agents back",
         "confirm.yes": "Yes, send it",
         "confirm.no": "No, go back",
         "ack.title": "Confirm you have seen this alert",
@@ -109,7 +121,22 @@ STATUS_MESSAGES: dict[str, dict[str, str]] = {
         "se necesita más acción. Envíelo solo cuando los agentes se hayan ido.",
         "confirm.agents_left.title": "¿Avisar a todos que los agentes se fueron?",
         "confirm.agents_left.text": "Todos los avisados recibirán una actualización. Si "
-        "vuelven, envíe otra actualización desde la página del incidente.",
+        "vuelven, pulse «Los agentes volvieron» en la página del incidente.",
+        "confirm.agents_back.title": "¿Avisar a todos que los agentes volvieron?",
+        "confirm.agents_back.text": "Todos los avisados recibirán una actualización: los "
+        "agentes están otra vez en la puerta, afuera. Corrija los detalles en la página del "
+        "incidente si son otros.",
+        "confirm.reopen.title": "¿Retirar el aviso de todo despejado?",
+        "confirm.reopen.text": "El incidente se abre otra vez: todos los avisados sabrán que "
+        "los agentes volvieron, y a quien aún no confirmó se le pide otra vez y se escala como "
+        "antes.",
+        "incident.agents_back": "Los agentes volvieron",
+        "incident.reopen": "Los agentes volvieron / reabrir",
+        "incident.reopen_hint": "Se envió el aviso de todo despejado. Si los agentes volvieron, "
+        "o se envió por error, abra el incidente otra vez.",
+        "incident.reopened": "Abierto otra vez desde las {time}: se retiró el aviso de todo "
+        "despejado.",
+        "kind.reopened": "Agentes de vuelta",
         "confirm.yes": "Sí, enviarlo",
         "confirm.no": "No, volver",
         "ack.title": "Confirme que vio esta alerta",

@@ -20,6 +20,7 @@ from schemas.events import (
     EscalationRaised,
     Event,
     IncidentAcknowledged,
+    IncidentReopened,
     IncidentResolved,
     LinksRevoked,
     NotificationFailed,
@@ -29,6 +30,7 @@ from schemas.events import (
     NotificationSent,
     NotificationSentData,
     Severity,
+    derive_id,
 )
 from schemas.report import EncounterReport
 
@@ -102,6 +104,10 @@ class IncidentState(BaseModel):
     school_id: str
     status: Literal["open", "resolved"] = "open"
     resolved_at: datetime | None = None
+    # An all-clear withdrawn (`incident.reopened`): how many times, and the last time. Each
+    # round's all-clear and reopening get their own derived id (see `round_id`).
+    reopen_count: int = 0
+    reopened_at: datetime | None = None
     reported_at: datetime | None = None
     # When the report reached the log (was sent); `reported_at` is when the agents arrived.
     recorded_at: datetime | None = None
@@ -119,6 +125,14 @@ class IncidentState(BaseModel):
     notes_removed_on: datetime | None = None
     event_count: int = 0
     last_event_at: datetime | None = None
+
+    def round_id(self, event_type: str) -> str:
+        """The id of this round's all-clear (`incident.resolved`) or reopening: a double
+        submit, or two staff at once, record one per round; a later round gets a new one.
+        Round 0's all-clear keeps the id it had before reopening existed."""
+        if self.reopen_count == 0 and event_type == "incident.resolved":
+            return derive_id(self.incident_id, event_type)
+        return derive_id(self.incident_id, event_type, str(self.reopen_count))
 
     def link_revoked(self, recipient: str, issued_at: datetime) -> bool:
         """Whether a status link made for `recipient` at `issued_at` has been revoked."""
@@ -232,6 +246,17 @@ def evolve(state: IncidentState | None, event: Event) -> IncidentState:
             if state.status == "resolved":
                 return state
             return state.model_copy(update={"status": "resolved", "resolved_at": event.occurred_at})
+        case IncidentReopened():
+            if state.status != "resolved":
+                return state
+            return state.model_copy(
+                update={
+                    "status": "open",
+                    "resolved_at": None,
+                    "reopen_count": state.reopen_count + 1,
+                    "reopened_at": event.occurred_at,
+                }
+            )
         case _:
             return state
 

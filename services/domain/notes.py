@@ -15,6 +15,7 @@ from schemas.events import (
     EncounterReported,
     EncounterUpdated,
     Event,
+    IncidentReopened,
     IncidentResolved,
     NotesForgotten,
     SealedText,
@@ -31,6 +32,8 @@ def sealed_notes(event: Event) -> tuple[str, SealedText | None, str | None] | No
             return "notes", event.data.notes_sealed, event.data.notes_v1
         case IncidentResolved():
             return "note", event.data.note_sealed, event.data.note_v1
+        case IncidentReopened():
+            return "note", event.data.note_sealed, None
         case _:
             return None
 

@@ -117,6 +117,7 @@ def _event_consumers() -> list[ConsumerConfig]:
             filter_subjects=[
                 f"{SUBJECT_PREFIX}.*.*.encounter.updated",
                 f"{SUBJECT_PREFIX}.*.*.incident.resolved",
+                f"{SUBJECT_PREFIX}.*.*.incident.reopened",
                 f"{SUBJECT_PREFIX}.*.*.notification.failed",
             ],
             ack_policy=AckPolicy.EXPLICIT,

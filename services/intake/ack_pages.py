@@ -97,7 +97,7 @@ def context(
     tz = intake.timezone
     at = partial(local_time, tz=tz, language=lang)
     confirmed = [
-        f"{role_phrase('by', a.role, lang)} ({_name(intake, a.contact_id)}) — {at(a.at)}"
+        f"{role_phrase('by', a.role, lang)} ({_name(intake, a.contact_id, lang)}) — {at(a.at)}"
         for a in incident.acknowledgements
     ]
     return {
@@ -110,9 +110,9 @@ def context(
     }
 
 
-def _name(intake: Intake, contact_id: str) -> str:
+def _name(intake: Intake, contact_id: str, lang: str) -> str:
     contact = intake.directory.contact(contact_id)
-    return contact.name if contact else contact_id
+    return contact.name_in(lang) if contact else contact_id
 
 
 def ack_page(

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from schemas.events import EncounterUpdatedData, IncidentResolvedData
+from schemas.events import EncounterUpdatedData, IncidentReopenedData, IncidentResolvedData
 from schemas.report import EncounterReport
 from services.domain.directory import School
 from services.domain.incident import IncidentState
@@ -186,12 +186,19 @@ async def _follow_up(
     event_log: EventLog,
     *,
     resolve: bool,
+    reopen: bool = False,
 ) -> JSONResponse:
     incident = await _own_incident(event_log, who, incident_id)
     api_limit(intake, request, incident.school_id)
     raw = await json_body(request, max_bytes=intake.settings.max_report_bytes)
     event_id = await record_follow_up(
-        event_log, incident, who.actor, raw, resolve=resolve, notes=get_notes(request)
+        event_log,
+        incident,
+        who.actor,
+        raw,
+        resolve=resolve,
+        reopen=reopen,
+        notes=get_notes(request),
     )
     return JSONResponse({"incident_id": incident_id, "event_id": event_id}, 202)
 
@@ -216,3 +223,18 @@ async def post_resolve(
     incident_id: str, request: Request, who: StaffDep, intake: IntakeDep, event_log: EventLogDep
 ) -> JSONResponse:
     return await _follow_up(incident_id, request, who, intake, event_log, resolve=True)
+
+
+@router.post(
+    "/api/v1/incidents/{incident_id}/reopen",
+    status_code=202,
+    openapi_extra=body_schema(IncidentReopenedData, required=False),
+)
+async def post_reopen(
+    incident_id: str, request: Request, who: StaffDep, intake: IntakeDep, event_log: EventLogDep
+) -> JSONResponse:
+    """Withdraw the all-clear (the agents are back): the incident is open again; 409 while
+    it is open."""
+    return await _follow_up(
+        incident_id, request, who, intake, event_log, resolve=False, reopen=True
+    )

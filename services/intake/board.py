@@ -138,7 +138,7 @@ def board_context(
         "rows": rows,
         "waiting_count": sum(1 for r in rows if r.waiting),
         "schools": schools,
-        "names": {c.id: c.name for c in intake.directory.contacts},
+        "names": {c.id: c.name_in(lang) for c in intake.directory.contacts},
         "local": local,
         "link": lambda incident_id: incident_link(intake, board_pass, incident_id),
         "updated": local(datetime.now(UTC)),

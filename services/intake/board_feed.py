@@ -31,6 +31,7 @@ ROW_EVENTS = (
     "encounter.updated",
     "incident.acknowledged",
     "incident.resolved",
+    "incident.reopened",
     "escalation.decided",
     "escalation.raised",
 )

@@ -171,6 +171,9 @@ def follow_up_from_form(values: dict[str, str]) -> tuple[dict[str, str], bool]:
         return {}, True
     if action == "agents_left":
         return {"entry": "left"}, False
+    if action == "agents_back":
+        # Back at the door after leaving: kept outside again (the details form corrects it).
+        return {"entry": "kept_outside"}, False
     if action == "notes":
         # The held-back page's "send as an update", its text cleaned by the staff member.
         return {"notes": normalise_notes(values.get("notes", "")).strip()}, False

@@ -93,7 +93,7 @@ def incident_context(intake: Intake, request: Request, incident: IncidentState) 
         # Without notes when the link was sent to a shared place (chat, webhook).
         "incident": shown(intake, request, incident),
         "school_name": school.name if school else incident.school_id,
-        "names": {c.id: c.name for c in intake.directory.contacts},
+        "names": {c.id: c.name_in(lang) for c in intake.directory.contacts},
         "protocol": protocol.text(incident.report.document, lang) if incident.report else "",
         "always": protocol.always_text(lang),
         "documents": list(Document),
@@ -228,18 +228,30 @@ async def incident_events(
     )
 
 
-# Follow-ups that tell everyone the danger is over: one stray tap must not send them.
-CONFIRMED_ACTIONS = ("resolve", "agents_left")
+# Follow-ups that tell everyone the danger is over, or that it is back: one stray tap must not
+# send them. Each is offered (and confirmed) only in the state it applies to: the all-clear
+# and "agents left" while the incident is open, "agents are back" once they left, and the
+# reopening once it is resolved.
+CONFIRMED_ACTIONS = {
+    "resolve": "open",
+    "agents_left": "open",
+    "agents_back": "open",
+    "reopen": "resolved",
+}
 
 
-def needs_confirming(values: dict[str, str]) -> bool:
-    """Whether this follow-up form is a first press that must be confirmed before recording."""
-    return values.get("action") in CONFIRMED_ACTIONS and values.get("confirm") != "yes"
+def needs_confirming(values: dict[str, str], incident: IncidentState) -> bool:
+    """Whether this follow-up form is a first press that must be confirmed before recording
+    (a press that no longer applies, say All clear on a resolved incident, is not: recording
+    it answers why not)."""
+    action = values.get("action", "")
+    return CONFIRMED_ACTIONS.get(action) == incident.status and values.get("confirm") != "yes"
 
 
 def confirm_page(
     intake: Intake, request: Request, session: Session, incident: IncidentState, action: str
 ) -> HTMLResponse:
-    """The second step of "All clear" or "The agents have left": nothing is recorded yet."""
+    """The second step of "All clear", "The agents have left", "The agents are back" or
+    reopening: nothing is recorded yet."""
     ctx = incident_context(intake, request, incident)
     return render(intake, request, "confirm.html", {**ctx, "action": action}, session=session)

@@ -13,14 +13,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.events import Event, derive_id, event_subject, new_event_id, parse_stored
+from schemas.events import Event, event_subject, new_event_id, parse_stored
 from schemas.report import TOKEN_PATTERN, EncounterReport
 from services.domain.directory import School
 from services.domain.incident import IncidentState, fold
 from services.domain.notes import open_notes, reveal
 from services.domain.sealing import NotesUnavailable
 from services.eventlog.interface import Appended, EventLog
-from services.intake.domain.followups import decide_follow_up
+from services.intake.domain.followups import decide_follow_up, decide_reopen
 from services.intake.domain.idempotency import compare_stored, incident_id_for
 from services.intake.domain.refusals import Refused
 from services.intake.errors import LOG_FAILURES, ApiError, Unavailable, refuse
@@ -165,21 +165,29 @@ async def record_follow_up(
     raw: Any,
     *,
     resolve: bool,
+    reopen: bool = False,
     notes: IntakeNotes | None = None,
 ) -> str:
-    """Record a staff update (or, with `resolve`, the all-clear); returns the event id."""
+    """Record a staff update (or, with `resolve`, the all-clear; with `reopen`, the all-clear
+    withdrawn); returns the event id."""
     now = datetime.now(UTC)
     seal = None
     if _has_note(raw):
         with log_unreachable("notes.key_unavailable", incident=incident.incident_id):
             seal = await _sealer(notes, incident.incident_id, now=now)
-    # An incident is resolved once (there is no reopening): the all-clear's id derives from
-    # the incident, so a double submit or two staff pressing at once record one all-clear and
-    # send one round of emails (the log drops the second as a duplicate).
-    event_id = derive_id(incident.incident_id, "incident.resolved") if resolve else new_event_id()
-    decision = decide_follow_up(
-        incident, raw, resolve=resolve, actor=actor, now=now, event_id=event_id, seal=seal
-    )
+    # An incident is resolved (and reopened) once per round: the all-clear's and the
+    # reopening's ids derive from the incident and how often it was reopened, so a double
+    # submit or two staff pressing at once record one and send one round of emails (the log
+    # drops the second as a duplicate), while a later round gets its own.
+    decision: Event | Refused
+    if reopen:
+        event_id = incident.round_id("incident.reopened")
+        decision = decide_reopen(incident, raw, actor=actor, now=now, event_id=event_id, seal=seal)
+    else:
+        event_id = incident.round_id("incident.resolved") if resolve else new_event_id()
+        decision = decide_follow_up(
+            incident, raw, resolve=resolve, actor=actor, now=now, event_id=event_id, seal=seal
+        )
     if isinstance(decision, Refused):
         refuse(decision)
     await record(event_log, decision)

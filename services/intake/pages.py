@@ -293,10 +293,11 @@ async def followup_form(
             raise PageError(404, "error.not_found")
         if incident.school_id != session.school_id:
             raise PageError(403, "error.other_school")
-        if needs_confirming(values) and incident.status != "resolved":
+        if needs_confirming(values, incident):
             return confirm_page(intake, request, session, incident, values["action"])
         page_limit(intake, request, incident.school_id)
-        change, resolve = follow_up_from_form(values)
+        reopen = values.get("action") == "reopen"
+        change, resolve = ({}, False) if reopen else follow_up_from_form(values)
         if still := screen_fields(change).get("notes"):
             # Nothing is recorded; the text goes back to its writer only, to edit again.
             text = values.get("notes", "")
@@ -310,7 +311,13 @@ async def followup_form(
                 status=422,
             )
         await record_follow_up(
-            event_log, incident, session.actor, change, resolve=resolve, notes=get_notes(request)
+            event_log,
+            incident,
+            session.actor,
+            change,
+            resolve=resolve,
+            reopen=reopen,
+            notes=get_notes(request),
         )
     except PageError as exc:
         return error_page(intake, request, exc, session)

@@ -99,7 +99,7 @@ Target = EmailChannel | WebhookChannel | AppriseChannel
 
 def shows_current_report(request: NotificationRequested) -> bool:
     """Follow-ups show the report as it stands now, updates applied (the folded state)."""
-    return request.data.kind in ("update", "resolved")
+    return request.data.kind in ("update", "resolved", "reopened")
 
 
 def plan_delivery(
@@ -179,7 +179,7 @@ def _alert_delivery(
         district_name=directory.district.name,
         school_name=school_name,
         timezone=directory.district.timezone,
-        recipient_name=contact.name,
+        recipient_name=contact.name_in(contact.language),
         status_url=status_url,
         emergency_phone=directory.district.emergency_phone,
     )
@@ -230,10 +230,11 @@ def view_url(
 
 
 def ack_url(request: NotificationRequested, settings: PlanSettings, *, now: datetime) -> str | None:
-    """The recipient's acknowledgement link: on a first alert and an escalation, not on a
-    follow-up or a pattern (nothing to acknowledge there)."""
+    """The recipient's acknowledgement link: on a first alert, an escalation and a reopening
+    (the agents are back: whoever has not confirmed is asked again), not on an update, the
+    all-clear or a pattern (nothing to acknowledge there)."""
     d = request.data
-    if d.kind not in ("alert", "escalation"):
+    if d.kind not in ("alert", "escalation", "reopened"):
         return None
     expires = now + timedelta(days=settings.ack_link_days)
     claim = AckClaim(
@@ -301,7 +302,7 @@ def _pattern_delivery(
         district_name=directory.district.name,
         school_name="",
         timezone="UTC",
-        recipient_name=contact.name,
+        recipient_name=contact.name_in(contact.language),
         status_url="",
         emergency_phone=directory.district.emergency_phone,
     )

@@ -23,6 +23,9 @@ class Deadline:
     incident_id: str
     tier: int
     at: datetime
+    # How many times the incident was reopened when this was armed: a reopened incident's
+    # deadlines are new timers, never dropped as duplicates of the round before's.
+    round: int = 0
 
 
 class DeadlineUnreadable(ValueError):
@@ -63,10 +66,14 @@ async def schedule(log: EventLog, deadline: Deadline, *, now: datetime) -> None:
     """Arm `deadline`; it survives restarts of every service, and arming the same tier of the
     same incident twice schedules it once."""
     key = f"{deadline.school_id}.{deadline.incident_id}.{deadline.tier}"
+    ids = [deadline.incident_id, "timer", str(deadline.tier)]
+    if deadline.round:
+        key += f".r{deadline.round}"
+        ids.append(f"r{deadline.round}")
     await log.schedule(
         f"{TIMER_SCHEDULE_PREFIX}.{key}",
         encode(deadline),
         fire_at=fire_time(deadline.at, now=now),
         target=f"{TIMER_FIRED_PREFIX}.{key}",
-        msg_id=derive_id(deadline.incident_id, "timer", str(deadline.tier)),
+        msg_id=derive_id(*ids),
     )

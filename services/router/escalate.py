@@ -19,6 +19,7 @@ from schemas.events import (
     EscalationRaised,
     EscalationRaisedData,
     Event,
+    IncidentReopened,
     IncidentResolved,
     NotificationFailed,
     NotificationKind,
@@ -254,17 +255,28 @@ def on_unreachable(
     ]
 
 
+FOLLOW_UP_KINDS: dict[type[Event], NotificationKind] = {
+    EncounterUpdated: "update",
+    IncidentResolved: "resolved",
+    IncidentReopened: "reopened",
+}
+
+
 def on_followup(
-    state: IncidentState | None, event: EncounterUpdated | IncidentResolved, *, now: datetime
+    state: IncidentState | None,
+    event: EncounterUpdated | IncidentResolved | IncidentReopened,
+    *,
+    now: datetime,
 ) -> list[Event]:
-    """Tell everyone already alerted about an update or the all-clear, once each."""
+    """Tell everyone already alerted (first alert, escalation) about an update, the
+    all-clear or the all-clear withdrawn ("the agents are back"), once each."""
     if state is None:
         return []
-    kind: NotificationKind = "resolved" if isinstance(event, IncidentResolved) else "update"
+    kind = FOLLOW_UP_KINDS[type(event)]
     seen: set[tuple[str, str]] = set()
     recipients: list[Recipient] = []
     for n in state.notifications:
-        if n.kind in ("update", "resolved") or (n.contact_id, n.channel) in seen:
+        if n.kind in FOLLOW_UP_KINDS.values() or (n.contact_id, n.channel) in seen:
             continue
         seen.add((n.contact_id, n.channel))
         recipients.append(
@@ -285,6 +297,38 @@ def on_followup(
         kind=kind,
         cause_id=event.id,
     )
+
+
+def reopened_deadline(
+    state: IncidentState | None, *, rules: Rules, now: datetime
+) -> tuple[int, datetime] | None:
+    """After a reopening, the escalation deadline to arm again: (tier, when), or None when
+    nobody required is still to confirm or the rules set no deadline.
+
+    Acknowledgements given before the all-clear still count. Required roles nobody has
+    confirmed get the same time to confirm as they had before (the route's `ack_within`,
+    or the tier reached's), counted from the reopening, and then escalate from the tier
+    where escalation stopped: the deadlines that fired while the incident was resolved
+    did nothing, and the timer chain ended there."""
+    if state is None or state.status != "open" or state.ack_deadline is None:
+        return None
+    if not state.missing_acks():
+        return None
+    reached = max((e.tier for e in state.escalations if e.reason == "deadline"), default=0)
+    if rules.escalation.tier(reached + 1) is None:
+        return None
+    allowed: timedelta | None
+    if reached == 0:
+        named = [r.ack_timeout for r in rules.routes if r.name in state.routes]
+        allowed = min((t for t in named if t is not None), default=None)
+        if allowed is None and state.ack_deadline is not None and state.recorded_at:
+            allowed = state.ack_deadline - state.recorded_at  # a route renamed since
+    else:
+        step = rules.escalation.tier(reached)
+        allowed = step[1] if step else None
+    if allowed is None:
+        return None
+    return reached + 1, now + allowed
 
 
 @dataclass(frozen=True)

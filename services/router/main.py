@@ -22,6 +22,7 @@ from schemas.events import (
     EscalationRaised,
     Event,
     EventDecodeError,
+    IncidentReopened,
     IncidentResolved,
     NotificationFailed,
     PatternDetected,
@@ -54,6 +55,7 @@ from services.router.escalate import (
     on_deadline,
     on_followup,
     on_unreachable,
+    reopened_deadline,
 )
 from services.router.rules import Rules
 from services.runtime.logging import get_logger
@@ -117,9 +119,14 @@ class Router:
         """Append a head event and the requests that follow from it."""
         await self.event_log.append_all(events)
 
-    async def arm(self, *, school_id: str, incident_id: str, tier: int, at: datetime) -> None:
-        """Schedule the escalation deadline of `tier` for an incident."""
-        deadline = Deadline(school_id=school_id, incident_id=incident_id, tier=tier, at=at)
+    async def arm(
+        self, *, school_id: str, incident_id: str, tier: int, at: datetime, round: int = 0
+    ) -> None:
+        """Schedule the escalation deadline of `tier` for an incident (in its `round`th
+        reopening)."""
+        deadline = Deadline(
+            school_id=school_id, incident_id=incident_id, tier=tier, at=at, round=round
+        )
         await deadlines.schedule(self.event_log, deadline, now=datetime.now(UTC))
 
     async def on_report(self, event: EncounterReported, _: NatsMessage) -> float | None:
@@ -202,7 +209,7 @@ class Router:
         now = datetime.now(UTC)
         incident = event.incident_id
         state = fold(await self.event_log.read_incident(incident), incident_id=incident)
-        if isinstance(event, (EncounterUpdated, IncidentResolved)):
+        if isinstance(event, (EncounterUpdated, IncidentResolved, IncidentReopened)):
             events = on_followup(state, event, now=now)
         elif isinstance(event, NotificationFailed):
             events = on_unreachable(state, event, directory=self.directory, now=now)
@@ -216,6 +223,18 @@ class Router:
                 type=event.type,
                 notifications=sum(e.type == "notification.requested" for e in events),
             )
+        if isinstance(event, IncidentReopened) and state is not None:
+            # Escalation resumes where it stopped for the roles still to confirm.
+            due = reopened_deadline(state, rules=self.rules, now=now)
+            if due is not None:
+                tier, at = due
+                await self.arm(
+                    school_id=event.school_id,
+                    incident_id=incident,
+                    tier=tier,
+                    at=at,
+                    round=state.reopen_count,
+                )
         return None
 
     async def on_timer(self, msg: NatsMessage) -> None:
@@ -239,6 +258,7 @@ class Router:
                     incident_id=incident_id,
                     tier=tier + 1,
                     at=next_deadline,
+                    round=state.reopen_count if state else 0,
                 )
         except Exception:
             log.exception("timer.failed", incident=incident_id, tier=tier)
@@ -304,7 +324,7 @@ def build_broker(
         f"{SUBJECT_PREFIX}.>",
         durable="router-followups",
         title="router-followups",
-        description="encounter.updated, incident.resolved, notification.failed",
+        description="encounter.updated, incident.resolved, incident.reopened, notification.failed",
         stream=events,
         pull_sub=pull,
         ack_policy=AckPolicy.MANUAL,

@@ -40,3 +40,35 @@ async def test_two_updates_are_two_updates() -> None:
     await record_follow_up(log, state, "key-hamline", {"entry": "left"}, resolve=False)
     await record_follow_up(log, state, "key-hamline", {"agent_count": 3}, resolve=False)
     assert [e.type for e in log.events()].count("encounter.updated") == 2
+
+
+async def test_each_round_is_resolved_and_reopened_once() -> None:
+    log = FakeEventLog()
+    reported = encounter_event(
+        parse_report(report(), now=NOW), incident_id="inc-3", actor="key-hamline", now=NOW
+    )
+    await log.append(reported)
+
+    async def state():  # type: ignore[no-untyped-def]
+        return fold(await log.read_incident("inc-3"), incident_id="inc-3")
+
+    first_clear = await record_follow_up(log, await state(), "key-hamline", {}, resolve=True)
+    resolved = await state()
+    # Two staff press "Agents are back" on the same resolved page: one reopening.
+    one = await record_follow_up(log, resolved, "key-hamline", {}, resolve=False, reopen=True)
+    two = await record_follow_up(log, resolved, "key-hamline", {}, resolve=False, reopen=True)
+    assert one == two
+    reopened = await state()
+    assert reopened is not None and reopened.status == "open"
+    # The next all-clear is a new one (not dropped as the first's duplicate), and once again.
+    a = await record_follow_up(log, reopened, "key-hamline", {}, resolve=True)
+    b = await record_follow_up(log, reopened, "key-hamline", {}, resolve=True)
+    assert a == b != first_clear
+    assert [e.type for e in log.events()] == [
+        "encounter.reported",
+        "incident.resolved",
+        "incident.reopened",
+        "incident.resolved",
+    ]
+    final = await state()
+    assert final is not None and final.status == "resolved" and final.reopen_count == 1

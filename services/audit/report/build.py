@@ -14,6 +14,7 @@ from schemas.events import (
     EncounterUpdated,
     EscalationDecided,
     Event,
+    IncidentReopened,
     IncidentResolved,
     MessageDeadLettered,
     PatternDetected,
@@ -305,12 +306,15 @@ def _follow_ups(events: Sequence[Event], notes: _Notes) -> list[FollowUp]:
                     sealed=_sealed(e),
                 )
             )
-        elif isinstance(e, IncidentResolved) and not resolved_seen:
-            resolved_seen = True
+        elif isinstance(e, IncidentResolved | IncidentReopened):
+            # As the fold counts them: an all-clear while open, a reopening while resolved.
+            if isinstance(e, IncidentResolved) == resolved_seen:
+                continue
+            resolved_seen = isinstance(e, IncidentResolved)
             follow_ups.append(
                 FollowUp(
                     at=e.occurred_at,
-                    kind="resolved",
+                    kind="resolved" if resolved_seen else "reopened",
                     changes=[],
                     note=notes.open(e),
                     sealed=_sealed(e),

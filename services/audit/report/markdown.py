@@ -197,7 +197,10 @@ def _follow_ups(r: AfterActionReport) -> list[str]:
         return list(_NONE)
     out = []
     for f in r.follow_ups:
-        what = "Resolved (all clear)" if f.kind == "resolved" else "Update"
+        what = {
+            "resolved": "Resolved (all clear)",
+            "reopened": "Reopened (all clear withdrawn)",
+        }.get(f.kind, "Update")
         changes = "; ".join(f"{k}: {v}" for k, v in f.changes)
         out.append(f"- {time(f.at)} {what}" + (f": {md(changes)}" if changes else ""))
         if f.note:

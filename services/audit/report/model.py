@@ -53,7 +53,7 @@ class EscalationRow:
 @dataclass(frozen=True)
 class FollowUp:
     at: datetime
-    kind: str  # "update" or "resolved"
+    kind: str  # "update", "resolved" or "reopened"
     changes: list[tuple[str, str]]
     note: str | None
     sealed: bool = False  # the note was sealed: shown as removed once its key is gone

@@ -1,5 +1,6 @@
-"""Follow-ups from staff (pure): an update ("the agents left", "it is a judicial warrant")
-or the all-clear becomes an event on the incident, or a `Refused` saying why not."""
+"""Follow-ups from staff (pure): an update ("the agents left", "it is a judicial warrant"),
+the all-clear, or the all-clear withdrawn ("the agents are back") becomes an event on the
+incident, or a `Refused` saying why not."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from schemas.envelope import originating
 from schemas.events import (
     EncounterUpdated,
     EncounterUpdatedData,
+    IncidentReopened,
+    IncidentReopenedData,
     IncidentResolved,
     IncidentResolvedData,
+    SealedReopenedData,
     SealedResolvedData,
     SealedText,
     SealedUpdateData,
@@ -24,6 +28,7 @@ from services.intake.domain.screen import personal_data_errors
 from services.intake.reports import SealNotes, field_errors
 
 ALREADY_RESOLVED = "the incident is already resolved"
+NOT_RESOLVED = "the incident is open: only an all-clear can be withdrawn"
 
 
 def decide_follow_up(
@@ -70,6 +75,39 @@ def decide_follow_up(
     return originating(
         EncounterUpdated,
         SealedUpdateData.model_validate({**facts, "notes_sealed": notes}),
+        id=event_id,
+        source="intake",
+        incident_id=incident.incident_id,
+        school_id=incident.school_id,
+        now=now,
+        actor=actor,
+    )
+
+
+def decide_reopen(
+    incident: IncidentState,
+    raw: Any,
+    *,
+    actor: str,
+    now: datetime,
+    event_id: str,
+    seal: SealNotes | None = None,
+) -> IncidentReopened | Refused:
+    """The all-clear withdrawn (the agents are back, or it was pressed by mistake): refused
+    unless the incident is resolved. `raw` may carry a note, sealed like the all-clear's."""
+    if incident.status != "resolved":
+        return Refused("open", NOT_RESOLVED)
+    body = raw if raw is not None else {}
+    if refused := personal_data_errors(body):
+        return invalid(refused)
+    try:
+        reopened = IncidentReopenedData.model_validate(body)
+    except ValidationError as exc:
+        return invalid(field_errors(exc))
+    note = _sealed(reopened.note, seal, event_id=event_id, field="note")
+    return originating(
+        IncidentReopened,
+        SealedReopenedData(note_sealed=note),
         id=event_id,
         source="intake",
         incident_id=incident.incident_id,

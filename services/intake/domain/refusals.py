@@ -11,6 +11,7 @@ RefusalKind = Literal[
     "not_in_log",  # the incident a token names is not in the log
     "already_acknowledged",  # the link has been used
     "resolved",  # nothing more to record: the incident is resolved
+    "open",  # no all-clear to withdraw: the incident is open
     "invalid",  # the request's data fails validation (`fields` says where)
     "key_reused",  # an Idempotency-Key already used for a different report
 ]
@@ -21,6 +22,7 @@ STATUS: dict[RefusalKind, int] = {
     "not_in_log": 404,
     "already_acknowledged": 409,
     "resolved": 409,
+    "open": 409,
     "invalid": 422,
     "key_reused": 409,
 }
