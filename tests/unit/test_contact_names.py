@@ -4,6 +4,7 @@ language, in an unknown language, or with an empty name is refused naming the co
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import yaml
 from services.domain.directory import Directory, load_directory
 from services.runtime.config import ConfigError
 from tests.support import EXAMPLES
+
+NOW = datetime(2025, 3, 1, 15, 30, tzinfo=UTC)
 
 
 def example() -> dict[str, Any]:
@@ -63,3 +66,26 @@ def test_a_bad_name_mapping_is_refused_naming_the_contact(
     with pytest.raises(ConfigError) as exc:
         load_directory(tmp_path)
     assert f'contact "law-dept": {why}' in str(exc.value)
+
+
+def test_an_email_names_its_recipient_in_the_recipients_language(tmp_path: Path) -> None:
+    from services.notifier.plan import EmailDelivery, Found, PlanSettings, plan_delivery
+    from tests.fixtures.notifier_support import encounter, request, test_directory
+    from tests.support import TEST_KEYS
+
+    plain = test_directory(tmp_path, "http://hooks.example")
+    raw = plain.model_dump(mode="json")
+    for c in raw["contacts"]:
+        if c["id"] == "liaison-hamline":  # reads Spanish (language: es)
+            c["name"] = {"en": "Family Liaison", "es": "Enlace con las familias"}
+    directory = Directory.model_validate(raw)
+    settings = PlanSettings(
+        base_url="https://d.example", sender="d <a@b.invalid>", ack_link_days=7, keys=TEST_KEYS
+    )
+    req = request("inc-1", "liaison-hamline", role="family_liaison")
+    found = Found(report=encounter("inc-1"))
+    delivery = plan_delivery(req, found, directory=directory, settings=settings, now=NOW)
+    assert isinstance(delivery, EmailDelivery)
+    body = delivery.message.get_body(("plain",))
+    assert body is not None
+    assert "Usted (Enlace con las familias) recibe este aviso" in str(body.get_content())
