@@ -86,6 +86,10 @@ VALUES: dict[Language, dict[str, str]] = {
         "info": "Information",
         "high": "High",
         "critical": "Critical",
+        # A delivery channel (schemas/events.py `Channel`).
+        "email": "Email",
+        "webhook": "Webhook",
+        "apprise": "Chat or text message",
     },
     "es": {
         "ice": "ICE",
@@ -118,6 +122,9 @@ VALUES: dict[Language, dict[str, str]] = {
         "info": "Informativa",
         "high": "Alta",
         "critical": "Crítica",
+        "email": "Correo electrónico",
+        "webhook": "Webhook",
+        "apprise": "Chat o mensaje de texto",
     },
 }
 
@@ -143,22 +150,22 @@ ROLES: dict[Language, dict[str, str]] = {
 _DO_NOT_ADMIT = (
     "Do not admit the agents. Keep them outside; do not let them speak to students or staff. "
     "An administrative warrant or subpoena (e.g. DHS/ICE forms I-200, I-205) does not allow "
-    "entry. The law department has been alerted and is reviewing."
+    "entry. Wait for the law department, which reviews the document."
 )
 _JUDICIAL = (
     "Do not grant access yet. Check that the document names a court and is signed by a judge; "
-    "wait for the law department, which has been alerted, before anyone is admitted. "
+    "wait for the law department before anyone is admitted. "
     "Do not share student information or anyone's immigration status."
 )
 _DO_NOT_ADMIT_ES = (
     "No deje entrar a los agentes. Manténgalos afuera; no permita que hablen con estudiantes ni "
     "con el personal. Una orden o citación administrativa (p. ej. formularios DHS/ICE I-200, "
-    "I-205) no autoriza la entrada. El departamento legal ha sido avisado y lo está revisando."
+    "I-205) no autoriza la entrada. Espere al departamento legal, que revisa el documento."
 )
 _JUDICIAL_ES = (
     "Todavía no permita el acceso. Verifique que el documento nombre un tribunal y esté firmado "
-    "por un juez; espere al departamento legal, que ha sido avisado, antes de dejar entrar a "
-    "nadie. No comparta información de estudiantes ni el estatus migratorio de nadie."
+    "por un juez; espere al departamento legal antes de dejar entrar a nadie. No comparta "
+    "información de estudiantes ni el estatus migratorio de nadie."
 )
 
 MESSAGES: dict[Language, dict[str, str]] = {
@@ -179,7 +186,8 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "signin.expired": "Your sign-in has expired. Sign in again with your school's intake key.",
         "form.title": "Law-enforcement agents at the door",
         "form.intro": "Keep the agents outside. Do not let them speak to students or staff. "
-        "This form alerts the law department and the safety office at once.",
+        "When you press Send alert, the law department and the safety office are alerted at "
+        "once.",
         "form.school": "School",
         "form.location": "Which door or area",
         "form.location_hint": "e.g. Front entrance",
@@ -200,7 +208,9 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "form.notes": "Notes (optional)",
         "form.notes_warning": "Do not write names of students or families, or anyone's "
         "immigration status.",
-        "form.notes_left": "characters left",
+        # The notes counter: {n} filled in by intake.js (and the page, without JavaScript).
+        "form.notes_left": "{n} characters left",
+        "form.notes_left_one": "{n} character left",
         "form.submit": "Send alert",
         "form.fix": "Please correct the fields marked below.",
         "form.unavailable": "Could not record the report. Call {phone} now.",
@@ -210,7 +220,8 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "form.door_other_field": "Other door or place (type it)",
         "form.fast_hint": "Choose the door, then send. Everything else is optional.",
         "form.more": "More details (optional)",
-        "form.notes_over": "characters too many",
+        "form.notes_over": "{n} characters too many",
+        "form.notes_over_one": "{n} character too many",
         "form.errors_title": "Please fix these before sending:",
         "form.err.location": "Please enter the door",
         "form.err.location_long": "The door can be at most 120 characters",
@@ -310,8 +321,7 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "protocol.always": "Always: never share student information or anyone's immigration "
         "status.",
         "protocol.none": "No document: do not admit the agents. Keep them outside and do not let "
-        "them speak to students or staff. The law department and safety office have been "
-        "alerted.",
+        "them speak to students or staff.",
         "protocol.administrative_warrant": _DO_NOT_ADMIT,
         "protocol.administrative_subpoena": _DO_NOT_ADMIT,
         "protocol.judicial_warrant": _JUDICIAL,
@@ -343,6 +353,33 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "screen.send_update": "Send as an update",
         "screen.open_incident": "Open the incident page",
         "screen.notes": "Notes",
+        # Error pages, and why a follow-up was not recorded (a `Refused`'s kind).
+        "error.page_not_found": "There is no page at this address. Check the link, or go back "
+        "to the form.",
+        "error.method": "This page cannot be opened this way: it only answers a form. Go back "
+        "and use the page's buttons.",
+        "error.request": "This request could not be read as it was. Go back, reload the page "
+        "and try again.",
+        "error.internal": "Something went wrong on our side, and this may not have been "
+        "recorded. If agents are at the door now, {call}.",
+        "error.followup_invalid": "This update could not be sent as it was: nothing was "
+        "recorded. Go back to the incident page and try again.",
+        "error.to_incident": "Back to the incident page",
+        "error.unavailable": "The system cannot be reached right now: nothing was recorded. "
+        "If agents are at the door now, {call}.",
+        "refused.bad_token": "This link is not valid or has expired.",
+        "refused.other_incident": "This link is for another incident.",
+        "refused.not_in_log": "No such incident.",
+        "refused.already_acknowledged": "This was already confirmed. Nothing more is needed.",
+        "refused.resolved": "This incident is already over (all clear): nothing more was recorded.",
+        "refused.open": "This incident is open: there is no all clear to withdraw.",
+        "refused.invalid": "This could not be sent as it was: nothing was recorded.",
+        "refused.key_reused": "This report was already sent with other details. Reload the "
+        "form and send it again.",
+        # A delivery on the incident page, in plain words (the SMTP reason is for operators).
+        "incident.not_delivered": "could not be delivered",
+        "incident.retrying": "trying again",
+        "screen.location_withheld": "(not recorded: held back by the privacy screen)",
     },
     "es": {
         # The intake pages.
@@ -363,7 +400,7 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "escuela.",
         "form.title": "Agentes del orden en la puerta",
         "form.intro": "Mantenga a los agentes afuera. No permita que hablen con estudiantes ni "
-        "con el personal. Este formulario avisa de inmediato al departamento "
+        "con el personal. Al pulsar Enviar alerta, se avisa de inmediato al departamento "
         "legal y a la oficina de seguridad.",
         "form.school": "Escuela",
         "form.location": "Qué puerta o área",
@@ -385,7 +422,8 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "form.notes": "Notas (opcional)",
         "form.notes_warning": "No escriba nombres de estudiantes ni de familias, ni el estatus "
         "migratorio de nadie.",
-        "form.notes_left": "caracteres restantes",
+        "form.notes_left": "{n} caracteres restantes",
+        "form.notes_left_one": "{n} carácter restante",
         "form.submit": "Enviar alerta",
         "form.fix": "Corrija los campos marcados abajo.",
         "form.unavailable": "No se pudo registrar el reporte. Llame ahora al {phone}.",
@@ -395,7 +433,8 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "form.door_other_field": "Otra puerta o lugar (escríbalo)",
         "form.fast_hint": "Elija la puerta y envíe. Todo lo demás es opcional.",
         "form.more": "Más detalles (opcional)",
-        "form.notes_over": "caracteres de más",
+        "form.notes_over": "{n} caracteres de más",
+        "form.notes_over_one": "{n} carácter de más",
         "form.errors_title": "Corrija esto antes de enviar:",
         "form.err.location": "Escriba la puerta",
         "form.err.location_long": "La puerta puede tener como máximo 120 caracteres",
@@ -494,8 +533,7 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "protocol.always": "Siempre: nunca comparta información de estudiantes ni el estatus "
         "migratorio de nadie.",
         "protocol.none": "Sin documento: no deje entrar a los agentes. Manténgalos afuera y no "
-        "permita que hablen con estudiantes ni con el personal. El departamento legal y la "
-        "oficina de seguridad han sido avisados.",
+        "permita que hablen con estudiantes ni con el personal.",
         "protocol.administrative_warrant": _DO_NOT_ADMIT_ES,
         "protocol.administrative_subpoena": _DO_NOT_ADMIT_ES,
         "protocol.judicial_warrant": _JUDICIAL_ES,
@@ -527,6 +565,31 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "screen.send_update": "Enviar como actualización",
         "screen.open_incident": "Abrir la página del incidente",
         "screen.notes": "Notas",
+        "error.page_not_found": "No hay ninguna página en esta dirección. Revise el enlace o "
+        "vuelva al formulario.",
+        "error.method": "Esta página no se puede abrir así: solo responde a un formulario. "
+        "Vuelva atrás y use los botones de la página.",
+        "error.request": "No se pudo leer esta solicitud tal como llegó. Vuelva atrás, recargue "
+        "la página e inténtelo de nuevo.",
+        "error.internal": "Algo falló de nuestro lado y puede que esto no se haya registrado. "
+        "Si hay agentes en la puerta ahora, {call}.",
+        "error.followup_invalid": "Esta actualización no se pudo enviar así: no se registró "
+        "nada. Vuelva a la página del incidente e inténtelo de nuevo.",
+        "error.to_incident": "Volver a la página del incidente",
+        "error.unavailable": "No se puede contactar al sistema ahora: no se registró nada. "
+        "Si hay agentes en la puerta ahora, {call}.",
+        "refused.bad_token": "Este enlace no es válido o venció.",
+        "refused.other_incident": "Este enlace es de otro incidente.",
+        "refused.not_in_log": "No existe ese incidente.",
+        "refused.already_acknowledged": "Esto ya se confirmó. No hace falta nada más.",
+        "refused.resolved": "Este incidente ya terminó (todo despejado): no se registró nada más.",
+        "refused.open": "Este incidente está abierto: no hay aviso de todo despejado que retirar.",
+        "refused.invalid": "No se pudo enviar así: no se registró nada.",
+        "refused.key_reused": "Este reporte ya se envió con otros datos. Recargue el formulario "
+        "y envíelo otra vez.",
+        "incident.not_delivered": "no se pudo entregar",
+        "incident.retrying": "reintentando",
+        "screen.location_withheld": "(no registrado: retenido por el filtro de privacidad)",
     },
 }
 

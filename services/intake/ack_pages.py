@@ -24,7 +24,7 @@ from services.domain.tokens import (
 )
 from services.intake.deps import Intake
 from services.intake.domain.refusals import Refused
-from services.intake.render import render, translations
+from services.intake.render import language, render, translations
 from services.intake.status_view import local_datetime, local_time, role_phrase
 
 # A refusal's words, by kind; a bad token is told apart by whether it only expired.
@@ -61,12 +61,13 @@ def refusal_key(intake: Intake, token: str, refused: Refused) -> str:
 
 
 def page_language(intake: Intake, request: Request, claim: AckClaim | None) -> str:
-    """`?lang=` if given, else the recipient's language from district.yaml, else English."""
+    """`?lang=` if given, else the recipient's language from district.yaml, else (a link
+    that names nobody: forged or cut short) the browser's language."""
     asked = request.query_params.get("lang")
     if is_language(asked):
         return asked
     contact = intake.directory.contact(claim.contact_id) if claim else None
-    return contact.language if contact else "en"
+    return contact.language if contact else language(request)[0]
 
 
 def incident_link(intake: Intake, claim: AckClaim, incident: IncidentState) -> str | None:

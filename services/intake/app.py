@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
@@ -22,10 +22,11 @@ from services.eventlog.connection import connect, new_guard
 from services.eventlog.interface import EventLog
 from services.eventlog.jetstream import JetStreamEventLog
 from services.eventlog.notekeys import JetStreamNoteKeys
-from services.intake import acks, api, board, health, incident_pages, metering, pages
+from services.intake import acks, api, board, health, held, incident_pages, metering, pages
 from services.intake.deps import Intake, check_signed_out, get_intake
 from services.intake.errors import ApiError, ReportInvalid, Unavailable
 from services.intake.notes import IntakeNotes, memory_notes
+from services.intake.render import status_page, wants_page
 from services.intake.security import SecurityHeaders
 from services.intake.sessions import EndedSessions, JetStreamEndedSessions, MemoryEndedSessions
 from services.runtime.logging import get_logger
@@ -140,7 +141,7 @@ def create_app(
     )
     app.state.given_event_log = event_log
     app.state.given_sessions = ended_sessions
-    for module in (health, api, acks, pages, incident_pages, board):
+    for module in (health, api, acks, pages, held, incident_pages, board):
         app.include_router(module.router)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
@@ -149,41 +150,55 @@ def create_app(
     return app
 
 
-async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
+    if wants_page(request):
+        return status_page(request, exc.status, exc.key)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     if exc.status == 429:
         headers = {"Retry-After": str(exc.extra.get("retry_after", 60))}
     return JSONResponse({"error": exc.message, **exc.extra}, exc.status, headers=headers)
 
 
-async def _invalid(_: Request, exc: Exception) -> JSONResponse:
+async def _invalid(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ReportInvalid)
+    if wants_page(request):
+        return status_page(request, 422)
     return JSONResponse({"error": "invalid report", "fields": exc.fields}, 422)
 
 
-async def _unavailable(request: Request, _: Exception) -> JSONResponse:
+async def _unavailable(request: Request, _: Exception) -> Response:
+    if wants_page(request):
+        return status_page(request, 503, "error.unavailable")
     phone = get_intake(request).phone
     msg = "the event log is unreachable; nothing was recorded. Call the law department"
     return JSONResponse({"error": msg + (f" at {phone}" if phone else "")}, 503)
 
 
-async def _request_invalid(_: Request, exc: Exception) -> JSONResponse:
+async def _request_invalid(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    if wants_page(request):
+        return status_page(request, 422)
     fields = [
         {"field": ".".join(str(p) for p in e["loc"]), "reason": e["msg"]} for e in exc.errors()
     ]
     return JSONResponse({"error": "invalid request", "fields": fields}, 422)
 
 
-async def _http(_: Request, exc: Exception) -> JSONResponse:
+async def _http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if wants_page(request):
+        # A browser that asked for a page gets one, in its language (never JSON in English).
+        return status_page(request, exc.status_code)
     return JSONResponse({"error": exc.detail}, exc.status_code)
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> Response:
     # A bug, not the log: say so (nothing about the log), keep the traceback in the log only.
     log.exception("intake.unexpected_error", path=request.url.path, error=type(exc).__name__)
+    if wants_page(request):
+        with suppress(Exception):  # the page itself failing: the JSON answer below
+            return status_page(request, 500)
     return JSONResponse({"error": "internal error; nothing may have been recorded"}, 500)
 
 

@@ -48,11 +48,12 @@ class IntakeError(Exception):
 
 
 class ApiError(IntakeError):
-    """A refused request: its HTTP status, the message, and extra JSON fields."""
+    """A refused request: its HTTP status, the message (the API's English), extra JSON
+    fields, and the catalogue key a page shows instead of the message (if there is one)."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, message: str, *, key: str | None = None, **extra: Any) -> None:
         super().__init__(message)
-        self.status, self.message, self.extra = status, message, extra
+        self.status, self.message, self.key, self.extra = status, message, key, extra
 
 
 class ReportInvalid(IntakeError):
@@ -84,4 +85,4 @@ def refuse(refused: Refused) -> NoReturn:
     """Raise a decision's refusal as the error the HTTP layer answers."""
     if refused.kind == "invalid":
         raise ReportInvalid(list(refused.fields))
-    raise ApiError(refused.status, refused.message)
+    raise ApiError(refused.status, refused.message, key=refused.key)

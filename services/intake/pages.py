@@ -53,7 +53,7 @@ from services.intake.render import (
     PageError,
     error_page,
     language,
-    plain,
+    refusal_page,
     render,
     set_session_cookies,
 )
@@ -268,7 +268,8 @@ async def submit_form(request: Request, intake: IntakeDep, event_log: EventLogDe
             errors={}, status=503, banner=i18n.translate(lang, "form.unavailable", phone=phone)
         )
     except ApiError as exc:
-        return again(errors={}, status=exc.status, banner=exc.message)
+        words = i18n.translate(lang, exc.key or "error.request")
+        return again(errors={}, status=exc.status, banner=words)
     if held:
         return held_page(intake, request, session, incident_id=incident_id, held=held)
     return RedirectResponse(
@@ -321,10 +322,8 @@ async def followup_form(
         )
     except PageError as exc:
         return error_page(intake, request, exc, session)
-    except ApiError as exc:
-        return HTMLResponse(plain(exc.message), exc.status)
-    except ReportInvalid as exc:
-        return HTMLResponse(plain(str(exc)), 422)
+    except (ApiError, ReportInvalid) as exc:
+        return refusal_page(intake, request, exc, session, incident_id=incident_id)
     return RedirectResponse(
         intake.urls(incident_id, actor=session.actor)["page_url"], status_code=303
     )

@@ -1,9 +1,9 @@
 """Rendering the staff pages: the template context every page gets (language, CSRF token,
-who is signed in), the cookies set with it, and the error pages."""
+who is signed in), the cookies set with it, and the error pages (every one in the reader's
+language, the framework's own answers included)."""
 
 from __future__ import annotations
 
-from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,8 @@ from fastapi.templating import Jinja2Templates
 
 from services.intake import i18n
 from services.intake.deps import Intake, read_session
+from services.intake.domain.screen import WITHHELD_LOCATION
+from services.intake.errors import ApiError, ReportInvalid
 from services.intake.security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -25,6 +27,8 @@ from services.intake.security import (
 )
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+# The stored stand-in for a door held back by the privacy screen: pages say it in words.
+TEMPLATES.env.globals["withheld_location"] = WITHHELD_LOCATION
 ANONYMOUS_LIFETIME = 3600 * 12  # a session that only anchors CSRF tokens (not signed in)
 
 
@@ -131,14 +135,29 @@ def render(
 
 
 def error_page(
-    intake: Intake, request: Request, exc: PageError, session: Session | None
+    intake: Intake,
+    request: Request,
+    exc: PageError,
+    session: Session | None,
+    *,
+    back: tuple[str, str] | None = None,
 ) -> HTMLResponse:
-    """The error page for a `PageError` (with Retry-After on a 429)."""
+    """The error page for a `PageError` (with Retry-After on a 429); its link leads `back`
+    (address, catalogue key of the link's words), else to the form."""
+    url, words = back or ("/", "error.go_back")
     resp = render(
         intake,
         request,
         "error.html",
-        {"message_key": exc.key, "values": exc.values},
+        {
+            "message_key": exc.key,
+            "values": exc.values,
+            "back_url": url,
+            "back_key": words,
+            # The other language of this page is the way back in it (the address that
+            # failed may answer only a form's POST).
+            "switch_url": f"{url}?lang={i18n.translate(language(request)[0], 'switch_lang')}",
+        },
         status=exc.status,
         session=session,
     )
@@ -147,9 +166,52 @@ def error_page(
     return resp
 
 
-def plain(message: str) -> str:
-    """A minimal HTML page carrying one message (escaped)."""
-    return (
-        f"<!doctype html><html lang='en'><title>dooralert</title><main><p>{escape(message)}"
-        "</p><p><a href='/'>dooralert</a></p></main></html>"
+# What a page says for a status the framework answers itself (no such page, a method the
+# route does not take, a request it cannot read, a bug) or a refusal without its own words.
+STATUS_KEYS = {
+    404: "error.page_not_found",
+    405: "error.method",
+    413: "error.request",
+    422: "error.request",
+    500: "error.internal",
+}
+
+
+def wants_page(request: Request) -> bool:
+    """Whether an error is answered as a page in the reader's language (a browser asking for
+    a page) rather than the API's JSON."""
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
+        "accept", ""
     )
+
+
+def status_page(request: Request, status: int, key: str | None = None) -> HTMLResponse:
+    """The error page for an HTTP status (or a refusal's `key`), in the reader's language,
+    saying whom to call when it may have cost a report."""
+    intake: Intake = request.app.state.intake
+    lang = language(request)[0]
+    call = (
+        i18n.translate(lang, "call.phone", phone=intake.phone)
+        if intake.phone
+        else i18n.translate(lang, "call.office")
+    )
+    exc = PageError(status, key or STATUS_KEYS.get(status, "error.request"), call=call)
+    return error_page(intake, request, exc, read_session(intake, request).session)
+
+
+def refusal_page(
+    intake: Intake,
+    request: Request,
+    exc: ApiError | ReportInvalid,
+    session: Session | None,
+    *,
+    incident_id: str,
+) -> HTMLResponse:
+    """A follow-up refused (the incident is over, a field not valid): in plain words, with
+    the way back to the incident page."""
+    if isinstance(exc, ApiError):
+        error = PageError(exc.status, exc.key or STATUS_KEYS.get(exc.status, "error.request"))
+    else:
+        error = PageError(422, "error.followup_invalid")
+    back = (f"/incidents/{incident_id}", "error.to_incident")
+    return error_page(intake, request, error, session, back=back)

@@ -183,11 +183,11 @@ def test_notes_counter_counts_line_breaks_as_the_server_does(stack, browser):
     page.click("label[for=door-2]")
     page.click("#more-summary")
     page.fill("#notes", "\n".join(["x"] * 251))  # 251 + 250 line breaks = 501
-    assert page.inner_text("#notes-count").startswith("1 characters too many")
+    assert page.inner_text("#notes-count").startswith("1 character too many")
     page.click("#send")
     page.wait_for_selector("#error-summary")
     assert "Notes can be at most 500 characters" in page.inner_text("#error-summary")
     page.fill("#notes", "\n".join(["x"] * 250))  # 499: the counter and the server agree
-    assert page.inner_text("#notes-count").startswith("1 characters left")
+    assert page.inner_text("#notes-count").startswith("1 character left")
     page.click("#send")
     page.wait_for_url(re.compile(r"/incidents/"))

@@ -30,7 +30,8 @@ STATUS: dict[RefusalKind, int] = {
 
 @dataclass(frozen=True)
 class Refused:
-    """Nothing is recorded: the kind of refusal and the words for whoever asked."""
+    """Nothing is recorded: the kind of refusal and the words for whoever asked (`message`
+    for the JSON API; a page says `key` from the catalogue instead)."""
 
     kind: RefusalKind
     message: str
@@ -40,6 +41,12 @@ class Refused:
     def status(self) -> int:
         """The HTTP status this refusal answers with."""
         return STATUS[self.kind]
+
+    @property
+    def key(self) -> str:
+        """The catalogue key that says it in plain words, in any language (`message` is the
+        API's English)."""
+        return f"refused.{self.kind}"
 
 
 def invalid(fields: list[dict[str, str]]) -> Refused:

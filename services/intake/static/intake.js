@@ -38,9 +38,10 @@
         // (not UTF-16 unit), surrounding spaces trimmed.
         var text = notes.value.replace(/\r\n?/g, "\n").trim();
         var left = max - Array.from(text).length;
-        count.textContent = left >= 0
-          ? left + " " + count.getAttribute("data-suffix")
-          : -left + " " + count.getAttribute("data-over");
+        var n = Math.abs(left);
+        // "1 character left", "2 characters left": the words for one and for more.
+        var words = (left >= 0 ? "data-left" : "data-over") + (n === 1 ? "-one" : "");
+        count.textContent = count.getAttribute(words).replace("{n}", String(n));
         count.classList.toggle("low", left < 50);
       };
       notes.addEventListener("input", update);
