@@ -236,3 +236,19 @@ def test_only_the_step_that_applies_is_asked_to_confirm() -> None:
     assert not needs_confirming({"action": "resolve"}, done)
     assert not needs_confirming({"action": "reopen", "confirm": "yes"}, done)
     assert not needs_confirming({"action": "document"}, state)
+
+
+def test_the_after_action_report_lists_each_all_clear_and_reopening_in_order() -> None:
+    from services.audit.report import build_report, render_markdown
+
+    events = opened_incident()
+    first = resolved(state_of(events), T0 + timedelta(minutes=1))
+    events.append(first)
+    back = reopen(state_of(events), T0 + timedelta(minutes=2), {"note": "They came back."})
+    events.append(back)
+    events += [resolved(state_of(events), T0 + timedelta(minutes=3)), first]  # and a stray copy
+    report_ = build_report(list(enumerate(events, 1)), now=T0, notes_key=KEY)
+    assert [f.kind for f in report_.follow_ups] == ["resolved", "reopened", "resolved"]
+    assert report_.follow_ups[1].note == "They came back."
+    text = render_markdown(report_)
+    assert text.index("Resolved (all clear)") < text.index("Reopened (all clear withdrawn)")
