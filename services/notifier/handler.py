@@ -8,13 +8,21 @@ No duplicates: before sending, the delivery record (records.py) is checked; afte
 accepts, the record is written before the message is acked. Only a crash between the SMTP
 server's accept and that write can cause a second email, and that email carries the same
 Message-ID.
+
+Round trips: what the notification is about is read while the delivery record is looked up
+(both are reads, their order means nothing), and an incident's emails arriving together share
+one read of its report, notes key and events (reports.SingleFlight). After the accept, the
+record and the `notification.sent` event are written together, both before the ack: a crash
+before both are stored leaves the request unacked, so it is redelivered and, if the record is
+missing, sent again - the same window as before, never a lost alert. The event's id derives
+from the notification id, so a second append of it is dropped by the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -42,7 +50,7 @@ from services.notifier.notes import email_notes
 from services.notifier.outcome import failed_event, gave_up, sent_event
 from services.notifier.plan import Found, PlanSettings, plan_delivery, shows_current_report
 from services.notifier.records import DeliveryRecord, DeliveryRecords, JetStreamDeliveryRecords
-from services.notifier.reports import ReportCache
+from services.notifier.reports import ReportCache, SingleFlight
 from services.notifier.send import Sender
 from services.runtime.logging import get_logger
 from services.runtime.metrics import (
@@ -83,6 +91,10 @@ class Notifier:
         self._note_keys = note_keys or (MemoryNoteKeys() if event_log is not None else None)
         self.sender = Sender(settings)
         self.reports = ReportCache()  # one log read per incident for its alerts
+        # Concurrent requests of one incident share each read (see reports.SingleFlight).
+        self._report_reads: SingleFlight[tuple[str, str], EncounterReported | None] = SingleFlight()
+        self._incident_reads: SingleFlight[str, list[Event]] = SingleFlight()
+        self._key_reads: SingleFlight[str, bytes | None] = SingleFlight()
         self.smtp = self.sender.smtp  # the integration tests count its sessions
 
     @property
@@ -111,8 +123,15 @@ class Notifier:
         """Deliver `req` once and record the outcome; None when done, else the retry delay."""
         d = req.data
         attempt = msg.raw_message.metadata.num_delivered
-        record = await self.records.get(d.notification_id)
+        # Read what the notification is about while the record is looked up (both reads).
+        found = asyncio.ensure_future(self._fetch(req))
+        try:
+            record = await self.records.get(d.notification_id)
+        except BaseException:
+            _discard(found)
+            raise
         if record is not None:
+            _discard(found)
             # Delivered before a crash or redelivery: make sure the log says so, send nothing.
             now = datetime.now(UTC)
             await self.event_log.append(
@@ -121,15 +140,18 @@ class Notifier:
             log.info("notification.already_sent", notification=d.notification_id)
             return None
         try:
-            reply = await self._attempt(req, msg)
+            reply = await self._attempt(req, msg, found)
         except PermanentDeliveryError as err:
             await self._give_up(req, attempt, err)
             return None
         except TransientDeliveryError as err:
             return await self._retry_later(req, attempt, err)
         now = datetime.now(UTC)
-        await self.records.put(d.notification_id, DeliveryRecord(attempt, reply, at=now))
-        await self.event_log.append(sent_event(req, attempt=attempt, reply=reply, now=now))
+        # Both stored before the ack (see the module docstring), in one round trip.
+        await _all(
+            self.records.put(d.notification_id, DeliveryRecord(attempt, reply, at=now)),
+            self.event_log.append(sent_event(req, attempt=attempt, reply=reply, now=now)),
+        )
         log.info(
             "notification.sent",
             notification=d.notification_id,
@@ -140,11 +162,14 @@ class Notifier:
         )
         return None
 
-    async def _attempt(self, req: NotificationRequested, msg: NatsMessage) -> str:
-        """One delivery attempt; every failure comes out as a DeliveryError."""
+    async def _attempt(
+        self, req: NotificationRequested, msg: NatsMessage, found: Awaitable[Found]
+    ) -> str:
+        """One delivery attempt (`found`: the fetch, started); every failure comes out as a
+        DeliveryError."""
         try:
             async with _heartbeat(msg):
-                return await self._deliver(req)
+                return await self._deliver(req, await found)
         except DeliveryError:
             raise
         except Exception as exc:
@@ -207,9 +232,8 @@ class Notifier:
         if fallback is not None:
             await self.event_log.append(fallback)
 
-    async def _deliver(self, req: NotificationRequested) -> str:
-        """Fetch, plan, send: the server's reply, or a DeliveryError."""
-        found = await self._fetch(req)
+    async def _deliver(self, req: NotificationRequested, found: Found) -> str:
+        """Plan and send what was fetched: the server's reply, or a DeliveryError."""
         delivery = plan_delivery(
             req,
             found,
@@ -226,11 +250,13 @@ class Notifier:
         school, incident = req.school_id, req.incident_id
         if req.data.kind == "pattern":
             return Found(pattern=await self.event_log.last(school, incident, "pattern.detected"))
-        report = self.reports.get(school, incident) or await self._read_report(school, incident)
+        report = self.reports.get(school, incident) or await self._report_reads.read(
+            (school, incident), lambda: self._read_report(school, incident)
+        )
         if report is None or not shows_current_report(req):
             notes = await self._notes(req, [report] if report else [])
             return Found(report=report, notes=notes)
-        events = await self.event_log.read_incident(incident)
+        events = await self._read_incident(incident)
         notes = await self._notes(req, events)
         return Found(report=report, state=fold(events, incident_id=incident), notes=notes)
 
@@ -243,12 +269,20 @@ class Notifier:
         if report is None:
             # The last message on the subject is unreadable: take the incident's first
             # readable report from the log (read_incident skips unreadable messages).
-            events = await self.event_log.read_incident(incident)
+            events = await self._read_incident(incident)
             report = next((e for e in events if isinstance(e, EncounterReported)), None)
         # Only the report the subject names: a copy bound elsewhere is not remembered here.
         if report is not None and (report.school_id, report.incident_id) == (school, incident):
             self.reports.put(report)
         return report
+
+    async def _read_incident(self, incident: str) -> list[Event]:
+        """The incident's events as the log holds them now (one read for concurrent callers;
+        each gets its own list)."""
+        events = await self._incident_reads.read(
+            incident, lambda: self.event_log.read_incident(incident)
+        )
+        return list(events)
 
     async def _notes(self, req: NotificationRequested, events: list[Event]) -> str | None:
         retention = timedelta(days=self.settings.notes_retention_days)
@@ -256,14 +290,46 @@ class Notifier:
 
     async def _keys(self) -> NoteKeys:
         if self._note_keys is None:
-            self._note_keys = await JetStreamNoteKeys.open(
-                self.broker.connection.jetstream(), retry_for=2.0
+            self._note_keys = _SharedKeyReads(
+                await JetStreamNoteKeys.open(self.broker.connection.jetstream(), retry_for=2.0),
+                self._key_reads,
             )
         return self._note_keys
 
     async def close(self) -> None:
         """Close the channels' clients (pooled SMTP sessions, the HTTP client)."""
         await self.sender.close()
+
+
+class _SharedKeyReads:
+    """Notes keys whose concurrent reads of one incident's key are one read (nothing is kept
+    after it: a key forgotten afterwards is not used by a later email)."""
+
+    def __init__(self, keys: NoteKeys, reads: SingleFlight[str, bytes | None]) -> None:
+        self._keys, self._reads = keys, reads
+
+    async def get(self, incident_id: str) -> bytes | None:
+        return await self._reads.read(incident_id, lambda: self._keys.get(incident_id))
+
+    async def create_if_absent(self, incident_id: str, value: bytes) -> bytes:
+        return await self._keys.create_if_absent(incident_id, value)
+
+    async def forget(self, incident_id: str) -> bool:
+        return await self._keys.forget(incident_id)
+
+
+def _discard(task: asyncio.Future[Found]) -> None:
+    """Drop a fetch that is not needed (its error, if any, is not needed either)."""
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
+async def _all(*writes: Awaitable[object]) -> None:
+    """Await every write, concurrently; raise the first failure once all have settled."""
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 @asynccontextmanager

@@ -36,6 +36,7 @@ from services.eventlog.interface import Appended
 from services.intake.reports import encounter_event, parse_report
 from services.notifier.handler import _heartbeat, backoff
 from services.notifier.main import Notifier, build_broker, build_notifier
+from services.notifier.plan import Found
 from services.notifier.records import DeliveryRecord, JetStreamDeliveryRecords
 from services.router.decide import decide
 from services.router.rules import load_rules
@@ -421,7 +422,7 @@ async def test_a_poison_message_on_the_bus_is_dead_lettered(
 async def test_an_unexpected_error_is_retried_as_a_recorded_failure_then_given_up(
     settings: Settings, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(self: Notifier, req: NotificationRequested) -> str:
+    async def broken(self: Notifier, req: NotificationRequested, found: Found) -> str:
         raise OverflowError("date value out of range")
 
     monkeypatch.setattr(Notifier, "_deliver", broken)

@@ -3,12 +3,22 @@ alert still goes out once with the report, recorded by an event (issue 13)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from schemas.events import NotificationRequested, NotificationSent, serialize_event, subject_for
+from schemas.events import (
+    Event,
+    NotificationRequested,
+    NotificationSent,
+    serialize_event,
+    subject_for,
+)
 from services.eventlog.consumer import run_handler
+from services.eventlog.interface import Appended
 from services.notifier.main import Notifier, build_notifier
-from services.notifier.reports import ReportCache
+from services.notifier.records import DeliveryRecord
+from services.notifier.reports import ReportCache, SingleFlight
 from services.runtime.settings import Settings
 from tests.service.fakes import FakeDeliveryRecords, FakeEventLog, FakeMessage
 from tests.service.test_notifier_handler import (
@@ -108,6 +118,125 @@ def test_the_newest_incidents_reports_are_kept() -> None:
     assert cache.get(reports[0].school_id, "inc-0") is None
     assert cache.get(reports[2].school_id, "inc-2") is reports[2]
     assert cache.get("lincoln-park", "inc-2") is None  # another school's incident id
+
+
+class SlowLog(CountingLog):
+    """A log whose reads take a while (a real round trip), so concurrent requests overlap."""
+
+    async def last(self, school_id: str, incident_id: str, event_type: str) -> bytes | None:
+        await asyncio.sleep(0.02)
+        return await super().last(school_id, incident_id, event_type)
+
+
+async def test_alerts_handled_together_share_one_read_of_the_report(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    log, records = SlowLog(), FakeDeliveryRecords()
+    reported, requests = incident(location="Side door")
+    log.store_raw(subject_for(reported), serialize_event(reported))
+    _, notifier = build_notifier(settings, directory=DIRECTORY, event_log=log, records=records)
+    try:
+        outcomes = await asyncio.gather(*(handle(notifier, log, req) for req in requests))
+    finally:
+        await notifier.close()
+    assert outcomes == ["ack"] * len(requests)
+    # One read for all of them, though none found the report remembered when it started.
+    assert log.lasts["encounter.reported"] == 1
+    assert len(smtp.received) == len(requests)
+    assert all("Side door" in plain_text(m.message) for m in smtp.received)
+
+
+class RendezvousRecords(FakeDeliveryRecords):
+    """Records whose get answers only once the log was read, and whose put completes only
+    once the sent event is being appended: a notifier doing them one after the other would
+    wait here for ever."""
+
+    def __init__(self, log: RendezvousLog) -> None:
+        super().__init__()
+        self.log = log
+
+    async def get(self, notification_id: str) -> DeliveryRecord | None:
+        await asyncio.wait_for(self.log.read.wait(), timeout=5)
+        return await super().get(notification_id)
+
+    async def put(self, notification_id: str, record: DeliveryRecord) -> None:
+        await asyncio.wait_for(self.log.appending.wait(), timeout=5)
+        await super().put(notification_id, record)
+
+
+class RendezvousLog(CountingLog):
+    def __init__(self) -> None:
+        super().__init__()
+        self.read, self.appending = asyncio.Event(), asyncio.Event()
+
+    async def last(self, school_id: str, incident_id: str, event_type: str) -> bytes | None:
+        self.read.set()
+        return await super().last(school_id, incident_id, event_type)
+
+    async def append(self, event: Event) -> Appended:
+        if isinstance(event, NotificationSent):
+            self.appending.set()
+        return await super().append(event)
+
+
+async def test_the_record_lookup_and_the_report_read_overlap_and_so_do_the_two_writes(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    log = RendezvousLog()
+    records = RendezvousRecords(log)
+    reported, requests = incident()
+    log.store_raw(subject_for(reported), serialize_event(reported))
+    _, notifier = build_notifier(settings, directory=DIRECTORY, event_log=log, records=records)
+    try:
+        assert await handle(notifier, log, requests[0]) == "ack"
+    finally:
+        await notifier.close()
+    # Both stored before the ack: the record, and the event.
+    assert requests[0].data.notification_id in records.stored
+    assert [e.data.notification_id for e in new_events(log) if isinstance(e, NotificationSent)] == [
+        requests[0].data.notification_id
+    ]
+
+
+async def test_single_flight_shares_a_read_in_flight_and_keeps_nothing_after_it() -> None:
+    flight: SingleFlight[str, int] = SingleFlight()
+    calls = 0
+    gate = asyncio.Event()
+
+    async def read() -> int:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return calls
+
+    waiters = [asyncio.ensure_future(flight.read("k", read)) for _ in range(4)]
+    await asyncio.sleep(0)
+    waiters[0].cancel()  # one caller gives up: the read the others wait on goes on
+    gate.set()
+    assert await asyncio.gather(*waiters[1:]) == [1, 1, 1]
+    assert calls == 1 and len(flight) == 0
+    assert await flight.read("k", read) == 2  # done reads are not kept: a new read
+
+
+async def test_single_flight_gives_every_waiter_the_error_then_reads_again() -> None:
+    flight: SingleFlight[str, int] = SingleFlight()
+    gate = asyncio.Event()
+
+    async def failing() -> int:
+        await gate.wait()
+        raise TimeoutError("nats")
+
+    waiters = [asyncio.ensure_future(flight.read("k", failing)) for _ in range(3)]
+    await asyncio.sleep(0)
+    gate.set()
+    results = await asyncio.gather(*waiters, return_exceptions=True)
+    assert all(isinstance(r, TimeoutError) for r in results)
+    assert flight.reads == 1
+
+    async def fine() -> int:
+        return 7
+
+    assert await flight.read("k", fine) == 7 and flight.reads == 2
 
 
 def _address(contact_id: str) -> str:
