@@ -21,16 +21,19 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     TypeAdapter,
     ValidationError,
 )
 from pydantic.json_schema import SkipJsonSchema
 
 from schemas.report import (
+    Agency,
     AgentCount,
     Document,
     EncounterReport,
     Entry,
+    Purpose,
     SignedByJudge,
     Token,
     no_control_characters,
@@ -185,12 +188,17 @@ _V1_CLEAR = "clear text stored by a v1 writer (before notes were sealed); v2 wri
 
 
 class EncounterUpdatedData(_Frozen):
-    """What changed at the door since the report (the request body: notes in clear)."""
+    """What changed at the door since the report (the request body: notes in clear). Any
+    field of the report but the door and the time can be corrected or added later: a report
+    sent by the fast path (the door alone) is completed this way."""
 
     entry: Entry | None = None
     document: Document | None = None
     signed_by_judge: SignedByJudge | None = None
     agent_count: AgentCount | None = None
+    agency_stated: Agency | None = None
+    purpose: Purpose | None = None
+    credentials_shown: StrictBool | None = None
     notes: Annotated[str, Field(max_length=500), AfterValidator(no_control_characters)] | None = (
         None
     )

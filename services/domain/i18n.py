@@ -184,6 +184,13 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "signin.submit": "Sign in",
         "signin.bad_key": "This intake key is not recognised for the school chosen.",
         "signin.expired": "Your sign-in has expired. Sign in again with your school's intake key.",
+        # A report sent while signed out: kept, and sent once the key is given.
+        "signin.kept": "Your sign-in has expired. Nothing you typed is lost: enter your "
+        "school's intake key and the alert is sent.",
+        "signin.kept_form": "Your sign-in has expired. Your entries are kept: enter your "
+        "school's intake key to go back to the form.",
+        "signin.kept_title": "The report that will be sent",
+        "signin.submit_send": "Sign in and send the alert",
         "form.title": "Law-enforcement agents at the door",
         "form.intro": "Keep the agents outside. Do not let them speak to students or staff. "
         "When you press Send alert, the law department and the safety office are alerted at "
@@ -241,6 +248,8 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "incident.where": "Where",
         "incident.agency": "Agency stated",
         "incident.agents": "Agents",
+        "incident.purpose": "Asking about",
+        "incident.credentials": "Credentials shown",
         "incident.document": "Document",
         "incident.signed": "signed by a judge",
         "incident.entry": "Entry",
@@ -398,6 +407,12 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "signin.bad_key": "Esta clave no corresponde a la escuela elegida.",
         "signin.expired": "Su sesión ha vencido. Inicie sesión otra vez con la clave de su "
         "escuela.",
+        "signin.kept": "Su sesión ha vencido. No se perdió nada de lo escrito: escriba la "
+        "clave de su escuela y la alerta se envía.",
+        "signin.kept_form": "Su sesión ha vencido. Sus datos se conservan: escriba la clave de "
+        "su escuela para volver al formulario.",
+        "signin.kept_title": "El reporte que se enviará",
+        "signin.submit_send": "Iniciar sesión y enviar la alerta",
         "form.title": "Agentes del orden en la puerta",
         "form.intro": "Mantenga a los agentes afuera. No permita que hablen con estudiantes ni "
         "con el personal. Al pulsar Enviar alerta, se avisa de inmediato al departamento "
@@ -454,6 +469,8 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "incident.where": "Dónde",
         "incident.agency": "Agencia indicada",
         "incident.agents": "Agentes",
+        "incident.purpose": "Preguntan por",
+        "incident.credentials": "Mostraron credenciales",
         "incident.document": "Documento",
         "incident.signed": "firmado por un juez",
         "incident.entry": "Entrada",

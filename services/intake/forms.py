@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import Request
+from pydantic import BaseModel
 
 from services.intake import i18n
 from services.intake.deps import Intake, client_of, read_session
@@ -164,7 +165,19 @@ def report_from_form(
     return raw
 
 
-def follow_up_from_form(values: dict[str, str]) -> tuple[dict[str, str], bool]:
+# The report fields the incident page's update form can set (all but the door and the time).
+UPDATE_FIELDS = (
+    "agency_stated",
+    "agent_count",
+    "credentials_shown",
+    "document",
+    "signed_by_judge",
+    "purpose",
+    "entry",
+)
+
+
+def follow_up_from_form(values: dict[str, str]) -> tuple[dict[str, Any], bool]:
     """A follow-up button's form as (the API's update body, whether it resolves)."""
     action = values.get("action", "")
     if action == "resolve":
@@ -178,6 +191,63 @@ def follow_up_from_form(values: dict[str, str]) -> tuple[dict[str, str], bool]:
         # The held-back page's "send as an update", its text cleaned by the staff member.
         return {"notes": normalise_notes(values.get("notes", "")).strip()}, False
     if action == "document":
-        keys = ("document", "signed_by_judge", "entry")
-        return {k: values[k] for k in keys if values.get(k)}, False
+        return _details(values), False
     raise ReportInvalid([{"field": "action", "reason": "unknown action"}])
+
+
+def _details(values: dict[str, str]) -> dict[str, Any]:
+    """The details form's fields as the update body (numbers and yes/no converted)."""
+    change: dict[str, Any] = {k: values[k] for k in UPDATE_FIELDS if values.get(k)}
+    if "agent_count" in change:
+        count = change["agent_count"].strip()
+        digits = count.isascii() and count.isdigit() and len(count) <= 9
+        change["agent_count"] = int(count) if digits else count
+    if "credentials_shown" in change:
+        shown = change["credentials_shown"]
+        change["credentials_shown"] = {"true": True, "false": False}.get(shown, shown)
+    return change
+
+
+def only_changed(change: dict[str, Any], report: BaseModel | None) -> dict[str, Any]:
+    """The details form's update less what `report` (the incident's current one) already
+    says: the form sends every field, the update names only what changed."""
+    if report is None:
+        return change
+    current = report.model_dump(mode="json")
+    return {k: v for k, v in change.items() if current.get(k) != v}
+
+
+# The report form's own fields. When the session has gone (expired, signed out, cookies
+# cleared) they ride along the sign-in page as hidden `report.<name>` fields, to be checked
+# again and sent once the key is given: nothing typed is lost, and nothing is stored.
+REPORT_FIELDS = (
+    "door",
+    "location",
+    "agency_stated",
+    "agent_count",
+    "credentials_shown",
+    "occurred_time",
+    "document",
+    "signed_by_judge",
+    "purpose",
+    "entry",
+    "notes",
+    "submission_id",
+    "switch_lang",
+)
+CARRIED = "report."
+
+
+def carry(values: dict[str, str]) -> dict[str, str]:
+    """The report form's entries as the sign-in page's hidden fields."""
+    return {CARRIED + k: values[k] for k in REPORT_FIELDS if k in values}
+
+
+def carried(values: dict[str, str]) -> dict[str, str]:
+    """The report entries a sign-in form carries (empty: a plain sign-in)."""
+    names = set(REPORT_FIELDS)
+    return {
+        k.removeprefix(CARRIED): v
+        for k, v in values.items()
+        if k.startswith(CARRIED) and k.removeprefix(CARRIED) in names
+    }

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
-from schemas.report import Document, Entry, SignedByJudge
+from schemas.report import Agency, Document, Entry, Purpose, SignedByJudge
 from services.domain.incident import IncidentState
 from services.eventlog.interface import EventLog
 from services.intake import health
@@ -99,6 +99,8 @@ def incident_context(intake: Intake, request: Request, incident: IncidentState) 
         "documents": list(Document),
         "signed_choices": list(SignedByJudge),
         "entries": list(Entry),
+        "agencies": list(Agency),
+        "purposes": list(Purpose),
         "events_url": f"/incidents/{incident.incident_id}/events"
         + (f"?token={quote(query_token)}" if query_token else ""),
         # The router or notifier is stalled: alerts may be late, so say whom to call.

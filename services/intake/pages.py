@@ -16,6 +16,8 @@ from schemas.events import new_event_id
 from schemas.report import Agency, Document, Entry, Purpose, SignedByJudge
 from services.domain.directory import hash_intake_key
 from services.domain.screening import looks_like, screen_fields
+from services.domain.tokens import TokenError
+from services.eventlog.interface import EventLog
 from services.intake import i18n
 from services.intake.bodies import form_values
 from services.intake.deps import (
@@ -37,13 +39,17 @@ from services.intake.errors import (
 )
 from services.intake.forms import (
     OTHER_DOOR,
+    carried,
     check_post,
     csrf_ok,
     field_message,
     follow_up_from_form,
     form_defaults,
+    location_of,
+    only_changed,
     page_limit,
     report_from_form,
+    same_origin,
 )
 from services.intake.held import held_page
 from services.intake.incident_pages import confirm_page, needs_confirming
@@ -55,6 +61,7 @@ from services.intake.render import (
     language,
     refusal_page,
     render,
+    set_session_cookie,
     set_session_cookies,
 )
 from services.intake.security import (
@@ -76,16 +83,26 @@ async def favicon() -> Response:
     return Response(status_code=204)
 
 
+# Room on the sign-in page for a report carried along (its fields, as the form sent them).
+CARRY_BYTES = 4096
+
+
 def signin_page(
     intake: Intake,
     request: Request,
     *,
     status: int = 200,
-    error: str | None = None,
+    error: PageError | str | None = None,
     school_id: str | None = None,
+    report: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    """The sign-in form (staff give their school's intake key once per device)."""
-    return render(
+    """The sign-in form (staff give their school's intake key once per device). With
+    `report`, the report form's entries ride along: sent (or, from the language button,
+    shown again) as soon as the key is given."""
+    lang = language(request)[0]
+    if isinstance(error, str):
+        error = PageError(status, error)
+    resp = render(
         intake,
         request,
         "signin.html",
@@ -94,15 +111,51 @@ def signin_page(
             "error": error,
             "school_id": school_id,
             "days": int(intake.settings.session_lifetime_seconds // 86400) or 1,
+            "report": report or {},
+            "sending": bool(report) and not (report or {}).get("switch_lang"),
+            "kept": kept_summary(report, lang) if report else [],
         },
         status=status,
     )
+    if error is not None and error.status == 429 and "seconds" in error.values:
+        resp.headers["Retry-After"] = str(error.values["seconds"])
+    return resp
+
+
+def kept_summary(values: dict[str, str], lang: str) -> list[tuple[str, str]]:
+    """The carried report in words, as the sign-in page lists it: the person sees what the
+    key will send (and a forged one would show itself)."""
+    t = partial(i18n.translate, lang)
+    rows = [(t("incident.where"), location_of(values))]
+    for field, key in (
+        ("agency_stated", "form.agency"),
+        ("agent_count", "form.count"),
+        ("document", "form.document"),
+        ("signed_by_judge", "form.signed"),
+        ("purpose", "form.purpose"),
+        ("entry", "form.entry"),
+    ):
+        if values.get(field):
+            rows.append((t(key), i18n.label(values[field], lang)))
+    shown = {"true": t("form.yes"), "false": t("form.no")}.get(values.get("credentials_shown", ""))
+    if shown:
+        rows.append((t("form.credentials"), shown))
+    if values.get("notes", "").strip():
+        rows.append((t("incident.notes"), values["notes"]))
+    return rows
 
 
 @router.post("/signin", response_class=HTMLResponse)
-async def signin(request: Request, intake: IntakeDep, current: SessionDep) -> Response:
-    values = await form_values(request, max_bytes=intake.settings.max_report_bytes)
+async def signin(
+    request: Request, intake: IntakeDep, current: SessionDep, event_log: EventLogDep
+) -> Response:
+    max_bytes = intake.settings.max_report_bytes + CARRY_BYTES
+    values = await form_values(request, max_bytes=max_bytes)
+    report = carried(values)
     if not csrf_ok(intake, request, current.session, values.get(CSRF_FIELD)):
+        if report and same_origin(intake, request):
+            # The sign-in page itself went stale: ask again, the report still kept.
+            return signin_page(intake, request, status=403, error="error.csrf", report=report)
         return error_page(intake, request, PageError(403, "error.csrf"), None)
     school_id = values.get("school_id", "")
     key = values.get("intake_key", "").strip()
@@ -116,13 +169,36 @@ async def signin(request: Request, intake: IntakeDep, current: SessionDep) -> Re
             lang = language(request)[0]
             phone = intake.phone or i18n.translate(lang, "form.law_department")
             error = PageError(429, "error.rate", seconds=int(wait) + 1, phone=phone)
+            if report:
+                return signin_page(
+                    intake, request, status=429, error=error, school_id=school_id, report=report
+                )
             return error_page(intake, request, error, current.session)
-        return signin_page(intake, request, status=401, error="signin.bad_key", school_id=school_id)
+        return signin_page(
+            intake, request, status=401, error="signin.bad_key", school_id=school_id, report=report
+        )
     lifetime = intake.settings.session_lifetime_seconds
     fresh = new_session(school=school, key_hash=hash_intake_key(key), lifetime=lifetime)
-    resp = RedirectResponse("/", status_code=303)
+    if report:
+        resp = await _carried_on(intake, request, event_log, fresh, report)
+        if not isinstance(resp, RedirectResponse):
+            # A page rendered for the new session carries its CSRF token and cookie already.
+            set_session_cookie(intake, resp, fresh, lifetime=lifetime)
+            return resp
+    else:
+        resp = RedirectResponse("/", status_code=303)
     set_session_cookies(intake, resp, fresh, csrf_token(intake.keys, fresh), lifetime=lifetime)
     return resp
+
+
+async def _carried_on(
+    intake: Intake, request: Request, event_log: EventLog, session: Session, report: dict[str, str]
+) -> Response:
+    """A report carried through the sign-in page, the key now given: the form again (it
+    came from the language button), or the report sent as if Send had just been pressed."""
+    if report.get("switch_lang"):
+        return form_page(intake, request, session, values=report, errors={})
+    return await _limited_send(intake, request, event_log, session, report)
 
 
 @router.post("/signout", response_class=HTMLResponse)
@@ -198,37 +274,86 @@ async def form(request: Request, intake: IntakeDep, current: SessionDep) -> HTML
 
 
 def _checked_report_post(intake: Intake, request: Request, values: dict[str, str]) -> Session:
-    """The signed-in session of a report POST for its own school, within the rate limit
-    (a language switch, which sends nothing, is not counted)."""
+    """The signed-in session of a report POST for its own school."""
     session = check_post(intake, request, values, need_school=True)
     assert session.school_id is not None
     if values.get("school_id", session.school_id) != session.school_id:
         raise PageError(403, "error.other_school")
-    if not values.get("switch_lang"):
-        page_limit(intake, request, session.school_id)
     return session
+
+
+# A report POST refused for these keeps the report: the sign-in page carries it along.
+SIGN_IN_AGAIN = ("signin.expired", "error.csrf")
 
 
 @router.post("/report", response_class=HTMLResponse)
 async def submit_form(request: Request, intake: IntakeDep, event_log: EventLogDep) -> Response:
     values = await form_values(request, max_bytes=intake.settings.max_report_bytes)
-    lang = language(request)[0]
     try:
         session = _checked_report_post(intake, request, values)
     except PageError as exc:
-        if exc.key == "signin.expired":
-            return signin_page(intake, request, status=401, error=exc.key)
+        if exc.key in SIGN_IN_AGAIN and same_origin(intake, request):
+            # The session expired, was signed out, or its cookies were cleared (or the token
+            # belongs to an older session): nothing typed is lost. The sign-in page carries
+            # the entries and sends them once the school's key is given; the key, which a
+            # forging site does not have, is what makes the POST count (CSRF).
+            key = "signin.kept_form" if values.get("switch_lang") else "signin.kept"
+            return signin_page(
+                intake,
+                request,
+                status=exc.status,
+                error=key,
+                school_id=_last_school(intake, request),
+                report=values,
+            )
         return error_page(intake, request, exc, None)
+    if values.get("switch_lang"):
+        # The language button of the form: the same entries again in the other language
+        # (the `?lang=` of its formaction picks and remembers it); nothing is sent (nor
+        # counted by the rate limits).
+        return form_page(intake, request, session, values=values, errors={})
+    return await _limited_send(intake, request, event_log, session, values)
+
+
+def _last_school(intake: Intake, request: Request) -> str | None:
+    """The school of the session cookie still in the browser (expired or signed out), for
+    the sign-in page to preselect; None without one."""
+    try:
+        school_id = intake.keys.unsign("session", request.cookies.get(SESSION_COOKIE))[1]
+    except (TokenError, ValueError, TypeError, IndexError, KeyError):
+        return None
+    return school_id if isinstance(school_id, str) else None
+
+
+async def _limited_send(
+    intake: Intake, request: Request, event_log: EventLog, session: Session, values: dict[str, str]
+) -> Response:
+    """The report within the pages' rate limit; over it, the form again (nothing lost)."""
+    assert session.school_id is not None
+    try:
+        page_limit(intake, request, session.school_id)
+    except PageError as exc:
+        lang = language(request)[0]
+        banner = i18n.translate(lang, exc.key, **exc.values)
+        page = form_page(
+            intake, request, session, values=values, errors={}, status=exc.status, banner=banner
+        )
+        page.headers["Retry-After"] = str(exc.values.get("seconds", 60))
+        return page
+    return await _send_form(intake, request, event_log, session, values)
+
+
+async def _send_form(
+    intake: Intake, request: Request, event_log: EventLog, session: Session, values: dict[str, str]
+) -> Response:
+    """Record the report form's report; the incident page, else the form with what to fix."""
+    lang = language(request)[0]
     assert session.school_id is not None
     school = intake.directory.school(session.school_id)
     assert school is not None  # the session was checked against the directory
     now = datetime.now(UTC)
 
     again = partial(form_page, intake, request, session, values=values)
-    if values.get("switch_lang"):
-        # The language button of the form: the same entries again in the other language
-        # (the `?lang=` of its formaction picks and remembers it); nothing is sent.
-        return again(errors={})
     submission_id = values.get("submission_id") or None
     if check_submission_id(submission_id):
         # A tampered hidden field: offer the same report again under a fresh id.
@@ -299,6 +424,11 @@ async def followup_form(
         page_limit(intake, request, incident.school_id)
         reopen = values.get("action") == "reopen"
         change, resolve = ({}, False) if reopen else follow_up_from_form(values)
+        if values.get("action") == "document":
+            change = only_changed(change, incident.report)
+            if not change:  # the details as already recorded: nothing to tell anyone
+                page_url = intake.urls(incident_id, actor=session.actor)["page_url"]
+                return RedirectResponse(page_url, status_code=303)
         if still := screen_fields(change).get("notes"):
             # Nothing is recorded; the text goes back to its writer only, to edit again.
             text = values.get("notes", "")

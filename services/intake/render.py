@@ -62,25 +62,31 @@ def set_session_cookies(
     intake: Intake, resp: Response, session: Session, csrf: str, *, lifetime: float | None
 ) -> None:
     """The session cookie (unless `lifetime` is None: unchanged) and the CSRF cookie."""
-    secure = intake.secure_cookies
     if lifetime is not None:
-        resp.set_cookie(
-            SESSION_COOKIE,
-            encode_session(intake.keys, session),
-            max_age=int(lifetime),
-            httponly=True,
-            samesite="strict",
-            secure=secure,
-            path="/",
-        )
+        set_session_cookie(intake, resp, session, lifetime=lifetime)
     resp.set_cookie(
         CSRF_COOKIE,
         csrf,
         httponly=True,
         samesite="strict",
-        secure=secure,
+        secure=intake.secure_cookies,
         path="/",
         max_age=int(intake.settings.session_lifetime_seconds),
+    )
+
+
+def set_session_cookie(
+    intake: Intake, resp: Response, session: Session, *, lifetime: float
+) -> None:
+    """The session cookie alone (a page rendered for `session` has set its CSRF cookie)."""
+    resp.set_cookie(
+        SESSION_COOKIE,
+        encode_session(intake.keys, session),
+        max_age=int(lifetime),
+        httponly=True,
+        samesite="strict",
+        secure=intake.secure_cookies,
+        path="/",
     )
 
 

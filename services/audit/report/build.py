@@ -45,7 +45,17 @@ _UPDATE_LABELS = {
     "document": "Document",
     "signed_by_judge": "Signed by a judge",
     "agent_count": "Agents",
+    "agency_stated": "Agency stated",
+    "purpose": "Asking about",
+    "credentials_shown": "Credentials shown",
 }
+
+
+def _update_value(value: object) -> str:
+    """An update's value in words: yes/no, a number as is, an enum's label."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value) if isinstance(value, int) else label(value)
 
 
 def build_report(
@@ -293,7 +303,7 @@ def _follow_ups(events: Sequence[Event], notes: _Notes) -> list[FollowUp]:
         if isinstance(e, EncounterUpdated):
             d = e.data
             changes = [
-                (_UPDATE_LABELS[k], label(v) if k != "agent_count" else str(v))
+                (_UPDATE_LABELS[k], _update_value(v))
                 for k, v in d.model_dump(exclude_none=True).items()
                 if k in _UPDATE_LABELS
             ]
