@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from faststream import FastStream
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from faststream.nats.message import NatsMessage as RawNatsMessage
 
 from schemas.events import (
     EncounterReported,
@@ -44,7 +45,7 @@ from services.eventlog import (
     broker_options,
     new_guard,
 )
-from services.eventlog.consumer import raw_decoder, run_handler
+from services.eventlog.consumer import run_handler
 from services.eventlog.watch import run_watched
 from services.router import deadlines
 from services.router.deadlines import Deadline, DeadlineUnreadable
@@ -63,6 +64,14 @@ from services.runtime.metrics import ESCALATIONS
 from services.runtime.settings import Settings
 
 log = get_logger("dooralert.router")
+
+
+async def body_and_message(msg: RawNatsMessage) -> tuple[bytes, RawNatsMessage]:
+    """The decoder of a broker without dependency injection: each handler gets the stored
+    bytes and the message (to ack, nack or reject) as its two arguments."""
+    return bytes(msg.body), msg
+
+
 SUBJECT = f"{SUBJECT_PREFIX}.*.*.encounter.reported"
 PATTERN_SUBJECT = f"{SUBJECT_PREFIX}.district.*.pattern.detected"
 
@@ -292,6 +301,10 @@ def build_broker(
             guard=guard,
         ),
         log_level=logging.DEBUG,
+        # No dependency injection: a handler is called with the decoded (body, message).
+        # FastStream resolved a `msg: NatsMessage` parameter in a worker thread, a thread hop
+        # (and a pydantic validation of the arguments) per message.
+        apply_types=False,
         # SIGTERM: messages in hand finish (and are acked) before the connection drains.
         graceful_timeout=settings.shutdown_grace_seconds,
     )
@@ -309,9 +322,9 @@ def build_broker(
         stream=events,
         pull_sub=pull,
         ack_policy=AckPolicy.MANUAL,
-        decoder=raw_decoder,
+        decoder=body_and_message,
     )
-    async def on_encounter(body: bytes, msg: NatsMessage) -> None:
+    async def on_encounter(body: bytes, msg: RawNatsMessage) -> None:
         await run_handler(
             msg,
             event_log=router.event_log,
@@ -328,9 +341,9 @@ def build_broker(
         stream=events,
         pull_sub=pull,
         ack_policy=AckPolicy.MANUAL,
-        decoder=raw_decoder,
+        decoder=body_and_message,
     )
-    async def on_followup(body: bytes, msg: NatsMessage) -> None:
+    async def on_followup(body: bytes, msg: RawNatsMessage) -> None:
         await run_handler(
             msg,
             event_log=router.event_log,
@@ -347,9 +360,9 @@ def build_broker(
         stream=JStream(TIMERS_STREAM, declare=False),
         pull_sub=pull,
         ack_policy=AckPolicy.MANUAL,
-        decoder=raw_decoder,
+        decoder=body_and_message,
     )
-    async def on_timer(body: bytes, msg: NatsMessage) -> None:
+    async def on_timer(body: bytes, msg: RawNatsMessage) -> None:
         await router.on_timer(msg)
 
     return broker
