@@ -65,15 +65,14 @@ from services.runtime.settings import Settings
 
 log = get_logger("dooralert.router")
 
+SUBJECT = f"{SUBJECT_PREFIX}.*.*.encounter.reported"
+PATTERN_SUBJECT = f"{SUBJECT_PREFIX}.district.*.pattern.detected"
+
 
 async def body_and_message(msg: RawNatsMessage) -> tuple[bytes, RawNatsMessage]:
     """The decoder of a broker without dependency injection: each handler gets the stored
     bytes and the message (to ack, nack or reject) as its two arguments."""
     return bytes(msg.body), msg
-
-
-SUBJECT = f"{SUBJECT_PREFIX}.*.*.encounter.reported"
-PATTERN_SUBJECT = f"{SUBJECT_PREFIX}.district.*.pattern.detected"
 
 
 def _readable(message: StoredMessage) -> Event | None:
