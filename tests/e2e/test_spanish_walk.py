@@ -342,6 +342,11 @@ def test_incident_page_deliveries_follow_ups_and_error_pages_in_spanish(
         walk.check(page, "confirm: agents left")
         page.click("button[name=confirm][value=yes]")
         page.wait_for_url(re.compile(r"/incidents/"))
+        # The agents are back: its second step, not taken.
+        page.click("button[name=action][value=agents_back]")
+        page.wait_for_selector("button[name=confirm][value=yes]")
+        walk.check(page, "confirm: agents back")
+        page.goto(incident_url)
         # A document shown later.
         page.select_option("#fu_document", "judicial_warrant")
         page.click("button[name=action][value=document]")
@@ -361,6 +366,11 @@ def test_incident_page_deliveries_follow_ups_and_error_pages_in_spanish(
         page.wait_for_url(re.compile(r"/incidents/"))
         page.wait_for_selector(".done")
         walk.check(page, "incident: all clear")
+        # Withdrawing the all clear: its second step, not taken.
+        page.click("button[name=action][value=reopen]")
+        page.wait_for_selector("button[name=confirm][value=yes]")
+        walk.check(page, "confirm: reopen")
+        page.goto(incident_url)
         # The tab left open: the agents left, after the all clear.
         late.click("button[value=agents_left]")
         late.wait_for_load_state()
@@ -453,3 +463,22 @@ def test_acknowledge_pages_and_the_board_in_spanish(stack: Stack, browser: Any) 
         page.wait_for_selector("#banner")
         walk.check(page, "incident by status link")
     walk.done()
+
+
+def test_every_refusal_and_error_page_has_its_words_in_both_languages() -> None:
+    # What a page says instead of the API's English: a key per refusal kind and status.
+    from services.intake.domain.refusals import STATUS, Refused
+    from services.intake.render import STATUS_KEYS
+
+    keys = [Refused(kind, "").key for kind in STATUS] + list(STATUS_KEYS.values())
+    for key in keys:
+        assert key in MESSAGES["en"] and key in MESSAGES["es"], key
+        assert MESSAGES["en"][key] != MESSAGES["es"][key], key
+    # The walk's list is derived from the catalogue: it holds the sentences it should.
+    phrases = english_phrases()
+    assert "Please enter the door" in phrases and "Notes can be at most 500 characters" in phrases
+    assert (
+        "Alert sent at" in phrases
+        and "High" in phrases
+        and "principal" not in {p.lower() for p in phrases}
+    )
