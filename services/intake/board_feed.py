@@ -117,11 +117,12 @@ class BoardFeed:
         return bool(messages)
 
     def _forget_old(self) -> None:
-        # Resolved incidents, those reported before the window and those whose report was
-        # not read (begun before the window) leave memory: the board never shows them.
+        # Those reported before the window and those whose report was not read (begun before
+        # the window) leave memory: the board never shows them. Resolved ones stay (hidden):
+        # an all-clear can be withdrawn (`incident.reopened`), and the row must come back.
         since = self._clock() - self.window
         for incident_id, s in list(self._states.items()):
-            if s.status == "resolved" or s.reported_at is None or s.reported_at < since:
+            if s.reported_at is None or s.reported_at < since:
                 del self._states[incident_id]
         for incident_id in set(self._patterns) - set(self._states):
             del self._patterns[incident_id]

@@ -252,3 +252,22 @@ def test_the_after_action_report_lists_each_all_clear_and_reopening_in_order() -
     assert report_.follow_ups[1].note == "They came back."
     text = render_markdown(report_)
     assert text.index("Resolved (all clear)") < text.index("Reopened (all clear withdrawn)")
+
+
+async def test_a_reopened_incident_comes_back_on_the_district_board() -> None:
+    from services.intake.board_feed import BoardFeed
+
+    log = FakeEventLog()
+    feed = BoardFeed(lambda: log, window=timedelta(days=7), poll_seconds=60, clock=lambda: T0)
+    events = opened_incident()
+    for event in events:
+        await log.append(event)
+    await feed.refresh()
+    assert [r.incident_id for r in feed.rows()] == ["inc-1"]
+    clear = resolved(state_of(events), T0)
+    await log.append(clear)
+    await feed.refresh()
+    assert feed.rows() == []
+    await log.append(reopen(state_of([*events, clear]), T0))
+    assert await feed.refresh()
+    assert [r.incident_id for r in feed.rows()] == ["inc-1"]
