@@ -59,6 +59,11 @@ log = get_logger("dooralert.ledger")
 
 DEFAULT_EVERY = 1000
 DEFAULT_SECONDS = 10.0
+# After a fetch that did not fill its batch, wait this long (at most a tenth of `seconds`)
+# before the next: anchoring is due within `seconds`, not at once, so during a burst the
+# events gather and one fetch (one pull request, one wake-up) takes many of them instead of
+# one pull per handful (the pull round trips were most of the ledger's CPU per event).
+DEFAULT_PACE = 0.2
 STALL_CHECK_SECONDS = 5.0
 H_SIZE = "Dooralert-Tree-Size"
 H_RANGE = "Dooralert-Compact-Range"
@@ -106,6 +111,7 @@ class Ledger:
         seconds: float = DEFAULT_SECONDS,
         out_dir: Path | None = None,
         batch: int = 500,
+        pace: float = DEFAULT_PACE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if every < 1 or seconds <= 0:
@@ -117,6 +123,7 @@ class Ledger:
         self.seconds = seconds
         self.out_dir = out_dir
         self.batch = batch
+        self.pace = min(pace, seconds / 10)
         self.clock = clock
         self.subject = checkpoint_subject(origin)
         self.tree = CompactRange()
@@ -280,6 +287,9 @@ class Ledger:
                         await self.checkpoint()
                 if self._due() or (self._resolved_pending and self.tree.size > self._anchored):
                     await self.checkpoint()
+                if 0 < len(msgs) < self.batch and self.pace > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.pace)
         finally:
             self.following = False
             with contextlib.suppress(Exception):
