@@ -63,8 +63,9 @@ class Staff:
     actor: str
 
 
-def staff(request: Request, intake: IntakeDep) -> Staff:
-    """The caller's school by their Bearer key (401 without a known one)."""
+async def staff(request: Request, intake: IntakeDep) -> Staff:
+    """The caller's school by their Bearer key (401 without a known one); async, so FastAPI
+    runs it in the event loop rather than a worker thread."""
     key = bearer(request)
     school = authorise(intake, request, key)
     assert key is not None

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
-from typing import Annotated
+from typing import Annotated, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import Depends, Request
@@ -32,6 +33,7 @@ from services.runtime.logging import get_logger
 from services.runtime.settings import Settings
 
 log = get_logger("dooralert.intake")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -212,13 +214,26 @@ def get_session(request: Request) -> CurrentSession:
     return read_session(get_intake(request), request)
 
 
-IntakeDep = Annotated[Intake, Depends(get_intake)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-DirectoryDep = Annotated[Directory, Depends(get_directory)]
-ProtocolDep = Annotated[Protocol, Depends(get_protocol)]
-EventLogDep = Annotated[EventLog, Depends(get_event_log)]
-SessionDep = Annotated[CurrentSession, Depends(get_session)]
-EndedSessionsDep = Annotated[EndedSessions, Depends(get_ended_sessions)]
+def in_loop(dependency: Callable[[Request], T]) -> Callable[[Request], Awaitable[T]]:
+    """`dependency` as a FastAPI dependency run in the event loop. FastAPI runs a plain
+    function dependency in a worker thread: a thread hop (and a wake-up) per dependency per
+    request, a third of intake's CPU per report for these attribute look-ups."""
+
+    async def run(request: Request) -> T:
+        return dependency(request)
+
+    run.__name__ = run.__qualname__ = dependency.__name__
+    run.__doc__ = dependency.__doc__
+    return run
+
+
+IntakeDep = Annotated[Intake, Depends(in_loop(get_intake))]
+SettingsDep = Annotated[Settings, Depends(in_loop(get_settings))]
+DirectoryDep = Annotated[Directory, Depends(in_loop(get_directory))]
+ProtocolDep = Annotated[Protocol, Depends(in_loop(get_protocol))]
+EventLogDep = Annotated[EventLog, Depends(in_loop(get_event_log))]
+SessionDep = Annotated[CurrentSession, Depends(in_loop(get_session))]
+EndedSessionsDep = Annotated[EndedSessions, Depends(in_loop(get_ended_sessions))]
 
 
 def client_of(request: Request, *, missing: str = "unknown") -> str:
