@@ -262,7 +262,9 @@ def audit_serve() -> None:
     origin = _log_origin(settings)
     targets = witness_targets(service_directory(settings))
     from services.eventlog import EXIT_NATS_LOST, NatsConnectError
+    from services.runtime import eventloop
 
+    eventloop.install(settings.event_loop)
     try:
         asyncio.run(_run_ledger(settings, signer, origin, targets))
     except LedgerError as exc:

@@ -19,6 +19,7 @@ from services.cli.support import (
     service_rules,
     shown_url,
 )
+from services.runtime import eventloop
 from services.runtime.config import ConfigError
 from services.runtime.logging import configure_logging, get_logger
 from services.runtime.settings import EXAMPLE_CONFIG_DIR, Settings
@@ -134,6 +135,7 @@ def intake() -> None:
             hint="set DOORALERT_TRUSTED_PROXIES to the reverse proxy's address",
         )
     app = create_app(settings, directory=directory)
+    eventloop.install(settings.event_loop)
     server = uvicorn.Server(intake_server_config(settings, app))
     app.state.stop_serving = lambda: setattr(server, "should_exit", True)
     try:
@@ -160,6 +162,7 @@ def intake_server_config(settings: Settings, app: Any) -> uvicorn.Config:
         port=settings.http_port,
         log_level="warning",
         access_log=False,
+        loop=eventloop.chosen(settings.event_loop),
         server_header=False,
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted or "",
@@ -173,6 +176,7 @@ def router() -> None:
     settings = load_settings()
     directory = service_directory(settings)
     rules = service_rules(settings)
+    eventloop.install(settings.event_loop)
     raise typer.Exit(run(settings, rules=rules, directory=directory))
 
 
@@ -183,6 +187,7 @@ def notifier() -> None:
     settings = load_settings()
     require_secret_keys(settings)
     directory = service_directory(settings)
+    eventloop.install(settings.event_loop)
     raise typer.Exit(run(settings, directory=directory))
 
 

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import ipaddress
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -82,6 +82,8 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
     log_format: str = "auto"  # auto | json | console
+    # uvloop when installed (auto), or asyncio's own loop (services/runtime/eventloop.py).
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
     @field_validator("secret_keys", mode="before")
     @classmethod
