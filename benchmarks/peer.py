@@ -90,7 +90,11 @@ async def interleaved_samples(
 
 
 async def amain(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    result: dict[str, Any] = {"schools": args.schools, "notifiers": args.notifiers}
+    result: dict[str, Any] = {
+        "schools": args.schools,
+        "notifiers": args.notifiers,
+        "ledger_nice": args.ledger_nice,
+    }
     sink = parts.start_sink(work)
     keys = parts.make_district(work / "config", args.schools)
     base, procs, admin_url = await parts.start_dooralert(args, work, sink.port)
@@ -147,8 +151,8 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
     )
     w(
         "  dooralert: nats-server WITH users (deploy/nats/server.conf), provision, intake, router, "
-        "notifier, audit ledger as separate processes; intake abuse limits OFF "
-        "(DOORALERT_RATE_LIMIT_*=0)"
+        f"notifier, audit ledger (nice {r['ledger_nice']}) as separate processes; intake abuse "
+        "limits OFF (DOORALERT_RATE_LIMIT_*=0)"
     )
     if r["alertmanager_skipped"]:
         w(f"  Alertmanager SKIPPED: {r['alertmanager_skipped']}")
@@ -197,6 +201,12 @@ def main() -> int:
     ap.add_argument("--schools", type=int, default=600, help="schools in the burst")
     ap.add_argument("--bursts", type=int, default=1, help="bursts per system (order alternates)")
     ap.add_argument("--notifiers", type=int, default=1, help="notifier processes")
+    ap.add_argument(
+        "--ledger-nice",
+        type=int,
+        default=10,
+        help="the audit ledger's niceness (0: the alert path's priority); see deploy/README.md",
+    )
     ap.add_argument("--profile", help="py-spy the first notifier in the first burst (SVG)")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (store, logs)")
