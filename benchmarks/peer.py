@@ -184,6 +184,8 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
         )
         for name, secs in b["cpu_s"].items():
             w(f"    {name:<22}{secs:>7.2f} s  {1000 * secs / max(1, b['emails']):>6.2f} ms/email")
+        total = sum(b["cpu_s"].values())
+        w(f"    {'total':<22}{total:>7.2f} s  {1000 * total / max(1, b['emails']):>6.2f} ms/email")
     for b in r["bursts"]["alertmanager"]:
         w(
             f"  Alertmanager burst: {b['emails']} emails, {b['complete']} complete; CPU "

@@ -169,7 +169,9 @@ def launch_dooralert(
         }
     )
     argv = server.server_args(nats_server_binary(), work / "nats")
-    pl.spawn("nats-server", argv, env=server.server_env(env), log_path=logs / "nats-server.log")
+    nats_proc = pl.spawn(
+        "nats-server", argv, env=server.server_env(env), log_path=logs / "nats-server.log"
+    )
     pl.wait_for_port(server.port, 15)
 
     def as_user(user: str) -> dict[str, str]:
@@ -198,6 +200,8 @@ def launch_dooralert(
         )
         argv = [*nice, *cli, *cmd]
         procs[name] = pl.spawn(name, argv, env=env_p, log_path=logs / f"{name}.log")
+    # Last, so the services come first in the CPU table; Alertmanager has no broker to count.
+    procs["nats-server"] = nats_proc
     return f"http://{HOST}:{http_port}", procs, server.url_for("admin")
 
 
