@@ -204,8 +204,12 @@ def test_sign_in_the_form_and_every_form_error_in_spanish(stack: Stack, browser:
     page, _ = new_page(browser, lang="es-ES", mobile=True)
     spanish_sign_in(page, stack.base, walk)
     walk.check(page, "form")
-    before_send = page.inner_text("main")
-    # Before Send nobody has been alerted yet: the form never says they have.
+    # Before Send nobody has been alerted yet: the form never says they have, in either
+    # language (all of it, the guidance for documents not chosen yet included).
+    page.goto(stack.base + "/?lang=en")
+    before_send = page.evaluate("document.querySelector('main').textContent")
+    page.goto(stack.base + "/?lang=es")
+    before_send += page.evaluate("document.querySelector('main').textContent")
     for done in ("has been alerted", "have been alerted", "ha sido avisado", "han sido avisados"):
         if done in before_send:
             walk.problems.append(f"form: says {done!r} before Send")
