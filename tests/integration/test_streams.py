@@ -52,3 +52,27 @@ async def test_read_messages_honours_since_and_headers_only(js):
     assert await read_messages(js, since=later) == []
     msgs = await read_messages(js, "dooralert.*.*.encounter.reported", headers_only=True)
     assert len(msgs) == 2 and all(m.data == b"" for m in msgs)
+
+
+async def test_a_tail_of_several_subjects_returns_them_as_one_snapshot_in_stream_order(js):
+    # One consumer per subject (faster to deliver on a big log), merged by stream sequence.
+    subjects = ["dooralert.*.*.encounter.reported", "dooralert.district.*.pattern.detected"]
+    await put(js, 1)
+    await js.publish("dooralert.district.p-1.pattern.detected", b"p", stream=STREAM)
+    await js.publish("dooralert.hamline.inc-0.notification.sent", b"y", stream=STREAM)
+    await put(js, 1, start=1)
+    tail = StreamTail(js, subjects, since=datetime.now(UTC) - timedelta(minutes=5))
+    first = await tail.read_new()
+    assert [m.subject.split(".")[2] for m in first] == ["inc-0", "p-1", "inc-1"]
+    assert [m.seq for m in first] == sorted(m.seq for m in first)
+    assert await tail.read_new() == []
+    await js.publish("dooralert.district.p-2.pattern.detected", b"p", stream=STREAM)
+    await put(js, 1, start=2)
+    assert [m.subject.split(".")[2] for m in await tail.read_new()] == ["p-2", "inc-2"]
+    # A message a consumer fetched past the call's cut waits for the next call.
+    cursor = tail._cursors[0]
+    await put(js, 1, start=3)
+    await cursor.fetch_pending(10)
+    assert cursor.take(cursor.held[0].seq - 1) == [] and len(cursor.held) == 1
+    assert [m.subject.split(".")[2] for m in await tail.read_new()] == ["inc-3"]
+    await tail.close()
