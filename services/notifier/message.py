@@ -8,6 +8,7 @@ template stops the notifier before any alert depends on it.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy as email_policy
@@ -229,6 +230,12 @@ class _CachingHeaderRegistry(HeaderRegistry):
 # email.policy.default with the caching registry (the same policy in every other respect).
 _POLICY = email_policy.default.clone(header_factory=_CachingHeaderRegistry())
 
+# The multipart boundary of this process's emails, in the generator's own format. RFC 2046
+# asks only that it appear in none of the parts; left unset, sending makes one per email,
+# compiles a regex to check it and re-parses the Content-Type to set it (and wire.py, which
+# writes the bytes sent, needs it set). An email whose text holds it gets one made for it.
+BOUNDARY = "=" * 15 + f"{secrets.randbits(63):019d}" + "=="
+
 
 def build_email(
     *,
@@ -269,8 +276,12 @@ def build_email(
     msg["Message-ID"] = message_id(request.data.notification_id)
     msg["X-Dooralert-Incident"] = report.incident_id
     msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(tpl.render(lang, f"{variant}.txt", values))
-    msg.add_alternative(tpl.render(lang, f"{variant}.html", values), subtype="html")
+    text = tpl.render(lang, f"{variant}.txt", values)
+    html = tpl.render(lang, f"{variant}.html", values)
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    if BOUNDARY not in text and BOUNDARY not in html:
+        msg.set_boundary(BOUNDARY)
     msg["Content-Language"] = lang  # after set_content, which drops Content-* headers
     return msg
 

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 
 import aiosmtplib
+from aiosmtplib.email import extract_recipients, extract_sender
 
 from services.notifier.channels import TransientDeliveryError, classify_smtp, scrub
+from services.notifier.wire import wire_bytes
 from services.runtime.metrics import SMTP_UP
 from services.runtime.settings import Settings
 
@@ -133,7 +135,20 @@ class SmtpPool:
             await asyncio.sleep(every)
 
     async def _send_on(self, session: _Session, message: EmailMessage) -> str:
-        errors, reply = await session.smtp.send_message(message)
+        smtp = session.smtp
+        raw = None
+        # The bytes written directly (wire.py) where they are what send_message would send:
+        # the server said EHLO with 8BITMIME, and sender and recipients are ASCII.
+        if not smtp.is_ehlo_or_helo_needed and smtp.supports_extension("8bitmime"):
+            raw = wire_bytes(message)
+        envelope = _ascii_envelope(message) if raw is not None else None
+        if raw is not None and envelope is not None:
+            sender, recipients = envelope
+            errors, reply = await smtp.sendmail(
+                sender, recipients, raw, mail_options=["BODY=8BITMIME"]
+            )
+        else:
+            errors, reply = await smtp.send_message(message)
         if errors:
             code, text = next(iter(errors.values()))
             raise aiosmtplib.SMTPResponseException(code, text)
@@ -153,6 +168,21 @@ class SmtpPool:
                 await asyncio.wait_for(session.smtp.quit(), timeout=2)
             except Exception:  # noqa: BLE001 - closing anyway
                 session.smtp.close()
+
+
+def _ascii_envelope(message: EmailMessage) -> tuple[str, list[str]] | None:
+    """MAIL FROM and RCPT TO as send_message takes them from the headers; None unless all
+    are ASCII (SMTPUTF8 is left to send_message) or when a header is missing."""
+    try:
+        sender = extract_sender(message)
+        recipients = extract_recipients(message)
+    except ValueError:
+        return None
+    if sender is None or not recipients:
+        return None
+    if not sender.isascii() or not all(r.isascii() for r in recipients):
+        return None
+    return sender, recipients
 
 
 def _close_quietly(session: _Session | None) -> None:
