@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -486,3 +487,56 @@ def test_every_refusal_and_error_page_has_its_words_in_both_languages() -> None:
         and "High" in phrases
         and "principal" not in {p.lower() for p in phrases}
     )
+
+
+def test_spanish_emails_of_every_kind_have_no_english_left(browser: Any) -> None:
+    from schemas.events import NotificationRequested, derive_id
+    from schemas.report import EncounterReport
+    from services.notifier.message import build_email
+    from tests.unit.test_message import AT, CTX, NID, encounter, html_of
+
+    walk = Walk()
+    r = EncounterReport.model_validate({**report(), "occurred_at": AT})
+    page, _ = new_page(browser, lang="es-ES", mobile=True)
+    for kind in ("alert", "escalation", "update", "resolved", "reopened"):
+        data: dict[str, Any] = {
+            "notification_id": NID,
+            "role": "family_liaison",
+            "contact_id": "liaison-hamline",
+            "channel": "email",
+            "severity": "critical",
+            "routes": ["any-encounter"],
+            "kind": kind,
+        }
+        request = NotificationRequested(
+            id=derive_id(NID, kind),
+            source="router",
+            incident_id="inc-1",
+            school_id="hamline",
+            occurred_at=AT,
+            recorded_at=AT,
+            correlation_id="inc-1",
+            actor="system",
+            data=data,
+        )
+        msg = build_email(
+            request=request,
+            report=encounter(r),
+            ctx=replace(CTX, recipient_name="Family Liaison, Hamline Elementary"),
+            sender="dooralert <alerts@dooralert.invalid>",
+            to="liaison@hamline.district.example",
+            language="es",
+            ack_url="http://dooralert.example/ack/abc",
+        )
+        page.set_content(html_of(msg))
+        walk.check(page, f"email: {kind}")
+        subject = str(msg["Subject"])
+        text = msg.get_body(("plain",))
+        plain = text.get_content() if text is not None else ""
+        page.set_content(
+            f"<html lang='es'><title>{subject}</title><main><h1>{subject}</h1>"
+            f"<pre>{plain}</pre></main></html>"
+        )
+        if left := english_left(page):
+            walk.problems.append(f"email {kind}, subject and text part: English left: {left}")
+    walk.done()
