@@ -18,7 +18,10 @@ from are written in one append and can never disagree; the signed root also cros
 unsigned header. When the header is missing or does not match, the ledger rebuilds the tree
 from seq 1 and refuses to go on (ForkRefused) if the log no longer hashes to the last signed
 root. When the last checkpoint is not signed by the ledger's key (a rotated key), it rebuilds
-from seq 1 without that check and says so in the log.
+from seq 1 without that check and says so in the log. When DOORALERT_CHECKPOINTS has no
+checkpoint of its origin, it resumes from the copy in its checkpoint directory (`latest.txt`),
+rebuilding and checking the tree against it; with neither, on a log that is not empty, it warns
+(`ledger.fresh`, the log's size) before hashing the whole log: never a silent fresh start.
 """
 
 from __future__ import annotations
@@ -142,12 +145,10 @@ class Ledger:
 
     async def resume(self) -> None:
         """Restore the tree from the last checkpoint (see the module docstring)."""
-        try:
-            raw = await self.js.get_last_msg(CHECKPOINTS_STREAM, self.subject)
-        except NotFoundError:
-            log.info("ledger.fresh", origin=self.origin)
+        found = await self._last_checkpoint()
+        if found is None:
             return
-        note = (raw.data or b"").decode("utf-8", errors="replace")
+        note, headers = found
         try:
             cp = open_checkpoint(note, self.signer.verifier)
         except NoteError as exc:
@@ -159,7 +160,7 @@ class Ledger:
             )
             return
         try:
-            tree = CompactRange.loads((raw.headers or {}).get(H_RANGE, ""))
+            tree = CompactRange.loads(headers.get(H_RANGE, ""))
         except MerkleError as exc:
             tree = None
             log.warning(
@@ -179,6 +180,36 @@ class Ledger:
         self.latest_note = note
         self._anchored = self.resumed_from = cp.size
         log.info("ledger.resumed", origin=self.origin, size=cp.size, root=cp.root.hex())
+
+    async def _last_checkpoint(self) -> tuple[str, dict[str, str]] | None:
+        """The last checkpoint note and its headers; with none in DOORALERT_CHECKPOINTS, the
+        copy outside the system (`out_dir/latest.txt`, no headers: the tree is rebuilt and
+        must hash to it); None when neither exists, said loudly if the log is not empty."""
+        try:
+            raw = await self.js.get_last_msg(CHECKPOINTS_STREAM, self.subject)
+            return (raw.data or b"").decode("utf-8", errors="replace"), dict(raw.headers or {})
+        except NotFoundError:
+            pass
+        outside = self.out_dir / "latest.txt" if self.out_dir is not None else None
+        if outside is not None and outside.is_file():
+            # DOORALERT_CHECKPOINTS lost its notes (the stream deleted and provisioned anew):
+            # never a fresh tree over a log already signed, which would hide any change made
+            # to it meanwhile; the log must still hash to the copy kept outside.
+            log.warning("ledger.checkpoints_missing", origin=self.origin, resume_from=str(outside))
+            return outside.read_text(encoding="utf-8"), {}
+        size = (await self.js.stream_info(STREAM)).state.last_seq
+        if size:
+            # Not silent: the whole log is hashed from seq 1 (minutes on a big log) and a
+            # checkpoint of it signed as the first of this origin.
+            log.warning(
+                "ledger.fresh",
+                origin=self.origin,
+                log_size=size,
+                reason="no checkpoint of this origin: hashing the log from seq 1",
+            )
+        else:
+            log.info("ledger.fresh", origin=self.origin)
+        return None
 
     async def _rebuild(self, cp: Checkpoint) -> CompactRange:
         tree = CompactRange()

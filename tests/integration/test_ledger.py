@@ -447,3 +447,29 @@ def test_a_v1_export_without_a_manifest_is_refused_by_name(copy: Path, built: tu
     (copy / "manifest.json").unlink()
     with pytest.raises(ExportFormatError, match="v1 export"):
         verify_export(copy, built[1].verifier)
+
+
+async def test_with_its_checkpoints_stream_lost_the_ledger_resumes_from_the_copy_outside(
+    js: JetStreamContext, signer: Signer, tmp_path: Path
+) -> None:
+    await publish_reports(js, 5)
+    first = Ledger(js, signer, origin=ORIGIN, every=2, seconds=60, out_dir=tmp_path)
+    await run_ledger(first, until_size=5)
+    # The stream deleted and provisioned anew: empty, while the log still holds 5 events.
+    info = await js.stream_info(CHECKPOINTS_STREAM)
+    await js.delete_stream(CHECKPOINTS_STREAM)
+    await js.add_stream(info.config)
+    await publish_reports(js, 2)
+    again = Ledger(js, signer, origin=ORIGIN, every=2, seconds=60, out_dir=tmp_path)
+    await run_ledger(again, until_size=7)
+    assert again.resumed_from == 5  # the outside copy, checked against the rebuilt tree
+    assert again.last == Checkpoint(ORIGIN, 7, await log_root(js))
+
+    # The log changed under that copy: the ledger refuses to sign a fork.
+    (tmp_path / "latest.txt").write_text(
+        sign_checkpoint(signer, Checkpoint(ORIGIN, 7, b"\x02" * 32)), encoding="utf-8"
+    )
+    await js.delete_stream(CHECKPOINTS_STREAM)
+    await js.add_stream(info.config)
+    with pytest.raises(ForkRefused, match="does not hash to the last signed checkpoint"):
+        await Ledger(js, signer, origin=ORIGIN, out_dir=tmp_path).run(asyncio.Event())
