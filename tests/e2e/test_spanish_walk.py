@@ -306,12 +306,35 @@ def test_held_back_text_its_language_switch_and_a_refused_update(
     page.click("button[name=action][value=notes]")
     page.wait_for_selector("#held-notice")
     walk.check(page, "held back again (update refused)")
+    page.click("header [lang]")  # in English: still refused, the text as typed
+    page.wait_for_selector("#held_notes")
+    assert page.get_attribute("html", "lang") == "en"
+    assert page.input_value("#held_notes") == typed
+    assert "still" in page.inner_text("#held-notice")
+    page.click("header [lang]")
+    page.wait_for_selector("#held_notes")
     page.fill("#held_notes", "Preguntaron por una alumna; no dimos datos.")
     page.click("button[name=action][value=notes]")
     page.wait_for_url(re.compile(r"/incidents/"))
     page.locator("#live li[data-status=sent]").first.wait_for(timeout=15_000)
     walk.check(page, "incident, after an update from the held-back page")
     walk.done()
+
+
+def test_held_back_language_switch_without_javascript(stack: Stack, browser: Any) -> None:
+    page, _ = new_page(browser, lang="es-ES", js=False)
+    spanish_sign_in(page, stack.base)
+    page.click("label[for=door-3]")
+    page.click("#more-summary")
+    page.fill("#notes", "Preguntan por Maria Lopez, tel. 651-555-0199")
+    page.click("#send")
+    page.wait_for_selector("#held-notice")
+    page.fill("#held_notes", "Preguntan por una alumna")
+    page.click("header [lang]")
+    page.wait_for_selector("#held_notes")
+    assert page.get_attribute("html", "lang") == "en"
+    assert page.input_value("#held_notes") == "Preguntan por una alumna"
+    assert "looks like a phone number" in page.inner_text("ul.held")
 
 
 def test_incident_page_deliveries_follow_ups_and_error_pages_in_spanish(
