@@ -39,6 +39,7 @@ from services.intake.errors import (
 )
 from services.intake.forms import (
     OTHER_DOOR,
+    REPORT_FIELDS,
     carried,
     check_post,
     csrf_ok,
@@ -102,6 +103,8 @@ def signin_page(
     lang = language(request)[0]
     if isinstance(error, str):
         error = PageError(status, error)
+    # Only the report's own fields ride along (never the old CSRF token, nor stray fields).
+    report = {k: report[k] for k in REPORT_FIELDS if k in report} if report else None
     resp = render(
         intake,
         request,
@@ -152,6 +155,12 @@ async def signin(
     max_bytes = intake.settings.max_report_bytes + CARRY_BYTES
     values = await form_values(request, max_bytes=max_bytes)
     report = carried(values)
+    if values.get("switch_page") and report and same_origin(intake, request):
+        # The language button of a sign-in page carrying a report: the same page in the
+        # other language (its `?lang=`), the report still carried; nothing checked or sent.
+        key = "signin.kept_form" if report.get("switch_lang") else "signin.kept"
+        school_id = _last_school(intake, request)
+        return signin_page(intake, request, error=key, school_id=school_id, report=report)
     if not csrf_ok(intake, request, current.session, values.get(CSRF_FIELD)):
         if report and same_origin(intake, request):
             # The sign-in page itself went stale: ask again, the report still kept.

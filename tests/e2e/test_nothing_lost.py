@@ -64,6 +64,13 @@ def test_cleared_cookies_keep_the_report_and_the_key_sends_it_intact(stack, brow
         assert words in kept, (words, kept)
     assert all_violations(page) == []
     shot(page, "signin-kept-en")
+    # The page's language button keeps the report too (there and back).
+    page.click("button[name=switch_page]")
+    page.wait_for_selector("html[lang=es]")
+    assert "No se perdió nada" in page.inner_text("#signin-error")
+    assert "Gym door" in page.inner_text("#kept") and "Orden judicial" in page.inner_text("#kept")
+    page.click("button[name=switch_page]")
+    page.wait_for_selector("html[lang=en]")
     # A wrong key: refused, the report still there.
     page.select_option("#school_id", "hamline")
     page.fill("#intake_key", LINCOLN_KEY)

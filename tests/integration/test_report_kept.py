@@ -61,6 +61,7 @@ async def test_cleared_cookies_show_the_key_page_with_the_report_then_send_it_on
     carried = hidden(kept.text)
     assert {k: carried[f"report.{k}"] for k in TYPED} == TYPED
     assert carried["report.submission_id"] == form["submission_id"]
+    assert "report.csrf_token" not in carried  # only the report's own fields ride along
     assert await reported(js) == []
     signin = {**carried, "school_id": "hamline"}
     # A wrong key: refused, and the report is still on the page.
@@ -168,3 +169,20 @@ async def test_a_forging_site_gets_no_sign_in_page_and_nothing_is_sent(web, js):
     guess = await web.post("/signin", data={**fields, "school_id": "hamline", "intake_key": "x"})
     assert guess.status_code == 401
     assert await reported(js) == []
+
+
+async def test_the_key_page_changes_language_with_the_report_still_carried(web, js):
+    form = await filled_then_signed_out(web)
+    kept = await web.post("/report?lang=en", data=form)
+    carried = hidden(kept.text)
+    switch = {k: v for k, v in carried.items() if k.startswith("report.")}
+    assert 'action="/signin?lang=es"' in kept.text  # the language button is a form
+    es = await web.post("/signin?lang=es", data={**switch, "switch_page": "1"})
+    assert es.status_code == 200 and 'lang="es"' in es.text
+    assert "No se perdió nada" in es.text and "Loading dock" in es.text
+    assert {k: v for k, v in hidden(es.text).items() if k.startswith("report.")} == switch
+    assert await reported(js) == []
+    signin = {**hidden(es.text), "school_id": "hamline", "intake_key": HAMLINE_KEY}
+    sent = await web.post("/signin?lang=es", data=signin)
+    assert sent.status_code == 303, sent.text
+    assert len(await reported(js)) == 1
