@@ -16,7 +16,6 @@ from schemas.events import new_event_id
 from schemas.report import Agency, Document, Entry, Purpose, SignedByJudge
 from services.domain.directory import hash_intake_key
 from services.domain.screening import looks_like, screen_fields
-from services.domain.tokens import TokenError
 from services.eventlog.interface import EventLog
 from services.intake import i18n
 from services.intake.bodies import form_values
@@ -39,14 +38,12 @@ from services.intake.errors import (
 )
 from services.intake.forms import (
     OTHER_DOOR,
-    REPORT_FIELDS,
     carried,
     check_post,
     csrf_ok,
     field_message,
     follow_up_from_form,
     form_defaults,
-    location_of,
     only_changed,
     page_limit,
     report_from_form,
@@ -73,6 +70,7 @@ from services.intake.security import (
     csrf_token,
     new_session,
 )
+from services.intake.signin_view import CARRY_BYTES, last_school, signin_page
 from services.runtime.logging import get_logger
 
 log = get_logger("dooralert.intake")
@@ -82,70 +80,6 @@ router = APIRouter()
 @router.get("/favicon.ico", include_in_schema=False)
 async def favicon() -> Response:
     return Response(status_code=204)
-
-
-# Room on the sign-in page for a report carried along (its fields, as the form sent them).
-CARRY_BYTES = 4096
-
-
-def signin_page(
-    intake: Intake,
-    request: Request,
-    *,
-    status: int = 200,
-    error: PageError | str | None = None,
-    school_id: str | None = None,
-    report: dict[str, str] | None = None,
-) -> HTMLResponse:
-    """The sign-in form (staff give their school's intake key once per device). With
-    `report`, the report form's entries ride along: sent (or, from the language button,
-    shown again) as soon as the key is given."""
-    lang = language(request)[0]
-    if isinstance(error, str):
-        error = PageError(status, error)
-    # Only the report's own fields ride along (never the old CSRF token, nor stray fields).
-    report = {k: report[k] for k in REPORT_FIELDS if k in report} if report else None
-    resp = render(
-        intake,
-        request,
-        "signin.html",
-        {
-            "schools": intake.directory.schools,
-            "error": error,
-            "school_id": school_id,
-            "days": int(intake.settings.session_lifetime_seconds // 86400) or 1,
-            "report": report or {},
-            "sending": bool(report) and not (report or {}).get("switch_lang"),
-            "kept": kept_summary(report, lang) if report else [],
-        },
-        status=status,
-    )
-    if error is not None and error.status == 429 and "seconds" in error.values:
-        resp.headers["Retry-After"] = str(error.values["seconds"])
-    return resp
-
-
-def kept_summary(values: dict[str, str], lang: str) -> list[tuple[str, str]]:
-    """The carried report in words, as the sign-in page lists it: the person sees what the
-    key will send (and a forged one would show itself)."""
-    t = partial(i18n.translate, lang)
-    rows = [(t("incident.where"), location_of(values))]
-    for field, key in (
-        ("agency_stated", "form.agency"),
-        ("agent_count", "form.count"),
-        ("document", "form.document"),
-        ("signed_by_judge", "form.signed"),
-        ("purpose", "form.purpose"),
-        ("entry", "form.entry"),
-    ):
-        if values.get(field):
-            rows.append((t(key), i18n.label(values[field], lang)))
-    shown = {"true": t("form.yes"), "false": t("form.no")}.get(values.get("credentials_shown", ""))
-    if shown:
-        rows.append((t("form.credentials"), shown))
-    if values.get("notes", "").strip():
-        rows.append((t("incident.notes"), values["notes"]))
-    return rows
 
 
 @router.post("/signin", response_class=HTMLResponse)
@@ -159,7 +93,7 @@ async def signin(
         # The language button of a sign-in page carrying a report: the same page in the
         # other language (its `?lang=`), the report still carried; nothing checked or sent.
         key = "signin.kept_form" if report.get("switch_lang") else "signin.kept"
-        school_id = _last_school(intake, request)
+        school_id = last_school(intake, request)
         return signin_page(intake, request, error=key, school_id=school_id, report=report)
     if not csrf_ok(intake, request, current.session, values.get(CSRF_FIELD)):
         if report and same_origin(intake, request):
@@ -312,7 +246,7 @@ async def submit_form(request: Request, intake: IntakeDep, event_log: EventLogDe
                 request,
                 status=exc.status,
                 error=key,
-                school_id=_last_school(intake, request),
+                school_id=last_school(intake, request),
                 report=values,
             )
         return error_page(intake, request, exc, None)
@@ -322,16 +256,6 @@ async def submit_form(request: Request, intake: IntakeDep, event_log: EventLogDe
         # counted by the rate limits).
         return form_page(intake, request, session, values=values, errors={})
     return await _limited_send(intake, request, event_log, session, values)
-
-
-def _last_school(intake: Intake, request: Request) -> str | None:
-    """The school of the session cookie still in the browser (expired or signed out), for
-    the sign-in page to preselect; None without one."""
-    try:
-        school_id = intake.keys.unsign("session", request.cookies.get(SESSION_COOKIE))[1]
-    except (TokenError, ValueError, TypeError, IndexError, KeyError):
-        return None
-    return school_id if isinstance(school_id, str) else None
 
 
 async def _limited_send(
