@@ -51,6 +51,9 @@ def signin_page(
             "report": report or {},
             "sending": bool(report) and not (report or {}).get("switch_lang"),
             "kept": kept_summary(report, lang) if report else [],
+            # Shown after a POST too (a wrong key): the language link opens the form's address,
+            # never the POST-only one.
+            "switch_url": f"/?lang={i18n.translate(lang, 'switch_lang')}",
         },
         status=status,
     )

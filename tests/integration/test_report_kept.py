@@ -67,6 +67,10 @@ async def test_cleared_cookies_show_the_key_page_with_the_report_then_send_it_on
     # A wrong key: refused, and the report is still on the page.
     wrong = await web.post("/signin?lang=en", data={**signin, "intake_key": LINCOLN_KEY})
     assert wrong.status_code == 401 and "not recognised" in wrong.text
+    # (A plain sign-in's wrong key: its language link opens the form, not the POST address.)
+    token = {"csrf_token": hidden(wrong.text)["csrf_token"], "school_id": "hamline"}
+    plain = await web.post("/signin", data={**token, "intake_key": "x"})
+    assert plain.status_code == 401 and 'href="/?lang=es"' in plain.text
     again = hidden(wrong.text)
     assert {k: again[f"report.{k}"] for k in TYPED} == TYPED
     assert await reported(js) == []
