@@ -135,6 +135,7 @@ class Ledger:
         # Set when a checkpoint covering an `incident.resolved` has been signed.
         self.resolved_signed = asyncio.Event()
         self._resolved_pending = False
+        self._behind = 0  # messages the server still had for the ledger after its last fetch
         self.events_read = 0  # payloads hashed by this process (resume reads none before size)
         self.resumed_from = 0
         self._anchored = 0
@@ -260,7 +261,10 @@ class Ledger:
         self._anchored = cp.size
         self._since = self.clock()
         metrics.checkpoint_signed(cp.size)
-        if self._resolved_pending:
+        if self._resolved_pending and not self._behind:
+            # Only once caught up: a backlog (a restart after a long outage) holds resolved
+            # incidents in nearly every batch, and waking the witnesses for each would mail
+            # them a checkpoint per batch; they get the one that covers the whole backlog.
             self._resolved_pending = False
             self.resolved_signed.set()
         log.info("checkpoint.signed", origin=self.origin, size=cp.size, root=cp.root.hex())
@@ -303,6 +307,8 @@ class Ledger:
                     await asyncio.sleep(0.5)
                     psub = await self._resubscribe(psub, stop)
                     continue
+                if msgs:
+                    self._behind = msgs[-1].metadata.num_pending or 0
                 for m in msgs:
                     seq = m.metadata.sequence.stream
                     if seq <= self.tree.size:
@@ -316,7 +322,8 @@ class Ledger:
                     self._resolved_pending |= m.subject.endswith(RESOLVED_SUFFIX)
                     if self.tree.size - self._anchored >= self.every:
                         await self.checkpoint()
-                if self._due() or (self._resolved_pending and self.tree.size > self._anchored):
+                resolved = self._resolved_pending and not self._behind
+                if self._due() or (resolved and self.tree.size > self._anchored):
                     await self.checkpoint()
                 if 0 < len(msgs) < self.batch and self.pace > 0:
                     with contextlib.suppress(TimeoutError):

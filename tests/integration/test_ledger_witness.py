@@ -191,3 +191,45 @@ async def test_rollback_deleted_checkpoints_and_a_fork_fail_against_a_witnessed_
     assert forked.returncode == 1
     assert "fork at size 6: checkpoint #2 and trusted checkpoint witness.eml" in forked.stdout
     assert json.loads((out / "manifest.json").read_text())["version"] == 2
+
+
+class CountedEvent(asyncio.Event):
+    """An asyncio.Event that counts how often it was set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sets = 0
+
+    def set(self) -> None:
+        self.sets += 1
+        super().set()
+
+
+async def test_a_backlog_full_of_resolutions_wakes_the_witnesses_once_it_is_caught_up(
+    js: JetStreamContext, signer: Signer
+) -> None:
+    # A ledger restarted after an outage: a resolution in every batch it reads. The witnesses
+    # get one checkpoint covering the backlog, not one per batch.
+    for k in range(6):
+        await publish_reports(js, 4)
+        resolved = originating(
+            IncidentResolved,
+            SealedResolvedData(),
+            id=new_event_id(),
+            source="intake",
+            incident_id=f"inc-resolved-{k}",
+            school_id="hamline",
+            now=utcnow(),
+        )
+        await publish_event(js, resolved)
+    ledger = Ledger(js, signer, origin=ORIGIN, every=1000, seconds=600, batch=5)
+    ledger.resolved_signed = woken = CountedEvent()
+    stop = asyncio.Event()
+    task = asyncio.create_task(ledger.run(stop))
+    try:
+        await eventually(lambda: ledger.last is not None and ledger.last.size == 30, timeout=10)
+        await asyncio.sleep(0.3)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+    assert woken.sets == 1
