@@ -192,7 +192,13 @@ async def _follow_up(
     incident = await _own_incident(event_log, who, incident_id)
     api_limit(intake, request, incident.school_id)
     raw = await json_body(request, max_bytes=intake.settings.max_report_bytes)
-    event_id = await record_follow_up(
+    # An update sent again under the same Idempotency-Key (a retry) is answered with the
+    # first one's event id and records nothing; the all-clear and its withdrawal are once
+    # per round whatever the key.
+    idem = request.headers.get("idempotency-key")
+    if refused := check_key(idem):
+        refuse(refused)
+    event_id, created = await record_follow_up(
         event_log,
         incident,
         who.actor,
@@ -200,8 +206,9 @@ async def _follow_up(
         resolve=resolve,
         reopen=reopen,
         notes=get_notes(request),
+        idempotency_key=idem,
     )
-    return JSONResponse({"incident_id": incident_id, "event_id": event_id}, 202)
+    return JSONResponse({"incident_id": incident_id, "event_id": event_id, "created": created}, 202)
 
 
 @router.post(

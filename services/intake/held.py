@@ -9,10 +9,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from schemas.events import new_event_id
 from services.domain.screening import KINDS, Kind, looks_like
 from services.intake import i18n
 from services.intake.bodies import form_values
 from services.intake.deps import EventLogDep, Intake, IntakeDep
+from services.intake.domain.idempotency import check_submission_id
 from services.intake.domain.screen import HeldBack
 from services.intake.forms import check_post
 from services.intake.incidents import project
@@ -33,6 +35,7 @@ def held_page(
     again: tuple[Kind, ...] = (),
     status: int = 200,
     listed: list[HeldBack] | None = None,
+    submission_id: str | None = None,
 ) -> HTMLResponse:
     """What was held back and why, in the staff member's language, with a prefilled update
     form; with `again`, an update that is still refused (nothing was sent). `listed`: what
@@ -64,6 +67,8 @@ def held_page(
             "text": text,
             "again": looks_like(again, lang) if again else "",
             "again_kinds": ",".join(again),
+            # Kept while the page comes back (language, still refused): one update sent.
+            "submission_id": submission_id or new_event_id(),
         },
         status=status,
         session=session,
@@ -108,6 +113,7 @@ async def held_again(
         text=values.get("notes", ""),
         again=kinds_of(values.get("again", "")),
         listed=held,
+        submission_id=_submission(values),
     )
 
 
@@ -115,3 +121,9 @@ def request_list(values: dict[str, str], name: str) -> list[str]:
     """A repeated hidden field, sent as `name` (one) or `name.0`, `name.1`... (several)."""
     found = [values[k] for k in sorted(values) if k.startswith(f"{name}.")]
     return found or ([values[name]] if values.get(name) else [])
+
+
+def _submission(values: dict[str, str]) -> str | None:
+    """The form's submission id, if it is one the pages make."""
+    value = values.get("submission_id") or None
+    return None if check_submission_id(value) else value

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from starlette.background import BackgroundTask
 
+from schemas.events import new_event_id
 from schemas.report import Agency, Document, Entry, Purpose, SignedByJudge
 from services.domain.incident import IncidentState
 from services.eventlog.interface import EventLog
@@ -128,7 +129,8 @@ async def incident_page(
         intake,
         request,
         "incident.html",
-        {**ctx, "can_follow_up": can_follow_up},
+        # One per page shown: its follow-up form sent twice records one update.
+        {**ctx, "can_follow_up": can_follow_up, "submission_id": new_event_id()},
         session=session,
     )
 
@@ -251,9 +253,21 @@ def needs_confirming(values: dict[str, str], incident: IncidentState) -> bool:
 
 
 def confirm_page(
-    intake: Intake, request: Request, session: Session, incident: IncidentState, action: str
+    intake: Intake,
+    request: Request,
+    session: Session,
+    incident: IncidentState,
+    action: str,
+    submission_id: str | None = None,
 ) -> HTMLResponse:
     """The second step of "All clear", "The agents have left", "The agents are back" or
-    reopening: nothing is recorded yet."""
+    reopening: nothing is recorded yet. It carries the first step's submission id, so a
+    double press of Yes records one update."""
     ctx = incident_context(intake, request, incident)
-    return render(intake, request, "confirm.html", {**ctx, "action": action}, session=session)
+    return render(
+        intake,
+        request,
+        "confirm.html",
+        {**ctx, "action": action, "submission_id": submission_id or new_event_id()},
+        session=session,
+    )

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from schemas.events import Event, event_subject, new_event_id, parse_stored
+from schemas.events import Event, event_subject, parse_stored
 from schemas.report import TOKEN_PATTERN, EncounterReport
 from services.domain.directory import School
 from services.domain.incident import IncidentState, fold
@@ -21,7 +21,12 @@ from services.domain.notes import open_notes, reveal
 from services.domain.sealing import NotesUnavailable
 from services.eventlog.interface import Appended, EventLog
 from services.intake.domain.followups import decide_follow_up, decide_reopen
-from services.intake.domain.idempotency import compare_stored, incident_id_for
+from services.intake.domain.idempotency import (
+    compare_stored,
+    compare_update,
+    incident_id_for,
+    update_id,
+)
 from services.intake.domain.refusals import Refused
 from services.intake.errors import LOG_FAILURES, ApiError, Unavailable, refuse
 from services.intake.notes import IntakeNotes, Sealer
@@ -167,29 +172,56 @@ async def record_follow_up(
     resolve: bool,
     reopen: bool = False,
     notes: IntakeNotes | None = None,
-) -> str:
+    idempotency_key: str | None = None,
+    submission_id: str | None = None,
+) -> tuple[str, bool]:
     """Record a staff update (or, with `resolve`, the all-clear; with `reopen`, the all-clear
-    withdrawn); returns the event id."""
+    withdrawn); returns (the event id, whether it is new). An update under an
+    `idempotency_key` (API) or a form's `submission_id` already recorded is answered with
+    its id, recorded again nothing (no second round of emails)."""
     now = datetime.now(UTC)
+    # An incident is resolved (and reopened) once per round: the all-clear's and the
+    # reopening's ids derive from the incident and how often it was reopened, so a double
+    # submit or two staff pressing at once record one and send one round of emails (the log
+    # drops the second as a duplicate), while a later round gets its own. An update's id
+    # derives from its key or submission: a repeat already folded in is found here, one in
+    # flight at the same moment is dropped by the log (same id within its duplicate window).
+    if reopen:
+        event_id = incident.round_id("incident.reopened")
+    elif resolve:
+        event_id = incident.round_id("incident.resolved")
+    else:
+        event_id = update_id(
+            incident.incident_id,
+            raw,
+            idempotency_key=idempotency_key,
+            submission_id=submission_id,
+        )
+        if idempotency_key or submission_id:
+            repeat = compare_update(incident, event_id, raw)
+            if isinstance(repeat, Refused):
+                refuse(repeat)
+            if repeat == "same":
+                log.info("update.repeated", incident=incident.incident_id, event_id=event_id)
+                return event_id, False
     seal = None
     if _has_note(raw):
         with log_unreachable("notes.key_unavailable", incident=incident.incident_id):
             seal = await _sealer(notes, incident.incident_id, now=now)
-    # An incident is resolved (and reopened) once per round: the all-clear's and the
-    # reopening's ids derive from the incident and how often it was reopened, so a double
-    # submit or two staff pressing at once record one and send one round of emails (the log
-    # drops the second as a duplicate), while a later round gets its own.
     decision: Event | Refused
     if reopen:
-        event_id = incident.round_id("incident.reopened")
         decision = decide_reopen(incident, raw, actor=actor, now=now, event_id=event_id, seal=seal)
     else:
-        event_id = incident.round_id("incident.resolved") if resolve else new_event_id()
         decision = decide_follow_up(
             incident, raw, resolve=resolve, actor=actor, now=now, event_id=event_id, seal=seal
         )
     if isinstance(decision, Refused):
         refuse(decision)
-    await record(event_log, decision)
-    log.info(decision.type, incident=incident.incident_id, school=incident.school_id)
-    return decision.id
+    appended = await record(event_log, decision)
+    log.info(
+        decision.type,
+        incident=incident.incident_id,
+        school=incident.school_id,
+        duplicate=appended.duplicate,
+    )
+    return decision.id, not appended.duplicate

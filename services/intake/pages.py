@@ -352,8 +352,11 @@ async def followup_form(
             raise PageError(404, "error.not_found")
         if incident.school_id != session.school_id:
             raise PageError(403, "error.other_school")
+        submission_id = values.get("submission_id") or None
+        if check_submission_id(submission_id):
+            submission_id = None  # not one the page made: the update is recorded as new
         if needs_confirming(values, incident):
-            return confirm_page(intake, request, session, incident, values["action"])
+            return confirm_page(intake, request, session, incident, values["action"], submission_id)
         page_limit(intake, request, incident.school_id)
         reopen = values.get("action") == "reopen"
         change, resolve = ({}, False) if reopen else follow_up_from_form(values)
@@ -373,6 +376,7 @@ async def followup_form(
                 text=text,
                 again=still,
                 status=422,
+                submission_id=submission_id,
             )
         await record_follow_up(
             event_log,
@@ -382,6 +386,8 @@ async def followup_form(
             resolve=resolve,
             reopen=reopen,
             notes=get_notes(request),
+            # A double press, or the page sent again (reload, Back), records one update.
+            submission_id=submission_id,
         )
     except PageError as exc:
         return error_page(intake, request, exc, session)

@@ -76,6 +76,18 @@
         if (button) setTimeout(function () { button.disabled = true; }, 0);
       });
     }
+    // The follow-up buttons (and their "Yes"): one press sends one update. Disabled after
+    // the form has gone, so the pressed button's value is sent; the server also records a
+    // repeated submission once (its submission id).
+    var followups = document.querySelectorAll("form.followup, form.confirm");
+    for (var f = 0; f < followups.length; f++) {
+      followups[f].addEventListener("submit", function (e) {
+        var buttons = e.currentTarget.querySelectorAll("button[type=submit]");
+        setTimeout(function () {
+          for (var b = 0; b < buttons.length; b++) buttons[b].disabled = true;
+        }, 0);
+      });
+    }
   }
 
   // The incident page: replace the status section whenever the server sends a new one.
@@ -96,6 +108,13 @@
       if (badge) badge.hidden = true;
     });
   }
+
+  // Back to a page the browser kept (bfcache): its buttons pressed before work again.
+  window.addEventListener("pageshow", function (e) {
+    if (!e.persisted) return;
+    var pressed = document.querySelectorAll("form button[type=submit][disabled]");
+    for (var i = 0; i < pressed.length; i++) pressed[i].disabled = false;
+  });
 
   ready(function () {
     enhanceForm();
