@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 from urllib.parse import quote
@@ -79,6 +79,20 @@ async def viewable(
     return incident
 
 
+def late_after(intake: Intake) -> timedelta:
+    """How long a send may wait before the page warns it is late (DOORALERT_LATE_AFTER_SECONDS)."""
+    return timedelta(seconds=intake.settings.late_after_seconds)
+
+
+def followup_state(incident: IncidentState) -> str:
+    """Which follow-up buttons the page offers: open or resolved, and once open whether the
+    agents have left ("The agents are back") or not ("The agents have left")."""
+    if incident.status == "resolved":
+        return "resolved"
+    left = incident.report is not None and incident.report.entry == "left"
+    return "open-left" if left else "open"
+
+
 def incident_context(intake: Intake, request: Request, incident: IncidentState) -> dict[str, Any]:
     """What the incident page and its live fragment show."""
     lang = language(request)[0]
@@ -87,7 +101,17 @@ def incident_context(intake: Intake, request: Request, incident: IncidentState) 
     protocol = intake.protocol
     tz = intake.timezone
     return {
-        "banner": banner(incident, now=datetime.now(UTC), tz=tz, language=lang, phone=intake.phone),
+        "banner": banner(
+            incident,
+            now=datetime.now(UTC),
+            tz=tz,
+            language=lang,
+            phone=intake.phone,
+            late_after=late_after(intake),
+        ),
+        # What the follow-up buttons offered depend on: a live update that changes it
+        # reloads the page (intake.js), so nobody presses a button that no longer applies.
+        "followup_state": followup_state(incident),
         "per_contact": per_contact(incident),
         "at": partial(local_time, tz=tz, language=lang),
         "on": partial(local_datetime, tz=tz, language=lang),
@@ -140,7 +164,14 @@ def status_event(intake: Intake, request: Request, state: IncidentState) -> str:
     html = TEMPLATES.get_template("_status.html").render(
         {**incident_context(intake, request, state), **translations(language(request)[0])}
     )
-    data = json.dumps({"event_count": state.event_count, "status": state.status, "html": html})
+    data = json.dumps(
+        {
+            "event_count": state.event_count,
+            "status": state.status,
+            "followup": followup_state(state),
+            "html": html,
+        }
+    )
     return f"event: status\nid: {state.event_count}\ndata: {data}\n\n"
 
 
@@ -168,7 +199,7 @@ async def status_stream(
                 if remaining <= 0:
                     return
                 # A send turning late changes the page with no new event: render it then.
-                late_in = _seconds_until(recheck_at(last, datetime.now(UTC)))
+                late_in = _seconds_until(recheck_at(last, datetime.now(UTC), late_after(intake)))
                 try:
                     await asyncio.wait_for(
                         watch.changed.wait(), min(KEEPALIVE_SECONDS, remaining, late_in)

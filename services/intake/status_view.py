@@ -11,7 +11,7 @@ from services.domain.i18n import role_name, text
 from services.domain.incident import IncidentState, NotificationState
 
 # A notification still only requested after this long is late enough to say so: a healthy
-# notifier sends within a second or two.
+# notifier sends within a second or two (the default of DOORALERT_LATE_AFTER_SECONDS).
 STALL_AFTER = timedelta(seconds=30)
 # "No confirmation in N minutes?" when the rules set no acknowledgement deadline.
 DEFAULT_CALL_MINUTES = 2
@@ -67,35 +67,43 @@ def joined(parts: list[str], language: str) -> str:
     return f"{', '.join(parts[:-1])} {text('and', language)} {parts[-1]}"
 
 
-def stalled(n: NotificationState, now: datetime) -> bool:
-    """Whether a notification failed, or has waited to be sent longer than `STALL_AFTER`."""
+def stalled(n: NotificationState, now: datetime, late_after: timedelta = STALL_AFTER) -> bool:
+    """Whether a notification failed, or has waited to be sent `late_after` or longer."""
     if n.status == "failed":
         return True
     return (
         n.status == "requested"
         and n.requested_at is not None
-        and now - n.requested_at >= STALL_AFTER
+        and now - n.requested_at >= late_after
     )
 
 
-def recheck_at(incident: IncidentState, now: datetime) -> datetime | None:
+def recheck_at(
+    incident: IncidentState, now: datetime, late_after: timedelta = STALL_AFTER
+) -> datetime | None:
     """When a send still pending turns late, so the page must say so with no new event."""
     pending = [
-        n.requested_at + STALL_AFTER
+        n.requested_at + late_after
         for n in incident.notifications
-        if n.status == "requested" and n.requested_at and n.requested_at + STALL_AFTER > now
+        if n.status == "requested" and n.requested_at and n.requested_at + late_after > now
     ]
     if not incident.notifications and incident.recorded_at:
-        pending.append(incident.recorded_at + STALL_AFTER)
+        pending.append(incident.recorded_at + late_after)
     future = [t for t in pending if t > now]
     return min(future) if future else None
 
 
 def banner(
-    incident: IncidentState, *, now: datetime, tz: tzinfo, language: str, phone: str | None
+    incident: IncidentState,
+    *,
+    now: datetime,
+    tz: tzinfo,
+    language: str,
+    phone: str | None,
+    late_after: timedelta = STALL_AFTER,
 ) -> Banner:
     """The plain sentence that leads the page: sent or not, to whom, who confirmed, whom to
-    call if nobody does, and a warning when sending is late."""
+    call if nobody does, and a warning when sending is late (`late_after`)."""
 
     def t(key: str, **values: object) -> str:
         return text(key, language, **values)
@@ -109,13 +117,13 @@ def banner(
         return Banner("resolved", [t("banner.resolved", time=at(incident.resolved_at))])
     alerts = [n for n in incident.notifications if n.kind == "alert"]
     sent = [n for n in alerts if n.status == "sent" and n.sent_at is not None]
-    late = any(stalled(n, now) for n in incident.notifications) or (
+    late = any(stalled(n, now, late_after) for n in incident.notifications) or (
         not incident.notifications
         and incident.recorded_at is not None
-        and now - incident.recorded_at >= STALL_AFTER
+        and now - incident.recorded_at >= late_after
     )
     delayed = t("banner.delayed", phone=call) if late else None
-    recheck = recheck_at(incident, now)
+    recheck = recheck_at(incident, now, late_after)
     missing = incident.missing_acks()
     if not sent:
         lines = [t("banner.received", time=at(incident.recorded_at))]

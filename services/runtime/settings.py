@@ -188,6 +188,10 @@ class Settings(BaseSettings):
     # reconnects.
     live_poll_seconds: float = 1.0
     live_max_seconds: float = 600.0
+    # The incident page warns "sending is delayed" (with whom to call) once a notification
+    # has waited this long to be sent, or a report this long for its first; a healthy
+    # notifier sends within a second or two.
+    late_after_seconds: float = Field(default=30.0, gt=0)
     # Open live streams allowed per link token (or staff session) and per client address; 0: no cap.
     live_streams_per_token: int = 3
     live_streams_per_client: int = 10

@@ -98,8 +98,17 @@
     if (!url) return;
     var source = new EventSource(url);
     var badge = document.querySelector(".live-badge");
+    var followup = live.getAttribute("data-followup");
     source.addEventListener("status", function (e) {
       var msg = JSON.parse(e.data);
+      // Resolved, reopened or the agents gone by someone else's press: the follow-up
+      // buttons shown no longer apply, so the page comes again with the right ones.
+      if (followup && msg.followup && msg.followup !== followup &&
+          document.querySelector("form.followup")) {
+        source.close();
+        window.location.reload();
+        return;
+      }
       live.innerHTML = msg.html;
       live.setAttribute("data-event-count", String(msg.event_count));
       if (badge) badge.hidden = false;
