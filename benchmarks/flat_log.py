@@ -209,6 +209,7 @@ async def fill(
     templates = await bulk_log.read_templates(nc.jetstream(), seeded)
     await nc.close()
     per = sum(len(t.pieces) // 2 for t in templates) / len(templates)
+    bulk_log.check_clones(templates, list(keys))  # every kind of clone is a valid event
     say(f"{len(templates)} template incidents, {per:.1f} events each; publishing ...")
     count, secs = await bulk_log.publish(
         admin,
