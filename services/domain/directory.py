@@ -17,12 +17,16 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     PrivateAttr,
     StringConstraints,
+    TypeAdapter,
+    ValidationError,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
+from pydantic_core import core_schema
 
 from schemas.report import TOKEN_PATTERN
 from services.domain.i18n import DEFAULT_LANGUAGE, LANGUAGES
@@ -99,7 +103,9 @@ class Contact(_Strict):
     def _names_per_language(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Contact:
         names: dict[str, str] = {}
         if isinstance(data, dict) and isinstance(data.get("name"), dict):
-            names = _language_names(data.get("id"), data["name"])
+            contact_id = data.get("id")
+            who = f'contact "{contact_id}"' if isinstance(contact_id, str) else "a contact"
+            names = _language_names(who, data["name"])
             data = {**data, "name": names[DEFAULT_LANGUAGE]}
         contact: Contact = handler(data)
         if names:
@@ -111,11 +117,10 @@ class Contact(_Strict):
         return self._names.get(language, self.name)
 
 
-def _language_names(contact_id: object, given: dict[Any, Any]) -> dict[str, str]:
-    """A `name:` mapping checked: known languages, one line of text each, the default
-    language present. Errors name the contact (a mapping error deep in a list of contacts
-    would otherwise read as `contacts.7.name`)."""
-    who = f'contact "{contact_id}"' if isinstance(contact_id, str) else "a contact"
+def _language_names(who: str, given: dict[Any, Any], *, field: str = "name") -> dict[str, str]:
+    """A name-per-language mapping checked: known languages, one line of text each, the
+    default language present. Errors name `who` (a contact: a mapping error deep in a list of
+    contacts would otherwise read as `contacts.7.name`)."""
     names: dict[str, str] = {}
     for lang, text in given.items():
         if lang not in LANGUAGES:
@@ -123,14 +128,68 @@ def _language_names(contact_id: object, given: dict[Any, Any]) -> dict[str, str]
                 f"{who}: name in unknown language {lang!r} (languages: {', '.join(LANGUAGES)})"
             )
         if not isinstance(text, str) or not text.strip() or not text.isprintable():
-            raise ValueError(f"{who}: name.{lang} must be one line of text")
+            raise ValueError(f"{who}: {field}.{lang} must be one line of text")
         names[str(lang)] = text.strip()
     if DEFAULT_LANGUAGE not in names:
         raise ValueError(
-            f"{who}: name has no {DEFAULT_LANGUAGE!r} entry (the default language; the other "
-            "languages fall back to it)"
+            f"{who}: {field} has no {DEFAULT_LANGUAGE!r} entry (the default language; the "
+            "other languages fall back to it)"
         )
     return names
+
+
+_DOOR_NAME: TypeAdapter[str] = TypeAdapter(DoorName)
+
+
+class Door(str):
+    """One of a school's doors, as district.yaml names it: a string, or a name per language
+    like a contact's (`{en: Gym door, es: Puerta del gimnasio}`, the default language
+    required). The string is the default language's name: what a report from this door
+    stores as its location, whatever the language of the form (the log stays
+    language-independent); `name_in` is what a reader sees."""
+
+    names: dict[str, str]
+
+    def __new__(cls, name: str, names: dict[str, str] | None = None) -> Door:
+        door = super().__new__(cls, name)
+        door.names = dict(names or {})
+        return door
+
+    def name_in(self, language: str) -> str:
+        """The door's name in `language`, else in the default language."""
+        return self.names.get(language, str(self))
+
+    @classmethod
+    def parse(cls, value: Any) -> Door:
+        """A door from district.yaml's string or `{language: name}` mapping."""
+        if isinstance(value, Door):
+            return value
+        if isinstance(value, dict):
+            names = _language_names("a door", value)
+            try:
+                names = {lang: _DOOR_NAME.validate_python(n) for lang, n in names.items()}
+            except ValidationError as exc:
+                raise ValueError(f"door {names[DEFAULT_LANGUAGE]!r}: {_first_error(exc)}") from None
+            return cls(names[DEFAULT_LANGUAGE], names)
+        try:
+            return cls(_DOOR_NAME.validate_python(value))
+        except ValidationError as exc:
+            raise ValueError(f"door {value!r}: {_first_error(exc)}") from None
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls.parse,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda door: dict(door.names) if door.names else str(door)
+            ),
+        )
+
+
+def _first_error(exc: ValidationError) -> str:
+    return str(exc.errors()[0]["msg"])
 
 
 class School(_Strict):
@@ -139,7 +198,13 @@ class School(_Strict):
     intake_key_hashes: list[KeyHash] = Field(default_factory=list)
     roles: dict[Literal["principal", "family_liaison"], list[Token]] = Field(default_factory=dict)
     # The doors staff pick from on the report form (one tap each); "other" is always offered.
-    doors: list[DoorName] = Field(default_factory=list, max_length=30)
+    doors: list[Door] = Field(default_factory=list, max_length=30)
+
+    def door_name(self, location: str, language: str) -> str:
+        """A report's location in `language`: the door's name there when it is one of this
+        school's doors (stored by its default-language name), else the location as typed."""
+        door = next((d for d in self.doors if d == location), None)
+        return door.name_in(language) if door is not None else location
 
 
 class DistrictInfo(_Strict):

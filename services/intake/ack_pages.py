@@ -105,6 +105,10 @@ def context(
         "incident": incident,
         "report": incident.report,
         "school_name": school.name if school else incident.school_id,
+        # A door of the school reads in the page's language (the report keeps its id).
+        "where": school.door_name(incident.report.location, lang)
+        if school and incident.report
+        else (incident.report.location if incident.report else ""),
         "reported": local_datetime(incident.recorded_at, tz, lang),
         "confirmed": confirmed,
         "incident_url": incident_link(intake, claim, incident),

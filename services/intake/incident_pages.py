@@ -118,6 +118,10 @@ def incident_context(intake: Intake, request: Request, incident: IncidentState) 
         # Without notes when the link was sent to a shared place (chat, webhook).
         "incident": shown(intake, request, incident),
         "school_name": school.name if school else incident.school_id,
+        # A door of the school reads in the page's language (the report keeps its id).
+        "where": school.door_name(incident.report.location, lang)
+        if school and incident.report
+        else (incident.report.location if incident.report else ""),
         "names": {c.id: c.name_in(lang) for c in intake.directory.contacts},
         "protocol": protocol.text(incident.report.document, lang) if incident.report else "",
         "always": protocol.always_text(lang),
