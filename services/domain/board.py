@@ -30,6 +30,16 @@ class Confirmation:
 
 
 @dataclass(frozen=True)
+class PatternAlert:
+    """A pattern alert naming an incident: its rule's name, and what it saw (encounters at
+    `schools` schools within `minutes`), which the board says in words."""
+
+    name: str
+    schools: int
+    minutes: int
+
+
+@dataclass(frozen=True)
 class BoardRow:
     """One open incident as the board shows it."""
 
@@ -42,7 +52,7 @@ class BoardRow:
     confirmed: tuple[Confirmation, ...]
     waiting_for: tuple[str, ...]  # required roles nobody has acknowledged for yet
     tier: int  # 0: the first alert; n: escalated n times
-    patterns: tuple[str, ...]  # the names of pattern alerts that include this incident
+    patterns: tuple[PatternAlert, ...]  # the pattern alerts that include this incident
 
     @property
     def waiting(self) -> bool:
@@ -50,18 +60,29 @@ class BoardRow:
         return bool(self.waiting_for) or not self.confirmed
 
 
-def patterns_by_incident(events: Iterable[PatternDetected]) -> dict[str, list[str]]:
-    """Each incident's pattern alerts (by pattern name, once each, in log order)."""
-    out: dict[str, list[str]] = {}
+def add_pattern(seen: dict[str, list[PatternAlert]], event: PatternDetected) -> None:
+    """Note `event` on each incident it names: once per pattern, in log order, a later alert
+    of the same pattern (more schools) replacing the earlier."""
+    d = event.data
+    alert = PatternAlert(d.pattern, len(d.school_ids), d.window_minutes)
+    for incident_id in d.incident_ids:
+        alerts = seen.setdefault(incident_id, [])
+        at = next((i for i, a in enumerate(alerts) if a.name == d.pattern), None)
+        if at is None:
+            alerts.append(alert)
+        else:
+            alerts[at] = alert
+
+
+def patterns_by_incident(events: Iterable[PatternDetected]) -> dict[str, list[PatternAlert]]:
+    """Each incident's pattern alerts (see `add_pattern`)."""
+    out: dict[str, list[PatternAlert]] = {}
     for event in events:
-        for incident_id in event.data.incident_ids:
-            names = out.setdefault(incident_id, [])
-            if event.data.pattern not in names:
-                names.append(event.data.pattern)
+        add_pattern(out, event)
     return out
 
 
-def row(state: IncidentState, patterns: Iterable[str] = ()) -> BoardRow | None:
+def row(state: IncidentState, patterns: Iterable[PatternAlert] = ()) -> BoardRow | None:
     """The board row of an incident; None if its report is not known (begun before the
     window, or only later events were read)."""
     if state.report is None or state.reported_at is None:
@@ -82,7 +103,7 @@ def row(state: IncidentState, patterns: Iterable[str] = ()) -> BoardRow | None:
 
 def open_board(
     states: Iterable[IncidentState],
-    patterns: Mapping[str, list[str]],
+    patterns: Mapping[str, list[PatternAlert]],
     *,
     now: datetime,
     window: timedelta = DEFAULT_WINDOW,
@@ -120,6 +141,7 @@ BOARD_TEXT: dict[str, dict[str, str]] = {
         "board.confirmed": "Confirmed by",
         "board.tier": "Escalation",
         "board.patterns": "Pattern alerts",
+        "board.pattern": "Encounters at {schools} schools within {minutes} minutes",
         "board.severity": "Severity",
         "board.waiting": "Waiting for {roles}",
         "board.nobody": "Nobody yet",
@@ -156,6 +178,7 @@ BOARD_TEXT: dict[str, dict[str, str]] = {
         "board.confirmed": "Confirmado por",
         "board.tier": "Escalamiento",
         "board.patterns": "Alertas de patrón",
+        "board.pattern": "Encuentros en {schools} escuelas en {minutes} minutos",
         "board.severity": "Gravedad",
         "board.waiting": "Esperando a {roles}",
         "board.nobody": "Nadie todavía",

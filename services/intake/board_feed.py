@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from schemas.events import EventDecodeError, PatternDetected
-from services.domain.board import BoardRow, open_board
+from services.domain.board import BoardRow, PatternAlert, add_pattern, open_board
 from services.domain.incident import IncidentState, evolve
 from services.eventlog.interface import EventLog, Tail, TailReset
 from services.intake.errors import LOG_FAILURES, Unavailable
@@ -54,7 +54,7 @@ class BoardFeed:
         self._clock = clock
         self._tail: Tail | None = None
         self._states: dict[str, IncidentState] = {}
-        self._patterns: dict[str, list[str]] = {}
+        self._patterns: dict[str, list[PatternAlert]] = {}
         self._lock = asyncio.Lock()
         self.version = 0  # bumped whenever the rows or reachability change
         self.unreachable = False
@@ -104,10 +104,7 @@ class BoardFeed:
                 log.warning("board.event_skipped", seq=message.seq, error=type(exc).__name__)
                 continue
             if isinstance(event, PatternDetected):
-                for incident_id in event.data.incident_ids:
-                    names = self._patterns.setdefault(incident_id, [])
-                    if event.data.pattern not in names:
-                        names.append(event.data.pattern)
+                add_pattern(self._patterns, event)
                 continue
             state = self._states.get(event.incident_id)
             if state is not None and state.school_id != event.school_id:

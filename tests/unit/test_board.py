@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from schemas.report import EncounterReport
-from services.domain.board import open_board
+from services.domain.board import PatternAlert, open_board
 from services.domain.incident import Acknowledgement, Escalation, IncidentState
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -54,5 +54,6 @@ def test_a_row_carries_its_highest_escalation_tier_and_its_pattern_alerts() -> N
         Escalation(tier=t, reason="deadline", missing_roles=["law"], at=NOW, contact_ids=[])
         for t in (1, 2)
     ]
-    rows = open_board([incident("a", 3, escalations=esc)], {"a": ["multi-school"]}, now=NOW)
-    assert rows[0].tier == 2 and rows[0].patterns == ("multi-school",)
+    seen = [PatternAlert("multi-school", 3, 60)]
+    rows = open_board([incident("a", 3, escalations=esc)], {"a": seen}, now=NOW)
+    assert rows[0].tier == 2 and rows[0].patterns == (PatternAlert("multi-school", 3, 60),)
