@@ -369,6 +369,9 @@ def test_incident_page_deliveries_follow_ups_and_error_pages_in_spanish(
         # A second tab, left open on the page, to send a follow-up after the all clear.
         late, _ = new_page(browser, lang="es-ES", mobile=True)
         late.context.add_cookies(page.context.cookies())
+        # Its live updates cut (a phone asleep, a dropped connection): a live page would
+        # reload with the buttons that apply (tests/e2e/test_live_followups.py).
+        late.route(re.compile(r"/incidents/[^/]+/events"), lambda route: route.abort())
         late.goto(incident_url)
         # The agents left: a second step first.
         page.click("button[value=agents_left]")
