@@ -9,14 +9,16 @@ another school, so every cloned event is valid per schemas/events.py and is what
 says. Sealed notes stay sealed under the template incident's key: unreadable, as forgotten
 notes are.
 
-They are published with JetStream publish_async (thousands in flight). The services' durable
-consumers are then drained as admin (fetched and acknowledged), as if the services had handled
-the million already: a log that big is years of incidents, long since routed and sent.
+They are published pipelined (thousands in flight, acknowledgements counted on one inbox). The
+services' durable consumers are then recreated past them (`skip_durables`), as if the services
+had handled the million already: a log that big is years of incidents, long since routed and
+sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import re
 import secrets
@@ -40,6 +42,8 @@ from schemas.events import (
     subject_for,
 )
 from services.eventlog import STREAM, read_messages
+from services.eventlog.contract import consumer_configs
+from services.eventlog.provision import restored_config
 
 SLOT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|school-\d{3}")
 
@@ -203,30 +207,25 @@ async def publish(
         await nc.close()
 
 
-async def drain_durables(url: str, durables: list[str]) -> dict[str, int]:
-    """Fetch and acknowledge everything pending on the services' durable consumers (their
-    services stopped): the million counts as handled. Messages acknowledged per consumer."""
-    nc = await nats.connect(url, name="bench-drain")
+async def skip_durables(url: str) -> list[str]:
+    """Each service's durable consumer on DOORALERT (the services stopped) recreated as
+    `dooralert provision` restores a lost one, but starting now, after the appended events:
+    a log this big was handled long ago, and acknowledging a million through the consumers
+    took longer than appending them. The consumers keep the contract (the services' watch
+    accepts a restored consumer). Their names."""
+    nc = await nats.connect(url, name="bench-skip")
     js = nc.jetstream()
-    out: dict[str, int] = {}
+    done = []
     try:
-        for durable in durables:
-            psub = await js.pull_subscribe_bind(durable=durable, stream=STREAM)
-            acked = 0
-            while True:
-                info = await psub.consumer_info()
-                if not info.num_pending and not info.num_ack_pending:
-                    break
-                try:
-                    msgs = await psub.fetch(1000, timeout=2)
-                except nats.errors.TimeoutError:
-                    continue
-                for m in msgs:
-                    await m.ack()
-                acked += len(msgs)
-            await nc.flush()
-            await psub.unsubscribe()
-            out[durable] = acked
+        now = datetime.now(UTC)
+        for stream, want in consumer_configs():
+            if stream != STREAM:
+                continue
+            assert want.durable_name is not None
+            await js.delete_consumer(stream, want.durable_name)
+            restored = restored_config(want, now=now)
+            await js.add_consumer(stream, dataclasses.replace(restored, opt_start_time=now))
+            done.append(want.durable_name)
     finally:
         await nc.close()
-    return out
+    return done
