@@ -179,7 +179,8 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
     for b in r["bursts"]["dooralert"]:
         w(
             f"  dooralert burst: {b['emails']} emails, {b['complete']} complete, "
-            f"{b['other_emails']} other emails (pattern alerts, witnesses) in the window; "
+            f"{b['other_emails']} other emails (pattern alerts, witnesses) in the window, "
+            f"{b['duplicates']} reports with more than 4 emails (duplicates); "
             f"CPU per email:"
         )
         for name, secs in b["cpu_s"].items():
@@ -192,7 +193,10 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
             f"{b['cpu_s']['alertmanager']:.2f} s = "
             f"{1000 * b['cpu_s']['alertmanager'] / max(1, b['emails']):.2f} ms/email"
         )
-    w(f"  keys with more than 4 emails (duplicates): {r['duplicates']}")
+    w(
+        f"  keys with more than 4 emails by the end of the run: {r['duplicates']} (duplicates, or "
+        "dooralert's escalation 2 min after a report nobody acknowledged: see each burst's count)"
+    )
     hops.print_hops(r.get("hops_ms", {}))
     w(f"  logs: {r['logs']}")
 
