@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from faststream import FastStream
 from faststream.middlewares import AckPolicy
@@ -323,7 +324,7 @@ def build_broker(
         ack_policy=AckPolicy.MANUAL,
         decoder=body_and_message,
     )
-    async def on_encounter(body: bytes, msg: RawNatsMessage) -> None:
+    async def on_encounter(body: bytes, msg: Any) -> None:
         await run_handler(
             msg,
             event_log=router.event_log,
@@ -342,7 +343,7 @@ def build_broker(
         ack_policy=AckPolicy.MANUAL,
         decoder=body_and_message,
     )
-    async def on_followup(body: bytes, msg: RawNatsMessage) -> None:
+    async def on_followup(body: bytes, msg: Any) -> None:
         await run_handler(
             msg,
             event_log=router.event_log,
@@ -361,7 +362,7 @@ def build_broker(
         ack_policy=AckPolicy.MANUAL,
         decoder=body_and_message,
     )
-    async def on_timer(body: bytes, msg: RawNatsMessage) -> None:
+    async def on_timer(body: bytes, msg: Any) -> None:
         await router.on_timer(msg)
 
     return broker
