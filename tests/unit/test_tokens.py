@@ -3,6 +3,7 @@ recipient until it expires; keys rotate; a token made for one purpose is refused
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -105,3 +106,26 @@ def test_tokens_are_safe_in_a_url_and_the_keyring_never_shows_its_keys() -> None
     alphabet = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
     assert set(token) <= alphabet
     assert NEW not in repr(keys)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        ["inc-1", "law-dept", "n-1", 1, T, T + 86400],  # a status link: not compressed
+        ["inc-1", "x" * 300, "x" * 300],  # long and repetitive: zlib-compressed (".")
+        ["école señal 漢字", 1.5, None, {"a": [1, 2]}],  # non-ASCII kept as UTF-8
+    ],
+)
+def test_the_cached_signer_makes_the_tokens_itsdangerous_makes(payload: object) -> None:
+    from itsdangerous import URLSafeSerializer
+
+    for purpose in PURPOSES:
+        reference = URLSafeSerializer(
+            [OLD, NEW],  # itsdangerous signs with its last key: the keyring's first
+            salt=f"dooralert.{purpose}",
+            signer_kwargs={"digest_method": hashlib.sha256},
+        )
+        token = Keyring.of([NEW, OLD]).sign(purpose, payload)
+        assert token == reference.dumps(payload)
+        assert reference.loads(token) == payload
+    assert Keyring.of([NEW]).sign("view", payload).startswith(".") == (len(str(payload)) > 500)
