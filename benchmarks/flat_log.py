@@ -263,6 +263,7 @@ async def amain(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         result["startup_s"] = {
             p: {k: statistics.median(v) for k, v in ups[p].items()} for p in PHASES
         }
+        result["startup_samples_s"] = {p: dict(ups[p]) for p in PHASES}
         say(f"{args.samples} reports -> email on each log ...")
         lat = await report_latencies(clients, sink, keys, args.samples)
         result["report_email_ms"] = {p: pl.summary_ms(lat[p]) for p in PHASES}
