@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from faststream.nats import NatsMessage
+from nats.aio.msg import Msg
 
 from schemas.envelope import originating
 from schemas.events import (
@@ -39,6 +40,22 @@ Handler = Callable[[Any, NatsMessage], Awaitable[float | None]]
 async def raw_decoder(msg: Any) -> bytes:
     """Hand handlers the exact stored bytes; decoding is ours, so a bad payload is ours too."""
     return bytes(msg.body)
+
+
+async def message_parser(msg: Msg) -> NatsMessage:
+    """FastStream's JetStream parser less what these handlers do not use, per message: the
+    match of the subject against the subscription's pattern (no path parameters here) and a
+    random correlation id (uuid4; the delivery's ack subject, unique, names the message)."""
+    headers = msg.header or {}
+    return NatsMessage(
+        raw_message=msg,
+        body=msg.data,
+        reply_to=headers.get("reply_to", ""),
+        headers=headers,
+        content_type=headers.get("content-type"),
+        message_id=headers.get("message_id") or msg.reply or None,
+        correlation_id=headers.get("correlation_id") or msg.reply or None,
+    )
 
 
 async def message_decoder(msg: Any) -> Any:

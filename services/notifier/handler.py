@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
 from faststream.nats import NatsBroker, NatsMessage
@@ -332,24 +331,43 @@ async def _all(*writes: Awaitable[object]) -> None:
             raise result
 
 
-@asynccontextmanager
-async def _heartbeat(msg: NatsMessage, every: float = 10.0) -> AsyncIterator[None]:
+class _heartbeat:
     """Tell the server the message is still being worked on while a slow send runs, so it is
-    not redelivered (and sent twice) past the consumer's ack_wait."""
+    not redelivered (and sent twice) past the consumer's ack_wait.
 
-    async def beat() -> None:
-        while True:
-            await asyncio.sleep(every)
-            try:
-                await msg.in_progress()
-            except Exception:  # noqa: BLE001 - a missed beat only risks a redelivery
-                log.warning("notification.heartbeat_failed")
+    A timer, not a task per message: almost every send ends long before the first beat, and
+    a timer costs one heap entry to set and cancel where a sleeping task costs two event
+    loop steps and a cancellation (per email, in a burst). A beat that is due runs as a task.
+    """
 
-    task = asyncio.create_task(beat())
-    try:
-        yield
-    finally:
-        task.cancel()
+    __slots__ = ("_beats", "_every", "_loop", "_msg", "_timer")
+
+    def __init__(self, msg: NatsMessage, every: float = 10.0) -> None:
+        self._msg, self._every = msg, every
+        self._beats: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def __aenter__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._timer = self._loop.call_later(self._every, self._due)
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in self._beats:
+            task.cancel()
+
+    def _due(self) -> None:
+        task = self._loop.create_task(self._beat())
+        self._beats.add(task)
+        task.add_done_callback(self._beats.discard)
+        self._timer = self._loop.call_later(self._every, self._due)
+
+    async def _beat(self) -> None:
+        try:
+            await self._msg.in_progress()
+        except Exception:  # noqa: BLE001 - a missed beat only risks a redelivery
+            log.warning("notification.heartbeat_failed")
 
 
 def _count_sent(req: NotificationRequested, found: Found, *, at: datetime) -> None:

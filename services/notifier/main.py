@@ -19,7 +19,7 @@ from schemas.events import (
 )
 from services.domain.directory import Directory
 from services.eventlog import STREAM, SUBJECT_PREFIX, ConnectionGuard, broker_options, new_guard
-from services.eventlog.consumer import message_decoder, raw_decoder, run_handler
+from services.eventlog.consumer import message_decoder, message_parser, raw_decoder, run_handler
 from services.eventlog.interface import EventLog
 from services.eventlog.watch import run_watched
 from services.notifier.deadletters import ADVISORY_SUBJECT, record_advisory
@@ -92,6 +92,7 @@ def build_notifier(
         pull_sub=PullSub(batch_size=max(1, settings.notifier_workers), timeout=1.0),
         max_workers=max(2, settings.notifier_workers),
         ack_policy=AckPolicy.MANUAL,
+        parser=message_parser,
         decoder=message_decoder,
         title="notifier",
         description="Delivers each notification request and records the outcome",
