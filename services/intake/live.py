@@ -115,7 +115,11 @@ class LiveHub:
             self._watches[first.incident_id] = w
             w.task = asyncio.create_task(self._poll(w, read), name=f"live:{first.incident_id}")
         elif first.event_count > w.state.event_count:
-            w.state = first  # this viewer read a newer state than the poller has yet
+            # This viewer read a newer state than the poller has yet: published, so the
+            # viewers already watching see it too (set silently, the poller would find
+            # nothing new and they would miss the change, say the all-clear pressed by the
+            # staff member whose page is now opening).
+            w.publish(first)
         w.viewers += 1
         try:
             yield w
