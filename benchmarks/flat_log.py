@@ -17,7 +17,8 @@ on them (the rate is printed), and every measure runs on both, the two alternati
 noise of a shared machine falls on both:
 
 - start-up: each service stopped and started alone (--restarts times, the median), process
-  start -> /readyz 200 (intake's on its HTTP port, the others' on their health ports);
+  start -> /readyz 200 (intake's on its HTTP port, the others' on their health ports), and
+  the CPU seconds the process spent until then (/proc/<pid>/stat);
 - the ledger's resume: the same restart, until its tree covers the whole log (its
   dooralert_ledger_tree_size reaches the stream's last seq), from its last checkpoint;
 - report -> the 4th first-tier email accepted (--samples each, after 2 warm-ups);
@@ -103,6 +104,9 @@ async def restarts(stacks: dict[str, Stack], n: int) -> dict[str, dict[str, list
                 t0 = time.monotonic()
                 stack.start(name)
                 out[phase][name].append(await stack.wait_ready(name, since=t0))
+                # CPU seconds to ready: the work start-up did, less bent by a busy machine
+                # than the wall time (a process waiting for a core spends none).
+                out[phase][f"{name}_cpu"].append(pl.cpu_seconds(stack.procs[name].pid))
                 if name == "ledger":
                     out[phase]["ledger_caught_up"].append(await ledger_caught_up(stack, t0))
     return out
@@ -284,6 +288,10 @@ async def amain(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 def rows(r: dict[str, Any]) -> list[tuple[str, float, float]]:
     up = r["startup_s"]
     out = [(f"{n} start-up → ready (s)", up["empty"][n], up["full"][n]) for n in ORDER]
+    out += [
+        (f"{n} start-up CPU to ready (s)", up["empty"][f"{n}_cpu"], up["full"][f"{n}_cpu"])
+        for n in ORDER
+    ]
     out.append(
         (
             "ledger resume → caught up (s)",
