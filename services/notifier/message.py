@@ -62,6 +62,9 @@ class AlertContext:
     recipient_name: str
     status_url: str
     emergency_phone: str | None
+    # The door in the recipient's language when the report names one of the school's doors
+    # (district.yaml `doors:`, stored by its English name); None: the location as stored.
+    location: str | None = None
 
 
 class Templates:
@@ -257,6 +260,8 @@ def build_email(
     # Not validated again: the email must go out even for a report an older or buggy writer
     # stored (the templates escape every value).
     facts = {k: v for k, v in report.data if k not in ("notes", "notes_sealed", "notes_v1")}
+    if ctx.location is not None:
+        facts["location"] = ctx.location
     shown = EncounterReport.model_construct(**facts, notes=notes or None)
     values = _values(
         _Sample(shown, ctx, request.data.severity, report.incident_id),

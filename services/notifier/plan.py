@@ -182,6 +182,7 @@ def _alert_delivery(
         recipient_name=contact.name_in(contact.language),
         status_url=status_url,
         emergency_phone=directory.district.emergency_phone,
+        location=school.door_name(report.data.location, contact.language) if school else None,
     )
     if isinstance(target, AppriseChannel):
         # Chat rooms and SMS are shared places: the plain-text alert without staff notes

@@ -187,6 +187,21 @@ def test_a_follow_up_has_no_ack_link_and_shows_the_report_as_it_stands(
     assert "Gym door" in text
 
 
+def test_a_door_of_the_school_is_named_in_the_recipients_language(directory: Directory) -> None:
+    # district.yaml: hamline's `{en: Gym door, es: Puerta del gimnasio}`, stored in English.
+    found = reported(location="Gym door")
+    spanish = text_of(
+        plan(request("inc-1", "liaison-hamline", role="family_liaison"), found, directory)
+    )
+    english = text_of(plan(request("inc-1", "law-dept"), found, directory))
+    assert "Puerta del gimnasio" in spanish and "Gym door" not in spanish
+    assert "Gym door" in english
+    # A location typed by hand (not one of the doors) is shown as typed, in every language.
+    typed = reported(location="Side gate by the bus loop")
+    liaison = request("inc-1", "liaison-hamline", role="family_liaison")
+    assert "Side gate by the bus loop" in text_of(plan(liaison, typed, directory))
+
+
 def test_a_webhook_gets_the_incident_with_its_kind_but_no_ack_link_notes_or_person(
     directory: Directory,
 ) -> None:
