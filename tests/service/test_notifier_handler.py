@@ -34,7 +34,7 @@ from services.eventlog import DELIVERIES_BUCKET
 from services.eventlog.consumer import run_handler
 from services.eventlog.interface import Appended
 from services.intake.reports import encounter_event, parse_report
-from services.notifier.handler import _heartbeat, backoff
+from services.notifier.handler import _all, _heartbeat, backoff
 from services.notifier.main import Notifier, build_broker, build_notifier
 from services.notifier.plan import Found
 from services.notifier.records import DeliveryRecord, JetStreamDeliveryRecords
@@ -452,6 +452,45 @@ async def test_a_slow_send_keeps_telling_the_server_it_is_in_progress() -> None:
     beats = msg.beats
     await asyncio.sleep(0.1)
     assert beats >= 2 and msg.beats == beats  # beats while sending, none after
+
+
+async def test_the_record_and_the_event_are_both_written_before_a_failure_is_raised() -> None:
+    done: list[str] = []
+
+    async def write(name: str, delay: float, fail: bool = False) -> None:
+        await asyncio.sleep(delay)
+        done.append(name)
+        if fail:
+            raise RuntimeError(name)
+
+    await _all(write("record", 0.02), write("event", 0.01))
+    assert sorted(done) == ["event", "record"]
+    done.clear()
+    # Both fail: the first in argument order is raised, after the slower one has settled.
+    with pytest.raises(RuntimeError, match=r"^record$"):
+        await _all(write("record", 0.01, fail=True), write("event", 0.03, fail=True))
+    assert done == ["record", "event"]
+    done.clear()
+    with pytest.raises(RuntimeError, match=r"^event$"):
+        await _all(write("record", 0.03), write("event", 0.01, fail=True))
+    assert done == ["event", "record"]
+
+
+async def test_cancelling_the_writes_cancels_each_of_them() -> None:
+    started = asyncio.Event()
+
+    async def slow() -> None:
+        started.set()
+        await asyncio.sleep(10)
+
+    record = asyncio.ensure_future(slow())
+    writes = asyncio.ensure_future(_all(record, asyncio.sleep(10)))
+    await started.wait()
+    writes.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await writes
+    await asyncio.sleep(0)
+    assert record.cancelled()
 
 
 # --- the delivery records' JetStream bucket -------------------------------------------------
