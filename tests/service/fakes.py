@@ -108,8 +108,8 @@ class FakeMessage:
         seq: int = 17,
     ) -> None:
         self.raw_message = Msg(
-            _client=None,
-            subject=subject,  # type: ignore[arg-type]
+            _client=None,  # type: ignore[arg-type]
+            subject=subject,
             reply=ack_subject(consumer, delivered=delivered, seq=seq),
             data=data,
         )
