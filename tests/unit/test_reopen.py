@@ -213,7 +213,7 @@ def test_the_agents_back_email_says_so_asks_to_confirm_and_shows_the_report_now(
         base_url="https://dooralert.example", sender="d <a@b.invalid>", ack_link_days=7,
         keys=TEST_KEYS,
     )  # fmt: skip
-    state = fold([encounter("inc-1", location="Gym door")])
+    state = fold([encounter("inc-1", location="Side gate")])
     for contact, prefix in (("law-dept", "AGENTS BACK: "), ("liaison-hamline", "AGENTES DE")):
         req = request("inc-1", contact, kind="reopened")
         found = Found(report=encounter("inc-1"), state=state)
@@ -223,7 +223,7 @@ def test_the_agents_back_email_says_so_asks_to_confirm_and_shows_the_report_now(
         body = delivery.message.get_body(("plain",))
         assert body is not None
         text = str(body.get_content())
-        assert "https://dooralert.example/ack/" in text and "Gym door" in text
+        assert "https://dooralert.example/ack/" in text and "Side gate" in text
 
 
 def test_only_the_step_that_applies_is_asked_to_confirm() -> None:
