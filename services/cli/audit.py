@@ -232,9 +232,11 @@ async def _run_ledger(
             guard.closing_now()
             try:
                 await nc.close()
-            except (OSError, NatsError):
+            except (OSError, RuntimeError, NatsError):
+                # Closing a lost connection may fail flushing what it held (uvloop raises
+                # RuntimeError on its closed transport, asyncio's loop an OSError).
                 if guard.lost is None:
-                    raise  # closing a lost connection may fail flushing what it held
+                    raise
         if guard.lost is not None:
             raise NatsConnectError(guard.lost)
     finally:
