@@ -1,6 +1,6 @@
 """Peer benchmark: dooralert beside Prometheus Alertmanager 0.25, both mailing ONE SMTP server.
 
-    .venv/bin/python benchmarks/peer.py [--samples 40] [--schools 600] [--notifiers 1] [--json]
+    .venv/bin/python benchmarks/peer.py [--samples 40] [--schools 600] [--notifiers 2] [--json]
     make bench
 
 dooralert runs as in production, each part its own process: nats-server (deploy/nats/server.conf
@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -206,7 +207,12 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=40, help="sequential samples per system")
     ap.add_argument("--schools", type=int, default=600, help="schools in the burst")
     ap.add_argument("--bursts", type=int, default=1, help="bursts per system (order alternates)")
-    ap.add_argument("--notifiers", type=int, default=1, help="notifier processes")
+    ap.add_argument(
+        "--notifiers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="notifier processes (default: one per core, up to 2, as deploy/one-machine.md)",
+    )
     ap.add_argument(
         "--ledger-nice",
         type=int,
