@@ -280,6 +280,9 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "incident.notes": "Notes",
         "incident.notes_removed": "notes removed on {date}",
         "incident.followup": "Follow-up",
+        "incident.followup_stale": "Someone else has just changed this incident, so the buttons "
+        "below may no longer apply. What you typed is kept: send it, or reload the page to see "
+        "the incident as it is now.",
         "incident.agents_left": "The agents have left",
         "incident.document_later": "A document was shown",
         "incident.record_document": "Record the document",
@@ -501,6 +504,9 @@ MESSAGES: dict[Language, dict[str, str]] = {
         "incident.notes": "Notas",
         "incident.notes_removed": "notas eliminadas el {date}",
         "incident.followup": "Seguimiento",
+        "incident.followup_stale": "Otra persona acaba de cambiar este incidente, así que los "
+        "botones de abajo quizá ya no correspondan. Lo que escribió se conserva: envíelo, o "
+        "vuelva a cargar la página para ver el incidente como está ahora.",
         "incident.agents_left": "Los agentes se fueron",
         "incident.document_later": "Mostraron un documento",
         "incident.record_document": "Registrar el documento",

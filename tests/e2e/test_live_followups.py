@@ -80,6 +80,28 @@ def test_follow_up_buttons_follow_another_staff_members_press(
     assert not [p for p in problems if "Content Security Policy" in p], problems
 
 
+def test_what_is_typed_is_not_reloaded_away_by_another_staff_members_press(
+    stack: Stack,  # noqa: F811 - the fixture imported above
+    browser: Any,  # noqa: F811
+) -> None:
+    first, _ = new_page(browser)
+    path = report_and_open(first, stack.base)
+    second, problems = new_page(browser)
+    sign_in(second, stack.base)
+    second.goto(stack.base + path)
+    second.locator(".live-badge").wait_for(state="visible")
+    second.fill("#fu_count", "7")  # typed, not sent yet
+    assert second.locator("#followup-stale").is_hidden()
+
+    # The other page says the agents left: no reload here (it would lose the 7), but a
+    # warning that the buttons may no longer apply, and the status itself is current.
+    press(first, "agents_left")
+    second.locator("#followup-stale").wait_for(state="visible", timeout=5_000)
+    assert second.input_value("#fu_count") == "7"
+    assert second.locator("form.followup button[value=agents_left]").count() == 1
+    assert not [p for p in problems if "Content Security Policy" in p], problems
+
+
 class SilentSmtp:
     """A mail server that takes connections and never says a word (a hung relay)."""
 

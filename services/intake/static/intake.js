@@ -99,15 +99,27 @@
     var source = new EventSource(url);
     var badge = document.querySelector(".live-badge");
     var followup = live.getAttribute("data-followup");
+    // Something typed into the follow-up form and not sent yet: never thrown away by a reload.
+    var typed = false;
+    var forms = document.querySelectorAll("form.followup");
+    for (var i = 0; i < forms.length; i++) {
+      forms[i].addEventListener("input", function () { typed = true; });
+      forms[i].addEventListener("change", function () { typed = true; });
+    }
     source.addEventListener("status", function (e) {
       var msg = JSON.parse(e.data);
       // Resolved, reopened or the agents gone by someone else's press: the follow-up
-      // buttons shown no longer apply, so the page comes again with the right ones.
-      if (followup && msg.followup && msg.followup !== followup &&
-          document.querySelector("form.followup")) {
-        source.close();
-        window.location.reload();
-        return;
+      // buttons shown no longer apply, so the page comes again with the right ones -
+      // unless the person has typed something, which a reload would lose: then say so.
+      if (followup && msg.followup && msg.followup !== followup && forms.length) {
+        var stale = document.getElementById("followup-stale");
+        if (typed && stale) {
+          stale.hidden = false;
+        } else {
+          source.close();
+          window.location.reload();
+          return;
+        }
       }
       live.innerHTML = msg.html;
       live.setAttribute("data-event-count", String(msg.event_count));
