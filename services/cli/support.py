@@ -102,9 +102,10 @@ def on_jetstream(
             guard.closing_now()
             try:
                 await nc.close()
-            except (NatsError, OSError):
+            except (NatsError, OSError, RuntimeError):
+                # Closing a lost connection may fail flushing what it held (uvloop: RuntimeError).
                 if guard.lost is None:
-                    raise  # closing a lost connection may fail flushing what it held
+                    raise
 
     try:
         return asyncio.run(run())

@@ -104,8 +104,9 @@ async def _on_nats(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         app.state.event_log = app.state.nats = None
         guard.closing_now()
         if guard.lost is not None:
-            # Draining needs a live connection; closing may fail flushing what it held.
-            with suppress(OSError, NatsError):
+            # Draining needs a live connection; closing may fail flushing what it held
+            # (OSError on asyncio's loop, RuntimeError on uvloop's closed transport).
+            with suppress(OSError, RuntimeError, NatsError):
                 await nc.close()
         elif not nc.is_closed:
             await nc.drain()
