@@ -5,9 +5,9 @@ incident, or a `Refused` saying why not."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from schemas.envelope import originating
 from schemas.events import (
@@ -26,6 +26,8 @@ from services.domain.incident import IncidentState
 from services.intake.domain.refusals import Refused, invalid
 from services.intake.domain.screen import personal_data_errors
 from services.intake.reports import SealNotes, field_errors
+
+E = TypeVar("E", EncounterUpdated, IncidentResolved, IncidentReopened)
 
 ALREADY_RESOLVED = "the incident is already resolved"
 NOT_RESOLVED = "the incident is open: only an all-clear can be withdrawn"
@@ -54,15 +56,8 @@ def decide_follow_up(
         except ValidationError as exc:
             return invalid(field_errors(exc))
         note = _sealed(resolved.note, seal, event_id=event_id, field="note")
-        return originating(
-            IncidentResolved,
-            SealedResolvedData(note_sealed=note),
-            id=event_id,
-            source="intake",
-            incident_id=incident.incident_id,
-            school_id=incident.school_id,
-            now=now,
-            actor=actor,
+        return _recorded(
+            IncidentResolved, SealedResolvedData(note_sealed=note), incident, event_id, now, actor
         )
     try:
         update = EncounterUpdatedData.model_validate(body)
@@ -72,16 +67,8 @@ def decide_follow_up(
         return invalid([{"field": "(body)", "reason": "nothing changed"}])
     facts = update.model_dump(exclude={"notes"})
     notes = _sealed(update.notes, seal, event_id=event_id, field="notes")
-    return originating(
-        EncounterUpdated,
-        SealedUpdateData.model_validate({**facts, "notes_sealed": notes}),
-        id=event_id,
-        source="intake",
-        incident_id=incident.incident_id,
-        school_id=incident.school_id,
-        now=now,
-        actor=actor,
-    )
+    data = SealedUpdateData.model_validate({**facts, "notes_sealed": notes})
+    return _recorded(EncounterUpdated, data, incident, event_id, now, actor)
 
 
 def decide_reopen(
@@ -105,9 +92,23 @@ def decide_reopen(
     except ValidationError as exc:
         return invalid(field_errors(exc))
     note = _sealed(reopened.note, seal, event_id=event_id, field="note")
+    return _recorded(
+        IncidentReopened, SealedReopenedData(note_sealed=note), incident, event_id, now, actor
+    )
+
+
+def _recorded(
+    kind: type[E],
+    data: BaseModel,
+    incident: IncidentState,
+    event_id: str,
+    now: datetime,
+    actor: str,
+) -> E:
+    """A staff follow-up of `kind` on `incident`, as intake records it."""
     return originating(
-        IncidentReopened,
-        SealedReopenedData(note_sealed=note),
+        kind,
+        data,
         id=event_id,
         source="intake",
         incident_id=incident.incident_id,
