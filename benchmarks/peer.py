@@ -55,6 +55,7 @@ import httpx  # noqa: E402
 
 from benchmarks import peer_hops as hops  # noqa: E402
 from benchmarks import peer_parts as parts  # noqa: E402
+from benchmarks import peer_traffic  # noqa: E402
 from benchmarks import pipeline as pl  # noqa: E402
 
 
@@ -98,10 +99,13 @@ async def amain(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     }
     sink = parts.start_sink(work)
     keys = parts.make_district(work / "config", args.schools)
-    base, procs, admin_url = await parts.start_dooralert(args, work, sink.port)
+    base, procs, admin_url, monitor = await parts.start_dooralert(args, work, sink.port)
     am_base, am_proc, am_skip = await parts.start_alertmanager(work, sink.port)
     result["alertmanager_skipped"] = am_skip
-    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
+    # A pooled connection idle for 2 s is dropped by the client, well before uvicorn's 5 s
+    # keep-alive timeout closes it (httpx's default expiry is that same 5 s: after the other
+    # system's burst the server's close raced the reuse, an httpx.ReadError).
+    limits = httpx.Limits(max_connections=32, max_keepalive_connections=32, keepalive_expiry=2.0)
     async with (
         httpx.AsyncClient(base_url=base, timeout=60.0, limits=limits) as door,
         httpx.AsyncClient(base_url=am_base or base, timeout=60.0, limits=limits) as amc,
@@ -110,9 +114,17 @@ async def amain(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         print(f"bench: {args.samples} interleaved samples ...", file=sys.stderr, flush=True)
         kept: list[hops.Sample] = []
         offset = time.time() - time.monotonic()  # wall clock -> CLOCK_MONOTONIC
+        subjects = peer_traffic.Subjects() if args.subjects else None
+        if subjects is not None:
+            await subjects.start(admin_url)
+        traffic = await peer_traffic.snapshot(monitor, procs)
         seq = await interleaved_samples(args, sink, door, am, keys, kept)
         result["sequential_ms"] = {k: pl.summary_ms(v) for k, v in seq.items() if v}
         await asyncio.sleep(0.5)  # the last sample's notification.sent records
+        after = await peer_traffic.snapshot(monitor, procs)
+        if subjects is not None:
+            result["nats_kinds"] = await subjects.stop()
+        result["nats_sequential"] = peer_traffic.per_report(traffic, after, args.samples + 2)
         result["hops_ms"] = await hops.hop_breakdown(admin_url, kept, offset)
         bursts: dict[str, list[dict[str, Any]]] = {"dooralert": [], "alertmanager": []}
         for b in range(args.bursts):
@@ -122,9 +134,11 @@ async def amain(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     continue
                 print(f"bench: burst {b + 1}, {system} ...", file=sys.stderr, flush=True)
                 if system == "dooralert":
-                    got = await parts.dooralert_burst(door, sink, keys, procs, b, args.profile)
+                    got = await parts.dooralert_burst(
+                        door, sink, keys, procs, b, monitor, args.profile
+                    )
                 else:
-                    assert am_proc is not None
+                    assert am is not None and am_proc is not None
                     got = await parts.alertmanager_burst(am, sink, args.schools, am_proc, b)
                 bursts[system].append(got)
                 await asyncio.sleep(2.0)
@@ -199,6 +213,15 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
         "dooralert's escalation 2 min after a report nobody acknowledged: see each burst's count)"
     )
     hops.print_hops(r.get("hops_ms", {}))
+    peer_traffic.print_traffic(
+        "sequential samples (Alertmanager's interleaved, idle polls included)",
+        r.get("nats_sequential"),
+    )
+    peer_traffic.print_subjects(r.get("nats_kinds"), args.samples + 2)
+    for i, b in enumerate(r["bursts"]["dooralert"]):
+        peer_traffic.print_traffic(f"burst {i + 1}", b.get("nats"))
+        if b.get("retried"):
+            w(f"  POSTs sent again after a broken connection: {len(b['retried'])}")
     w(f"  logs: {r['logs']}")
 
 
@@ -220,6 +243,12 @@ def main() -> int:
         help="the audit ledger's niceness (0: the alert path's priority); see deploy/README.md",
     )
     ap.add_argument("--profile", help="py-spy the first notifier in the first burst (SVG)")
+    ap.add_argument(
+        "--subjects",
+        action="store_true",
+        help="count every NATS message by kind during the sequential samples (an admin "
+        "subscription to '>': a load of its own, so their latencies are not comparable)",
+    )
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (store, logs)")
     args = ap.parse_args()
