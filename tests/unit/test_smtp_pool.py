@@ -5,18 +5,24 @@ drops after its body was written."""
 
 from __future__ import annotations
 
+import functools
+import ssl
+import subprocess
 from collections.abc import Iterator
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import aiosmtplib
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 from services.notifier import smtp as smtp_module
 from services.notifier.channels import PermanentDeliveryError, TransientDeliveryError
 from services.notifier.smtp import SmtpPool, data_bytes
 from services.runtime.settings import Settings
-from tests.support import TEST_SECRET, ScriptedHandler, SmtpServer
+from tests.support import TEST_SECRET, ScriptedHandler, SmtpServer, free_port
 
 
 class PipeliningHandler(ScriptedHandler):
@@ -240,3 +246,54 @@ def test_data_bytes_match_aiosmtplib(raw: bytes) -> None:
 
     expected = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(raw)) + b".\r\n"
     assert data_bytes(raw) == expected
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and its key for 127.0.0.1."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    command += ["-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)]
+    subprocess.run(command, check=True, capture_output=True)
+    return cert, key
+
+
+async def test_sessions_behind_starttls_and_auth_are_taken_over_too(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    handler = PipeliningHandler()
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        tls_context=context,
+        require_starttls=True,
+        authenticator=lambda *args: AuthResult(success=True),
+        auth_require_tls=True,
+    )
+    controller.start()
+    # The test's certificate is its own: the client trusts it (the pool's settings have no CA).
+    monkeypatch.setattr(
+        aiosmtplib, "SMTP", functools.partial(aiosmtplib.SMTP, validate_certs=False)
+    )
+    settings = Settings(
+        smtp_host="127.0.0.1",
+        smtp_port=controller.port,
+        smtp_starttls=True,
+        smtp_username="dooralert",
+        smtp_password="secret",
+        secret_key=TEST_SECRET,
+    )
+    pool = SmtpPool(settings=settings, size=1)
+    try:
+        for _ in range(3):
+            assert "OK" in await pool.send(email())
+        assert await pool.probe()
+    finally:
+        await pool.close()
+        controller.stop()
+    assert len(handler.received) == 3
+    assert pool.connects == 1
