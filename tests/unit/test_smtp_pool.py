@@ -292,6 +292,7 @@ async def test_sessions_behind_starttls_and_auth_are_taken_over_too(
         for _ in range(3):
             assert "OK" in await pool.send(email())
         assert await pool.probe()
+        assert [s.wire is not None for s in pool._idle] == [True]  # written by _Wire
     finally:
         await pool.close()
         controller.stop()
