@@ -8,14 +8,15 @@ the durable consumers of the contract belong to the services.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StatusCode
+from nats.js.errors import APIError, NotFoundError
 
 from schemas.events import Event, SubjectMismatch
 from services.eventlog.contract import STREAM, SUBJECT_PREFIX
@@ -186,6 +187,40 @@ async def subscribe_from(
     )
 
 
+# Status codes that end a pull request: nothing (more) to deliver now.
+_PULL_DONE = (StatusCode.NO_MESSAGES, StatusCode.REQUEST_TIMEOUT)
+
+
+async def pull_now(
+    psub: JetStreamContext.PullSubscription, batch: int, *, timeout: float = 5.0
+) -> list[Msg]:
+    """What the consumer of `psub` has to deliver now, up to `batch` messages, in one round
+    trip: a pull request with `no_wait` and no expiry, which the server answers at once with
+    the pending messages, then (fewer than `batch`) a "no messages" status.
+
+    nats-py's `fetch` always puts an expiry on its first request, and the server then holds
+    a request that finds nothing pending for the whole expiry: a reader that must not wait
+    asked consumer_info for num_pending first, one more round trip per read. A message that
+    does not come within `timeout` raises `nats.errors.TimeoutError`; an error status (the
+    consumer is gone: 503 no responders, 409) raises `nats.js.errors.APIError`.
+    """
+    # The subscription's own inbox and pull subject (nats-py 2.16 keeps them private).
+    await psub._nc.publish(
+        psub._nms, json.dumps({"batch": batch, "no_wait": True}).encode(), reply=psub._deliver
+    )
+    out: list[Msg] = []
+    while len(out) < batch:
+        msg = await psub._sub.next_msg(timeout=timeout)
+        status = JetStreamContext.is_status_msg(msg)
+        if status is None:
+            out.append(msg)
+        elif status in _PULL_DONE:
+            break
+        elif status != StatusCode.CONTROL_MESSAGE:  # a heartbeat: keep waiting
+            raise APIError.from_msg(msg)
+    return out
+
+
 class _Cursor:
     """One subject's consumer of a `StreamTail`, and what it fetched past the tail's cut."""
 
@@ -195,17 +230,18 @@ class _Cursor:
         self.held: list[StoredMessage] = []  # fetched, stored after the last call's cut
 
     async def fetch_pending(self, batch: int) -> None:
-        """Everything the consumer has pending now, onto `held`."""
-        pending = (await self.psub.consumer_info()).num_pending or 0
-        while pending > 0:
-            msgs = await self.psub.fetch(min(pending, batch), timeout=5)
+        """Everything the consumer has pending now, onto `held`: one round trip when fewer
+        than `batch` are new (no consumer_info first; see `pull_now`)."""
+        while True:
+            msgs = await pull_now(self.psub, batch)
             for m in msgs:
                 consumer_seq = m.metadata.sequence.consumer
                 if consumer_seq != self.delivered + 1:
                     raise TailReset(f"consumer skipped from {self.delivered} to {consumer_seq}")
                 self.delivered = consumer_seq
                 self.held.append(stored(m))
-            pending = msgs[-1].metadata.num_pending or 0
+            if len(msgs) < batch or not msgs[-1].metadata.num_pending:
+                return
 
     def take(self, cut: int | None) -> list[StoredMessage]:
         """The held messages stored up to `cut` (all with None); the later ones kept."""
@@ -224,11 +260,12 @@ class StreamTail:
 
     `read_messages` creates, drains and deletes a consumer per call, re-reading the whole
     window each time; the router called it on every report, so a burst of N reports cost
-    O(N^2) messages fetched plus 3 consumer API calls each. A tail costs one consumer_info
-    round trip per subject per call plus the new messages only, and returns the same
-    snapshot: every message stored before the call. Should a consumer vanish (server
-    restart, idle past `inactive_threshold`) or its deliveries skip one (a lost fetch reply),
-    `read_new` raises `TailReset` and the caller starts over with a new tail.
+    O(N^2) messages fetched plus 3 consumer API calls each. A tail costs one pull request
+    per subject per call (`pull_now`: the subjects' requests go out together, one round
+    trip, no consumer_info), plus the stream_info of the cut below with several subjects,
+    and returns the same snapshot: every message stored before the call. Should a consumer
+    vanish (server restart, idle past `inactive_threshold`) or its deliveries skip one (a
+    lost fetch reply), `read_new` raises `TailReset` and the caller starts over with a new tail.
 
     Each subject has a consumer of its own (one filter each), not one consumer with several
     filters: on a log of a million events the server delivered a window of 54,000 reports

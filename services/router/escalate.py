@@ -84,7 +84,9 @@ class _About:
     causation_id: str | None
     now: datetime
 
-    def event(self, cls: type[E], data: BaseModel, *, id: str) -> E:
+    def event(
+        self, cls: type[E], data: BaseModel, *, id: str, occurred_at: datetime | None = None
+    ) -> E:
         """An event of type `cls` about this incident, from the router."""
         return about_incident(
             cls,
@@ -95,6 +97,7 @@ class _About:
             school_id=self.school_id,
             causation_id=self.causation_id,
             now=self.now,
+            occurred_at=occurred_at,
         )
 
 
@@ -348,9 +351,14 @@ def detect_pattern(
     *,
     directory: Directory,
     now: datetime,
+    at: datetime | None = None,
 ) -> list[Event]:
-    """`pattern.detected` (and alerts) when the window holds enough encounters; once a window."""
-    start = now - pattern.window
+    """`pattern.detected` (and alerts) when the window ending `at` (default: now) holds enough
+    encounters; once a window. The router evaluates the window ending at each encounter's
+    stored time (`at`), so the result does not depend on when it looks: the event occurred
+    `at` (which the next windows' once-a-window check compares) and is recorded `now`."""
+    end = now if at is None else at
+    start = end - pattern.window
     if any(p.data.pattern == pattern.name and p.occurred_at > start for p in prior):
         return []
     window = sorted((e for e in recent if e.recorded_at >= start), key=lambda e: e.recorded_at)
@@ -378,6 +386,7 @@ def detect_pattern(
             recipients=recipients,
         ),
         id=pid,
+        occurred_at=end,
     )
     return [
         detected,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 from faststream import FastStream
@@ -23,12 +25,9 @@ from schemas.events import (
     EscalationDecided,
     EscalationRaised,
     Event,
-    EventDecodeError,
     IncidentReopened,
     IncidentResolved,
     NotificationFailed,
-    PatternDetected,
-    SubjectMismatch,
 )
 from services.domain.directory import Directory
 from services.domain.incident import fold
@@ -40,9 +39,6 @@ from services.eventlog import (
     ConnectionGuard,
     EventLog,
     JetStreamEventLog,
-    StoredMessage,
-    Tail,
-    TailReset,
     broker_options,
     new_guard,
 )
@@ -52,13 +48,12 @@ from services.router import deadlines
 from services.router.deadlines import Deadline, DeadlineUnreadable
 from services.router.decide import decide
 from services.router.escalate import (
-    Sighting,
-    detect_pattern,
     on_deadline,
     on_followup,
     on_unreachable,
     reopened_deadline,
 )
+from services.router.patterns import PatternDetector
 from services.router.rules import Rules
 from services.runtime.logging import get_logger
 from services.runtime.metrics import ESCALATIONS
@@ -67,7 +62,6 @@ from services.runtime.settings import Settings
 log = get_logger("dooralert.router")
 
 SUBJECT = f"{SUBJECT_PREFIX}.*.*.encounter.reported"
-PATTERN_SUBJECT = f"{SUBJECT_PREFIX}.district.*.pattern.detected"
 
 
 async def body_and_message(msg: RawNatsMessage) -> tuple[bytes, RawNatsMessage]:
@@ -76,17 +70,21 @@ async def body_and_message(msg: RawNatsMessage) -> tuple[bytes, RawNatsMessage]:
     return bytes(msg.body), msg
 
 
-def _readable(message: StoredMessage) -> Event | None:
+def _stream_seq(msg: NatsMessage) -> int | None:
+    """The stream sequence a delivered message was stored at (None if it has no metadata)."""
     try:
-        return message.event()
-    except SubjectMismatch as exc:
-        log.error(
-            "event.subject_mismatch", seq=message.seq, subject=message.subject, reason=str(exc)
-        )
+        return int(msg.raw_message.metadata.sequence.stream)
+    except Exception:  # noqa: BLE001 - a message without JetStream metadata: read anyway
         return None
-    except EventDecodeError:
-        log.warning("event.unreadable", seq=message.seq, subject=message.subject)
-        return None
+
+
+async def _all(calls: list[Coroutine[Any, Any, Any]]) -> None:
+    """Await `calls` together (their publishes share one flush); raise the first failure
+    once all have settled, so the message is not acked."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 class Router:
@@ -103,14 +101,13 @@ class Router:
     ) -> None:
         self.settings, self.rules, self.directory, self.broker = settings, rules, directory, broker
         self._log = event_log
-        # Pattern detection's view of the log: reports and pattern events stored within the
-        # longest pattern window, kept up to date by a tail (one round trip per report)
-        # instead of re-reading the whole window through new consumers on every report.
-        self._tail: Tail | None = None
-        self._sightings: list[Sighting] = []
-        self._prior: list[tuple[datetime, PatternDetected]] = []  # (stored at, event)
-        # One detection at a time: each sees the pattern events the previous one appended.
-        self._pattern_lock = asyncio.Lock()
+        # Cross-school patterns are detected in the background (patterns.py): a report only
+        # wakes the detector, so its reads of the log never delay an alert.
+        self.patterns: PatternDetector | None = None
+        if rules.patterns:
+            self.patterns = PatternDetector(
+                rules.patterns, directory=directory, event_log=lambda: self.event_log
+            )
 
     @property
     def event_log(self) -> EventLog:
@@ -138,20 +135,29 @@ class Router:
         )
         await deadlines.schedule(self.event_log, deadline, now=datetime.now(UTC))
 
-    async def on_report(self, event: EncounterReported, _: NatsMessage) -> float | None:
-        """Decide who is told about a new report; arm the first deadline; look for patterns."""
+    async def on_report(self, event: EncounterReported, msg: NatsMessage) -> float | None:
+        """Decide who is told about a new report; arm the first deadline; wake the pattern
+        detector."""
         now = datetime.now(UTC)
         events = decide(event, rules=self.rules, directory=self.directory, now=now)
-        await self.publish(events)
         decided = events[0]
         assert isinstance(decided, EscalationDecided)
+        # The decision is stored first: its requests follow from it, and a deadline armed for
+        # a decision never stored would fire for nothing and then, armed again once it is
+        # (the same timer id, within the duplicate window), be dropped. Then the requests and
+        # the deadline together: one flush and one round trip for all of them.
+        await self.event_log.append(decided)
+        after: list[Coroutine[Any, Any, object]] = [self.event_log.append(e) for e in events[1:]]
         if decided.data.require_ack and decided.data.ack_deadline is not None:
-            await self.arm(
-                school_id=event.school_id,
-                incident_id=event.incident_id,
-                tier=1,
-                at=decided.data.ack_deadline,
+            after.append(
+                self.arm(
+                    school_id=event.school_id,
+                    incident_id=event.incident_id,
+                    tier=1,
+                    at=decided.data.ack_deadline,
+                )
             )
+        await _all(after)
         log.info(
             "escalation.decided",
             incident=event.incident_id,
@@ -159,59 +165,9 @@ class Router:
             notifications=len(events) - 1,
             deadline=str(decided.data.ack_deadline),
         )
-        if self.rules.patterns:
-            async with self._pattern_lock:
-                await self._detect_patterns(now)
+        if self.patterns is not None:
+            self.patterns.wake(_stream_seq(msg))
         return None
-
-    async def _detect_patterns(self, now: datetime) -> None:
-        recent, prior = await self._pattern_window(now)
-        for pattern in self.rules.patterns:
-            found = detect_pattern(pattern, recent, prior, directory=self.directory, now=now)
-            if found:
-                await self.publish(found)
-                detected = found[0]
-                if isinstance(detected, PatternDetected):
-                    log.warning(
-                        "pattern.detected",
-                        pattern=pattern.name,
-                        incidents=len(detected.data.incident_ids),
-                    )
-                # The next pattern (and the next report) must see this one.
-                recent, prior = await self._pattern_window(now)
-
-    async def _pattern_window(self, now: datetime) -> tuple[list[Sighting], list[PatternDetected]]:
-        """Every report and pattern event stored within the longest pattern window, up to
-        now (detect_pattern narrows each pattern's own window)."""
-        horizon = now - max(p.window for p in self.rules.patterns)
-        for attempt in (1, 2):
-            if self._tail is None:
-                self._tail = self.event_log.tail([SUBJECT, PATTERN_SUBJECT], since=horizon)
-                self._sightings, self._prior = [], []
-            try:
-                new = await self._tail.read_new()
-                break
-            except TailReset as exc:
-                self._tail = None
-                if attempt == 2:
-                    raise
-                log.warning("pattern.tail_reset", reason=str(exc))
-        for m in new:
-            parts = m.subject.split(".")
-            if m.subject.endswith(".encounter.reported"):
-                self._sightings.append(
-                    Sighting(incident_id=parts[2], school_id=parts[1], recorded_at=m.time)
-                )
-            else:
-                event = _readable(m)
-                if isinstance(event, PatternDetected):
-                    self._prior.append((m.time, event))
-        # Forget what no window reaches any more (the same cut read_messages(since=) made).
-        if self._sightings and self._sightings[0].recorded_at < horizon:
-            self._sightings = [s for s in self._sightings if s.recorded_at >= horizon]
-        if self._prior and self._prior[0][0] < horizon:
-            self._prior = [p for p in self._prior if p[0] >= horizon]
-        return list(self._sightings), [e for _, e in self._prior]
 
     async def on_followup(self, event: Event, _: NatsMessage) -> float | None:
         """Pass an update or all-clear on to everyone alerted; escalate an unreachable contact."""
@@ -284,6 +240,30 @@ class Router:
         await msg.ack()
 
 
+class RouterBroker(NatsBroker):
+    """The router's broker: it also runs the pattern detector, from when the subscribers are
+    bound until they stop (what a stop leaves undetected, the next start catches up on)."""
+
+    detector: PatternDetector | None = None
+
+    async def start(self) -> None:
+        """Connect and bind the subscribers, then start detecting patterns."""
+        await super().start()
+        if self.detector is not None:
+            self.detector.start()
+
+    async def stop(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_val: BaseException | None = None,
+        exc_tb: TracebackType | None = None,
+    ) -> None:
+        """Stop detecting, then stop the subscribers and drain the connection."""
+        if self.detector is not None:
+            await self.detector.close()
+        await super().stop(exc_type, exc_val, exc_tb)
+
+
 def build_broker(
     settings: Settings,
     *,
@@ -294,7 +274,7 @@ def build_broker(
 ) -> NatsBroker:
     """The router's broker and subscribers; `event_log` replaces JetStream in service tests;
     `guard` watches the connection (see `run`)."""
-    broker = NatsBroker(
+    broker = RouterBroker(
         **broker_options(
             settings.nats_url,
             name="dooralert-router",
@@ -311,6 +291,7 @@ def build_broker(
     router = Router(
         settings=settings, rules=rules, directory=directory, broker=broker, event_log=event_log
     )
+    broker.detector = router.patterns
     events = JStream(STREAM, declare=False)
     pull = PullSub(batch_size=64, timeout=1.0)
 

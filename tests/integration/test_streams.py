@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -75,4 +76,40 @@ async def test_a_tail_of_several_subjects_returns_them_as_one_snapshot_in_stream
     await cursor.fetch_pending(10)
     assert cursor.take(cursor.held[0].seq - 1) == [] and len(cursor.held) == 1
     assert [m.subject.split(".")[2] for m in await tail.read_new()] == ["inc-3"]
+    await tail.close()
+
+
+async def test_a_tail_read_is_one_pull_per_subject_and_never_waits_on_a_quiet_log(js):
+    await put(js, 7)
+    tail = StreamTail(
+        js, ["dooralert.*.*.encounter.reported"], since=datetime.now(UTC) - timedelta(minutes=5)
+    )
+    tail.batch = 3  # pages of 3, 3 and 1
+    assert [m.subject.split(".")[2] for m in await tail.read_new()] == [
+        f"inc-{i}" for i in range(7)
+    ]
+    psub = tail._psub
+    assert psub is not None
+    pulls = 0
+    publish = psub._nc.publish
+
+    async def counted(subject: str, *args, **kw):  # type: ignore[no-untyped-def]
+        nonlocal pulls
+        pulls += subject == psub._nms
+        return await publish(subject, *args, **kw)
+
+    async def no_info():  # type: ignore[no-untyped-def]
+        raise AssertionError("consumer_info asked")
+
+    psub._nc.publish = counted  # type: ignore[method-assign]
+    psub.consumer_info = no_info  # type: ignore[method-assign]
+    try:
+        started = time.monotonic()
+        assert await tail.read_new() == []
+        assert time.monotonic() - started < 1.0  # answered at once, not after an expiry
+        await put(js, 2, start=7)
+        assert [m.subject.split(".")[2] for m in await tail.read_new()] == ["inc-7", "inc-8"]
+        assert pulls == 2
+    finally:
+        psub._nc.publish = publish  # type: ignore[method-assign]
     await tail.close()

@@ -1,0 +1,318 @@
+"""Cross-school pattern detection, off the report path.
+
+The report handler only wakes the detector (`PatternDetector.wake`, no I/O); the detector
+reads what was stored since its last read through one tail (the reports and the pattern
+events within reach of the longest window) and evaluates, for each encounter in stream
+order, the window that ends at that encounter's stored time. A burst of 600 reports costs a
+handful of reads, not 600, and a read never delays an alert: reports are decided, stored
+and acked without waiting for it, including the first read after a start, which reads back
+the last windows' reports.
+
+Evaluating each encounter's own window (not "the window ending when the detector looked")
+makes the result independent of how far detection lags: the pattern is detected at the
+encounter that completes it, naming exactly the encounters in its window, with the same id
+(derived from them) in every router instance and after every restart, so the server keeps
+one. Each pattern is detected once a window: a detection found is kept in memory before it is
+published, and earlier ones are read back from the log.
+
+Failure is loud and retried, never a skipped pattern: a read or publish that fails is logged
+(`pattern.detection_failed`, with the exception) and the same encounters are evaluated
+again after a backoff, the events found but not stored published first (a detection whose
+head was stored but not its alerts would otherwise be blocked by its own head). After a
+restart (or a lost tail) the detector starts from the log: it reads back twice the longest
+window and evaluates every encounter whose window lies wholly within what it read, the
+once-a-window check against the pattern events stored suppressing those already detected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from schemas.events import Event, EventDecodeError, PatternDetected, SubjectMismatch
+from services.domain.directory import Directory
+from services.eventlog import SUBJECT_PREFIX, EventLog, StoredMessage, Tail, TailReset
+from services.router.escalate import Sighting, detect_pattern
+from services.router.rules import Pattern
+from services.runtime.logging import get_logger
+
+log = get_logger("dooralert.router.patterns")
+
+REPORTS = f"{SUBJECT_PREFIX}.*.*.encounter.reported"
+PATTERNS = f"{SUBJECT_PREFIX}.district.*.pattern.detected"
+# Stream times are the server's clock: a few seconds backwards (an NTP step, a new stream
+# leader) must not make the cheap pre-count skip an encounter its exact check would count.
+SLACK = timedelta(seconds=60)
+# Encounters evaluated between yields to the event loop, so a long catch-up after a start
+# never holds up the report handler.
+YIELD_EVERY = 200
+
+
+class PatternDetector:
+    """Detects `patterns` over the reports stored in the log, in the background (see the
+    module docstring). `start()` once the event log is connected, `wake(seq)` after each
+    report, `close()` before the connection closes."""
+
+    def __init__(
+        self,
+        patterns: Sequence[Pattern],
+        *,
+        directory: Directory,
+        event_log: Callable[[], EventLog],
+        min_interval: float = 0.05,
+        retry_max: float = 30.0,
+    ) -> None:
+        self.directory = directory
+        self._event_log = event_log
+        self.min_interval, self.retry_max = min_interval, retry_max
+        self._patterns = [(p, p.window) for p in patterns]  # parsed once
+        self._reach = max(w for _, w in self._patterns)
+        self._tail: Tail | None = None
+        self._since: datetime | None = None  # the tail's start: windows before it are unread
+        # Reports read, in stream order: (stream seq, sighting); trimmed to what a window
+        # ending at the next encounter can reach.
+        self._sightings: list[tuple[int, Sighting]] = []
+        self._prior: dict[str, PatternDetected] = {}  # by event id: read back or found here
+        self._unpublished: list[Event] = []  # found, not yet stored: published first
+        self._evaluated: int | None = None  # seq of the last report evaluated (None: none yet)
+        self._read_upto = 0  # highest report seq read
+        self._wanted = 0  # highest report seq a wake asked for
+        self._force = False  # read even if no wake asked for an unread report
+        self._caught_up = False  # a round finished: later unread windows are errors
+        self._closing = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.detected = 0  # patterns this detector published (for tests and logs)
+        self.failures = 0  # consecutive failed rounds
+
+    # --- driving ------------------------------------------------------------------------
+
+    def wake(self, seq: int | None = None) -> None:
+        """A report was stored at stream sequence `seq` (None: unknown): evaluate it soon.
+        No-op when a read already returned it."""
+        if seq is None:
+            self._force = True
+        elif seq <= self._read_upto:
+            return
+        else:
+            self._wanted = max(self._wanted, seq)
+        self._wake.set()
+
+    def start(self) -> None:
+        """Run in the background; the first round catches up on the log at once."""
+        if self._task is None:
+            self._force = True
+            self._wake.set()
+            self._task = asyncio.create_task(self._run(), name="pattern-detector")
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop, letting a round in progress finish for up to `grace` seconds (a detection's
+        alerts are stored with it, not left for a restart whose catch-up would find its
+        head stored and stop there), and let go of the tail. What is left undetected, the
+        next start catches up on."""
+        self._closing.set()
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), grace)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await self._drop_tail()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            if self._closing.is_set():
+                return
+            self._wake.clear()
+            if not self._force and self._wanted <= self._read_upto:
+                continue  # every report a wake asked for was in an earlier read
+            self._force = False
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Loud, and retried: the same reports are evaluated again (nothing is
+                # marked evaluated until its detections are stored).
+                self.failures += 1
+                delay = min(self.retry_max, 0.25 * 2 ** min(self.failures, 10))
+                log.exception("pattern.detection_failed", attempt=self.failures, retry_in=delay)
+                self._force = True
+                await self._pause(delay)
+                self._wake.set()
+                continue
+            self.failures = 0
+            if self.min_interval > 0:
+                # A burst's reports are read together rather than one read per report.
+                await self._pause(self.min_interval)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep `seconds`, or until `close`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
+
+    # --- one round ----------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Publish what an earlier round found but could not store, read what is new and
+        evaluate each report not evaluated yet; the number of patterns detected. Raises
+        (the caller retries) if the log cannot be read or written."""
+        if self._unpublished:
+            await self._event_log().append_all(self._unpublished)
+            self._unpublished = []
+        self._take(await self._read())
+        found = 0
+        first = 0 if self._evaluated is None else self._first_after(self._evaluated)
+        unreadable = 0
+        for i in range(first, len(self._sightings)):
+            if (i - first) % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)
+            seq, sighting = self._sightings[i]
+            for pattern, window in self._patterns:
+                start = sighting.recorded_at - window
+                if self._since is not None and start < self._since:
+                    unreadable += 1  # its window began before what the tail read
+                    continue
+                events = self._evaluate(pattern, window, i, start)
+                if events:
+                    await self._publish(pattern, events)
+                    found += 1
+            self._evaluated = seq
+        if unreadable and self._caught_up:
+            # Only after a lost tail with detection lagging by more than the longest window:
+            # say so, never pass silently.
+            log.error("pattern.window_unread", evaluations=unreadable)
+        self._caught_up = True
+        self._trim()
+        return found
+
+    def _first_after(self, seq: int) -> int:
+        for i in range(len(self._sightings) - 1, -1, -1):
+            if self._sightings[i][0] <= seq:
+                return i + 1
+        return 0
+
+    def _evaluate(
+        self, pattern: Pattern, window: timedelta, i: int, start: datetime
+    ) -> list[Event]:
+        """The detection completed by the `i`th sighting, if any (a cheap pre-check first:
+        once a window is detected, and the count)."""
+        if any(
+            p.data.pattern == pattern.name and p.occurred_at > start for p in self._prior.values()
+        ):
+            return []
+        need = pattern.min_encounters
+        count, schools = 0, set()
+        for j in range(i, -1, -1):
+            t = self._sightings[j][1].recorded_at
+            if t < start - SLACK:
+                break
+            if t < start:
+                continue
+            if pattern.distinct_schools:
+                schools.add(self._sightings[j][1].school_id)
+                count = len(schools)
+            else:
+                count += 1
+            if count >= need:
+                break
+        if count < need:
+            return []
+        at = self._sightings[i][1].recorded_at
+        return detect_pattern(
+            pattern,
+            [s for _, s in self._sightings[: i + 1]],
+            list(self._prior.values()),
+            directory=self.directory,
+            now=datetime.now(UTC),
+            at=at,
+        )
+
+    async def _publish(self, pattern: Pattern, events: list[Event]) -> None:
+        detected = events[0]
+        if isinstance(detected, PatternDetected):
+            # Known before it is stored: the next windows never detect it again, even if
+            # storing fails (it is then retried first, as it is).
+            self._prior[detected.id] = detected
+        self._unpublished = events
+        await self._event_log().append_all(events)
+        self._unpublished = []
+        self.detected += 1
+        log.warning(
+            "pattern.detected",
+            pattern=pattern.name,
+            incidents=len(detected.data.incident_ids)
+            if isinstance(detected, PatternDetected)
+            else None,
+        )
+
+    # --- the log ------------------------------------------------------------------------
+
+    async def _read(self) -> list[StoredMessage]:
+        for attempt in (1, 2):
+            if self._tail is None:
+                self._since = datetime.now(UTC) - 2 * self._reach
+                self._tail = self._event_log().tail([REPORTS, PATTERNS], since=self._since)
+                self._sightings = []
+            try:
+                return await self._tail.read_new()
+            except TailReset as exc:
+                self._tail = None
+                if attempt == 2:
+                    raise
+                log.warning("pattern.tail_reset", reason=str(exc))
+        raise AssertionError("unreachable")
+
+    def _take(self, messages: list[StoredMessage]) -> None:
+        for m in messages:
+            if m.subject.endswith(".encounter.reported"):
+                parts = m.subject.split(".")
+                self._sightings.append(
+                    (m.seq, Sighting(incident_id=parts[2], school_id=parts[1], recorded_at=m.time))
+                )
+                self._read_upto = max(self._read_upto, m.seq)
+                continue
+            try:
+                event = m.event()
+            except SubjectMismatch as exc:
+                log.error("event.subject_mismatch", seq=m.seq, subject=m.subject, reason=str(exc))
+                continue
+            except EventDecodeError:
+                log.warning("event.unreadable", seq=m.seq, subject=m.subject)
+                continue
+            if isinstance(event, PatternDetected):
+                self._prior.setdefault(event.id, event)
+
+    def _trim(self) -> None:
+        """Forget what no window of a later encounter reaches (kept: any not evaluated)."""
+        if not self._sightings:
+            return
+        latest = max(s.recorded_at for _, s in self._sightings[-50:])
+        cut = latest - self._reach - SLACK
+        keep = 0
+        while (
+            keep < len(self._sightings)
+            and self._sightings[keep][1].recorded_at < cut
+            and self._evaluated is not None
+            and self._sightings[keep][0] <= self._evaluated
+        ):
+            keep += 1
+        if keep:
+            del self._sightings[:keep]
+        stale = [k for k, p in self._prior.items() if p.occurred_at < cut]
+        for k in stale:
+            del self._prior[k]
+
+    async def _drop_tail(self) -> None:
+        tail, self._tail = self._tail, None
+        if tail is not None:
+            try:
+                await tail.close()
+            except Exception:  # noqa: BLE001 - its consumers expire by themselves
+                pass
