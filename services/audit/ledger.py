@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -68,6 +69,12 @@ DEFAULT_SECONDS = 10.0
 # one pull per handful (the pull round trips were most of the ledger's CPU per event).
 DEFAULT_PACE = 0.2
 STALL_CHECK_SECONDS = 5.0
+# Caught up and everything anchored, the ledger waits for the next event with one pull
+# request of one message lasting this long (answered the moment an event is stored), not a
+# fetch of `batch` every half second: that polled 2 pull requests and 2 status replies per
+# 0.5 s, and once the last checkpoint was `seconds` old (its deadline then read as past) one
+# every 0.05 s, for as long as the log stayed idle.
+IDLE_WAIT = STALL_CHECK_SECONDS
 H_SIZE = "Dooralert-Tree-Size"
 H_RANGE = "Dooralert-Compact-Range"
 H_KEY = "Dooralert-Log-Key"
@@ -290,13 +297,19 @@ class Ledger:
         psub = await self._subscribe()
         self.following = True
         idle_since = self.clock()
+        idle = False  # the last fetch found nothing
         try:
             while not stop.is_set():
-                wait = max(0.05, min(0.5, self.seconds - (self.clock() - self._since)))
                 try:
-                    msgs = await psub.fetch(self.batch, timeout=wait)
+                    msgs = await self._next(psub, stop, idle=idle)
                     idle_since = self.clock()
-                except NatsTimeoutError:
+                    idle = False
+                except (NatsTimeoutError, TimeoutError):
+                    # nats-py raises a plain TimeoutError too, when its fetch's time ran out
+                    # between its two pull requests: nothing came, not a lost consumer (taken
+                    # as one, it logged `ledger.fetch_failed` and made a new consumer every
+                    # 10 s while the log was idle).
+                    idle = True
                     msgs = []
                     if self.clock() - idle_since >= STALL_CHECK_SECONDS:
                         idle_since = self.clock()
@@ -334,6 +347,30 @@ class Ledger:
                 await psub.unsubscribe()
         if self.tree.size > self._anchored:
             await self.checkpoint()
+
+    async def _next(
+        self, psub: JetStreamContext.PullSubscription, stop: asyncio.Event, *, idle: bool
+    ) -> list[Msg]:
+        """The next messages: a fetch of up to `batch` lasting until the next checkpoint is
+        due (at most 0.5 s) while events come, or, idle with nothing unanchored, one pull of
+        one message lasting IDLE_WAIT (the fetch after it takes the rest). Returns [] when
+        `stop` is set first; raises nats' TimeoutError when nothing came."""
+        if idle and self.tree.size == self._anchored:
+            batch, wait = 1, IDLE_WAIT
+        else:
+            batch, wait = self.batch, max(0.05, min(0.5, self.seconds - self.clock() + self._since))
+        fetch = asyncio.ensure_future(psub.fetch(batch, timeout=wait))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((fetch, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not fetch.done():
+            fetch.cancel()  # stopping: what the pull brings after this is not needed
+            with contextlib.suppress(asyncio.CancelledError, *READ_INTERRUPTED_ERRORS):
+                await fetch
+            return []
+        return fetch.result()
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         return await subscribe_from(self.js, self.tree.size + 1, inactive_threshold=60.0)

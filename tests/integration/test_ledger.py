@@ -10,9 +10,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from schemas.events import new_event_id
@@ -121,6 +123,42 @@ async def test_a_checkpoint_is_signed_after_t_seconds_even_below_n_events(
     stop.set()
     await asyncio.wait_for(task, 5)
     assert await sizes(js) == [3]  # nothing new on stop: no second, identical checkpoint
+
+
+async def test_an_idle_ledger_waits_with_one_pull_yet_takes_the_next_event_at_once(
+    js: JetStreamContext, signer: Signer
+) -> None:
+    """Caught up and anchored, the ledger holds one pull request open (IDLE_WAIT) instead of
+    polling: it polled every 0.05 s once its last checkpoint was `seconds` old. An event
+    stored meanwhile is answered at once, and a stop does not wait for the pull to end."""
+    pulls: list[str] = []
+
+    async def count(msg: Msg) -> None:
+        pulls.append(msg.subject)
+
+    sub = await js._nc.subscribe("$JS.API.CONSUMER.MSG.NEXT.>", cb=count)
+    ledger = Ledger(js, signer, origin=ORIGIN, every=1000, seconds=0.3)
+    stop = asyncio.Event()
+    task = asyncio.create_task(ledger.run(stop))
+    try:
+        await publish_reports(js, 3)
+        await eventually(lambda: ledger.last is not None and ledger.last.size == 3, timeout=5)
+        await asyncio.sleep(0.5)  # past `seconds` since that checkpoint: idle from here
+        before = len(pulls)
+        await asyncio.sleep(1.5)
+        assert len(pulls) - before <= 1  # was 47 (a fetch every 0.05 s, some of two pulls)
+        t0 = time.monotonic()
+        await publish_reports(js, 1)
+        await eventually(lambda: ledger.last is not None and ledger.last.size == 4, timeout=5)
+        assert time.monotonic() - t0 < 2.0  # not IDLE_WAIT later
+        await asyncio.sleep(0.5)
+        t0 = time.monotonic()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        await sub.unsubscribe()
+    assert time.monotonic() - t0 < 1.0
+    assert await sizes(js) == [3, 4]
 
 
 async def test_restart_resumes_from_the_last_checkpoint_without_rereading_the_log(
