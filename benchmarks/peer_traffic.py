@@ -152,12 +152,6 @@ def print_traffic(title: str, t: dict[str, Any] | None) -> None:
         )
     s = t["server"]
     w(f"  nats-server totals per report: {s['in_msgs']:.1f} msgs in, {s['out_msgs']:.1f} out")
-    for name in names:
-        subs = t["services"][name].get("subs") or {}
-        if subs:
-            top = sorted(subs.items(), key=lambda kv: -kv[1])[:4]
-            shown = ", ".join(f"{k} {v:.1f}" for k, v in top)
-            w(f"  {name} received on: {shown}")
 
 
 # --- what the messages are (--subjects): an admin connection subscribed to everything ------
