@@ -16,16 +16,26 @@ record and the `notification.sent` event are written together, both before the a
 before both are stored leaves the request unacked, so it is redelivered and, if the record is
 missing, sent again - the same window as before, never a lost alert. The event's id derives
 from the notification id, so a second append of it is dropped by the log.
+
+The delivery record reads of a fetched batch start together (`prefetch`, called by main.py as
+the batch is handed over): one write to NATS for the batch instead of one per email, since each
+handler otherwise reached its read in its own turn of the event loop. A handler uses the read
+started for its own delivery of the message if it started less than `PREFETCH_FRESH` seconds
+ago, else reads again: a message that waited for a worker longer than that is checked against
+the record as it is now, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
 from faststream.nats import NatsBroker, NatsMessage
+from nats.aio.msg import Msg
 
 from schemas.events import (
     EncounterReported,
@@ -61,6 +71,8 @@ from services.runtime.metrics import (
 from services.runtime.settings import Settings
 
 log = get_logger("dooralert.notifier")
+PREFETCH_FRESH = 1.0  # seconds a prefetched delivery record read stays usable (see above)
+_PREFETCHED = "_dooralert_record_read"  # the attribute of the fetched message holding it
 
 
 def backoff(attempt: int, *, base: float, cap: float) -> float:
@@ -122,10 +134,14 @@ class Notifier:
         """Deliver `req` once and record the outcome; None when done, else the retry delay."""
         d = req.data
         attempt = msg.raw_message.metadata.num_delivered
+        record_read = _prefetched(msg.raw_message, d.notification_id)
         # Read what the notification is about while the record is looked up (both reads).
         found = asyncio.ensure_future(self._fetch(req))
         try:
-            record = await self.records.get(d.notification_id)
+            if record_read is None:
+                record = await self.records.get(d.notification_id)
+            else:
+                record = await record_read
         except BaseException:
             _discard(found)
             raise
@@ -160,6 +176,20 @@ class Notifier:
             attempt=attempt,
         )
         return None
+
+    def prefetch(self, raw: Msg) -> None:
+        """Start the delivery record read of a request just fetched (see the module
+        docstring); `handle` takes it from the message. A body that is not a request is left
+        to the handler to refuse."""
+        try:
+            notification_id = json.loads(raw.data)["data"]["notification_id"]
+        except (ValueError, TypeError, KeyError):
+            return
+        if not isinstance(notification_id, str):
+            return
+        read = asyncio.ensure_future(self.records.get(notification_id))
+        read.add_done_callback(_retrieve)
+        setattr(raw, _PREFETCHED, (notification_id, time.monotonic(), read))
 
     async def _attempt(
         self, req: NotificationRequested, msg: NatsMessage, found: Awaitable[Found]
@@ -315,6 +345,24 @@ class _SharedKeyReads:
 
     async def forget(self, incident_id: str) -> bool:
         return await self._keys.forget(incident_id)
+
+
+def _prefetched(raw: Msg, notification_id: str) -> asyncio.Future[DeliveryRecord | None] | None:
+    """The record read `prefetch` started for this delivery of the message, if still fresh."""
+    started = raw.__dict__.pop(_PREFETCHED, None)
+    if started is None:
+        return None
+    nid, at, read = started
+    if nid != notification_id or time.monotonic() - at > PREFETCH_FRESH:
+        read.cancel()
+        return None
+    return read  # type: ignore[no-any-return]
+
+
+def _retrieve(read: asyncio.Future[DeliveryRecord | None]) -> None:
+    """A prefetched read nobody awaits (its message was refused) does not log its error."""
+    if not read.cancelled():
+        read.exception()
 
 
 def _discard(task: asyncio.Future[Found]) -> None:

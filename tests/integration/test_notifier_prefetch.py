@@ -1,0 +1,127 @@
+"""The delivery record reads of a fetched batch start together (handler.prefetch), on a real
+nats-server and aiosmtpd: each email is checked against its own record, read once; a read that
+waited too long, or was started for another notification, is not used."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from nats.aio.msg import Msg
+
+from schemas.events import NotificationRequested
+from services.eventlog import publish_event
+from services.notifier import handler as handler_module
+from services.notifier.main import build_notifier
+from services.notifier.records import DeliveryRecord
+from services.runtime.settings import Settings
+from tests.fixtures.notifier_support import WebhookServer, encounter, request, test_directory
+from tests.support import SmtpServer, eventually
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[WebhookServer]:
+    server = WebhookServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def test_a_batch_reads_each_record_once_all_started_at_fetch(
+    settings: Settings,
+    js: Any,
+    smtp: SmtpServer,
+    webhook: WebhookServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    used: list[bool] = []
+    prefetched = handler_module._prefetched
+
+    def spy(raw: Msg, notification_id: str) -> Any:
+        read = prefetched(raw, notification_id)
+        used.append(read is not None)
+        return read
+
+    monkeypatch.setattr(handler_module, "_prefetched", spy)
+    broker, notifier = build_notifier(settings, directory=test_directory(tmp_path, webhook.base))
+    reads: list[str] = []
+    await broker.start()
+    try:
+        records = notifier.records
+        get = records.get
+
+        async def counted(notification_id: str) -> DeliveryRecord | None:
+            reads.append(notification_id)
+            return await get(notification_id)
+
+        monkeypatch.setattr(records, "get", counted)
+        contacts = [("law-dept", "law"), ("chief", "leadership"), ("safety-office", "safety")]
+        reqs = [request("inc-batch", c, role=r) for c, r in contacts]
+        await publish_event(js, encounter("inc-batch"))
+        await asyncio.gather(*(publish_event(js, r) for r in reqs))
+        await eventually(lambda: len(smtp.received) == len(reqs))
+        await eventually(lambda: len(used) == len(reqs))
+    finally:
+        await broker.stop()
+        await notifier.close()
+    assert sorted(reads) == sorted(r.data.notification_id for r in reqs)  # one read each
+    assert all(used)
+
+
+class Raw:
+    """A fetched message as far as prefetch looks at it."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def fetched(req: NotificationRequested, data: bytes | None = None) -> Msg:
+    return cast("Msg", Raw(data if data is not None else req.model_dump_json().encode()))
+
+
+class Records:
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def get(self, notification_id: str) -> DeliveryRecord | None:
+        self.reads += 1
+        return DeliveryRecord(1, "250 OK")
+
+    async def put(self, notification_id: str, record: DeliveryRecord) -> None:
+        raise AssertionError("not here")
+
+
+async def test_a_stale_or_foreign_prefetch_is_not_used(
+    settings: Settings, webhook: WebhookServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = Records()
+    _, notifier = build_notifier(settings, directory=test_directory(tmp_path, webhook.base))
+    notifier._records = records
+    req = request("inc-stale", "chief", role="leadership")
+    nid = req.data.notification_id
+
+    fresh = fetched(req)
+    notifier.prefetch(fresh)
+    read = handler_module._prefetched(fresh, nid)
+    assert read is not None and await read == DeliveryRecord(1, "250 OK")
+    assert handler_module._prefetched(fresh, nid) is None  # taken once
+
+    foreign = fetched(req)
+    notifier.prefetch(foreign)
+    assert handler_module._prefetched(foreign, "another-notification") is None
+
+    stale = fetched(req)
+    notifier.prefetch(stale)
+    monkeypatch.setattr(time, "monotonic", lambda: 1e12)
+    assert handler_module._prefetched(stale, nid) is None
+
+    garbage = fetched(req, b"not json")
+    notifier.prefetch(garbage)
+    assert not hasattr(garbage, handler_module._PREFETCHED)
+    await asyncio.sleep(0)
+    assert records.reads == 1  # the foreign and the stale reads were cancelled unread
