@@ -7,18 +7,19 @@ propagates to the 500 handler.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from schemas.events import Event, event_subject, parse_stored
 from schemas.report import TOKEN_PATTERN, EncounterReport
 from services.domain.directory import School
 from services.domain.incident import IncidentState, fold
 from services.domain.notes import open_notes, reveal
-from services.domain.sealing import NotesUnavailable
+from services.domain.sealing import DataKey, NotesUnavailable
 from services.eventlog.interface import Appended, EventLog
 from services.intake.domain.followups import decide_follow_up, decide_reopen
 from services.intake.domain.idempotency import (
@@ -34,6 +35,8 @@ from services.intake.reports import encounter_event, parse_report
 from services.runtime.logging import get_logger
 
 log = get_logger("dooralert.intake")
+A = TypeVar("A")
+B = TypeVar("B")
 
 
 @contextmanager
@@ -93,10 +96,25 @@ async def _check_repeat(
 ) -> bool:
     """Whether this incident's report is already stored; refused if it is another report."""
     prior = await _stored_report(event_log, school.id, incident_id)
+    return await _is_repeat(prior, report, had_time=had_time, notes=notes, key=None)
+
+
+async def _is_repeat(
+    prior: Event | None,
+    report: EncounterReport,
+    *,
+    had_time: bool,
+    notes: IntakeNotes | None,
+    key: DataKey | None,
+) -> bool:
+    """Whether `prior` (the report stored for this incident, if any) is this report; refused
+    if it is another. Its notes are opened with `key` (the incident's, in hand), else with
+    the key read now."""
     prior_notes = None
     if prior is not None and notes is not None:
         try:
-            key = await notes.key(incident_id)
+            if key is None:
+                key = await notes.key(prior.incident_id)
             prior_notes = open_notes(prior, key, now=datetime.now(UTC), retention=notes.retention)
         except NotesUnavailable:
             prior_notes = None  # forgotten already: compared without them
@@ -104,6 +122,25 @@ async def _check_repeat(
     if isinstance(outcome, Refused):
         refuse(outcome)
     return outcome == "same"
+
+
+async def _both(
+    first: Awaitable[A] | None, second: Awaitable[B] | None
+) -> tuple[A | None, B | None]:
+    """Two independent requests (either may be None: not needed) at once: their messages
+    leave in one write and their answers come back in one round trip. The first failure is
+    raised once both have settled."""
+    if first is None or second is None:
+        return (
+            await first if first is not None else None,
+            await second if second is not None else None,
+        )
+    a, b = await asyncio.gather(first, second, return_exceptions=True)
+    if isinstance(a, BaseException):
+        raise a
+    if isinstance(b, BaseException):
+        raise b
+    return a, b
 
 
 async def submit_report(
@@ -127,10 +164,16 @@ async def submit_report(
     incident_id = incident_id_for(school.id, idempotency_key)
     had_time = isinstance(raw, dict) and raw.get("occurred_at") is not None
     with log_unreachable("report.not_recorded", school=school.id):
-        seal = await _sealer(notes, incident_id, now=now) if report.notes else None
+        # The notes key (made if the incident has none: stored, acknowledged, before the
+        # report that needs it is appended below) and, under an Idempotency-Key, the report
+        # already stored, are asked for at once: neither depends on the other.
+        seal, prior = await _both(
+            _sealer(notes, incident_id, now=now, likely_new=True) if report.notes else None,
+            _stored_report(event_log, school.id, incident_id) if idempotency_key else None,
+        )
         event = encounter_event(report, incident_id=incident_id, actor=actor, now=now, seal=seal)
-        if idempotency_key and await _check_repeat(
-            event_log, school, incident_id, report, had_time=had_time, notes=notes
+        if idempotency_key and await _is_repeat(
+            prior, report, had_time=had_time, notes=notes, key=seal.key if seal else None
         ):
             return incident_id, False
         if admit is not None:
@@ -152,11 +195,13 @@ async def submit_report(
     return incident_id, not appended.duplicate
 
 
-async def _sealer(notes: IntakeNotes | None, incident_id: str, *, now: datetime) -> Sealer:
+async def _sealer(
+    notes: IntakeNotes | None, incident_id: str, *, now: datetime, likely_new: bool = False
+) -> Sealer:
     if notes is None:
         # Fail closed: with nowhere to keep a key the notes cannot be stored (never in clear).
         raise Unavailable
-    return await notes.sealer(incident_id, now=now)
+    return await notes.sealer(incident_id, now=now, likely_new=likely_new)
 
 
 def _has_note(raw: Any) -> bool:

@@ -12,7 +12,7 @@ from schemas.events import Event, SealedText
 from services.domain.incident import IncidentState
 from services.domain.notes import reveal, sealed_notes
 from services.domain.sealing import DataKey, decode_key, encode_key, new_key, seal
-from services.eventlog.notekeys import MemoryNoteKeys, NoteKeys
+from services.eventlog.notekeys import MemoryNoteKeys, NoteKeyMaker
 from services.intake.errors import Unavailable
 from services.runtime.logging import get_logger
 
@@ -23,7 +23,7 @@ log = get_logger("dooralert.intake")
 class IntakeNotes:
     """The notes keys bucket and the retention (DOORALERT_NOTES_RETENTION_DAYS)."""
 
-    keys: NoteKeys
+    keys: NoteKeyMaker
     retention: timedelta
 
     async def key(self, incident_id: str) -> DataKey | None:
@@ -37,10 +37,11 @@ class IntakeNotes:
             log.error("notes.key_unreadable", incident=incident_id)
             return None
 
-    async def sealer(self, incident_id: str, *, now: datetime) -> Sealer:
-        """Seals this incident's notes (its key made now if it has none)."""
+    async def sealer(self, incident_id: str, *, now: datetime, likely_new: bool = False) -> Sealer:
+        """Seals this incident's notes (its key made now if it has none; `likely_new`: a
+        report's incident, whose key is made without reading it first)."""
         fresh = encode_key(new_key(incident_id, now=now))
-        raw = await self.keys.create_if_absent(incident_id, fresh)
+        raw = await self.keys.create_if_absent(incident_id, fresh, likely_new=likely_new)
         return Sealer(decode_key(raw), incident_id)
 
     async def reveal(self, state: IncidentState, events: list[Event]) -> IncidentState:

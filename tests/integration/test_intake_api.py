@@ -164,7 +164,9 @@ async def test_html_form_submits_to_the_same_handler_and_shows_the_incident(inta
     incident = await intake_client.get(resp.headers["location"].split("http://127.0.0.1:8080")[1])
     assert incident.status_code == 200 and "Hamline Elementary" in incident.text
     again = await intake_client.post("/report", data=form)  # double submit: same incident
-    assert again.headers["location"] == resp.headers["location"]
+    # The same incident's page (its link's token is signed anew, so it differs once a second
+    # boundary falls between the two answers).
+    assert again.headers["location"].split("?")[0] == resp.headers["location"].split("?")[0]
     assert len(await read_messages(js, "dooralert.*.*.encounter.reported")) == 1
 
 
