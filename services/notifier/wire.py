@@ -14,13 +14,20 @@ byte equal.
 
 from __future__ import annotations
 
+import binascii
+import operator
 import re
+from collections.abc import Iterable
 from email import policy as email_policy
-from email.message import Message
+from email.message import EmailMessage, Message
+from typing import Any
 
 # What aiosmtplib flattens with when the server takes 8BITMIME and every address is ASCII
 # (the only case `wire_bytes` is used for): the SMTP policy, CRLF line ends.
 POLICY = email_policy.SMTP
+# The longest line of both the SMTP policy (headers longer are folded) and policy.default,
+# which message.py builds with (set_content encodes a body with a longer line).
+MAX_LINE = 78
 _NL = "\r\n"
 _NLCRE = re.compile(r"\r\n|\r|\n")  # the generator's line-end pattern
 # Multipart subtypes the generator writes with its generic multipart handler (signed and
@@ -32,10 +39,76 @@ class _Unsupported(Exception):
     """A message shape `wire_bytes` does not write; the caller falls back."""
 
 
+class BuiltEmail(EmailMessage):
+    """An EmailMessage made together with its bytes (message.py writes both at once, which
+    costs a fraction of writing them from the message): `wire_bytes` returns the bytes while
+    the message holds exactly the headers and parts it was made with, and writes it afresh
+    once anything in it was changed."""
+
+    _built: tuple[bytes, _Shape] | None = None
+
+    def keep_bytes(self, raw: bytes) -> None:
+        """Record `raw` as this message's bytes, as it is now."""
+        self._built = (raw, _shape(self))
+
+    def kept_bytes(self) -> bytes | None:
+        """The recorded bytes, or None if there are none or the message changed since."""
+        if self._built is None:
+            return None
+        raw, shape = self._built
+        return raw if _same(_shape(self), shape) else None
+
+
+# A message's headers and payload, and its parts' (one level: what message.py builds), as
+# the objects they are: a header set, replaced or deleted, a payload set or a part added
+# makes a new object.
+_Shape = tuple[tuple[Any, ...], ...]
+
+
+def _shape(msg: Message) -> _Shape:
+    payload = msg._payload  # type: ignore[attr-defined]
+    out: list[tuple[Any, ...]] = [(*msg._headers, payload, msg.preamble, msg.epilogue)]  # type: ignore[attr-defined]
+    if isinstance(payload, list):
+        out.append(tuple(payload))
+        for part in payload:
+            out.append((*part._headers, part._payload, part.preamble, part.epilogue))
+    return tuple(out)
+
+
+def _same(a: _Shape, b: _Shape) -> bool:
+    return len(a) == len(b) and all(
+        len(x) == len(y) and all(map(operator.is_, x, y)) for x, y in zip(a, b, strict=True)
+    )
+
+
+def header_bytes(name: str, value: Any) -> bytes:
+    """One header as the generator writes it under the SMTP policy: a plain str the way
+    message.py stores one (ASCII, printable, fits on a line) as it is, a header object folded
+    (its folding is cached: message.py's policy)."""
+    if (
+        type(value) is str
+        and len(name) + len(value) + 2 <= MAX_LINE
+        and value.isascii()
+        and value.isprintable()
+    ):
+        return f"{name}: {value}\r\n".encode("ascii")
+    return POLICY.fold_binary(name, value)
+
+
+def body_bytes(payload: str) -> bytes:
+    """A text part's payload as encode_text makes it (LF line ends), as the generator writes
+    it: CRLF line ends, an 8-bit body as its bytes."""
+    return payload.replace("\n", _NL).encode("ascii", "surrogateescape")
+
+
 def wire_bytes(message: Message) -> bytes | None:
     """The message as `aiosmtplib.email.flatten_message(message)` writes it (SMTP policy,
     8-bit bodies as they are), or None for a shape it does not handle (Bcc headers, a
     multipart without a boundary, preamble or epilogue, non-text leaves)."""
+    if isinstance(message, BuiltEmail):
+        raw = message.kept_bytes()
+        if raw is not None:
+            return raw
     if "Bcc" in message or "Resent-Bcc" in message:
         return None  # flatten_message drops these: leave that to it
     out: list[bytes] = []
@@ -71,7 +144,9 @@ def _text(msg: Message, out: list[bytes]) -> None:
     if not isinstance(payload, str):
         raise _Unsupported("payload")
     # Generator._write_lines: each line, ended by CRLF but for a last one without an end.
-    out.append(_NLCRE.sub(_NL, payload).encode("ascii", "surrogateescape"))
+    # (The bodies encode_text makes end lines with LF only: a plain replace does.)
+    crlf = payload.replace("\n", _NL) if "\r" not in payload else _NLCRE.sub(_NL, payload)
+    out.append(crlf.encode("ascii", "surrogateescape"))
 
 
 def _multipart(msg: Message, out: list[bytes]) -> None:
@@ -93,4 +168,150 @@ def _multipart(msg: Message, out: list[bytes]) -> None:
     out.append(b"\r\n" + delimiter + b"--\r\n")
 
 
-__all__ = ["POLICY", "wire_bytes"]
+# --- a text body as set_content encodes it, without the email package's slow paths -------
+
+# quoprimime's body map: printable ASCII but "=", and tab, stay; CR and LF are line ends.
+# ("=" is quoted first, by a replace.)
+_QP_UNSAFE = re.compile("[^\t\n\r -~]")
+_QP_QUOTED = {chr(c): f"={c:02X}" for c in range(256)}
+# A line's length in bytes and its quoted-printable form (soft line breaks included).
+EncodedLine = tuple[int, str]
+
+
+class KnownLines:
+    """Lines that recur in many bodies (the lines a template gives every email of an alert):
+    each encoded once, when it first comes up. Only these lines are kept, nothing else a
+    body holds."""
+
+    __slots__ = ("_encoded", "_lines")
+
+    def __init__(self, lines: Iterable[str] = ()) -> None:
+        self._lines = frozenset(lines)
+        self._encoded: dict[str, EncodedLine] = {}
+
+    def encode(self, line: str) -> EncodedLine:
+        encoded = self._encoded.get(line)
+        if encoded is None:
+            encoded = encode_line(line)
+            if line in self._lines:
+                self._encoded[line] = encoded
+        return encoded
+
+
+NO_LINES = KnownLines()
+
+
+def _qp_quote(match: re.Match[str]) -> str:
+    return _QP_QUOTED[match.group()]
+
+
+def encode_text(text: str, known: KnownLines = NO_LINES) -> tuple[str, str] | None:
+    """(Content-Transfer-Encoding, payload) as `set_content(text)` on a policy.default message
+    picks and encodes them (email.contentmanager._encode_text, utf-8): 7bit or 8bit (held as
+    surrogate escapes) when every line fits in MAX_LINE bytes, else quoted-printable, line
+    ends LF. None when it would pick base64 (text that is mostly not ASCII): the caller
+    leaves that to set_content. `known`: lines that recur, encoded once.
+    tests/unit/test_wire_build.py holds the two equal."""
+    if "\r" in text:
+        return _encode_bytes(text.encode("utf-8").splitlines())
+    lines = text.split("\n")  # bytes.splitlines of the UTF-8: the same lines, without CR
+    if lines[-1] == "":
+        lines.pop()
+    encoded = [known.encode(line) for line in lines]
+    if max([e[0] for e in encoded], default=0) <= MAX_LINE:
+        body = "\n".join(lines) + "\n"
+        if body.isascii():
+            return "7bit", body
+        return "8bit", body.encode("utf-8").decode("ascii", "surrogateescape")
+    # The stdlib sniffs the first ten lines to choose between quoted-printable and base64:
+    # their quoted-printable form and their base64, by length.
+    sniff_qp = sum(len(e[1]) for e in encoded[:10]) + min(len(lines), 10)
+    sniff = sum(e[0] for e in encoded[:10]) + min(len(lines), 10)
+    if sniff_qp > 4 * ((sniff + 2) // 3) + 1:  # len(binascii.b2a_base64(sniff))
+        return None
+    return "quoted-printable", "\n".join([e[1] for e in encoded]) + "\n"
+
+
+def encode_line(line: str) -> EncodedLine:
+    """One line (no line end) for encode_text: its size in UTF-8, its quoted-printable."""
+    data = line.encode("utf-8")
+    return len(data), _qp_line(
+        _QP_UNSAFE.sub(_qp_quote, data.decode("latin-1").replace("=", "=3D"))
+    )
+
+
+def _encode_bytes(lines: list[bytes]) -> tuple[str, str] | None:
+    """encode_text for the lines of a text that had CR line ends (as the stdlib does it)."""
+    if max(map(len, lines), default=0) <= MAX_LINE:
+        body = b"\n".join(lines) + b"\n"
+        return ("7bit" if body.isascii() else "8bit"), body.decode("ascii", "surrogateescape")
+    sniff = b"\n".join(lines[:10]) + b"\n"
+    sniff_qp = quoted_printable(sniff)
+    if len(sniff_qp) > len(binascii.b2a_base64(sniff)):
+        return None
+    if len(lines) <= 10:
+        return "quoted-printable", sniff_qp
+    return "quoted-printable", quoted_printable(b"\n".join(lines) + b"\n")
+
+
+def quoted_printable(data: bytes) -> str:
+    """`email.quoprimime.body_encode(data.decode("latin-1"), MAX_LINE)`: the same text, with
+    its character-by-character translation replaced by one regex over the few characters
+    that need quoting (tested equal)."""
+    if not data:
+        return ""
+    body = _QP_UNSAFE.sub(_qp_quote, data.decode("latin-1").replace("=", "=3D"))
+    # After the translation the only line ends left are CR and LF (quoprimime's splitlines).
+    encoded = [_qp_line(line) for line in body.splitlines()]
+    if body[-1] in "\r\n":
+        encoded.append("")
+    return "\n".join(encoded)
+
+
+def _qp_line(line: str) -> str:
+    """One translated line with soft line breaks: quoprimime.body_encode's loop, as it is."""
+    n = len(line)
+    if n <= MAX_LINE and line[-1:] not in (" ", "\t"):
+        return line  # the common case: it fits and has no trailing whitespace
+    maxlinelen1 = MAX_LINE - 1
+    out: list[str] = []
+    append = out.append
+    start = 0
+    laststart = n - 1 - MAX_LINE
+    while start <= laststart:
+        stop = start + maxlinelen1
+        if line[stop - 2] == "=":
+            append(line[start : stop - 1])
+            start = stop - 2
+        elif line[stop - 1] == "=":
+            append(line[start:stop])
+            start = stop - 1
+        else:
+            append(line[start:stop] + "=")
+            start = stop
+    if line and line[-1] in " \t":
+        room = start - laststart
+        if room >= 3:
+            q = _QP_QUOTED[line[-1]]
+        elif room == 2:
+            q = line[-1] + "=\n"
+        else:
+            q = "=\n" + _QP_QUOTED[line[-1]]
+        append(line[start:-1] + q)
+    else:
+        append(line[start:])
+    return "\n".join(out)
+
+
+__all__ = [
+    "MAX_LINE",
+    "POLICY",
+    "BuiltEmail",
+    "KnownLines",
+    "body_bytes",
+    "encode_line",
+    "encode_text",
+    "header_bytes",
+    "quoted_printable",
+    "wire_bytes",
+]
