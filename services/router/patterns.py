@@ -1,8 +1,8 @@
 """Cross-school pattern detection, off the report path.
 
 The report handler only wakes the detector (`PatternDetector.wake`, no I/O); the detector
-reads what was stored since its last read through one tail (the reports and the pattern
-events within reach of the longest window) and evaluates, for each encounter in stream
+reads what was stored since its last read (the reports and the pattern events within reach
+of the longest window: one round trip) and evaluates, for each encounter in stream
 order, the window that ends at that encounter's stored time. A burst of 600 reports costs a
 handful of reads, not 600, and a read never delays an alert: reports are decided, stored
 and acked without waiting for it, including the first read after a start, which reads back
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -42,6 +43,7 @@ log = get_logger("dooralert.router.patterns")
 
 REPORTS = f"{SUBJECT_PREFIX}.*.*.encounter.reported"
 PATTERNS = f"{SUBJECT_PREFIX}.district.*.pattern.detected"
+SUBJECTS = (REPORTS, PATTERNS)
 # Stream times are the server's clock: a few seconds backwards (an NTP step, a new stream
 # leader) must not make the cheap pre-count skip an encounter its exact check would count.
 SLACK = timedelta(seconds=60)
@@ -69,11 +71,13 @@ class PatternDetector:
         self.min_interval, self.retry_max = min_interval, retry_max
         self._patterns = [(p, p.window) for p in patterns]  # parsed once
         self._reach = max(w for _, w in self._patterns)
-        self._tail: Tail | None = None
+        self._tails: list[Tail] = []  # reports, pattern events
         self._since: datetime | None = None  # the tail's start: windows before it are unread
-        # Reports read, in stream order: (stream seq, sighting); trimmed to what a window
-        # ending at the next encounter can reach.
-        self._sightings: list[tuple[int, Sighting]] = []
+        # Reports read and not evaluated yet, in stream order: (stream seq, sighting).
+        self._sightings: deque[tuple[int, Sighting]] = deque()
+        # Each pattern's window over the reports evaluated, slid along as they are.
+        self._windows = [_Window(p, w) for p, w in self._patterns]
+        self._added = 0  # seq of the last report added to the windows
         self._prior: dict[str, PatternDetected] = {}  # by event id: read back or found here
         self._unpublished: list[Event] = []  # found, not yet stored: published first
         self._evaluated: int | None = None  # seq of the last report evaluated (None: none yet)
@@ -167,23 +171,27 @@ class PatternDetector:
             await self._event_log().append_all(self._unpublished)
             self._unpublished = []
         self._take(await self._read())
-        found = 0
-        first = 0 if self._evaluated is None else self._first_after(self._evaluated)
-        unreadable = 0
-        for i in range(first, len(self._sightings)):
-            if (i - first) % YIELD_EVERY == YIELD_EVERY - 1:
-                await asyncio.sleep(0)
-            seq, sighting = self._sightings[i]
-            for pattern, window in self._patterns:
-                start = sighting.recorded_at - window
+        found = unreadable = done = 0
+        while self._sightings:
+            seq, sighting = self._sightings[0]
+            if seq > self._added:
+                for w in self._windows:
+                    w.add(sighting)
+                self._added = seq
+            for w in self._windows:
+                start = sighting.recorded_at - w.window
                 if self._since is not None and start < self._since:
                     unreadable += 1  # its window began before what the tail read
                     continue
-                events = self._evaluate(pattern, window, i, start)
+                events = self._evaluate(w, sighting, start)
                 if events:
-                    await self._publish(pattern, events)
+                    await self._publish(w.pattern, events)
                     found += 1
             self._evaluated = seq
+            self._sightings.popleft()
+            done += 1
+            if done % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
         if unreadable and self._caught_up:
             # Only after a lost tail with detection lagging by more than the longest window:
             # say so, never pass silently.
@@ -192,46 +200,24 @@ class PatternDetector:
         self._trim()
         return found
 
-    def _first_after(self, seq: int) -> int:
-        for i in range(len(self._sightings) - 1, -1, -1):
-            if self._sightings[i][0] <= seq:
-                return i + 1
-        return 0
-
-    def _evaluate(
-        self, pattern: Pattern, window: timedelta, i: int, start: datetime
-    ) -> list[Event]:
-        """The detection completed by the `i`th sighting, if any (a cheap pre-check first:
-        once a window is detected, and the count)."""
+    def _evaluate(self, w: _Window, sighting: Sighting, start: datetime) -> list[Event]:
+        """The detection the window ending at `sighting` completes, if any (cheap checks
+        first: once a window, then the count)."""
+        pattern = w.pattern
+        w.slide(start)
         if any(
             p.data.pattern == pattern.name and p.occurred_at > start for p in self._prior.values()
         ):
             return []
-        need = pattern.min_encounters
-        count, schools = 0, set()
-        for j in range(i, -1, -1):
-            t = self._sightings[j][1].recorded_at
-            if t < start - SLACK:
-                break
-            if t < start:
-                continue
-            if pattern.distinct_schools:
-                schools.add(self._sightings[j][1].school_id)
-                count = len(schools)
-            else:
-                count += 1
-            if count >= need:
-                break
-        if count < need:
+        if w.count() < pattern.min_encounters:
             return []
-        at = self._sightings[i][1].recorded_at
         return detect_pattern(
             pattern,
-            [s for _, s in self._sightings[: i + 1]],
+            w.sightings(),
             list(self._prior.values()),
             directory=self.directory,
             now=datetime.now(UTC),
-            at=at,
+            at=sighting.recorded_at,
         )
 
     async def _publish(self, pattern: Pattern, events: list[Event]) -> None:
@@ -255,15 +241,31 @@ class PatternDetector:
     # --- the log ------------------------------------------------------------------------
 
     async def _read(self) -> list[StoredMessage]:
+        """What was stored since the last read: reports, then pattern events.
+
+        Two tails of one subject each, read together (their pull requests share one flush
+        and one round trip), rather than one tail of both subjects, which first asks the
+        stream's last sequence (one more round trip per read) to cut both subjects at the
+        same point. No cut is needed here: a pattern event read ahead of the reports only
+        blocks what its own detection blocks (another router instance evaluates the same
+        reports in the same order, so it detects what this one detects, with the same id).
+        """
         for attempt in (1, 2):
-            if self._tail is None:
+            if not self._tails:
                 self._since = datetime.now(UTC) - 2 * self._reach
-                self._tail = self._event_log().tail([REPORTS, PATTERNS], since=self._since)
-                self._sightings = []
+                log_ = self._event_log()
+                self._tails = [log_.tail([subject], since=self._since) for subject in SUBJECTS]
+                self._sightings.clear()
             try:
-                return await self._tail.read_new()
+                got = await asyncio.gather(
+                    *(t.read_new() for t in self._tails), return_exceptions=True
+                )
+                for result in got:
+                    if isinstance(result, BaseException):
+                        raise result
+                return [m for result in got if isinstance(result, list) for m in result]
             except TailReset as exc:
-                self._tail = None
+                await self._drop_tail()
                 if attempt == 2:
                     raise
                 log.warning("pattern.tail_reset", reason=str(exc))
@@ -272,6 +274,8 @@ class PatternDetector:
     def _take(self, messages: list[StoredMessage]) -> None:
         for m in messages:
             if m.subject.endswith(".encounter.reported"):
+                if self._evaluated is not None and m.seq <= self._evaluated:
+                    continue  # a new tail's read back: already in the windows
                 parts = m.subject.split(".")
                 self._sightings.append(
                     (m.seq, Sighting(incident_id=parts[2], school_id=parts[1], recorded_at=m.time))
@@ -290,29 +294,48 @@ class PatternDetector:
                 self._prior.setdefault(event.id, event)
 
     def _trim(self) -> None:
-        """Forget what no window of a later encounter reaches (kept: any not evaluated)."""
-        if not self._sightings:
+        """Forget the pattern events no later window reaches."""
+        if self._sightings or not self._windows[0].items:
             return
-        latest = max(s.recorded_at for _, s in self._sightings[-50:])
-        cut = latest - self._reach - SLACK
-        keep = 0
-        while (
-            keep < len(self._sightings)
-            and self._sightings[keep][1].recorded_at < cut
-            and self._evaluated is not None
-            and self._sightings[keep][0] <= self._evaluated
-        ):
-            keep += 1
-        if keep:
-            del self._sightings[:keep]
+        cut = self._windows[0].items[-1].recorded_at - self._reach - SLACK
         stale = [k for k, p in self._prior.items() if p.occurred_at < cut]
         for k in stale:
             del self._prior[k]
 
     async def _drop_tail(self) -> None:
-        tail, self._tail = self._tail, None
-        if tail is not None:
+        tails, self._tails = self._tails, []
+        for tail in tails:
             try:
                 await tail.close()
             except Exception:  # noqa: BLE001 - its consumers expire by themselves
                 pass
+
+
+class _Window:
+    """One pattern's window: the reports evaluated whose stored time it may still reach, in
+    stream order, with their count (per school when the pattern counts schools). Only a
+    pre-check: `detect_pattern` decides on exactly the reports stored within the window."""
+
+    def __init__(self, pattern: Pattern, window: timedelta) -> None:
+        self.pattern, self.window = pattern, window
+        self.items: deque[Sighting] = deque()
+        self.schools: Counter[str] = Counter()
+
+    def add(self, sighting: Sighting) -> None:
+        self.items.append(sighting)
+        self.schools[sighting.school_id] += 1
+
+    def slide(self, start: datetime) -> None:
+        """Let go of the reports stored before `start` (less SLACK)."""
+        while self.items and self.items[0].recorded_at < start - SLACK:
+            gone = self.items.popleft()
+            self.schools[gone.school_id] -= 1
+            if not self.schools[gone.school_id]:
+                del self.schools[gone.school_id]
+
+    def count(self) -> int:
+        """At least the encounters the window holds (by school when those count)."""
+        return len(self.schools) if self.pattern.distinct_schools else len(self.items)
+
+    def sightings(self) -> list[Sighting]:
+        return list(self.items)
