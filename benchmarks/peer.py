@@ -114,6 +114,9 @@ async def amain(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         print(f"bench: {args.samples} interleaved samples ...", file=sys.stderr, flush=True)
         kept: list[hops.Sample] = []
         offset = time.time() - time.monotonic()  # wall clock -> CLOCK_MONOTONIC
+        names = {f"dooralert-{n}" for n in ("intake", "router", "notifier", "ledger")}
+        if missing := await peer_traffic.wait_connected(monitor, names):
+            print(f"bench: not connected to NATS: {sorted(missing)}", file=sys.stderr)
         subjects = peer_traffic.Subjects() if args.subjects else None
         if subjects is not None:
             await subjects.start(admin_url)

@@ -18,10 +18,12 @@ Connections are matched by nats-server's connection id, so a connection made or 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import subprocess
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,20 @@ async def snapshot(monitor: str, procs: dict[str, subprocess.Popen[bytes]]) -> d
         }
     server = {k: int(varz.get(k, 0)) for k in ("in_msgs", "out_msgs", "in_bytes", "out_bytes")}
     return {"conns": conns, "server": server, "io": {n: proc_io(p.pid) for n, p in procs.items()}}
+
+
+async def wait_connected(monitor: str, names: set[str], timeout: float = 60.0) -> set[str]:
+    """Wait until nats-server lists a connection of each name (a service answers its health
+    check before it has connected: the ledger, at nice 10, took seconds); the names missing
+    at the timeout."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=monitor, timeout=10.0) as client:
+        while True:
+            connz = (await client.get("/connz", params={"limit": 4096})).json()
+            missing = names - {c.get("name") for c in connz.get("connections", [])}
+            if not missing or time.monotonic() > deadline:
+                return missing
+            await asyncio.sleep(0.2)
 
 
 def _service(name: str) -> str:

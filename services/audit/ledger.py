@@ -365,12 +365,9 @@ class Ledger:
             await asyncio.wait((fetch, stopping), return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
-        if not fetch.done():
-            fetch.cancel()  # stopping: what the pull brings after this is not needed
-            with contextlib.suppress(asyncio.CancelledError, *READ_INTERRUPTED_ERRORS):
-                await fetch
-            return []
-        return fetch.result()
+            if not fetch.done():
+                fetch.cancel()  # stopping: what the pull brings after this is not needed
+        return fetch.result() if fetch.done() and not fetch.cancelled() else []
 
     async def _subscribe(self) -> JetStreamContext.PullSubscription:
         return await subscribe_from(self.js, self.tree.size + 1, inactive_threshold=60.0)
