@@ -59,7 +59,9 @@ def configure_logging(*, level: str = "info", fmt: str = "auto") -> None:
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         # Whatever sys.stderr is when a line is written (not when logging was configured):
         # a replaced stream (tests' capture, a daemon's redirect) never gets stale writes.
-        logger_factory=lambda *_: structlog.PrintLogger(file=sys.stderr),
+        # WriteLogger writes line and newline in one write() (PrintLogger's print() made two
+        # syscalls per line on the unbuffered stderr).
+        logger_factory=lambda *_: structlog.WriteLogger(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
     # Library loggers (uvicorn, faststream, nats) go to stderr at warning and above.
