@@ -18,11 +18,16 @@ missing, sent again - the same window as before, never a lost alert. The event's
 from the notification id, so a second append of it is dropped by the log.
 
 The delivery record reads of a fetched batch start together (`prefetch`, called by main.py as
-the batch is handed over): one write to NATS for the batch instead of one per email, since each
-handler otherwise reached its read in its own turn of the event loop. A handler uses the read
-started for its own delivery of the message if it started less than `PREFETCH_FRESH` seconds
-ago, else reads again: a message that waited for a worker longer than that is checked against
-the record as it is now, as before.
+the batch is handed over while workers are free for it): one write to NATS for the batch instead
+of one per email, since each handler otherwise reached its read in its own turn of the event
+loop. A handler uses the read started for its own delivery of the message only if it started
+less than `PREFETCH_FRESH` seconds ago, else reads again: the record is checked no longer
+before the send than the handler's own reads of the report take.
+
+The ack of a finished request (`LazyAcks`, once the record and the event are stored) goes out
+with the connection's next write, at most `ACK_WITHIN` seconds later, instead of in a write of
+its own: in a burst the next email's reads and writes carry it. An ack lost in a crash meanwhile
+only redelivers a request whose record is stored: it is not sent again (the `already_sent` path).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 
 from faststream.nats import NatsBroker, NatsMessage
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from schemas.events import (
@@ -71,7 +77,8 @@ from services.runtime.metrics import (
 from services.runtime.settings import Settings
 
 log = get_logger("dooralert.notifier")
-PREFETCH_FRESH = 1.0  # seconds a prefetched delivery record read stays usable (see above)
+ACK_WITHIN = 0.002  # seconds an ack may wait for another write to NATS (see above)
+PREFETCH_FRESH = 0.05  # seconds a prefetched delivery record read stays usable (see above)
 _PREFETCHED = "_dooralert_record_read"  # the attribute of the fetched message holding it
 
 
@@ -107,6 +114,7 @@ class Notifier:
         self._incident_reads: SingleFlight[str, list[Event]] = SingleFlight()
         self._key_reads: SingleFlight[str, bytes | None] = SingleFlight()
         self.smtp = self.sender.smtp  # the integration tests count its sessions
+        self.acks = LazyAcks()
 
     @property
     def event_log(self) -> EventLog:
@@ -328,6 +336,41 @@ class Notifier:
     async def close(self) -> None:
         """Close the channels' clients (pooled SMTP sessions, the HTTP client)."""
         await self.sender.close()
+
+
+class LazyAcks:
+    """Acks written with the connection's next write (see the module docstring).
+
+    The ack is queued in the NATS client's pending buffer without waking its flusher; the next
+    publish or request of this process writes it along, and a timer flushes it after `within`
+    seconds when nothing else did. A message whose client cannot queue it is acked at once.
+    """
+
+    def __init__(self, within: float = ACK_WITHIN) -> None:
+        self.within = within
+        self._due: dict[int, asyncio.TimerHandle] = {}
+        self._flushes: set[asyncio.Task[object]] = set()
+
+    async def ack(self, raw: Msg) -> None:
+        if raw._ackd:
+            return
+        client = raw._client
+        if not raw.reply or not client.is_connected:
+            await raw.ack()
+            return
+        await client._send_command(f"PUB {raw.reply} 0\r\n\r\n".encode())
+        client.stats["out_msgs"] += 1
+        raw._ackd = True
+        if id(client) not in self._due:
+            loop = asyncio.get_running_loop()
+            self._due[id(client)] = loop.call_later(self.within, self._flush, client)
+
+    def _flush(self, client: Client) -> None:
+        del self._due[id(client)]
+        if client._pending_data_size > 0 and client.is_connected:
+            task = asyncio.ensure_future(client._flush_pending())
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
 
 
 class _SharedKeyReads:

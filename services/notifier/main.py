@@ -12,7 +12,7 @@ from typing import Any
 
 from faststream import FastStream
 from faststream.middlewares import AckPolicy
-from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.aio.msg import Msg
 
 from schemas.events import (
@@ -100,6 +100,14 @@ def build_notifier(
     )
     _prefetch_records(requests, notifier)
 
+    async def handle(event: NotificationRequested, msg: NatsMessage) -> float | None:
+        delay = await notifier.handle(event, msg)
+        if delay is None:
+            # Done: acked with the next write (handler.LazyAcks); run_handler's ack then only
+            # marks the message done.
+            await notifier.acks.ack(msg.raw_message)
+        return delay
+
     @requests
     async def on_request(msg: Any) -> None:
         await run_handler(
@@ -107,7 +115,7 @@ def build_notifier(
             event_log=notifier.event_log,
             consumer="notifier",
             expect=NotificationRequested,
-            handle=notifier.handle,
+            handle=handle,
         )
 
     @broker.subscriber(
@@ -132,14 +140,18 @@ def _prefetch_records(subscriber: Any, notifier: Notifier) -> None:
 
     FastStream's concurrent pull subscriber hands each fetched message to its workers through
     `_put_msg`, all of a batch in one turn of the event loop: the reads started there go to
-    NATS in one write. Without that method (another FastStream) each handler reads its own.
+    NATS in one write. Only while a worker is free (its `limiter`): in a burst a message waits
+    for one, and its read would be too old to use. Without these (another FastStream) each
+    handler reads its own.
     """
     put = getattr(subscriber, "_put_msg", None)
-    if put is None:
+    limiter = getattr(subscriber, "limiter", None)
+    if put is None or limiter is None:
         return
 
     async def put_prefetching(raw: Msg) -> None:
-        notifier.prefetch(raw)
+        if limiter.value > 0:
+            notifier.prefetch(raw)
         await put(raw)
 
     subscriber._put_msg = put_prefetching

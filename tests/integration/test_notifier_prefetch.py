@@ -1,6 +1,7 @@
 """The delivery record reads of a fetched batch start together (handler.prefetch), on a real
 nats-server and aiosmtpd: each email is checked against its own record, read once; a read that
-waited too long, or was started for another notification, is not used."""
+waited too long, or was started for another notification, is not used; the ack that waits for
+the connection's next write (handler.LazyAcks) is written by its timer when none comes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from nats.aio.msg import Msg
 
 from schemas.events import NotificationRequested
-from services.eventlog import publish_event
+from services.eventlog import STREAM, publish_event
 from services.notifier import handler as handler_module
 from services.notifier.main import build_notifier
 from services.notifier.records import DeliveryRecord
@@ -125,3 +126,27 @@ async def test_a_stale_or_foreign_prefetch_is_not_used(
     assert not hasattr(garbage, handler_module._PREFETCHED)
     await asyncio.sleep(0)
     assert records.reads == 1  # the foreign and the stale reads were cancelled unread
+
+
+async def test_a_lone_email_is_acked_without_another_write(
+    settings: Settings, js: Any, smtp: SmtpServer, webhook: WebhookServer, tmp_path: Path
+) -> None:
+    # The ack waits for the connection's next write (handler.LazyAcks); with none coming, its
+    # timer writes it: nothing stays pending to be redelivered.
+    broker, notifier = build_notifier(settings, directory=test_directory(tmp_path, webhook.base))
+    await broker.start()
+    try:
+        await publish_event(js, encounter("inc-lone"))
+        await publish_event(js, request("inc-lone", "chief", role="leadership"))
+        await eventually(lambda: len(smtp.received) == 1)
+
+        async def acked() -> bool:
+            info = await js.consumer_info(STREAM, "notifier")
+            return bool(info.num_ack_pending == 0 and info.num_pending == 0)
+
+        await eventually(acked, timeout=2)
+        info = await js.consumer_info(STREAM, "notifier")
+        assert info.num_redelivered == 0
+    finally:
+        await broker.stop()
+        await notifier.close()
