@@ -53,6 +53,7 @@ from services.notifier.wire import (
     body_bytes,
     encode_text,
     header_bytes,
+    is_plain,
 )
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -696,8 +697,8 @@ def _header(name: str, value: str) -> Any:
         and value.isascii()
         and value.isprintable()
         and "=?" not in value
-    ):
-        return value
+    ) or (name == "Subject" and is_plain(value)):
+        return value  # a plain Subject is folded by wire.fold_plain, as the stdlib folds it
     return _POLICY.header_store_parse(name, value)[1]
 
 

@@ -87,16 +87,57 @@ def _same(a: _Shape, b: _Shape) -> bool:
 
 def header_bytes(name: str, value: Any) -> bytes:
     """One header as the generator writes it under the SMTP policy: a plain str the way
-    message.py stores one (ASCII, printable, fits on a line) as it is, a header object folded
-    (its folding is cached: message.py's policy)."""
-    if (
-        type(value) is str
-        and len(name) + len(value) + 2 <= MAX_LINE
-        and value.isascii()
-        and value.isprintable()
-    ):
-        return f"{name}: {value}\r\n".encode("ascii")
+    message.py stores one (ASCII, printable, fits on a line) as it is, a plain Subject folded
+    by `fold_plain`, anything else folded by its header object (message.py's policy caches
+    that)."""
+    if type(value) is str:
+        if len(name) + len(value) + 2 <= MAX_LINE and value.isascii() and value.isprintable():
+            return f"{name}: {value}\r\n".encode("ascii")
+        if name == "Subject" and is_plain(value):
+            folded = fold_plain(name, value)
+            if folded is not None:
+                return folded
     return POLICY.fold_binary(name, value)
+
+
+# The longest word `fold_plain` folds (a longer one the stdlib may write as encoded words).
+_FOLD_WORD_MAX = 60
+
+
+def is_plain(value: str) -> bool:
+    """Text the stdlib parses to words and single spaces and writes unchanged: ASCII,
+    printable, no encoded word, no space at either end or two together (a `header_safe`
+    subject)."""
+    return (
+        value.isascii()
+        and value.isprintable()
+        and "=?" not in value
+        and "  " not in value
+        and value == value.strip(" ")
+    )
+
+
+def fold_plain(name: str, value: str) -> bytes | None:
+    """An unstructured header (Subject) of plain text (`is_plain`) as the SMTP policy folds
+    it (_header_value_parser._refold_parse_tree), without parsing it: on one line if it fits,
+    else on a line of its own if it fits there, else words on a line while they fit in
+    MAX_LINE, the space before a word that does not fit starting the next line.
+    None where that is not all the stdlib does (a word too long)."""
+    words = value.split(" ")
+    if not value or max(map(len, words)) > _FOLD_WORD_MAX:
+        return None
+    if len(name) + 2 + len(value) <= MAX_LINE:
+        return f"{name}: {value}\r\n".encode("ascii")
+    if len(value) + 1 <= MAX_LINE:
+        # The whole text fits on a line of its own: it starts the next line.
+        return f"{name}:\r\n {value}\r\n".encode("ascii")
+    lines = [f"{name}: {words[0]}"]
+    for word in words[1:]:
+        if len(lines[-1]) + 1 + len(word) <= MAX_LINE:
+            lines[-1] += " " + word
+        else:
+            lines.append(" " + word)
+    return ("\r\n".join(lines) + "\r\n").encode("ascii")
 
 
 def body_bytes(payload: str) -> bytes:
@@ -315,7 +356,9 @@ __all__ = [
     "body_bytes",
     "encode_line",
     "encode_text",
+    "fold_plain",
     "header_bytes",
+    "is_plain",
     "quoted_printable",
     "wire_bytes",
 ]

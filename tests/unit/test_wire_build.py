@@ -31,10 +31,13 @@ from services.notifier.message import (
     variant_for,
 )
 from services.notifier.wire import (
+    POLICY,
     BuiltEmail,
     KnownLines,
     encode_line,
     encode_text,
+    fold_plain,
+    is_plain,
     quoted_printable,
     wire_bytes,
 )
@@ -325,3 +328,29 @@ def test_body_encoding_is_the_email_packages(text: str) -> None:
         else:
             assert got == expected
     assert encode_line(lines[0])[0] == len(lines[0].encode())
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=64),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_a_plain_subject_is_folded_as_the_email_package_folds_it(words: list[str]) -> None:
+    value = " ".join(words)
+    if not is_plain(value):
+        return
+    folded = fold_plain("Subject", value)
+    if folded is None:
+        return  # a word too long: left to the email package
+    assert folded == POLICY.header_factory("Subject", value).fold(policy=POLICY).encode()
+
+
+def test_realistic_subjects_are_folded_by_the_fast_path() -> None:
+    for school in ("Hamline Elementary", "School 042", "A Very Long School Name " * 3):
+        new, old = both(ctx=AlertContext(**{**CTX.__dict__, "school_name": school}))
+        assert type(new["Subject"]) is not str  # read back parsed, as before
+        assert type(new._headers[0][1]) is str  # type: ignore[attr-defined]  # stored plain
+        assert_same(new, old)
