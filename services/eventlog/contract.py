@@ -46,6 +46,10 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             allow_rollup_hdrs=False,
             duplicate_window=DUPLICATE_WINDOW_S,
             max_age=0,
+            # Single look-ups (an incident's report, a pattern event) by direct get; a "not
+            # found" is asked again of the leader (direct.py), so a lagging replica never
+            # makes a stored event look absent.
+            allow_direct=True,
         ),
         StreamConfig(
             name=TIMERS_STREAM,
@@ -67,6 +71,30 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
             duplicate_window=DUPLICATE_WINDOW_S,
         ),
     ]
+
+
+def bucket_allows_direct(bucket: str, replicas: int) -> bool:
+    """Whether the KV `bucket` with `replicas` copies answers direct gets (any current
+    replica answers one, so a follower that lags can answer with an old value or none).
+
+    - DELIVERIES: never. Its records are the notifier's duplicate check after a crash: a
+      stale answer there sends an email twice (or holds a retry back), so reads go to the
+      stream leader.
+    - SESSIONS: never. A signed-out session that a lagging replica does not know yet would
+      be let in again (fail closed).
+    - NOTE_KEYS: with one replica (the one that answers is the leader). With more only once
+      every reader binds through `direct.leader_checked_key_value`, which asks the leader
+      again before believing a key is absent (notekeys.py does not yet: its `open` uses
+      `js.key_value`, and nats-py's KeyValue reads by direct get whenever the bucket allows
+      it, without that check).
+    """
+    if bucket == NOTE_KEYS_BUCKET:
+        return replicas <= 1 or NOTE_KEYS_READERS_LEADER_CHECKED
+    return False
+
+
+# Set True when notekeys.py binds with direct.leader_checked_key_value (see above).
+NOTE_KEYS_READERS_LEADER_CHECKED = False
 
 
 TIMER_FIRED_PREFIX = "dooralert_timers.fired"
@@ -151,7 +179,9 @@ def weakenings(have: StreamConfig, want: StreamConfig) -> list[str]:
     return out
 
 
-_FLAGS = frozenset({"deny_delete", "deny_purge", "allow_rollup_hdrs", "allow_msg_schedules"})
+_FLAGS = frozenset(
+    {"deny_delete", "deny_purge", "allow_rollup_hdrs", "allow_msg_schedules", "allow_direct"}
+)
 
 
 def differs(have: StreamConfig, want: StreamConfig) -> bool:
@@ -165,6 +195,7 @@ def differs(have: StreamConfig, want: StreamConfig) -> bool:
         "allow_msg_schedules",
         "storage",
         "num_replicas",
+        "allow_direct",
     )
     return any(
         bool(getattr(have, k)) != bool(getattr(want, k))

@@ -16,8 +16,9 @@ from nats.js.api import PubAck
 
 from schemas.events import Event, serialize_event, subject_for
 from services.eventlog.contract import STREAM, SUBJECT_PREFIX, TIMERS_STREAM
+from services.eventlog.direct import DirectLast
 from services.eventlog.interface import Appended
-from services.eventlog.reading import StreamTail, get_last, read_incident
+from services.eventlog.reading import StreamTail, read_incident
 from services.eventlog.retry import retrying
 
 
@@ -86,6 +87,7 @@ class JetStreamEventLog:
         self.js = js
         self.publish_timeout = publish_timeout
         self.retry_for = retry_for
+        self._last = DirectLast(js, STREAM)
 
     async def append(self, event: Event) -> Appended:
         """See `EventLog.append`."""
@@ -105,9 +107,15 @@ class JetStreamEventLog:
         return await read_incident(self.js, incident_id)
 
     async def last(self, school_id: str, incident_id: str, event_type: str) -> bytes | None:
-        """See `EventLog.last`."""
+        """See `EventLog.last`: a direct get (any current replica answers), and the stream
+        leader's answer if that found nothing (direct.py); retried like a publish."""
         subject = f"{SUBJECT_PREFIX}.{school_id}.{incident_id}.{event_type}"
-        return await get_last(self.js, subject, retry_for=self.retry_for)
+        return await retrying(
+            lambda: self._last.get(subject),
+            retry_for=self.retry_for,
+            what="get_last",
+            subject=subject,
+        )
 
     def tail(self, subjects: Sequence[str], *, since: datetime) -> StreamTail:
         """See `EventLog.tail`."""

@@ -21,6 +21,7 @@ from services.eventlog.contract import (
     REDELIVER_SECONDS,
     RESTORED_KEY,
     SESSIONS_BUCKET,
+    bucket_allows_direct,
     check_consumer,
     consumer_configs,
     differs,
@@ -185,19 +186,30 @@ async def unknown_durables(js: JetStreamContext) -> list[str]:
     return out
 
 
+def _direct_note(want: bool) -> str:
+    return "direct gets on" if want else "direct gets off: reads from the stream leader"
+
+
 async def _bucket(js: JetStreamContext, replicas: int) -> str:
+    """The notifier's delivery records: never direct gets (contract.bucket_allows_direct)."""
     try:
-        await js.key_value(DELIVERIES_BUCKET)
-        return f"bucket {DELIVERIES_BUCKET} ok"
-    except (NotFoundError, Exception) as exc:  # nats-py raises BucketNotFoundError
-        if exc.__class__.__name__ not in ("BucketNotFoundError", "NotFoundError"):
-            raise
+        info = await js.stream_info(f"KV_{DELIVERIES_BUCKET}")
+    except NotFoundError:
         await js.create_key_value(
             KeyValueConfig(
-                bucket=DELIVERIES_BUCKET, history=1, storage=StorageType.FILE, replicas=replicas
+                bucket=DELIVERIES_BUCKET,
+                history=1,
+                storage=StorageType.FILE,
+                replicas=replicas,
+                direct=bucket_allows_direct(DELIVERIES_BUCKET, replicas),
             )
         )
         return f"created bucket {DELIVERIES_BUCKET}"
+    direct = bucket_allows_direct(DELIVERIES_BUCKET, info.config.num_replicas or 1)
+    if bool(info.config.allow_direct) != direct:
+        await js.update_stream(dataclasses.replace(info.config, allow_direct=direct))
+        return f"updated bucket {DELIVERIES_BUCKET} ({_direct_note(direct)})"
+    return f"bucket {DELIVERIES_BUCKET} ok"
 
 
 async def _sessions_bucket(js: JetStreamContext, *, replicas: int, ttl: float) -> str:
@@ -213,19 +225,29 @@ async def _sessions_bucket(js: JetStreamContext, *, replicas: int, ttl: float) -
                 ttl=ttl,
                 storage=StorageType.FILE,
                 replicas=replicas,
+                direct=bucket_allows_direct(SESSIONS_BUCKET, replicas),
             )
         )
         return f"created bucket {SESSIONS_BUCKET}"
     have = info.config.max_age or 0
+    changed, notes = info.config, []
     if 0 < have < ttl:
-        await js.update_stream(dataclasses.replace(info.config, max_age=ttl))
-        return f"updated bucket {SESSIONS_BUCKET} (records kept {ttl:.0f} s)"
+        changed = dataclasses.replace(changed, max_age=ttl)
+        notes.append(f"records kept {ttl:.0f} s")
+    direct = bucket_allows_direct(SESSIONS_BUCKET, info.config.num_replicas or 1)
+    if bool(info.config.allow_direct) != direct:
+        changed = dataclasses.replace(changed, allow_direct=direct)
+        notes.append(_direct_note(direct))
+    if notes:
+        await js.update_stream(changed)
+        return f"updated bucket {SESSIONS_BUCKET} ({'; '.join(notes)})"
     return f"bucket {SESSIONS_BUCKET} ok"
 
 
 async def _note_keys_bucket(js: JetStreamContext, *, replicas: int, retention: float) -> str:
     """The notes keys bucket: its max age IS the notes' retention, so it follows the setting
-    both ways (a shorter retention forgets older notes sooner, as the district decided)."""
+    both ways (a shorter retention forgets older notes sooner, as the district decided).
+    Direct gets as contract.bucket_allows_direct says, for the bucket's replica count."""
     try:
         info = await js.stream_info(f"KV_{NOTE_KEYS_BUCKET}")
     except NotFoundError:
@@ -236,13 +258,21 @@ async def _note_keys_bucket(js: JetStreamContext, *, replicas: int, retention: f
                 ttl=retention,
                 storage=StorageType.FILE,
                 replicas=replicas,
+                direct=bucket_allows_direct(NOTE_KEYS_BUCKET, replicas),
             )
         )
         return f"created bucket {NOTE_KEYS_BUCKET} (keys kept {retention:.0f} s)"
+    changed, notes = info.config, []
     if abs((info.config.max_age or 0) - retention) > 0.5:
         # The server refuses a duplicate window longer than the max age.
         window = min(info.config.duplicate_window or retention, retention)
-        changed = dataclasses.replace(info.config, max_age=retention, duplicate_window=window)
+        changed = dataclasses.replace(changed, max_age=retention, duplicate_window=window)
+        notes.append(f"keys kept {retention:.0f} s")
+    direct = bucket_allows_direct(NOTE_KEYS_BUCKET, info.config.num_replicas or 1)
+    if bool(info.config.allow_direct) != direct:
+        changed = dataclasses.replace(changed, allow_direct=direct)
+        notes.append(_direct_note(direct))
+    if notes:
         await js.update_stream(changed)
-        return f"updated bucket {NOTE_KEYS_BUCKET} (keys kept {retention:.0f} s)"
+        return f"updated bucket {NOTE_KEYS_BUCKET} ({'; '.join(notes)})"
     return f"bucket {NOTE_KEYS_BUCKET} ok"

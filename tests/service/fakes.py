@@ -67,7 +67,7 @@ class FakeJetStream:
         self.stored.append((subject, payload))
         return PubAck(stream=stream or "DOORALERT", seq=len(self.stored))
 
-    async def get_last_msg(self, stream_name: str, subject: str) -> Any:
+    async def get_last_msg(self, stream_name: str, subject: str, direct: bool = False) -> Any:
         for stored_subject, data in reversed(self.stored):
             if stored_subject == subject:
                 return SimpleNamespace(subject=subject, data=data)

@@ -1,0 +1,129 @@
+"""Direct gets against a real nats-server: `dooralert provision` turns them on in place for an
+existing deployment (its data kept), reads by direct get return what the leader would, and a
+notes key forgotten (purged) reads as absent."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import pytest
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from nats.js.errors import KeyNotFoundError
+
+from schemas.events import serialize_event
+from services.eventlog import (
+    DELIVERIES_BUCKET,
+    NOTE_KEYS_BUCKET,
+    STREAM,
+    JetStreamEventLog,
+    JetStreamNoteKeys,
+    connect,
+    provision,
+)
+from services.eventlog.contract import SESSIONS_BUCKET
+from services.eventlog.direct import leader_checked_key_value
+from services.intake.reports import encounter_event, parse_report
+from tests.support import NatsServer, report
+
+SCHOOL = "hamline"
+
+
+async def _set_direct(js: JetStreamContext, stream: str, on: bool) -> None:
+    cfg: StreamConfig = (await js.stream_info(stream)).config
+    await js.update_stream(dataclasses.replace(cfg, allow_direct=on))
+
+
+async def _direct(js: JetStreamContext, stream: str) -> bool:
+    return bool((await js.stream_info(stream)).config.allow_direct)
+
+
+async def test_provision_turns_direct_gets_on_in_place_keeping_the_data(
+    nats_server: NatsServer,
+) -> None:
+    nc = await connect(nats_server.url, name="t")
+    js = nc.jetstream()
+    await provision(js)
+    # A deployment provisioned before direct gets: nothing allows them.
+    await _set_direct(js, STREAM, False)
+    await _set_direct(js, f"KV_{NOTE_KEYS_BUCKET}", False)
+    log = JetStreamEventLog(js)
+    now = datetime.now(UTC)
+    event = encounter_event(
+        parse_report(report(), now=now), incident_id="inc-1", actor="key-hamline", now=now
+    )
+    await log.append(event)
+    keys = await JetStreamNoteKeys.open(js)
+    await keys.create_if_absent(event.incident_id, b"k" * 32)
+    before = (await js.stream_info(STREAM)).state.messages
+
+    # Reads still work before the upgrade (from the leader, direct gets have no responder).
+    assert await log.last(SCHOOL, event.incident_id, "encounter.reported") == serialize_event(event)
+    assert log._last.fallback_unavailable == 1 and log._last.direct == 0
+
+    actions = await provision(js)
+    assert "updated stream DOORALERT" in actions
+    assert f"updated bucket {NOTE_KEYS_BUCKET} (direct gets on)" in actions
+    assert f"bucket {DELIVERIES_BUCKET} ok" in actions
+    assert await _direct(js, STREAM) and await _direct(js, f"KV_{NOTE_KEYS_BUCKET}")
+    assert not await _direct(js, f"KV_{DELIVERIES_BUCKET}")
+    assert not await _direct(js, f"KV_{SESSIONS_BUCKET}")
+    assert (await js.stream_info(STREAM)).state.messages == before
+    # Idempotent.
+    again = await provision(js)
+    assert "stream DOORALERT ok" in again and f"bucket {NOTE_KEYS_BUCKET} ok" in again
+
+    fresh = JetStreamEventLog(js)
+    assert await fresh.last(SCHOOL, event.incident_id, "encounter.reported") == serialize_event(
+        event
+    )
+    assert fresh._last.direct == 1 and fresh._last.fallback_not_found == 0
+    assert await fresh.last(SCHOOL, "no-such-incident", "encounter.reported") is None
+    assert fresh._last.fallback_not_found == 1
+    reopened = await JetStreamNoteKeys.open(js)
+    assert reopened.kv._direct
+    assert await reopened.get(event.incident_id) == b"k" * 32
+    await nc.close()
+
+
+async def test_provision_turns_direct_gets_off_on_the_delivery_records(
+    nats_server: NatsServer,
+) -> None:
+    nc = await connect(nats_server.url, name="t")
+    js = nc.jetstream()
+    await provision(js)
+    await _set_direct(js, f"KV_{DELIVERIES_BUCKET}", True)
+    await _set_direct(js, f"KV_{SESSIONS_BUCKET}", True)
+    actions = await provision(js)
+    assert (
+        f"updated bucket {DELIVERIES_BUCKET} (direct gets off: reads from the stream leader)"
+        in actions
+    )
+    assert any(a.startswith(f"updated bucket {SESSIONS_BUCKET}") for a in actions)
+    assert not await _direct(js, f"KV_{DELIVERIES_BUCKET}")
+    assert not await _direct(js, f"KV_{SESSIONS_BUCKET}")
+    await nc.close()
+
+
+async def test_a_forgotten_notes_key_reads_absent_by_direct_get(js: JetStreamContext) -> None:
+    keys = await JetStreamNoteKeys.open(js)
+    checked = await leader_checked_key_value(js, NOTE_KEYS_BUCKET)
+    assert keys.kv._direct and checked._direct
+    assert await keys.create_if_absent("i-1", b"a" * 32, likely_new=True) == b"a" * 32
+    assert await keys.get("i-1") == b"a" * 32
+    assert (await checked.get("i-1")).value == b"a" * 32
+
+    assert await keys.forget("i-1")
+    assert await keys.get("i-1") is None
+    assert not await keys.forget("i-1")
+    raw = await js.get_last_msg(
+        f"KV_{NOTE_KEYS_BUCKET}", f"$KV.{NOTE_KEYS_BUCKET}.i-1", direct=True
+    )
+    assert raw.headers is not None and raw.headers.get("KV-Operation") == "PURGE"
+    assert not raw.data
+    with pytest.raises(KeyNotFoundError):  # nats-py turns a purge marker into this
+        await checked.get("i-1")
+    # Made again after it was forgotten (a tombstone): create handles it through _get.
+    assert await keys.create_if_absent("i-1", b"b" * 32) == b"b" * 32
+    assert await keys.get("i-1") == b"b" * 32
