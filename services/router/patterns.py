@@ -72,7 +72,8 @@ class PatternDetector:
         self._patterns = [(p, p.window) for p in patterns]  # parsed once
         self._reach = max(w for _, w in self._patterns)
         self._tails: list[Tail] = []  # reports, pattern events
-        self._since: datetime | None = None  # the tail's start: windows before it are unread
+        self._since: datetime | None = None  # the first read's start: windows before it unread
+        self._last_read: datetime | None = None  # when the last read that succeeded began
         # Reports read and not evaluated yet, in stream order: (stream seq, sighting).
         self._sightings: deque[tuple[int, Sighting]] = deque()
         # Each pattern's window over the reports evaluated, slid along as they are.
@@ -252,10 +253,17 @@ class PatternDetector:
         """
         for attempt in (1, 2):
             if not self._tails:
-                self._since = datetime.now(UTC) - 2 * self._reach
+                now = datetime.now(UTC)
+                if self._last_read is None:
+                    # Start-up: the windows of the last reach, and what they reach back to.
+                    self._since = since = now - 2 * self._reach
+                else:
+                    # A lost tail: from the last read on. What came before is in memory
+                    # (the windows, the reports not evaluated yet, the pattern events).
+                    since = self._last_read - SLACK
                 log_ = self._event_log()
-                self._tails = [log_.tail([subject], since=self._since) for subject in SUBJECTS]
-                self._sightings.clear()
+                self._tails = [log_.tail([subject], since=since) for subject in SUBJECTS]
+            began = datetime.now(UTC)
             try:
                 got = await asyncio.gather(
                     *(t.read_new() for t in self._tails), return_exceptions=True
@@ -263,6 +271,7 @@ class PatternDetector:
                 for result in got:
                     if isinstance(result, BaseException):
                         raise result
+                self._last_read = began
                 return [m for result in got if isinstance(result, list) for m in result]
             except TailReset as exc:
                 await self._drop_tail()
@@ -274,8 +283,8 @@ class PatternDetector:
     def _take(self, messages: list[StoredMessage]) -> None:
         for m in messages:
             if m.subject.endswith(".encounter.reported"):
-                if self._evaluated is not None and m.seq <= self._evaluated:
-                    continue  # a new tail's read back: already in the windows
+                if m.seq <= self._read_upto:
+                    continue  # a new tail's read back: held already
                 parts = m.subject.split(".")
                 self._sightings.append(
                     (m.seq, Sighting(incident_id=parts[2], school_id=parts[1], recorded_at=m.time))

@@ -17,7 +17,7 @@ import yaml
 
 from schemas.events import EncounterReported, PatternDetected, parse_event
 from services.domain.directory import load_directory
-from services.eventlog.interface import StoredMessage
+from services.eventlog.interface import StoredMessage, TailReset
 from services.intake.reports import encounter_event, parse_report
 from services.router.main import Router
 from services.router.patterns import PatternDetector
@@ -314,3 +314,47 @@ async def test_a_long_window_below_the_threshold_is_evaluated_in_linear_time() -
     assert await d.run_once() == 1
     [found] = detections(log)
     assert len(found.data.incident_ids) == 20_001  # all within the hour before it
+
+
+class ResettingTails(FakeEventLog):
+    """A log whose first tails lose their place on their second read (their consumers were
+    deleted); the tails made after read the log from its start again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.made = 0
+
+    def tail(self, subjects: Sequence[str], *, since: datetime) -> FakeTail:
+        made = super().tail(subjects, since=since)
+        self.made += 1
+        if self.made > 2:
+            return made
+        first, calls = made.read_new, 0
+
+        async def read_new() -> list[StoredMessage]:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise TailReset("consumer not found")
+            return await first()
+
+        made.read_new = read_new  # type: ignore[method-assign]  # fault injection
+        return made
+
+
+async def test_a_lost_tail_is_replaced_and_nothing_is_evaluated_twice_or_skipped() -> None:
+    log = ResettingTails()
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    stored_report(log, SCHOOLS[0], "inc-0", start)
+    stored_report(log, SCHOOLS[1], "inc-1", start + timedelta(seconds=1))
+    d = detector(log)
+    assert await d.run_once() == 0
+    stored_report(log, SCHOOLS[2], "inc-2", start + timedelta(seconds=2))
+    assert await d.run_once() == 1  # the read lost its tails, the new ones read it all back
+    assert log.made == 4
+    stored_report(log, SCHOOLS[3], "inc-3", start + timedelta(seconds=3))
+    assert await d.run_once() == 1  # "busy" (4 reports), not "multi" again
+    assert [(x.data.pattern, x.data.incident_ids) for x in detections(log)] == [
+        ("multi", ["inc-0", "inc-1", "inc-2"]),
+        ("busy", ["inc-0", "inc-1", "inc-2", "inc-3"]),
+    ]
