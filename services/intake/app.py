@@ -89,7 +89,8 @@ async def _on_nats(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         guard.closing_now()
         await nc.close()
         raise
-    app.state.notes = IntakeNotes(keys, timedelta(days=settings.notes_retention_days))
+    notes = IntakeNotes.with_keys_ahead(keys, timedelta(days=settings.notes_retention_days))
+    app.state.notes = notes
     app.state.event_log = JetStreamEventLog(
         nc.jetstream(),
         publish_timeout=settings.publish_timeout_seconds,
@@ -101,6 +102,8 @@ async def _on_nats(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         yield
     finally:
         await monitor.close()
+        if notes.ahead is not None:
+            await notes.ahead.close()
         app.state.event_log = app.state.nats = None
         guard.closing_now()
         if guard.lost is not None:

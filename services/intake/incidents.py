@@ -161,16 +161,23 @@ async def submit_report(
     if isinstance(raw, dict) and "school_id" in raw and raw["school_id"] != school.id:
         raise ApiError(403, f"this intake key is for school {school.id!r} only")
     report = parse_report(raw, now=now)
-    incident_id = incident_id_for(school.id, idempotency_key)
+    # A new incident with notes: an id whose notes key is already stored, if one is at hand.
+    fresh = report.notes and notes is not None and idempotency_key is None
+    ahead = notes.new_incident() if fresh and notes is not None else None
+    incident_id = ahead[0] if ahead else incident_id_for(school.id, idempotency_key)
     had_time = isinstance(raw, dict) and raw.get("occurred_at") is not None
     with log_unreachable("report.not_recorded", school=school.id):
         # The notes key (made if the incident has none: stored, acknowledged, before the
         # report that needs it is appended below) and, under an Idempotency-Key, the report
         # already stored, are asked for at once: neither depends on the other.
         seal, prior = await _both(
-            _sealer(notes, incident_id, now=now, likely_new=True) if report.notes else None,
+            _sealer(notes, incident_id, now=now, likely_new=True)
+            if report.notes and ahead is None
+            else None,
             _stored_report(event_log, school.id, incident_id) if idempotency_key else None,
         )
+        if ahead:
+            seal = ahead[1]
         event = encounter_event(report, incident_id=incident_id, actor=actor, now=now, seal=seal)
         if idempotency_key and await _is_repeat(
             prior, report, had_time=had_time, notes=notes, key=seal.key if seal else None

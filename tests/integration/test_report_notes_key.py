@@ -18,7 +18,7 @@ from services.eventlog import NOTE_KEYS_BUCKET, read_messages
 from services.eventlog.notekeys import JetStreamNoteKeys
 from services.intake.app import create_app
 from services.runtime.settings import Settings
-from tests.support import HAMLINE_KEY, report
+from tests.support import HAMLINE_KEY, eventually, report
 
 AUTH = {"Authorization": f"Bearer {HAMLINE_KEY}"}
 NOTES = "Two agents asked for the front office"
@@ -171,3 +171,28 @@ async def test_without_the_notes_bucket_a_report_with_notes_is_not_recorded(
         assert await read_messages(js, "dooralert.*.*.encounter.reported") == []
         plain = await c.post("/api/v1/encounters", json=report(), headers=AUTH)
         assert plain.status_code == 202, plain.text
+
+
+async def test_a_later_report_takes_an_incident_whose_key_was_made_ahead(
+    js: JetStreamContext, client: httpx.AsyncClient
+) -> None:
+    kv = await js.key_value(NOTE_KEYS_BUCKET)
+    first = await client.post("/api/v1/encounters", json=report(notes=NOTES), headers=AUTH)
+    assert first.status_code == 202, first.text
+
+    async def made_ahead() -> list[str]:
+        return [k for k in await kv.keys() if k != first.json()["incident_id"]]
+
+    ready = await eventually(made_ahead)
+    second = await client.post("/api/v1/encounters", json=report(notes=NOTES), headers=AUTH)
+    assert second.status_code == 202, second.text
+    incident = second.json()["incident_id"]
+    assert incident in ready  # its key was stored before the report was even sent
+    shown = await client.get(f"/api/v1/incidents/{incident}", headers=AUTH)
+    assert shown.json()["report"]["notes"] == NOTES
+    # A report without notes, or under an Idempotency-Key, makes no use of them.
+    plain = await client.post("/api/v1/encounters", json=report(), headers=AUTH)
+    keyed = await client.post(
+        "/api/v1/encounters", json=report(notes=NOTES), headers={**AUTH, "Idempotency-Key": "k"}
+    )
+    assert plain.json()["incident_id"] not in ready and keyed.json()["incident_id"] not in ready
