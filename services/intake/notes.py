@@ -34,7 +34,10 @@ class IntakeNotes:
     @classmethod
     def with_keys_ahead(cls, keys: NoteKeyMaker, retention: timedelta) -> IntakeNotes:
         """Notes whose new incidents take a key made ahead (see `KeysAhead`)."""
-        return cls(keys, retention, KeysAhead(keys))
+        # Never held for more than a hundredth of the retention (a district keeping notes
+        # an hour holds a key 36 s at most).
+        max_age = min(60.0, retention.total_seconds() / 100)
+        return cls(keys, retention, KeysAhead(keys, max_age=max_age))
 
     def new_incident(self) -> tuple[str, Sealer] | None:
         """A new incident's id and the sealer of its key, already stored; None when no key

@@ -102,3 +102,10 @@ async def test_closing_stops_making_keys() -> None:
 
 async def test_notes_without_keys_ahead_hand_out_none() -> None:
     assert IntakeNotes(MemoryNoteKeys(), timedelta(days=1)).new_incident() is None
+
+
+def test_a_key_is_held_ahead_for_a_hundredth_of_the_retention_at_most() -> None:
+    hour = IntakeNotes.with_keys_ahead(MemoryNoteKeys(), timedelta(hours=1))
+    month = IntakeNotes.with_keys_ahead(MemoryNoteKeys(), timedelta(days=30))
+    assert hour.ahead is not None and hour.ahead.max_age == 36.0
+    assert month.ahead is not None and month.ahead.max_age == 60.0
