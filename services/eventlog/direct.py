@@ -8,7 +8,8 @@ Consistency: in a cluster any current replica may answer a direct get, and a fol
 lags may not have a message yet. Only messages that never change once written are read this
 way (a report, a pattern event, a notes key), and each is written before anything that leads
 a reader to it; so a message a replica returns is the right one, and a "not found" is asked
-again of the stream leader (the JSON API) before it is believed.
+again of the stream leader (the JSON API) before it is believed - unless the server is a
+single JetStream server in no cluster (dev, the benchmark): there the one copy answered.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class DirectLast:
             try:
                 msg = await self.js.get_last_msg(self.stream, subject, direct=True)
             except NotFoundError:
+                if _single_server(self.js):
+                    return None
                 # None here, or a replica that lags: only the leader can say it is absent.
                 self.fallback_not_found += 1
             except NoRespondersError:
@@ -65,6 +68,14 @@ class DirectLast:
         except NotFoundError:
             return None
         return msg.data
+
+
+def _single_server(js: JetStreamContext) -> bool:
+    """Whether the server this connection is on runs JetStream itself and is in no cluster:
+    then every stream has its one copy there, and a direct get's "not found" is the leader's.
+    (Read per call: a reconnect may land on another server.)"""
+    info = getattr(getattr(js, "_nc", None), "_server_info", None) or {}
+    return bool(info.get("jetstream")) and not info.get("cluster")
 
 
 class LeaderCheckedKeyValue(KeyValue):
@@ -90,6 +101,8 @@ class LeaderCheckedKeyValue(KeyValue):
         try:
             return await super()._get(key, revision)
         except (KeyNotFoundError, KeyDeletedError):
+            if _single_server(self._js):
+                raise
             # Absent or deleted here, or a replica that lags: ask the leader.
             return await self._leader._get(key, revision)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from nats.js import JetStreamContext
@@ -25,6 +26,7 @@ from services.eventlog import (
 from services.eventlog.contract import SESSIONS_BUCKET
 from services.eventlog.direct import leader_checked_key_value
 from services.intake.reports import encounter_event, parse_report
+from tests.cluster_support import NatsCluster
 from tests.support import NatsServer, report
 
 SCHOOL = "hamline"
@@ -79,8 +81,9 @@ async def test_provision_turns_direct_gets_on_in_place_keeping_the_data(
         event
     )
     assert fresh._last.direct == 1 and fresh._last.fallback_not_found == 0
+    # One server, no cluster: its "not found" is the only copy's, not asked again.
     assert await fresh.last(SCHOOL, "no-such-incident", "encounter.reported") is None
-    assert fresh._last.fallback_not_found == 1
+    assert fresh._last.fallback_not_found == 0
     reopened = await JetStreamNoteKeys.open(js)
     assert reopened.kv._direct
     assert await reopened.get(event.incident_id) == b"k" * 32
@@ -127,3 +130,37 @@ async def test_a_forgotten_notes_key_reads_absent_by_direct_get(js: JetStreamCon
     # Made again after it was forgotten (a tombstone): create handles it through _get.
     assert await keys.create_if_absent("i-1", b"b" * 32) == b"b" * 32
     assert await keys.get("i-1") == b"b" * 32
+
+
+async def test_in_a_cluster_a_direct_not_found_is_asked_again_of_the_leader(
+    tmp_path: Path,
+) -> None:
+    cluster = NatsCluster(tmp_path / "cluster")
+    cluster.start()
+    try:
+        await cluster.wait_for_meta_leader()
+        nc = await connect(cluster.url, name="t")
+        js = nc.jetstream()
+        await provision(js, replicas=3)
+        assert await _direct(js, STREAM)
+        # Three replicas: notes keys stay leader-only until notekeys.py checks with the leader.
+        assert not await _direct(js, f"KV_{NOTE_KEYS_BUCKET}")
+        log = JetStreamEventLog(js)
+        now = datetime.now(UTC)
+        event = encounter_event(
+            parse_report(report(), now=now), incident_id="inc-1", actor="key-hamline", now=now
+        )
+        await log.append(event)
+        assert await log.last(SCHOOL, "inc-1", "encounter.reported") == serialize_event(event)
+        assert await log.last(SCHOOL, "inc-2", "encounter.reported") is None
+        assert log._last.fallback_not_found == 1
+        checked = await leader_checked_key_value(js, NOTE_KEYS_BUCKET)
+        await checked.put("k1", b"v")
+        checked._direct = True  # as if the bucket allowed direct gets
+        await _set_direct(js, f"KV_{NOTE_KEYS_BUCKET}", True)
+        assert (await checked.get("k1")).value == b"v"
+        with pytest.raises(KeyNotFoundError):
+            await checked.get("k2")
+        await nc.close()
+    finally:
+        cluster.stop()

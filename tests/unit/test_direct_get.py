@@ -114,3 +114,19 @@ def direct_allowed_for_replicated_keys() -> bool:
     from services.eventlog import contract
 
     return contract.NOTE_KEYS_READERS_LEADER_CHECKED
+
+
+async def test_on_a_single_server_a_direct_not_found_is_final() -> None:
+    js = LaggingJetStream()
+    js._nc = SimpleNamespace(_server_info={"jetstream": True})  # type: ignore[attr-defined]
+    reader = DirectLast(js, STREAM)  # type: ignore[arg-type]
+    assert await reader.get("a") is None
+    assert js.calls == [("a", True)]
+    kv = LeaderCheckedKeyValue(name="B", stream="KV_B", pre="$KV.B.", js=js, direct=True)  # type: ignore[arg-type]
+    with pytest.raises(KeyNotFoundError):
+        await kv.get("k")
+    assert js.calls[-1] == ("$KV.B.k", True) and len(js.calls) == 2
+    # In a cluster it is asked again.
+    js._nc._server_info["cluster"] = "dooralert"  # type: ignore[attr-defined]
+    assert await reader.get("a") is None
+    assert js.calls[-2:] == [("a", True), ("a", False)]
