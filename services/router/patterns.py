@@ -89,6 +89,7 @@ class PatternDetector:
         self._closing = asyncio.Event()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._kick: asyncio.TimerHandle | None = None
         self.detected = 0  # patterns this detector published (for tests and logs)
         self.failures = 0  # consecutive failed rounds
 
@@ -105,12 +106,13 @@ class PatternDetector:
             self._wanted = max(self._wanted, seq)
         self._wake.set()
 
-    def start(self) -> None:
-        """Run in the background; the first round catches up on the log at once."""
+    def start(self, catch_up_after: float = 2.0) -> None:
+        """Run in the background. The first round, which reads back the last windows and
+        catches up on them, runs `catch_up_after` seconds after the start (the service is
+        ready first, its start-up CPU its own), or at the first report if one comes sooner."""
         if self._task is None:
-            self._force = True
-            self._wake.set()
             self._task = asyncio.create_task(self._run(), name="pattern-detector")
+            self._kick = asyncio.get_running_loop().call_later(catch_up_after, self.wake)
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop, letting a round in progress finish for up to `grace` seconds (a detection's
@@ -119,6 +121,8 @@ class PatternDetector:
         next start catches up on."""
         self._closing.set()
         self._wake.set()
+        if self._kick is not None:
+            self._kick.cancel()
         task, self._task = self._task, None
         if task is not None:
             try:

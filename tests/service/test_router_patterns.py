@@ -171,7 +171,7 @@ async def test_the_background_loop_logs_and_retries_a_failing_read() -> None:
     burst(log, 3, start=datetime.now(UTC) - timedelta(minutes=5), every=timedelta(minutes=1))
     log.fail_with = TimeoutError("nats: timeout")
     d = detector(log, retry_max=0.02)
-    d.start()
+    d.start(catch_up_after=0)
     try:
         for _ in range(200):
             if d.failures >= 2:
@@ -208,7 +208,7 @@ class CountingLog(FakeEventLog):
 async def test_a_burst_of_wakes_costs_a_few_reads_not_one_per_report() -> None:
     log = CountingLog()
     d = detector(log, min_interval=0.01)
-    d.start()
+    d.start(catch_up_after=0)
     try:
         start = datetime.now(UTC) - timedelta(minutes=5)
         seqs = burst(log, 200, start=start, every=timedelta(milliseconds=10))
@@ -258,7 +258,7 @@ async def test_a_report_is_decided_and_acked_while_the_detector_reads() -> None:
         settings=Settings(), rules=RULES, directory=DIRECTORY, broker=broker, event_log=log
     )
     assert router.patterns is not None
-    router.patterns.start()
+    router.patterns.start(catch_up_after=0)
     try:
         await asyncio.sleep(0.01)  # the start-up read is in flight, and never ends
         for i, school in enumerate(SCHOOLS[:3]):
@@ -289,7 +289,7 @@ async def test_stopping_lets_a_detection_in_progress_store_its_alerts() -> None:
     log = SlowAppends()
     burst(log, 3, start=datetime.now(UTC) - timedelta(minutes=5), every=timedelta(minutes=1))
     d = detector(log)
-    d.start()
+    d.start(catch_up_after=0)
     await asyncio.wait_for(log.appending.wait(), 2)
     await d.close()  # mid-way through storing the detection
     [head] = [x for x in detections(log) if x.data.pattern == "multi"]
