@@ -188,7 +188,11 @@ class Notifier:
     def prefetch(self, raw: Msg) -> None:
         """Start the delivery record read of a request just fetched (see the module
         docstring); `handle` takes it from the message. A body that is not a request is left
-        to the handler to refuse."""
+        to the handler to refuse. Only a first delivery: a redelivered request may still be in
+        flight here (its ack_wait passed), so it is checked against the record as it is when
+        its handler starts, as before."""
+        if raw.metadata.num_delivered != 1:
+            return
         try:
             notification_id = json.loads(raw.data)["data"]["notification_id"]
         except (ValueError, TypeError, KeyError):

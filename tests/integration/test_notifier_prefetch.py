@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -77,12 +78,21 @@ async def test_a_batch_reads_each_record_once_all_started_at_fetch(
 class Raw:
     """A fetched message as far as prefetch looks at it."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, delivered: int = 1) -> None:
         self.data = data
+        self.metadata = Msg.Metadata(
+            sequence=Msg.Metadata.SequencePair(consumer=1, stream=1),
+            num_pending=0,
+            num_delivered=delivered,
+            timestamp=datetime.now(UTC),
+            stream="DOORALERT",
+            consumer="notifier",
+        )
 
 
-def fetched(req: NotificationRequested, data: bytes | None = None) -> Msg:
-    return cast("Msg", Raw(data if data is not None else req.model_dump_json().encode()))
+def fetched(req: NotificationRequested, data: bytes | None = None, delivered: int = 1) -> Msg:
+    body = data if data is not None else req.model_dump_json().encode()
+    return cast("Msg", Raw(body, delivered))
 
 
 class Records:
@@ -120,6 +130,10 @@ async def test_a_stale_or_foreign_prefetch_is_not_used(
     notifier.prefetch(stale)
     monkeypatch.setattr(time, "monotonic", lambda: 1e12)
     assert handler_module._prefetched(stale, nid) is None
+
+    redelivered = fetched(req, delivered=2)  # checked when its handler starts
+    notifier.prefetch(redelivered)
+    assert handler_module._prefetched(redelivered, nid) is None
 
     garbage = fetched(req, b"not json")
     notifier.prefetch(garbage)
