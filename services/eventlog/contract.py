@@ -74,20 +74,26 @@ def stream_configs(replicas: int = 1) -> list[StreamConfig]:
 
 
 def bucket_allows_direct(bucket: str, replicas: int) -> bool:
-    """Whether the KV `bucket` with `replicas` copies answers direct gets (any current
-    replica answers one, so a follower that lags can answer with an old value or none).
+    """Whether the KV `bucket` with `replicas` copies answers direct gets (nats-py's KeyValue
+    then reads by direct get by itself). Any current replica answers a direct get, so with
+    more than one a follower that lags can answer with an old value or none; with one, the
+    replica that answers is the stream leader, and a direct get reads what the JSON API reads.
 
-    - DELIVERIES: never. Its records are the notifier's duplicate check after a crash: a
-      stale answer there sends an email twice (or holds a retry back), so reads go to the
-      stream leader.
-    - SESSIONS: never. A signed-out session that a lagging replica does not know yet would
-      be let in again (fail closed).
-    - NOTE_KEYS: with one replica (the one that answers is the leader). With more only once
-      every reader binds through `direct.leader_checked_key_value`, which asks the leader
-      again before believing a key is absent (notekeys.py does not yet: its `open` uses
-      `js.key_value`, and nats-py's KeyValue reads by direct get whenever the bucket allows
-      it, without that check).
+    - DELIVERIES: with one replica only. Its records are the notifier's duplicate check after
+      a crash: a stale "not sent" would send an email twice, so with more replicas reads go
+      to the leader (nats-py's KeyValue and the notifier's records have no fallback).
+    - SESSIONS: never (not on the alert path). A signed-out session that a lagging replica
+      does not know yet would be let in again.
+    - NOTE_KEYS: with one replica; with more only once every reader binds through
+      `direct.leader_checked_key_value`, which asks the leader again before believing a key
+      is absent (notekeys.py does not yet: its `open` uses `js.key_value`).
+
+    A bucket whose replicas an operator raises must be provisioned again (direct gets off),
+    and the services that read it restarted: a KeyValue bound while the bucket allowed direct
+    gets keeps asking for them and finds no responder once they are off.
     """
+    if bucket == DELIVERIES_BUCKET:
+        return replicas <= 1
     if bucket == NOTE_KEYS_BUCKET:
         return replicas <= 1 or NOTE_KEYS_READERS_LEADER_CHECKED
     return False

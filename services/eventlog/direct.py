@@ -84,8 +84,9 @@ class LeaderCheckedKeyValue(KeyValue):
     is returned: a lagging replica never makes a key that exists look absent.
 
     For buckets whose keys are written before anything leads a reader to them (the notes
-    keys). Not for the notifier's delivery records: a stale "sent" or "not sent" there decides
-    whether an email goes twice, so that bucket is read from the leader only.
+    keys). Not for the notifier's delivery records, which change (a stale record decides
+    whether an email goes twice): that bucket allows direct gets only with one replica, where
+    the replica answering is the leader (contract.bucket_allows_direct).
     """
 
     def __init__(

@@ -191,7 +191,8 @@ def _direct_note(want: bool) -> str:
 
 
 async def _bucket(js: JetStreamContext, replicas: int) -> str:
-    """The notifier's delivery records: never direct gets (contract.bucket_allows_direct)."""
+    """The notifier's delivery records: direct gets only with one replica
+    (contract.bucket_allows_direct)."""
     try:
         info = await js.stream_info(f"KV_{DELIVERIES_BUCKET}")
     except NotFoundError:

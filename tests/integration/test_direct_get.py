@@ -50,6 +50,7 @@ async def test_provision_turns_direct_gets_on_in_place_keeping_the_data(
     # A deployment provisioned before direct gets: nothing allows them.
     await _set_direct(js, STREAM, False)
     await _set_direct(js, f"KV_{NOTE_KEYS_BUCKET}", False)
+    await _set_direct(js, f"KV_{DELIVERIES_BUCKET}", False)
     log = JetStreamEventLog(js)
     now = datetime.now(UTC)
     event = encounter_event(
@@ -67,9 +68,8 @@ async def test_provision_turns_direct_gets_on_in_place_keeping_the_data(
     actions = await provision(js)
     assert "updated stream DOORALERT" in actions
     assert f"updated bucket {NOTE_KEYS_BUCKET} (direct gets on)" in actions
-    assert f"bucket {DELIVERIES_BUCKET} ok" in actions
+    assert f"updated bucket {DELIVERIES_BUCKET} (direct gets on)" in actions
     assert await _direct(js, STREAM) and await _direct(js, f"KV_{NOTE_KEYS_BUCKET}")
-    assert not await _direct(js, f"KV_{DELIVERIES_BUCKET}")
     assert not await _direct(js, f"KV_{SESSIONS_BUCKET}")
     assert (await js.stream_info(STREAM)).state.messages == before
     # Idempotent.
@@ -90,21 +90,23 @@ async def test_provision_turns_direct_gets_on_in_place_keeping_the_data(
     await nc.close()
 
 
-async def test_provision_turns_direct_gets_off_on_the_delivery_records(
+async def test_provision_keeps_direct_gets_to_one_replica_for_the_delivery_records(
     nats_server: NatsServer,
 ) -> None:
     nc = await connect(nats_server.url, name="t")
     js = nc.jetstream()
     await provision(js)
-    await _set_direct(js, f"KV_{DELIVERIES_BUCKET}", True)
+    # One replica: the one that answers a direct get is the leader.
+    assert await _direct(js, f"KV_{DELIVERIES_BUCKET}")
+    await _set_direct(js, f"KV_{DELIVERIES_BUCKET}", False)
     await _set_direct(js, f"KV_{SESSIONS_BUCKET}", True)
     actions = await provision(js)
+    assert f"updated bucket {DELIVERIES_BUCKET} (direct gets on)" in actions
     assert (
-        f"updated bucket {DELIVERIES_BUCKET} (direct gets off: reads from the stream leader)"
+        f"updated bucket {SESSIONS_BUCKET} (direct gets off: reads from the stream leader)"
         in actions
     )
-    assert any(a.startswith(f"updated bucket {SESSIONS_BUCKET}") for a in actions)
-    assert not await _direct(js, f"KV_{DELIVERIES_BUCKET}")
+    assert await _direct(js, f"KV_{DELIVERIES_BUCKET}")
     assert not await _direct(js, f"KV_{SESSIONS_BUCKET}")
     await nc.close()
 
@@ -143,8 +145,11 @@ async def test_in_a_cluster_a_direct_not_found_is_asked_again_of_the_leader(
         js = nc.jetstream()
         await provision(js, replicas=3)
         assert await _direct(js, STREAM)
-        # Three replicas: notes keys stay leader-only until notekeys.py checks with the leader.
+        # Three replicas: notes keys stay leader-only until notekeys.py checks with the
+        # leader; delivery records and sessions always.
         assert not await _direct(js, f"KV_{NOTE_KEYS_BUCKET}")
+        assert not await _direct(js, f"KV_{DELIVERIES_BUCKET}")
+        assert not await _direct(js, f"KV_{SESSIONS_BUCKET}")
         log = JetStreamEventLog(js)
         now = datetime.now(UTC)
         event = encounter_event(
