@@ -92,10 +92,13 @@ class KeysAhead:
     to expire unused, as are those left at shutdown: random bytes under an id nothing names.
     The stock is refilled only as it is used, so an idle intake makes none."""
 
-    def __init__(self, keys: NoteKeyMaker, *, size: int = 8, max_age: float = 60.0) -> None:
+    def __init__(
+        self, keys: NoteKeyMaker, *, size: int = 8, max_age: float = 60.0, delay: float = 0.02
+    ) -> None:
         self.keys = keys
         self.size = size
         self.max_age = max_age
+        self.delay = delay
         self._ready: deque[tuple[float, str, DataKey]] = deque()
         self._filling: asyncio.Task[None] | None = None
 
@@ -117,6 +120,9 @@ class KeysAhead:
             self._filling = asyncio.get_running_loop().create_task(self._make())
 
     async def _make(self) -> None:
+        # After the report that used the stock up has been answered: its own append and
+        # answer go first, and these writes and acknowledgements come in the lull after.
+        await asyncio.sleep(self.delay)
         wanted = self.size - len(self._ready)
         made = await asyncio.gather(*(self._one() for _ in range(wanted)), return_exceptions=True)
         failed = [m for m in made if isinstance(m, BaseException)]

@@ -21,7 +21,7 @@ async def settle() -> None:
 
 async def test_a_key_made_ahead_is_stored_before_it_is_handed_out_and_only_once() -> None:
     keys = MemoryNoteKeys()
-    ahead = KeysAhead(keys, size=4)
+    ahead = KeysAhead(keys, size=4, delay=0)
     assert ahead.take() is None  # nothing made yet: the caller makes its own; filling starts
     await settle()
     assert len(keys.keys) == 4
@@ -37,7 +37,7 @@ async def test_a_key_made_ahead_is_stored_before_it_is_handed_out_and_only_once(
 
 async def test_the_stock_is_refilled_once_half_used_several_at_a_time() -> None:
     keys = MemoryNoteKeys()
-    ahead = KeysAhead(keys, size=4)
+    ahead = KeysAhead(keys, size=4, delay=0)
     ahead.take()
     await settle()
     assert ahead.take() is not None  # 3 left: no refill yet
@@ -50,7 +50,7 @@ async def test_the_stock_is_refilled_once_half_used_several_at_a_time() -> None:
 
 async def test_a_key_older_than_max_age_is_never_handed_out() -> None:
     keys = MemoryNoteKeys()
-    ahead = KeysAhead(keys, size=2, max_age=-1.0)
+    ahead = KeysAhead(keys, size=2, max_age=-1.0, delay=0)
     ahead.take()
     await settle()
     assert len(keys.keys) == 2
@@ -75,7 +75,7 @@ async def test_when_keys_cannot_be_made_ahead_reports_make_their_own(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     keys = FailingKeys()
-    ahead = KeysAhead(keys, size=2)
+    ahead = KeysAhead(keys, size=2, delay=0)
     assert ahead.take() is None
     await settle()
     assert ahead.take() is None  # tried again
@@ -94,7 +94,7 @@ class StuckKeys(MemoryNoteKeys):
 
 
 async def test_closing_stops_making_keys() -> None:
-    ahead = KeysAhead(StuckKeys(), size=2)
+    ahead = KeysAhead(StuckKeys(), size=2, delay=0)
     ahead.take()
     await settle()
     await asyncio.wait_for(ahead.close(), 1.0)
