@@ -33,8 +33,12 @@ class PermanentDeliveryError(DeliveryError):
 
 
 def scrub(text: str, limit: int = 300) -> str:
-    """Replies may echo the recipient's address; the log keeps no contact details."""
-    return _ADDRESS.sub("<address>", " ".join(text.split()))[:limit]
+    """Replies may echo the recipient's address; the log keeps no contact details. (The
+    pattern needs an @: a reply without one, as most are, skips it.)"""
+    text = " ".join(text.split())
+    if "@" in text:
+        text = _ADDRESS.sub("<address>", text)
+    return text[:limit]
 
 
 def classify_smtp(code: int, message: str) -> DeliveryError:
