@@ -106,6 +106,11 @@ class LeaderCheckedKeyValue(KeyValue):
                 raise
             # Absent or deleted here, or a replica that lags: ask the leader.
             return await self._leader._get(key, revision)
+        except NoRespondersError:
+            # Direct gets were turned off since this bucket was bound: the leader from now on.
+            self._direct = False
+            log.info("direct_get.unavailable", stream=self._stream)
+            return await self._leader._get(key, revision)
 
 
 async def leader_checked_key_value(js: JetStreamContext, bucket: str) -> LeaderCheckedKeyValue:

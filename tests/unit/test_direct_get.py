@@ -132,3 +132,12 @@ async def test_on_a_single_server_a_direct_not_found_is_final() -> None:
     js._nc._server_info["cluster"] = "dooralert"  # type: ignore[attr-defined]
     assert await reader.get("a") is None
     assert js.calls[-2:] == [("a", True), ("a", False)]
+
+
+async def test_a_bucket_whose_direct_gets_were_turned_off_is_read_from_the_leader() -> None:
+    js = LaggingJetStream(no_direct=True)
+    js.stored["$KV.B.k"] = b"key"
+    kv = LeaderCheckedKeyValue(name="B", stream="KV_B", pre="$KV.B.", js=js, direct=True)  # type: ignore[arg-type]
+    assert (await kv.get("k")).value == b"key"
+    assert (await kv.get("k")).value == b"key"
+    assert js.calls == [("$KV.B.k", True), ("$KV.B.k", False), ("$KV.B.k", False)]
