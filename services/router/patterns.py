@@ -38,6 +38,7 @@ from services.eventlog import SUBJECT_PREFIX, EventLog, StoredMessage, Tail, Tai
 from services.router.escalate import Sighting, detect_pattern
 from services.router.rules import Pattern
 from services.runtime.logging import get_logger
+from services.runtime.metrics import PATTERN_DETECTION_FAILURES
 
 log = get_logger("dooralert.router.patterns")
 
@@ -150,6 +151,7 @@ class PatternDetector:
                 # Loud, and retried: the same reports are evaluated again (nothing is
                 # marked evaluated until its detections are stored).
                 self.failures += 1
+                PATTERN_DETECTION_FAILURES.inc()
                 delay = min(self.retry_max, 0.25 * 2 ** min(self.failures, 10))
                 log.exception("pattern.detection_failed", attempt=self.failures, retry_in=delay)
                 self._force = True

@@ -63,6 +63,10 @@ PIPELINE_CHECKED = Gauge(
 )
 
 # -- router ---------------------------------------------------------------------------------
+PATTERN_DETECTION_FAILURES = Counter(
+    "dooralert_pattern_detection_failures_total",
+    "Cross-school pattern detection rounds that failed (retried with backoff)",
+)
 ESCALATIONS = Counter(
     "dooralert_escalations_raised_total",
     "Escalations raised because acknowledgements were missing at a deadline",

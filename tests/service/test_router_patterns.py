@@ -22,6 +22,7 @@ from services.intake.reports import encounter_event, parse_report
 from services.router.main import Router
 from services.router.patterns import PatternDetector
 from services.router.rules import Rules
+from services.runtime.metrics import PATTERN_DETECTION_FAILURES
 from services.runtime.settings import Settings
 from tests.service.fakes import FakeEventLog, FakeMessage, FakeTail
 from tests.support import EXAMPLES, report
@@ -171,6 +172,7 @@ async def test_the_background_loop_logs_and_retries_a_failing_read() -> None:
     burst(log, 3, start=datetime.now(UTC) - timedelta(minutes=5), every=timedelta(minutes=1))
     log.fail_with = TimeoutError("nats: timeout")
     d = detector(log, retry_max=0.02)
+    counted = PATTERN_DETECTION_FAILURES._value.get()
     d.start(catch_up_after=0)
     try:
         for _ in range(200):
@@ -178,6 +180,8 @@ async def test_the_background_loop_logs_and_retries_a_failing_read() -> None:
                 break
             await asyncio.sleep(0.01)
         assert d.failures >= 2 and detections(log) == []
+        # Loud where operators look: the counter DooralertPatternDetectionFailing watches.
+        assert PATTERN_DETECTION_FAILURES._value.get() - counted >= 2
         log.fail_with = None
         for _ in range(200):
             if detections(log):
