@@ -61,3 +61,44 @@ def test_each_log_line_is_one_write_to_the_stderr_of_the_moment(
 
         line = json.loads(stream.writes[1])
         assert line["event"] == "second.line" and line["n"] == 2 and line["level"] == "warning"
+
+
+def test_a_logger_follows_each_configure_logging_even_one_used_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Loggers are assembled once per configuration (not per call), yet a module's logger used
+    # before logging was configured is not left on structlog's defaults (unredacted, stdout).
+    log = get_logger("early")
+    stream = _CountingStream()
+    monkeypatch.setattr("sys.stderr", stream)
+    configure_logging(level="warning", fmt="json")
+    log.info("dropped.line")
+    log.warning("kept.line", secret_key="also-secret")
+    configure_logging(level="debug", fmt="console")
+    log.debug("console.line", n=3)
+    later = get_logger("later")
+    later.info("later.line", token="also-secret")
+    assert len(stream.writes) == 3
+    import json
+
+    kept = json.loads(stream.writes[0])
+    assert kept["event"] == "kept.line" and kept["secret_key"] == "[redacted]"
+    assert "console.line" in stream.writes[1] and not stream.writes[1].startswith("{")
+    assert "later.line" in stream.writes[2] and "also-secret" not in "".join(stream.writes)
+    configure_logging()
+
+
+def test_capture_logs_sees_a_logger_already_used() -> None:
+    from structlog.testing import capture_logs
+
+    configure_logging(fmt="json")
+    log = get_logger("used")
+    log.bind(x=1).info("before.capture")
+    with capture_logs() as logs:
+        log.info("captured.line", incident="i-1")
+        log.bind(seq=2).warning("bound.line")
+    assert [(e["event"], e["log_level"]) for e in logs] == [
+        ("captured.line", "info"),
+        ("bound.line", "warning"),
+    ]
+    assert logs[1]["seq"] == 2
