@@ -119,3 +119,31 @@ async def leader_checked_key_value(js: JetStreamContext, bucket: str) -> LeaderC
     return LeaderCheckedKeyValue(
         name=kv._name, stream=kv._stream, pre=kv._pre, js=js, direct=kv._direct
     )
+
+
+class ConsistentKeyValue(KeyValue):
+    """A KV bucket whose reads must be the leader's (the notifier's delivery records: a stale
+    record decides whether an email goes twice): direct gets only while the bucket has one
+    replica (the replica answering is then the leader), and the leader from the moment direct
+    gets stop answering (`dooralert provision` turns them off when replicas are raised) instead
+    of failing every read until a restart."""
+
+    async def _get(self, key: str, revision: int | None = None) -> KeyValue.Entry:
+        if not self._direct:
+            return await super()._get(key, revision)
+        try:
+            return await super()._get(key, revision)
+        except NoRespondersError:
+            self._direct = False
+            log.info("direct_get.unavailable", stream=self._stream)
+            return await super()._get(key, revision)
+
+
+async def consistent_key_value(js: JetStreamContext, bucket: str) -> ConsistentKeyValue:
+    """Bind to `bucket` like `js.key_value`, reading direct only with a single replica."""
+    kv = await js.key_value(bucket)
+    direct = kv._direct
+    if direct:
+        info = await js.stream_info(kv._stream)
+        direct = (info.config.num_replicas or 1) == 1
+    return ConsistentKeyValue(name=kv._name, stream=kv._stream, pre=kv._pre, js=js, direct=direct)

@@ -101,6 +101,7 @@ class KeysAhead:
         self.delay = delay
         self._ready: deque[tuple[float, str, DataKey]] = deque()
         self._filling: asyncio.Task[None] | None = None
+        self._closed = False
 
     def take(self) -> tuple[str, DataKey] | None:
         """A fresh incident id and its stored key, if one is at hand; refills the stock once
@@ -116,6 +117,8 @@ class KeysAhead:
         return found
 
     def _fill(self) -> None:
+        if self._closed:
+            return  # a report served during shutdown makes its own key
         if self._filling is None or self._filling.done():
             self._filling = asyncio.get_running_loop().create_task(self._make())
 
@@ -138,7 +141,8 @@ class KeysAhead:
         self._ready.append((made, incident_id, decode_key(raw)))
 
     async def close(self) -> None:
-        """Stop making keys (those made stay unused and expire)."""
+        """Stop making keys (those made stay unused and expire), for good."""
+        self._closed = True
         if self._filling is not None and not self._filling.done():
             self._filling.cancel()
             await asyncio.gather(self._filling, return_exceptions=True)

@@ -195,7 +195,9 @@ class Notifier:
             return
         try:
             notification_id = json.loads(raw.data)["data"]["notification_id"]
-        except (ValueError, TypeError, KeyError):
+        except Exception:  # noqa: BLE001
+            # Any body (a deep JSON raises RecursionError): the handler refuses it. This runs
+            # in FastStream's fetch loop, which an exception here would end.
             return
         if not isinstance(notification_id, str):
             return

@@ -151,7 +151,12 @@ def _prefetch_records(subscriber: Any, notifier: Notifier) -> None:
 
     async def put_prefetching(raw: Msg) -> None:
         if limiter.value > 0:
-            notifier.prefetch(raw)
+            try:
+                notifier.prefetch(raw)
+            except Exception:
+                # Never end FastStream's fetch loop: the handler reads the record itself and
+                # refuses what it cannot parse.
+                log.warning("notifier.prefetch_failed", exc_info=True)
         await put(raw)
 
     subscriber._put_msg = put_prefetching

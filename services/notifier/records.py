@@ -18,6 +18,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from services.eventlog import DELIVERIES_BUCKET
+from services.eventlog.direct import consistent_key_value
 from services.eventlog.retry import retrying
 
 
@@ -73,7 +74,7 @@ class JetStreamDeliveryRecords:
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
-            self._kv = await self.js.key_value(DELIVERIES_BUCKET)
+            self._kv = await consistent_key_value(self.js, DELIVERIES_BUCKET)
         return self._kv
 
     async def get(self, notification_id: str) -> DeliveryRecord | None:

@@ -53,6 +53,7 @@ class _Wire(asyncio.Protocol):
         self.transport = transport
         self._loop = asyncio.get_running_loop()
         self._buffer = bytearray()
+        self._lines: list[bytes] = []  # a multi-line reply's lines so far (across reads)
         self._replies: deque[aiosmtplib.SMTPResponse] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._want = 0
@@ -70,6 +71,7 @@ class _Wire(asyncio.Protocol):
         if not self.is_connected:
             raise self._lost or _Disconnected("Connection lost")
         self._replies.clear()  # nothing unasked-for is taken as an answer
+        self._lines = []
         self.transport.write(data)
         if len(self._replies) < replies:
             waiter = self._loop.create_future()
@@ -86,7 +88,7 @@ class _Wire(asyncio.Protocol):
         buffer = self._buffer
         buffer += data
         start = 0
-        lines: list[bytes] = []
+        lines = self._lines
         while (end := buffer.find(b"\n", start)) != -1:
             line = bytes(buffer[start:end]).rstrip(b"\r")
             start = end + 1
@@ -100,7 +102,7 @@ class _Wire(asyncio.Protocol):
                 return
             message = b"\n".join(lines).decode("utf-8", "surrogateescape")
             self._replies.append(aiosmtplib.SMTPResponse(code, message))
-            lines = []
+            lines = self._lines = []
         if start:
             del buffer[:start]
         if len(buffer) > _MAX_REPLY:

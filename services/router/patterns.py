@@ -113,7 +113,22 @@ class PatternDetector:
         ready first, its start-up CPU its own), or at the first report if one comes sooner."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="pattern-detector")
+            self._task.add_done_callback(self._ended)
             self._kick = asyncio.get_running_loop().call_later(catch_up_after, self.wake)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The detector never stops silently: a task that ended while not closing (a round's
+        failures are retried inside it, so only something unforeseen) is logged, counted and
+        started again, catching up from the log."""
+        if self._closing.is_set() or self._task is not task:
+            return
+        error = "cancelled" if task.cancelled() else repr(task.exception())
+        log.error("pattern.detector_stopped", error=error)
+        PATTERN_DETECTION_FAILURES.inc()
+        self._task = None
+        if self._kick is not None:
+            self._kick.cancel()
+        self.start(catch_up_after=1.0)
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop, letting a round in progress finish for up to `grace` seconds (a detection's
@@ -132,6 +147,13 @@ class PatternDetector:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not task.done() or (current is not None and current.cancelling()):
+                    raise  # this close was cancelled, not only the detector
+            except Exception:
+                # Its failure must not keep the broker from draining.
+                log.exception("pattern.detector_failed_at_close")
         await self._drop_tail()
 
     async def _run(self) -> None:

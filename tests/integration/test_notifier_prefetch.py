@@ -164,3 +164,17 @@ async def test_a_lone_email_is_acked_without_another_write(
     finally:
         await broker.stop()
         await notifier.close()
+
+
+def test_prefetch_never_raises_on_a_body_it_cannot_read() -> None:
+    # It runs inside FastStream's fetch loop: an exception there would stop all fetching.
+    from types import SimpleNamespace
+
+    from services.notifier.handler import _PREFETCHED, Notifier
+
+    notifier = Notifier.__new__(Notifier)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for body in (deep, b"\xff", b"{}", b'{"data": 1}', b"null"):
+        raw = SimpleNamespace(data=body, metadata=SimpleNamespace(num_delivered=1))
+        notifier.prefetch(raw)  # type: ignore[arg-type]
+        assert not hasattr(raw, _PREFETCHED)  # nothing started: the handler refuses it

@@ -362,3 +362,30 @@ async def test_a_lost_tail_is_replaced_and_nothing_is_evaluated_twice_or_skipped
         ("multi", ["inc-0", "inc-1", "inc-2"]),
         ("busy", ["inc-0", "inc-1", "inc-2", "inc-3"]),
     ]
+
+
+async def test_a_detector_task_that_ends_unexpectedly_is_counted_and_started_again() -> None:
+    log = FakeEventLog()
+    burst(log, 3, start=datetime.now(UTC) - timedelta(minutes=5), every=timedelta(minutes=1))
+    d = detector(log)
+    counted = PATTERN_DETECTION_FAILURES._value.get()
+    d.start(catch_up_after=60)
+    first = d._task
+    assert first is not None
+    first.cancel()  # something unforeseen ends it (not close())
+    for _ in range(100):
+        if d._task is not None and d._task is not first:
+            break
+        await asyncio.sleep(0.01)
+    try:
+        assert d._task is not None and d._task is not first and not d._task.done()
+        assert PATTERN_DETECTION_FAILURES._value.get() - counted == 1
+        d.wake()  # and it still detects
+        for _ in range(200):
+            if detections(log):
+                break
+            await asyncio.sleep(0.01)
+        assert len(detections(log)) == 1
+    finally:
+        await d.close()
+    assert d._task is None

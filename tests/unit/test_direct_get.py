@@ -141,3 +141,32 @@ async def test_a_bucket_whose_direct_gets_were_turned_off_is_read_from_the_leade
     assert (await kv.get("k")).value == b"key"
     assert (await kv.get("k")).value == b"key"
     assert js.calls == [("$KV.B.k", True), ("$KV.B.k", False), ("$KV.B.k", False)]
+
+
+async def test_delivery_records_fall_back_to_the_leader_when_direct_gets_stop_answering() -> None:
+    # provision turns direct gets off on the records bucket when its replicas are raised: a
+    # running notifier must read from the leader from then on, not fail every email.
+    js = LaggingJetStream(no_direct=True)
+    js.stored["$KV.B.k"] = b"record"
+    kv = direct.ConsistentKeyValue(name="B", stream="KV_B", pre="$KV.B.", js=js, direct=True)  # type: ignore[arg-type]
+    assert (await kv.get("k")).value == b"record"
+    assert (await kv.get("k")).value == b"record"
+    assert js.calls == [("$KV.B.k", True), ("$KV.B.k", False), ("$KV.B.k", False)]
+
+
+async def test_delivery_records_are_read_directly_only_with_one_replica() -> None:
+    class Bound(LaggingJetStream):
+        replicas = 3
+
+        async def key_value(self, bucket: str) -> Any:
+            return SimpleNamespace(
+                _name=bucket, _stream="KV_" + bucket, _pre="$KV.B.", _direct=True
+            )
+
+        async def stream_info(self, name: str) -> Any:
+            return SimpleNamespace(config=SimpleNamespace(num_replicas=self.replicas))
+
+    js = Bound()
+    assert not (await direct.consistent_key_value(js, "B"))._direct  # type: ignore[arg-type]
+    js.replicas = 1
+    assert (await direct.consistent_key_value(js, "B"))._direct  # type: ignore[arg-type]

@@ -109,3 +109,12 @@ def test_a_key_is_held_ahead_for_a_hundredth_of_the_retention_at_most() -> None:
     month = IntakeNotes.with_keys_ahead(MemoryNoteKeys(), timedelta(days=30))
     assert hour.ahead is not None and hour.ahead.max_age == 36.0
     assert month.ahead is not None and month.ahead.max_age == 60.0
+
+
+async def test_no_keys_are_made_after_close() -> None:
+    keys = MemoryNoteKeys()
+    ahead = KeysAhead(keys, size=4, delay=0)
+    await ahead.close()
+    assert ahead.take() is None  # a report served during shutdown makes its own key
+    await settle()
+    assert keys.keys == {}

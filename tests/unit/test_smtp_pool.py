@@ -298,3 +298,34 @@ async def test_sessions_behind_starttls_and_auth_are_taken_over_too(
         controller.stop()
     assert len(handler.received) == 3
     assert pool.connects == 1
+
+
+class _Transport:
+    """A transport that only records writes (the reply arrives by data_received)."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def set_protocol(self, protocol: object) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+@pytest.mark.parametrize("cut", [5, 18, 19, 25, 40])
+async def test_a_multi_line_reply_split_across_reads_keeps_every_line(cut: int) -> None:
+    import asyncio
+
+    reply = b"550-first line\r\n550-second line\r\n550 third line\r\n"
+    wire = smtp_module._Wire(_Transport())  # type: ignore[arg-type]
+    asked = asyncio.ensure_future(wire.exchange(b"MAIL FROM:<a@b>\r\n", 1, timeout=5))
+    await asyncio.sleep(0)
+    wire.data_received(reply[:cut])
+    wire.data_received(reply[cut:])
+    (answer,) = await asked
+    assert answer.code == 550
+    assert answer.message == "first line\nsecond line\nthird line"
