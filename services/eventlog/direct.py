@@ -139,11 +139,11 @@ class ConsistentKeyValue(KeyValue):
             return await super()._get(key, revision)
 
 
-async def consistent_key_value(js: JetStreamContext, bucket: str) -> ConsistentKeyValue:
+async def consistent_key_value(js: JetStreamContext, bucket: str) -> KeyValue:
     """Bind to `bucket` like `js.key_value`, reading direct only with a single replica."""
     kv = await js.key_value(bucket)
-    direct = kv._direct
-    if direct:
-        info = await js.stream_info(kv._stream)
-        direct = (info.config.num_replicas or 1) == 1
+    if not getattr(kv, "_direct", False):
+        return kv  # leader reads already (or a KeyValue without direct gets)
+    info = await js.stream_info(kv._stream)
+    direct = (info.config.num_replicas or 1) == 1
     return ConsistentKeyValue(name=kv._name, stream=kv._stream, pre=kv._pre, js=js, direct=direct)
