@@ -12,7 +12,14 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, ConsumerInfo, DeliverPolicy, KeyValueConfig, StorageType
+from nats.js.api import (
+    ConsumerConfig,
+    ConsumerInfo,
+    DeliverPolicy,
+    KeyValueConfig,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import NotFoundError
 
 from services.eventlog.contract import (
@@ -186,8 +193,14 @@ async def unknown_durables(js: JetStreamContext) -> list[str]:
     return out
 
 
-def _direct_note(want: bool) -> str:
-    return "direct gets on" if want else "direct gets off: reads from the stream leader"
+def _direct_as_contracted(bucket: str, config: StreamConfig, notes: list[str]) -> StreamConfig:
+    """`config` with direct gets as contract.bucket_allows_direct says for its replica count;
+    a change is noted in `notes`."""
+    want = bucket_allows_direct(bucket, config.num_replicas or 1)
+    if bool(config.allow_direct) == want:
+        return config
+    notes.append("direct gets on" if want else "direct gets off: reads from the stream leader")
+    return dataclasses.replace(config, allow_direct=want)
 
 
 async def _bucket(js: JetStreamContext, replicas: int) -> str:
@@ -206,10 +219,11 @@ async def _bucket(js: JetStreamContext, replicas: int) -> str:
             )
         )
         return f"created bucket {DELIVERIES_BUCKET}"
-    direct = bucket_allows_direct(DELIVERIES_BUCKET, info.config.num_replicas or 1)
-    if bool(info.config.allow_direct) != direct:
-        await js.update_stream(dataclasses.replace(info.config, allow_direct=direct))
-        return f"updated bucket {DELIVERIES_BUCKET} ({_direct_note(direct)})"
+    notes: list[str] = []
+    changed = _direct_as_contracted(DELIVERIES_BUCKET, info.config, notes)
+    if notes:
+        await js.update_stream(changed)
+        return f"updated bucket {DELIVERIES_BUCKET} ({'; '.join(notes)})"
     return f"bucket {DELIVERIES_BUCKET} ok"
 
 
@@ -235,10 +249,7 @@ async def _sessions_bucket(js: JetStreamContext, *, replicas: int, ttl: float) -
     if 0 < have < ttl:
         changed = dataclasses.replace(changed, max_age=ttl)
         notes.append(f"records kept {ttl:.0f} s")
-    direct = bucket_allows_direct(SESSIONS_BUCKET, info.config.num_replicas or 1)
-    if bool(info.config.allow_direct) != direct:
-        changed = dataclasses.replace(changed, allow_direct=direct)
-        notes.append(_direct_note(direct))
+    changed = _direct_as_contracted(SESSIONS_BUCKET, changed, notes)
     if notes:
         await js.update_stream(changed)
         return f"updated bucket {SESSIONS_BUCKET} ({'; '.join(notes)})"
@@ -269,10 +280,7 @@ async def _note_keys_bucket(js: JetStreamContext, *, replicas: int, retention: f
         window = min(info.config.duplicate_window or retention, retention)
         changed = dataclasses.replace(changed, max_age=retention, duplicate_window=window)
         notes.append(f"keys kept {retention:.0f} s")
-    direct = bucket_allows_direct(NOTE_KEYS_BUCKET, info.config.num_replicas or 1)
-    if bool(info.config.allow_direct) != direct:
-        changed = dataclasses.replace(changed, allow_direct=direct)
-        notes.append(_direct_note(direct))
+    changed = _direct_as_contracted(NOTE_KEYS_BUCKET, changed, notes)
     if notes:
         await js.update_stream(changed)
         return f"updated bucket {NOTE_KEYS_BUCKET} ({'; '.join(notes)})"
