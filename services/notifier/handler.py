@@ -17,12 +17,13 @@ before both are stored leaves the request unacked, so it is redelivered and, if 
 missing, sent again - the same window as before, never a lost alert. The event's id derives
 from the notification id, so a second append of it is dropped by the log.
 
-The delivery record reads of a fetched batch start together (`prefetch`, called by main.py as
-the batch is handed over while workers are free for it): one write to NATS for the batch instead
-of one per email, since each handler otherwise reached its read in its own turn of the event
-loop. A handler uses the read started for its own delivery of the message only if it started
-less than `PREFETCH_FRESH` seconds ago, else reads again: the record is checked no longer
-before the send than the handler's own reads of the report take.
+The delivery record reads of the requests that arrive together start together (`prefetch`,
+called as each is taken off the inbox, before its handler's task starts: main.py's held pull,
+or FastStream's fetch loop without it): one write to NATS for them instead of one per email,
+since each handler otherwise reached its read in its own turn of the event loop. A handler
+uses the read started for its own delivery of the message only if it started less than
+`PREFETCH_FRESH` seconds ago, else reads again: the record is checked no longer before the
+send than the handler's own reads of the report take.
 
 The ack of a finished request (`LazyAcks`, once the record and the event are stored) goes out
 with the connection's next write, at most `ACK_WITHIN` seconds later, instead of in a write of
@@ -197,7 +198,7 @@ class Notifier:
             notification_id = json.loads(raw.data)["data"]["notification_id"]
         except Exception:  # noqa: BLE001
             # Any body (a deep JSON raises RecursionError): the handler refuses it. This runs
-            # in FastStream's fetch loop, which an exception here would end.
+            # in the receive loop, which must never end on a message.
             return
         if not isinstance(notification_id, str):
             return

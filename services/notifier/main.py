@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from types import TracebackType
 from typing import Any
 
 from faststream import FastStream
@@ -22,6 +23,7 @@ from services.domain.directory import Directory
 from services.eventlog import STREAM, SUBJECT_PREFIX, ConnectionGuard, broker_options, new_guard
 from services.eventlog.consumer import message_decoder, message_parser, raw_decoder, run_handler
 from services.eventlog.interface import EventLog
+from services.eventlog.pull import HeldPull, hold_pulls
 from services.eventlog.watch import run_watched
 from services.notifier.deadletters import ADVISORY_SUBJECT, record_advisory
 from services.notifier.handler import Notifier
@@ -63,7 +65,7 @@ def build_notifier(
     half-rendered, so the notifier does not start.
     """
     default_templates().check()
-    broker = NatsBroker(
+    broker = NotifierBroker(
         **broker_options(
             settings.nats_url,
             name="dooralert-notifier",
@@ -108,7 +110,6 @@ def build_notifier(
             await notifier.acks.ack(msg.raw_message)
         return delay
 
-    @requests
     async def on_request(msg: Any) -> None:
         await run_handler(
             msg,
@@ -117,6 +118,21 @@ def build_notifier(
             expect=NotificationRequested,
             handle=handle,
         )
+
+    requests(on_request)
+
+    async def on_arrival(raw: Msg) -> None:
+        await on_request(await message_parser(raw))
+
+    # Held pull requests instead of FastStream's fetch loop (services/eventlog/pull.py).
+    held = HeldPull(
+        on_arrival,
+        capacity=max(2, settings.notifier_workers),
+        name="notifier",
+        arrived=notifier.prefetch,
+    )
+    if hold_pulls(requests, held):
+        broker.held, broker.grace = held, settings.shutdown_grace_seconds
 
     @broker.subscriber(
         ADVISORY_SUBJECT,
@@ -133,6 +149,24 @@ def build_notifier(
             log.exception("advisory.record_failed")
 
     return broker, notifier
+
+
+class NotifierBroker(NatsBroker):
+    """The notifier's broker: on stop, the requests in hand are finished (sent, recorded and
+    acked) before the subscribers stop and the connection drains."""
+
+    held: HeldPull | None = None
+    grace = 0.0  # seconds the requests in hand may take (shutdown_grace_seconds)
+
+    async def stop(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc_val: BaseException | None = None,
+        exc_tb: TracebackType | None = None,
+    ) -> None:
+        if self.held is not None:
+            await self.held.close(self.grace)
+        await super().stop(exc_type, exc_val, exc_tb)
 
 
 def _prefetch_records(subscriber: Any, notifier: Notifier) -> None:

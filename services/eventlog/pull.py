@@ -1,0 +1,240 @@
+"""Held pull requests: a durable consumer's messages handed over as the server delivers them.
+
+FastStream's pull subscribers call nats-py's `fetch` in a loop. Each call sends a `no_wait`
+probe (answered "no messages" when nothing is pending: one status message more per call), then
+a request the server holds; each batch ends the request, and the next message waits for the
+next call's two round trips. A concurrent subscriber then hands every message through an anyio
+memory stream to a worker task group. Between a notification request being stored and its
+handler starting that cost 1.2-1.7 ms on this machine when idle, and ~6 of the ~30 NATS
+messages per report in a burst were the probes' answers.
+
+`HeldPull` keeps pull requests held at the server instead. Each asks for up to `capacity`
+messages with an expiry and idle heartbeats; each message is handed to `handle` in its own task
+as it arrives, and a new request tops the outstanding count up when it falls to half of what
+is free. Nothing waits for a worker: the requests never ask for more than `capacity` minus
+what is in hand, so a message's ack wait runs while it is being worked on, not while it queues.
+
+Liveness: the server sends a heartbeat while a request is held and idle, and a status when it
+ends (408 at its expiry, 409 when the consumer is deleted, changes leader or the server shuts
+down), with the count it did not deliver (`Nats-Pending-Messages`). A request that falls
+silent for `heartbeat * MISSED_BEATS` seconds, or that was held over a reconnect of the
+client, is counted as gone and asked again: a lost request delays delivery by seconds, never
+stops it.
+
+On `close`, no new requests go out and what is in hand is finished (up to `grace` seconds).
+A message that still arrives on a request held from before is nacked at once, so another
+process (or this one's successor) gets it now rather than after the ack wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import StatusCode
+
+from services.runtime.logging import get_logger
+
+log = get_logger("dooralert.pull")
+
+MISSED_BEATS = 2.5  # heartbeats missed before a held request counts as gone
+_PENDING = "Nats-Pending-Messages"  # a request's end: what it did not deliver
+_RETRY = 1.0  # seconds before asking again after an error status
+
+Handle = Callable[[Msg], Awaitable[None]]
+
+
+class HeldPull:
+    """Hands a durable pull consumer's messages to `handle` as they arrive (see the module
+    docstring). `run(psub)` until cancelled; `close(grace)` to finish what is in hand."""
+
+    def __init__(
+        self,
+        handle: Handle,
+        *,
+        capacity: int,
+        name: str,
+        expires: float = 30.0,
+        heartbeat: float = 2.0,
+        arrived: Callable[[Msg], None] | None = None,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.handle, self.capacity, self.name = handle, capacity, name
+        # Called for each message as it is taken off the inbox, before its handler's task
+        # starts (the notifier starts its delivery record reads there, all of a socket read's
+        # messages in one write).
+        self.arrived = arrived
+        self.expires, self.heartbeat = expires, heartbeat
+        self.outstanding = 0  # asked for and neither delivered nor ended by the server
+        self.in_hand: set[asyncio.Task[None]] = set()
+        self.requests = 0  # pull requests sent (tests, the benchmark)
+        self.closed = False
+        self._psub: JetStreamContext.PullSubscription | None = None
+        self._heard = 0.0  # loop time anything last came on the inbox
+        self._reconnects = 0
+        self._retry_at = 0.0
+
+    async def run(self, psub: JetStreamContext.PullSubscription) -> None:
+        """Ask for messages and hand them over until cancelled (a FastStream subscriber's
+        consume task: see `hold_pulls`)."""
+        self._psub = psub
+        # nats-py 2.16 keeps a pull subscription's inbox queue private: the messages the
+        # requests below bring (and the server's statuses) arrive there.
+        queue: asyncio.Queue[Msg] = psub._sub._pending_queue
+        loop = asyncio.get_running_loop()
+        self.outstanding = 0
+        self._heard = loop.time()
+        self._reconnects = psub._nc.stats["reconnects"]
+        watch = loop.call_later(self.heartbeat, self._watch, loop)
+        try:
+            await self._top_up()
+            while True:
+                msg = await queue.get()
+                psub._sub._pending_size -= len(msg.data)
+                self._heard = loop.time()
+                if msg.headers and (status := msg.headers.get("Status")):
+                    await self._status(msg, status, loop)
+                elif self.closed:
+                    await _nak(msg)
+                    self.outstanding = max(0, self.outstanding - 1)
+                    continue
+                else:
+                    self.outstanding = max(0, self.outstanding - 1)
+                    if self.arrived is not None:
+                        self._arrived(msg)
+                    task = loop.create_task(self._handle(msg))
+                    self.in_hand.add(task)
+                    task.add_done_callback(self._done)
+                if self._due():
+                    await self._top_up()
+        finally:
+            watch.cancel()
+
+    async def close(self, grace: float) -> None:
+        """Ask for nothing more; wait up to `grace` seconds for the messages in hand."""
+        self.closed = True
+        if self.in_hand:
+            await asyncio.wait(set(self.in_hand), timeout=grace)
+
+    def _due(self) -> bool:
+        """Whether to ask for more: what is outstanding fell to half of what is free."""
+        if self.closed or asyncio.get_running_loop().time() < self._retry_at:
+            return False
+        free = self.capacity - len(self.in_hand)
+        return free > 0 and self.outstanding * 2 <= free
+
+    async def _top_up(self) -> None:
+        psub = self._psub
+        batch = self.capacity - len(self.in_hand) - self.outstanding
+        if psub is None or batch <= 0 or self.closed or not psub._nc.is_connected:
+            return
+        body: dict[str, Any] = {
+            "batch": batch,
+            "expires": int(self.expires * 1e9),
+            "idle_heartbeat": int(self.heartbeat * 1e9),
+        }
+        self.outstanding += batch
+        self.requests += 1
+        await psub._nc.publish(psub._nms, json.dumps(body).encode(), reply=psub._deliver)
+
+    async def _status(self, msg: Msg, status: str, loop: asyncio.AbstractEventLoop) -> None:
+        """A heartbeat (nothing to do), or the end of a request: what it did not deliver is
+        no longer outstanding."""
+        if status == StatusCode.CONTROL_MESSAGE:
+            return
+        headers = msg.headers or {}
+        try:
+            undelivered = int(headers.get(_PENDING, ""))
+        except ValueError:
+            undelivered = self.outstanding  # unknown: every request counts as ended
+        self.outstanding = max(0, self.outstanding - undelivered)
+        if status not in (StatusCode.REQUEST_TIMEOUT, StatusCode.NO_MESSAGES):
+            description = headers.get("Description", "")
+            # 409 (consumer deleted, leader change, server shutdown) and the like: the
+            # consumer watch reports a consumer that stays gone; here, ask again shortly.
+            log.warning("pull.ended", consumer=self.name, status=status, reason=description)
+            self.outstanding = 0
+            self._retry_at = loop.time() + _RETRY
+            loop.call_later(_RETRY, self._kick)
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Every heartbeat: a request held over a reconnect, or silent past the missed
+        beats, is counted as gone and asked again."""
+        if self.closed or self._psub is None:
+            return
+        nc = self._psub._nc
+        reconnected = nc.stats["reconnects"] != self._reconnects
+        silent = loop.time() - self._heard > self.heartbeat * MISSED_BEATS
+        if self.outstanding and (reconnected or silent):
+            log.warning(
+                "pull.lost",
+                consumer=self.name,
+                outstanding=self.outstanding,
+                reason="reconnected" if reconnected else "no heartbeat",
+            )
+            self.outstanding = 0
+            self._heard = loop.time()
+        self._reconnects = nc.stats["reconnects"]
+        self._kick()
+        loop.call_later(self.heartbeat, self._watch, loop)
+
+    def _kick(self) -> None:
+        """Ask for more outside the receive loop (after a pause, a loss or a finished
+        message), when due."""
+        if self._due():
+            task = asyncio.ensure_future(self._top_up())
+            task.add_done_callback(_quiet)
+
+    def _arrived(self, msg: Msg) -> None:
+        try:
+            self.arrived(msg)  # type: ignore[misc]
+        except Exception:
+            # Never end the receive loop: the handler still gets the message.
+            log.warning("pull.arrived_failed", consumer=self.name, exc_info=True)
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            await self.handle(msg)
+        except Exception:
+            # The handler owns the outcome (ack, nack, dead letter); what escapes it is
+            # a bug: logged, and the message is redelivered after its ack wait.
+            log.exception("pull.handler_failed", consumer=self.name)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.in_hand.discard(task)
+        if not task.cancelled():
+            task.exception()
+        self._kick()
+
+
+async def _nak(msg: Msg) -> None:
+    try:
+        await msg.nak()
+    except Exception:  # redelivered after its ack wait instead
+        log.warning("pull.nak_failed", exc_info=True)
+
+
+def _quiet(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("pull.request_failed", error=type(exc).__name__)
+
+
+def hold_pulls(subscriber: Any, held: HeldPull) -> bool:
+    """Make a FastStream pull subscriber consume through `held` instead of its fetch loop:
+    FastStream still binds the durable consumer (and unbinds it on stop), and its consume
+    task runs `held.run` (restarted by FastStream should it fail). Under `TestNatsBroker`,
+    which never binds, the subscriber's own path is used. False (and nothing changed) for a
+    FastStream without the private `_consume_pull` this replaces."""
+    if not callable(getattr(subscriber, "_consume_pull", None)):
+        return False
+
+    async def consume_pull(cb: object = None) -> None:
+        await held.run(subscriber.subscription)
+
+    subscriber._consume_pull = consume_pull
+    return True
