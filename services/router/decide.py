@@ -115,11 +115,33 @@ def _recipients(
     channels: frozenset[str],
 ) -> tuple[list[Recipient], list[str]]:
     """The recipients of the first alert, and the roles nobody can be reached for."""
-    recipients: list[Recipient] = []
+    reached, unresolved = _REACH.of(directory, event.school_id, tuple(roles), channels)
+    recipients = [
+        Recipient(
+            notification_id=notification_id(event.incident_id, 0, role, contact_id, channel),
+            role=role,
+            contact_id=contact_id,
+            channel=channel,
+        )
+        for role, contact_id, channel in reached
+    ]
+    return recipients, list(unresolved)
+
+
+# (role, contact id, channel) per person alerted, and the roles nobody can be reached for.
+_Reach = tuple[tuple[tuple[str, str, Channel], ...], tuple[str, ...]]
+
+
+def _reach(
+    directory: Directory, school_id: str, roles: tuple[str, ...], channels: frozenset[str]
+) -> _Reach:
+    """Who `roles` reach at a school: one alert per person on their first channel we can send
+    on, under the first role named; and the roles nobody holds or nobody can be reached for."""
+    reached: list[tuple[str, str, Channel]] = []
     unresolved: list[str] = []
     seen: set[tuple[str, str]] = set()
     for role in roles:
-        contacts = directory.contacts_for(role, event.school_id)
+        contacts = directory.contacts_for(role, school_id)
         if not any(first_channel(c, channels) for c in contacts):
             unresolved.append(role)  # nobody holds it, or nobody we can reach
         for contact in contacts:
@@ -127,17 +149,45 @@ def _recipients(
             if channel is None or (contact.id, channel) in seen:
                 continue  # one alert per person, under the first role named
             seen.add((contact.id, channel))
-            recipients.append(
-                Recipient(
-                    notification_id=notification_id(
-                        event.incident_id, 0, role, contact.id, channel
-                    ),
-                    role=role,
-                    contact_id=contact.id,
-                    channel=channel,
-                )
-            )
-    return recipients, unresolved
+            reached.append((role, contact.id, channel))
+    return tuple(reached), tuple(unresolved)
+
+
+class _ReachMemo:
+    """`_reach`, worked out once per school and roles: it reads only the directory, which is
+    frozen and loaded once per process, and its look-ups were a third of `decide`'s CPU (a
+    report's path to its emails waits on it). Kept for the last few directories by identity
+    (tests build many); a directory is held while remembered, so its id is never reused."""
+
+    DIRECTORIES = 4
+    ENTRIES = 4096  # per directory: schools x role lists the rules can name
+
+    def __init__(self) -> None:
+        self._memo: dict[int, tuple[Directory, dict[object, _Reach]]] = {}
+
+    def of(
+        self,
+        directory: Directory,
+        school_id: str,
+        roles: tuple[str, ...],
+        channels: frozenset[str],
+    ) -> _Reach:
+        held = self._memo.get(id(directory))
+        if held is None or held[0] is not directory:
+            if len(self._memo) >= self.DIRECTORIES:
+                del self._memo[next(iter(self._memo))]
+            held = self._memo[id(directory)] = (directory, {})
+        found = held[1]
+        key = (school_id, roles, channels)
+        out = found.get(key)
+        if out is None:
+            if len(found) >= self.ENTRIES:
+                found.clear()
+            out = found[key] = _reach(directory, school_id, roles, channels)
+        return out
+
+
+_REACH = _ReachMemo()
 
 
 def _unique(items: Iterable[str]) -> list[str]:

@@ -137,37 +137,60 @@ class Router:
 
     async def on_report(self, event: EncounterReported, msg: NatsMessage) -> float | None:
         """Decide who is told about a new report; arm the first deadline; wake the pattern
-        detector."""
+        detector.
+
+        The decision and its requests go out together, in one flush: the requests are stored
+        one round trip after the report arrives rather than two (the decision's PubAck is no
+        longer awaited first). Publishes on one connection are stored in the order sent, and
+        the decision is sent first, so the log still reads decision, then requests.
+
+        Only when the decision's publish fails can requests be stored without it, and nothing
+        needs it before them: the fold sets the decision's fields (severity, routes, required
+        roles, deadline) and adds the requests' notifications independently, in either order;
+        the notifier plans an alert from the request and the report alone; the ledger, replay,
+        incident page and after-action report show the log in its order. The decision is then
+        retried under its id (publish_event), and after that the report (nacked, delivered
+        again: `decide` derives the same ids, so the server drops the requests stored already
+        as duplicates within its one-hour window) until it is stored. Meanwhile the alerts
+        go out; an unreachable contact's escalation or a follow-up made in that window finds
+        no decision and takes the fallback severity "high" and no route names (escalate.py).
+
+        The tier-1 deadline (on DOORALERT_TIMERS, another stream) does need the decision, so
+        it is armed only once the decision's PubAck is back: a deadline that fired before its
+        decision was stored would find no role to wait for and end its chain, and the same
+        timer armed again afterwards would be dropped as a duplicate.
+        """
         now = datetime.now(UTC)
-        events = decide(event, rules=self.rules, directory=self.directory, now=now)
-        decided = events[0]
+        decided, *requests = decide(event, rules=self.rules, directory=self.directory, now=now)
         assert isinstance(decided, EscalationDecided)
-        # The decision is stored first: its requests follow from it, and a deadline armed for
-        # a decision never stored would fire for nothing and then, armed again once it is
-        # (the same timer id, within the duplicate window), be dropped. Then the requests and
-        # the deadline together: one flush and one round trip for all of them.
-        await self.event_log.append(decided)
-        after: list[Coroutine[Any, Any, object]] = [self.event_log.append(e) for e in events[1:]]
-        if decided.data.require_ack and decided.data.ack_deadline is not None:
-            after.append(
-                self.arm(
-                    school_id=event.school_id,
-                    incident_id=event.incident_id,
-                    tier=1,
-                    at=decided.data.ack_deadline,
-                )
-            )
-        await _all(after)
+        # The decision's task is created first, so its publish is buffered first.
+        await _all(
+            [
+                self._store_decision(event, decided),
+                *(self.event_log.append(e) for e in requests),
+            ]
+        )
         log.info(
             "escalation.decided",
             incident=event.incident_id,
             school=event.school_id,
-            notifications=len(events) - 1,
+            notifications=len(requests),
             deadline=str(decided.data.ack_deadline),
         )
         if self.patterns is not None:
             self.patterns.wake(_stream_seq(msg))
         return None
+
+    async def _store_decision(self, event: EncounterReported, decided: EscalationDecided) -> None:
+        """Append the decision, then (once it is stored) arm its tier-1 deadline if it has one."""
+        await self.event_log.append(decided)
+        if decided.data.require_ack and decided.data.ack_deadline is not None:
+            await self.arm(
+                school_id=event.school_id,
+                incident_id=event.incident_id,
+                tier=1,
+                at=decided.data.ack_deadline,
+            )
 
     async def on_followup(self, event: Event, _: NatsMessage) -> float | None:
         """Pass an update or all-clear on to everyone alerted; escalate an unreachable contact."""
