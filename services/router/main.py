@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -18,6 +18,7 @@ from faststream import FastStream
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from faststream.nats.message import NatsMessage as RawNatsMessage
+from nats.aio.msg import Msg
 
 from schemas.events import (
     EncounterReported,
@@ -42,7 +43,8 @@ from services.eventlog import (
     broker_options,
     new_guard,
 )
-from services.eventlog.consumer import run_handler
+from services.eventlog.consumer import message_parser, run_handler
+from services.eventlog.pull import HeldPull, hold_pulls
 from services.eventlog.watch import run_watched
 from services.router import deadlines
 from services.router.deadlines import Deadline, DeadlineUnreadable
@@ -268,6 +270,11 @@ class RouterBroker(NatsBroker):
     bound until they stop (what a stop leaves undetected, the next start catches up on)."""
 
     detector: PatternDetector | None = None
+    grace = 0.0  # seconds the messages in hand may take to finish on stop
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.held: list[HeldPull] = []  # the consumers' held pulls (build_broker)
 
     async def start(self) -> None:
         """Connect and bind the subscribers, then start detecting patterns."""
@@ -281,10 +288,24 @@ class RouterBroker(NatsBroker):
         exc_val: BaseException | None = None,
         exc_tb: TracebackType | None = None,
     ) -> None:
-        """Stop detecting, then stop the subscribers and drain the connection."""
+        """Stop detecting, finish the messages in hand, then stop the subscribers and drain
+        the connection."""
         if self.detector is not None:
             await self.detector.close()
+        if self.held:
+            await asyncio.gather(*(h.close(self.grace) for h in self.held))
         await super().stop(exc_type, exc_val, exc_tb)
+
+
+def _arrival(
+    handler: Callable[[bytes, Any], Awaitable[None]],
+) -> Callable[[Msg], Awaitable[None]]:
+    """A handler of (body, message) as a held pull's handler of the raw message."""
+
+    async def arrived(raw: Msg) -> None:
+        await handler(bytes(raw.data), await message_parser(raw))
+
+    return arrived
 
 
 def build_broker(
@@ -318,7 +339,7 @@ def build_broker(
     events = JStream(STREAM, declare=False)
     pull = PullSub(batch_size=64, timeout=1.0)
 
-    @broker.subscriber(
+    reports = broker.subscriber(
         SUBJECT,
         durable="router",
         title="router",
@@ -328,6 +349,7 @@ def build_broker(
         ack_policy=AckPolicy.MANUAL,
         decoder=body_and_message,
     )
+
     async def on_encounter(body: bytes, msg: Any) -> None:
         await run_handler(
             msg,
@@ -337,7 +359,7 @@ def build_broker(
             handle=router.on_report,
         )
 
-    @broker.subscriber(
+    followups = broker.subscriber(
         f"{SUBJECT_PREFIX}.>",
         durable="router-followups",
         title="router-followups",
@@ -347,6 +369,7 @@ def build_broker(
         ack_policy=AckPolicy.MANUAL,
         decoder=body_and_message,
     )
+
     async def on_followup(body: bytes, msg: Any) -> None:
         await run_handler(
             msg,
@@ -356,7 +379,7 @@ def build_broker(
             handle=router.on_followup,
         )
 
-    @broker.subscriber(
+    timers = broker.subscriber(
         f"{TIMER_FIRED_PREFIX}.>",
         durable="router-timers",
         title="router-timers",
@@ -366,9 +389,24 @@ def build_broker(
         ack_policy=AckPolicy.MANUAL,
         decoder=body_and_message,
     )
+
     async def on_timer(body: bytes, msg: Any) -> None:
         await router.on_timer(msg)
 
+    # Each handler bound through FastStream (TestNatsBroker delivers there), and consumed in
+    # production through held pull requests instead of FastStream's fetch loop
+    # (services/eventlog/pull.py): up to `pull.batch_size` messages in hand per consumer, as
+    # the batches were.
+    for subscriber, handler, name in (
+        (reports, on_encounter, "router"),
+        (followups, on_followup, "router-followups"),
+        (timers, on_timer, "router-timers"),
+    ):
+        subscriber(handler)
+        held = HeldPull(_arrival(handler), capacity=pull.batch_size, name=name)
+        if hold_pulls(subscriber, held):
+            broker.held.append(held)
+    broker.grace = settings.shutdown_grace_seconds
     return broker
 
 
