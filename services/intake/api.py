@@ -127,6 +127,12 @@ async def post_encounter(request: Request) -> JSONResponse:
     idem = request.headers.get("idempotency-key")
     if refused := check_key(idem):
         refuse(refused)
+    # The answer's links, made while the report's append awaits its acknowledgement.
+    links: dict[str, dict[str, str]] = {}
+
+    def make_links(incident_id: str) -> None:
+        links[incident_id] = intake.urls(incident_id, actor=who.actor)
+
     try:
         incident_id, created = await submit_report(
             event_log,
@@ -137,6 +143,7 @@ async def post_encounter(request: Request) -> JSONResponse:
             now=datetime.now(UTC),
             admit=partial(intake.admit_report, who.school.id),
             notes=get_notes(request),
+            meanwhile=make_links,
         )
     except ReportLimited as exc:
         lang = i18n.from_accept_language(request.headers.get("accept-language"))
@@ -151,7 +158,7 @@ async def post_encounter(request: Request) -> JSONResponse:
         {
             "incident_id": incident_id,
             "created": created,
-            **intake.urls(incident_id, actor=who.actor),
+            **(links.get(incident_id) or intake.urls(incident_id, actor=who.actor)),
             # Stored, but the router or notifier is stalled: say so, with what to do.
             **health.advice(
                 request,

@@ -12,6 +12,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from schemas.events import Event, event_subject, parse_stored
@@ -153,11 +154,14 @@ async def submit_report(
     now: datetime,
     admit: Callable[[], None] | None = None,
     notes: IntakeNotes | None = None,
+    meanwhile: Callable[[str], None] | None = None,
 ) -> tuple[str, bool]:
     """Record one report (`raw`: its JSON). Returns (incident id, whether it is new).
 
     `admit` is called just before a new report is appended (never for a retry of one already
-    recorded), and raises to refuse it: the school's report limit."""
+    recorded), and raises to refuse it: the school's report limit. `meanwhile` is called with
+    the incident id while the append awaits its acknowledgement (`while_acknowledged`):
+    work for the answer, which the caller gives only once this returns (the report stored)."""
     if isinstance(raw, dict) and "school_id" in raw and raw["school_id"] != school.id:
         raise ApiError(403, f"this intake key is for school {school.id!r} only")
     report = parse_report(raw, now=now)
@@ -185,6 +189,8 @@ async def submit_report(
             return incident_id, False
         if admit is not None:
             admit()
+        if meanwhile is not None:
+            while_acknowledged(meanwhile, incident_id)
         appended = await event_log.append(event)
         if appended.duplicate and idempotency_key:
             # Lost a race with a concurrent request under the same key: same answer as if it
@@ -192,7 +198,7 @@ async def submit_report(
             await _check_repeat(
                 event_log, school, incident_id, report, had_time=had_time, notes=notes
             )
-    log.info(
+    log_after_answer(
         "encounter.reported",
         incident=incident_id,
         school=school.id,
@@ -200,6 +206,33 @@ async def submit_report(
         duplicate=appended.duplicate,
     )
     return incident_id, not appended.duplicate
+
+
+def while_acknowledged(work: Callable[[str], None], incident_id: str) -> None:
+    """Run `work(incident_id)` two turns of the loop from now: the append about to be awaited
+    has then handed its publish to the socket (nats-py writes from its flusher task, which the
+    publish wakes for the next turn), so the work fills the wait for the PubAck instead of
+    following it (an intake report's links: ~0.1 ms less between its report stored and its
+    202). Only when it runs depends on this: what the work computes is used only once the
+    append has returned. Outside a running loop, nothing is run."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    loop.call_soon(loop.call_soon, work, incident_id)
+
+
+def log_after_answer(event: str, **fields: object) -> None:
+    """Log an info line once the request's task gives the loop back, which an intake
+    request does once its answer is written: rendering and writing the line (~0.1 ms of a
+    report's on a busy machine) is then not between the report stored and its 202. Called
+    outside a running loop, it logs at once."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        log.info(event, **fields)
+        return
+    loop.call_soon(partial(log.info, event, **fields))
 
 
 async def _sealer(

@@ -1,6 +1,7 @@
 """The report API's hot path (issue 13): POST /api/v1/encounters is called without FastAPI's
-dependency solving (api.DirectRoute). It changes nothing of what is answered: the key is
-checked, the body validated, and 202 only for a report stored."""
+dependency solving (api.DirectRoute), its answer's links are made while the append awaits its
+acknowledgement, and its log line is written after the answer. None of it changes what is
+answered: the key is checked, the body validated, and 202 only for a report stored."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from typing import Any
 import httpx
 import pytest
 from nats.errors import NoRespondersError
+from structlog.testing import capture_logs
 
 from schemas.events import Event
 from services.domain.directory import load_directory
 from services.eventlog.interface import Appended
 from services.intake.app import create_app
+from services.intake.deps import Intake
+from services.intake.incidents import log_after_answer, while_acknowledged
 from services.runtime.settings import Settings
 from tests.service.fakes import FakeEventLog
 from tests.support import EXAMPLES, HAMLINE_KEY, LINCOLN_KEY, TEST_SECRET, report
@@ -124,3 +128,85 @@ async def test_a_report_by_key_does_not_wait_on_the_session_record() -> None:
         assert (await web.get("/")).status_code == 503  # the pages do look it up
         resp = await web.post("/api/v1/encounters", json=report(), headers=AUTH)
     assert resp.status_code == 202, resp.text
+
+
+async def test_the_answer_links_are_made_while_the_append_is_awaited(
+    client: httpx.AsyncClient, log: SlowLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[tuple[str, int]] = []
+    urls = Intake.urls
+
+    def spy(self: Intake, incident_id: str, *, actor: str) -> dict[str, str]:
+        made.append((incident_id, len(log.during)))
+        return urls(self, incident_id, actor=actor)
+
+    monkeypatch.setattr(Intake, "urls", spy)
+    resp = await client.post("/api/v1/encounters", json=report(), headers=AUTH)
+    assert resp.status_code == 202
+    incident = resp.json()["incident_id"]
+    # Once, for this incident, before its append had returned; the answer carries them.
+    assert made == [(incident, 0)] and log.during == [incident]
+    assert f"/api/v1/incidents/{incident}?token=" in resp.json()["status_url"]
+    status = await client.get(resp.json()["status_url"].removeprefix("http://localhost:8080"))
+    assert status.status_code == 200 and status.json()["incident_id"] == incident
+
+
+async def test_links_made_for_a_report_not_stored_are_never_answered(
+    client: httpx.AsyncClient, log: SlowLog
+) -> None:
+    log.failing = NoRespondersError()
+    resp = await client.post("/api/v1/encounters", json=report(), headers=AUTH)
+    assert resp.status_code == 503
+    assert "nothing was recorded" in resp.json()["error"]
+    assert "status_url" not in resp.text and "incident_id" not in resp.text
+    assert log.messages == [] and len(log.during) == 1
+
+
+async def test_a_log_that_answers_at_once_still_gets_the_links(monkeypatch: Any) -> None:
+    settings = Settings(config_dir=EXAMPLES, secret_key=TEST_SECRET)
+    app = create_app(settings, directory=load_directory(EXAMPLES), event_log=FakeEventLog())
+    async with app.router.lifespan_context(app), client_of(app) as web:
+        resp = await web.post("/api/v1/encounters", json=report(), headers=AUTH)
+    assert resp.status_code == 202
+    assert resp.json()["incident_id"] in resp.json()["page_url"]
+
+
+async def test_the_reported_line_is_logged_once_the_answer_is_given(
+    client: httpx.AsyncClient,
+) -> None:
+    with capture_logs() as logs:
+        resp = await client.post("/api/v1/encounters", json=report(), headers=AUTH)
+        await asyncio.sleep(0)
+    [line] = [e for e in logs if e["event"] == "encounter.reported"]
+    assert line["incident"] == resp.json()["incident_id"] and line["school"] == "hamline"
+    assert line["duplicate"] is False and line["log_level"] == "info"
+
+
+async def test_log_after_answer_logs_when_the_task_gives_the_loop_back() -> None:
+    with capture_logs() as logs:
+        log_after_answer("encounter.reported", incident="i-1")
+        assert logs == []  # the answer is written in this same turn
+        await asyncio.sleep(0)
+    assert [e["event"] for e in logs] == ["encounter.reported"]
+
+
+def test_log_after_answer_outside_a_loop_logs_at_once() -> None:
+    with capture_logs() as logs:
+        log_after_answer("encounter.reported", incident="i-1")
+    assert [(e["event"], e["incident"]) for e in logs] == [("encounter.reported", "i-1")]
+
+
+async def test_while_acknowledged_runs_the_work_two_turns_later() -> None:
+    ran: list[str] = []
+    while_acknowledged(ran.append, "i-1")
+    assert ran == []
+    await asyncio.sleep(0)
+    assert ran == []  # the turn the append's publish is flushed in
+    await asyncio.sleep(0)
+    assert ran == ["i-1"]
+
+
+def test_while_acknowledged_outside_a_loop_runs_nothing() -> None:
+    ran: list[str] = []
+    while_acknowledged(ran.append, "i-1")
+    assert ran == []
