@@ -10,9 +10,10 @@ messages per report in a burst were the probes' answers.
 
 `HeldPull` keeps pull requests held at the server instead. Each asks for up to `capacity`
 messages with an expiry and idle heartbeats; each message is handed to `handle` in its own task
-as it arrives, and a new request tops the outstanding count up when it falls to half of what
-is free. Nothing waits for a worker: the requests never ask for more than `capacity` minus
-what is in hand, so a message's ack wait runs while it is being worked on, not while it queues.
+as it arrives, and a new request tops the outstanding count up once half the capacity is
+neither in hand nor outstanding. Nothing waits for a worker: the requests never ask for more
+than `capacity` minus what is in hand, so a message's ack wait runs while it is being worked
+on, not while it queues.
 
 Liveness: the server sends a heartbeat while a request is held and idle, and a status when it
 ends (408 at its expiry, 409 when the consumer is deleted, changes leader or the server shuts
@@ -70,6 +71,7 @@ class HeldPull:
         # messages in one write).
         self.arrived = arrived
         self.expires, self.heartbeat = expires, heartbeat
+        self._refill = max(1, capacity // 2)  # the least a new request asks for
         self.outstanding = 0  # asked for and neither delivered nor ended by the server
         self.in_hand: set[asyncio.Task[None]] = set()
         self.requests = 0  # pull requests sent (tests, the benchmark)
@@ -122,11 +124,13 @@ class HeldPull:
             await asyncio.wait(set(self.in_hand), timeout=grace)
 
     def _due(self) -> bool:
-        """Whether to ask for more: what is outstanding fell to half of what is free."""
+        """Whether to ask for more: at least half the capacity is neither in hand nor
+        outstanding (so a busy consumer asks for half its capacity at a time, not for one
+        message each time one is done: one request per message would be one more message
+        per message for the server)."""
         if self.closed or asyncio.get_running_loop().time() < self._retry_at:
             return False
-        free = self.capacity - len(self.in_hand)
-        return free > 0 and self.outstanding * 2 <= free
+        return self.capacity - len(self.in_hand) - self.outstanding >= self._refill
 
     async def _top_up(self) -> None:
         psub = self._psub

@@ -218,3 +218,21 @@ async def test_a_failing_handler_does_not_stop_the_others(js):
     await asyncio.sleep(0.05)
     assert not held.in_hand
     task.cancel()
+
+
+async def test_a_busy_consumer_asks_for_half_its_capacity_at_a_time(js):
+    psub = await bind(js)
+    seen: list[str] = []
+
+    async def slow(msg: Msg) -> None:
+        await asyncio.sleep(0.01)
+        await msg.ack()
+        seen.append(msg.data.decode())
+
+    held = HeldPull(slow, capacity=8, name=DURABLE)
+    task = asyncio.create_task(held.run(psub))
+    await put(js, 80)
+    await until(lambda: len(seen) == 80, timeout=10.0)
+    # Not one request per message done: about one per four (half of eight).
+    assert held.requests <= 80 // 4 + 2
+    task.cancel()
