@@ -2,6 +2,7 @@
 jetstream.py, reading in reading.py, connecting in connection.py), one retry policy (retry.py),
 the stream contract (contract.py) and provisioning (provision.py). Services import from here."""
 
+from services.eventlog import natsheaders
 from services.eventlog.connection import (
     EXIT_NATS_LOST,
     ConnectionGuard,
@@ -116,3 +117,5 @@ __all__ = [
     "stream_configs",
     "subscribe_from",
 ]
+
+natsheaders.install()  # nats-py's header parsing, cheaper (natsheaders.py)
