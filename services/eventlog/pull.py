@@ -80,6 +80,7 @@ class HeldPull:
         self._heard = 0.0  # loop time anything last came on the inbox
         self._reconnects = 0
         self._retry_at = 0.0
+        self._watching: asyncio.TimerHandle | None = None  # the next `_watch`
 
     async def run(self, psub: JetStreamContext.PullSubscription) -> None:
         """Ask for messages and hand them over until cancelled (a FastStream subscriber's
@@ -92,7 +93,7 @@ class HeldPull:
         self.outstanding = 0
         self._heard = loop.time()
         self._reconnects = psub._nc.stats["reconnects"]
-        watch = loop.call_later(self.heartbeat, self._watch, loop)
+        self._watching = loop.call_later(self.heartbeat, self._watch, loop)
         try:
             await self._top_up()
             while True:
@@ -115,7 +116,8 @@ class HeldPull:
                 if self._due():
                     await self._top_up()
         finally:
-            watch.cancel()
+            if self._watching is not None:
+                self._watching.cancel()
 
     async def close(self, grace: float) -> None:
         """Ask for nothing more; wait up to `grace` seconds for the messages in hand."""
@@ -185,7 +187,7 @@ class HeldPull:
             self._heard = loop.time()
         self._reconnects = nc.stats["reconnects"]
         self._kick()
-        loop.call_later(self.heartbeat, self._watch, loop)
+        self._watching = loop.call_later(self.heartbeat, self._watch, loop)
 
     def _kick(self) -> None:
         """Ask for more outside the receive loop (after a pause, a loss or a finished

@@ -236,3 +236,15 @@ async def test_a_busy_consumer_asks_for_half_its_capacity_at_a_time(js):
     # Not one request per message done: about one per four (half of eight).
     assert held.requests <= 80 // 4 + 2
     task.cancel()
+
+
+async def test_a_run_that_ends_stops_watching(js):
+    held = HeldPull(Recorder(), capacity=2, name=DURABLE, heartbeat=0.05)
+    task = asyncio.create_task(held.run(await bind(js)))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    await asyncio.sleep(0)
+    assert held._watching is not None and held._watching.cancelled()
+    asked = held.requests
+    await asyncio.sleep(0.3)  # no watch left to ask again
+    assert held.requests == asked
