@@ -14,6 +14,11 @@ SMTP carries are written alongside (wire.BuiltEmail). The result is what the ema
 made, byte for byte (tests/unit/test_wire_build.py); what that cannot be said of (a base64
 body, text holding the boundary, a template that does more with a recipient's value than
 show it) is made the email package's way.
+
+Few lines (issue 13: an SMTP server reads an email a line at a time): the text parts go to a
+server with 8BITMIME as their own lines, up to 998 octets each, and the HTML templates' layout
+whitespace is collapsed as they are compiled (htmlspace.py), so an alert is about half the
+lines it was; a server without 8BITMIME gets the text parts quoted-printable (`_email`).
 """
 
 from __future__ import annotations
@@ -44,8 +49,10 @@ from markupsafe import escape
 
 from schemas.events import EncounterReported, NotificationRequested, PatternDetected
 from schemas.report import EncounterReport
+from services.notifier.htmlspace import CompactHtml
 from services.notifier.i18n import LANGUAGES, ack_text, kind_text, label, protocol, role_name
 from services.notifier.wire import (
+    LONGEST_8BIT,
     MAX_LINE,
     NO_LINES,
     BuiltEmail,
@@ -94,7 +101,8 @@ class AlertContext:
 class Templates:
     """One Jinja environment per language over a template directory."""
 
-    def __init__(self, root: Path = TEMPLATES) -> None:
+    def __init__(self, root: Path = TEMPLATES, *, compact_html: bool = True) -> None:
+        """`compact_html=False`: the HTML templates' whitespace as written (for tests)."""
         self.root = root
         self._envs: dict[str, Environment] = {}
         for lang in LANGUAGES:
@@ -108,6 +116,9 @@ class Templates:
                 # see if it changed. A template edited while running is not picked up;
                 # restart (which re-runs `check`, so no unchecked template is ever used).
                 auto_reload=False,
+                # The HTML templates' layout whitespace collapsed as they are compiled (only
+                # their own text, never a value): a few lines instead of a line per tag.
+                extensions=[CompactHtml] if compact_html else [],
             )
             env.filters["label"] = lambda value, _lang=lang: label(value, _lang)
             self._envs[lang] = env
@@ -621,19 +632,38 @@ def _email(
     text: str,
     html: str | None,
     lines: tuple[KnownLines, KnownLines] = (NO_LINES, NO_LINES),
+    wide: bool = True,
 ) -> EmailMessage:
     """The message `set_content(text)` (+ `add_alternative(html, subtype="html")`) would make,
     header for header and part for part, built directly: set_content's header parsing,
     parameter rewriting and part shuffling were most of the cost of an email. Its choices are
     kept (wire.encode_text: 7bit/8bit/quoted-printable as it picks them); the rare email it
     would send base64, or whose text holds the boundary, is made by set_content itself.
-    tests/unit/test_wire_build.py holds the two equal."""
-    plain = encode_text(text, lines[0])
-    rich = encode_text(html, lines[1]) if html is not None else None
+    tests/unit/test_wire_build.py holds the two equal.
+
+    `wide` (what is sent to a server with 8BITMIME): a text part goes as its lines, 7bit or
+    8bit, while none is longer than 998 octets (set_content's choice with that line limit;
+    else quoted-printable at 76 characters as before), which about halves the lines an SMTP
+    server reads. How to make the email with `wide=False` (policy.default's choice: a part
+    with a line over 78 octets quoted-printable) is kept with it, for a server without
+    8BITMIME (wire.for_7bit_server)."""
+    longest = LONGEST_8BIT if wide else MAX_LINE
+    plain = encode_text(text, lines[0], longest=longest)
+    rich = encode_text(html, lines[1], longest=longest) if html is not None else None
     if html is not None and (rich is None or BOUNDARY in text or BOUNDARY in html):
         plain = None  # base64, or a boundary the email package must make
     if plain is None:
-        return _email_by_set_content(head, text=text, html=html)
+        msg = _email_by_set_content(head, text=text, html=html, wide=wide)
+    else:
+        msg = _built(head, plain, rich)
+    if wide and isinstance(msg, BuiltEmail):
+        # Made only if a server without 8BITMIME is met (none of the usual MTAs).
+        msg.keep_7bit_form(lambda: _email(head, text=text, html=html, lines=lines, wide=False))
+    return msg
+
+
+def _built(head: _Head, plain: tuple[str, str], rich: tuple[str, str] | None) -> BuiltEmail:
+    """The message of `_email` with its bytes, from its parts' encodings."""
     msg = BuiltEmail(policy=_POLICY)
     out: list[bytes] = []
     for name, value in head.items():
@@ -702,6 +732,15 @@ def _header(name: str, value: str) -> Any:
     return _POLICY.header_store_parse(name, value)[1]
 
 
+def _wide_cte(text: str) -> str | None:
+    """7bit or 8bit where every line of `text` fits in 998 octets, else None (set_content's
+    own choice: quoted-printable at 76 characters, or base64)."""
+    data = text.encode("utf-8")
+    if max(map(len, data.splitlines()), default=0) > LONGEST_8BIT:
+        return None
+    return "7bit" if data.isascii() else "8bit"
+
+
 @cache
 def _multipart_type() -> Any:
     return _POLICY.header_store_parse(
@@ -719,14 +758,17 @@ def _delimiter() -> bytes:
     return f"--{BOUNDARY}".encode("ascii")
 
 
-def _email_by_set_content(head: _Head, *, text: str, html: str | None) -> EmailMessage:
-    """The email as the email package makes it (the reference `_email` is tested against)."""
-    msg = EmailMessage(policy=_POLICY)
+def _email_by_set_content(
+    head: _Head, *, text: str, html: str | None, wide: bool = False
+) -> EmailMessage:
+    """The email as the email package makes it (the reference `_email` is tested against);
+    `wide`: a part whose lines fit in 998 octets as they are (7bit or 8bit), as for `_email`."""
+    msg = BuiltEmail(policy=_POLICY) if wide else EmailMessage(policy=_POLICY)
     for name, value in head.items():
         msg[name] = value
-    msg.set_content(text)
+    msg.set_content(text, cte=_wide_cte(text) if wide else None)
     if html is not None:
-        msg.add_alternative(html, subtype="html")
+        msg.add_alternative(html, subtype="html", cte=_wide_cte(html) if wide else None)
         if BOUNDARY not in text and BOUNDARY not in html:
             msg.set_boundary(BOUNDARY)
     msg["Content-Language"] = head.language  # after set_content, which drops Content-* headers

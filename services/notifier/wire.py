@@ -14,6 +14,13 @@ byte equal.
 Cheaper still: message.py writes an email's bytes as it builds it (a `BuiltEmail`, whose bytes
 `wire_bytes` returns while the message is unchanged), its bodies encoded by `encode_text` as
 set_content encodes them (tests/unit/test_wire_build.py).
+
+Fewer lines (issue 13): an SMTP server reads DATA a line at a time (a few microseconds of its
+CPU per line), so for a server that takes 8-bit bodies (8BITMIME: the only one `wire_bytes`'s
+bytes go to) a text part is sent as its own lines, up to 998 octets each (RFC 5322 2.1.1):
+7bit when ASCII, 8bit (UTF-8) when not, quoted-printable only for a part with a longer line
+(`encode_text(..., longest=LONGEST_8BIT)`). A server without 8BITMIME gets the email as it was
+built before, quoted-printable at 76 characters: `for_7bit_server`.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from __future__ import annotations
 import binascii
 import operator
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from email import policy as email_policy
 from email.message import EmailMessage, Message
 from typing import Any
@@ -32,6 +39,9 @@ POLICY = email_policy.SMTP
 # The longest line of both the SMTP policy (headers longer are folded) and policy.default,
 # which message.py builds with (set_content encodes a body with a longer line).
 MAX_LINE = 78
+# The longest line of a 7bit or 8bit body (RFC 5322 2.1.1, RFC 2045 2.7-2.8: 998 octets before
+# the CRLF), which a server with 8BITMIME takes as it is.
+LONGEST_8BIT = 998
 _NL = "\r\n"
 _NLCRE = re.compile(r"\r\n|\r|\n")  # the generator's line-end pattern
 # Multipart subtypes the generator writes with its generic multipart handler (signed and
@@ -50,6 +60,9 @@ class BuiltEmail(EmailMessage):
     once anything in it was changed."""
 
     _built: tuple[bytes, _Shape] | None = None
+    # Makes this email as it goes to a server without 8BITMIME (see `for_7bit_server`), and
+    # the message as it was when that was recorded.
+    _for_7bit: tuple[Callable[[], Message], _Shape] | None = None
 
     def keep_bytes(self, raw: bytes) -> None:
         """Record `raw` as this message's bytes, as it is now."""
@@ -61,6 +74,23 @@ class BuiltEmail(EmailMessage):
             return None
         raw, shape = self._built
         return raw if _same(_shape(self), shape) else None
+
+    def keep_7bit_form(self, make: Callable[[], Message]) -> None:
+        """Record how to make this email for a server without 8BITMIME (its text parts
+        quoted-printable where their lines are long, as they were built before)."""
+        self._for_7bit = (make, _shape(self))
+
+
+def for_7bit_server(message: Message) -> Message:
+    """The message to send to a server without 8BITMIME: a BuiltEmail made again the way it
+    was made before long lines went as they are (quoted-printable at 76 characters, the same
+    text); anything else, or a BuiltEmail changed since it was built, as it is (the generator
+    writes an 8-bit part as base64 for such a server)."""
+    if isinstance(message, BuiltEmail) and message._for_7bit is not None:
+        make, shape = message._for_7bit
+        if _same(_shape(message), shape):
+            return make()
+    return message
 
 
 # A message's headers and payload, and its parts' (one level: what message.py builds), as
@@ -250,13 +280,22 @@ def _qp_quote(match: re.Match[str]) -> str:
     return _QP_QUOTED[match.group()]
 
 
-def encode_text(text: str, known: KnownLines = NO_LINES) -> tuple[str, str] | None:
+def encode_text(
+    text: str, known: KnownLines = NO_LINES, *, longest: int = MAX_LINE
+) -> tuple[str, str] | None:
     """(Content-Transfer-Encoding, payload) as `set_content(text)` on a policy.default message
     picks and encodes them (email.contentmanager._encode_text, utf-8): 7bit or 8bit (held as
     surrogate escapes) when every line fits in MAX_LINE bytes, else quoted-printable, line
     ends LF. None when it would pick base64 (text that is mostly not ASCII): the caller
     leaves that to set_content. `known`: lines that recur, encoded once.
-    tests/unit/test_wire_build.py holds the two equal."""
+    `longest=LONGEST_8BIT` (for a server with 8BITMIME): 7bit or 8bit while every line fits
+    in 998 octets, as set_content picks under a policy with that max_line_length; a text with
+    a longer line is encoded as above (quoted-printable at 76 characters, or None).
+    tests/unit/test_wire_build.py holds these equal."""
+    if longest > MAX_LINE:
+        wide = _encode_wide(text, longest)
+        if wide is not None:
+            return wide
     if "\r" in text:
         return _encode_bytes(text.encode("utf-8").splitlines())
     lines = text.split("\n")  # bytes.splitlines of the UTF-8: the same lines, without CR
@@ -275,6 +314,25 @@ def encode_text(text: str, known: KnownLines = NO_LINES) -> tuple[str, str] | No
     if sniff_qp > 4 * ((sniff + 2) // 3) + 1:  # len(binascii.b2a_base64(sniff))
         return None
     return "quoted-printable", "\n".join([e[1] for e in encoded]) + "\n"
+
+
+def _encode_wide(text: str, longest: int) -> tuple[str, str] | None:
+    """7bit or 8bit if every line of `text` (as bytes.splitlines cuts the UTF-8) fits in
+    `longest` octets, else None. Only lengths are looked at: nothing is quoted."""
+    if "\r" in text:
+        lines = text.encode("utf-8").splitlines()
+        if max(map(len, lines), default=0) > longest:
+            return None
+        data = b"\n".join(lines) + b"\n"
+        return ("7bit" if data.isascii() else "8bit"), data.decode("ascii", "surrogateescape")
+    # Without CR, bytes.splitlines cuts at LF only: the body is the text, ended by LF.
+    body = text if text.endswith("\n") else text + "\n"
+    if body.isascii():
+        return None if max(map(len, body.split("\n"))) > longest else ("7bit", body)
+    data = body.encode("utf-8")
+    if max(map(len, data.split(b"\n"))) > longest:
+        return None
+    return "8bit", data.decode("ascii", "surrogateescape")
 
 
 def encode_line(line: str) -> EncodedLine:
@@ -349,6 +407,7 @@ def _qp_line(line: str) -> str:
 
 
 __all__ = [
+    "LONGEST_8BIT",
     "MAX_LINE",
     "POLICY",
     "BuiltEmail",
@@ -357,6 +416,7 @@ __all__ = [
     "encode_line",
     "encode_text",
     "fold_plain",
+    "for_7bit_server",
     "header_bytes",
     "is_plain",
     "quoted_printable",

@@ -2,13 +2,19 @@
 and a Jinja render per email were most of the cost of an email): the templates are rendered
 once per alert with markers where each recipient's parts go, the parts made without
 set_content, and the bytes written with them. What goes out must be what the email package
-made before: same headers, same encodings, same text and HTML, byte for byte."""
+made before: same headers, same encodings, same text and HTML, byte for byte.
+
+Since the lean SMTP path sends text parts as their own lines (issue 13: fewer lines for the
+server to read), "what the email package made" is its own choice under a policy whose lines
+may be 998 octets (7bit or 8bit while every line fits, else its usual quoted-printable at 76
+characters or base64); what goes to a server without 8BITMIME (wire.for_7bit_server) is
+still held to what it made before, under policy.default."""
 
 from __future__ import annotations
 
 from email import message_from_bytes, policy, quoprimime
 from email.contentmanager import _encode_text  # type: ignore[attr-defined]
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,7 @@ from schemas.report import EncounterReport
 from services.notifier import message as message_module
 from services.notifier.i18n import role_name
 from services.notifier.message import (
+    BOUNDARY,
     TEMPLATES,
     AlertContext,
     Templates,
@@ -37,6 +44,7 @@ from services.notifier.wire import (
     encode_line,
     encode_text,
     fold_plain,
+    for_7bit_server,
     is_plain,
     quoted_printable,
     wire_bytes,
@@ -48,6 +56,35 @@ from tests.unit.test_message import AT, CTX, encounter, request
 KINDS = ("alert", "update", "resolved", "escalation", "reopened")
 SENDER = "dooralert <alerts@dooralert.invalid>"
 NOTES = 'Two agents asked for the office; kept <outside> & "calm".\nSecond line: naïve'
+# The email package with lines of up to 998 octets (RFC 5322 2.1.1) as its line limit.
+WIDE = policy.default.clone(max_line_length=998)
+
+
+def stdlib_cte(text: str, wide: bool) -> str | None:
+    """The Content-Transfer-Encoding the email package picks for `text` on an 8BITMIME
+    server: its own heuristic under WIDE where that says 7bit or 8bit; else None, its choice
+    under policy.default (quoted-printable at 76 characters, or base64, the same as before;
+    never quoted-printable at 998)."""
+    if not wide:
+        return None
+    cte = _encode_text(text, "utf-8", None, WIDE)[0]
+    return cte if cte in ("7bit", "8bit") else None
+
+
+def set_content_email(
+    head: message_module._Head, *, text: str, html: str | None, wide: bool
+) -> EmailMessage:
+    """The email as the email package makes it from these texts (the oracle)."""
+    msg = EmailMessage(policy=message_module._POLICY)
+    for name, value in head.items():
+        msg[name] = value
+    msg.set_content(text, cte=stdlib_cte(text, wide))
+    if html is not None:
+        msg.add_alternative(html, subtype="html", cte=stdlib_cte(html, wide))
+        if BOUNDARY not in text and BOUNDARY not in html:
+            msg.set_boundary(BOUNDARY)
+    msg["Content-Language"] = head.language
+    return msg
 
 
 def kind_request(kind: str, role: str = "law", severity: str = "critical") -> NotificationRequested:
@@ -64,8 +101,10 @@ def before(
     ack_url: str | None,
     notes: str | None,
     templates: Templates | None = None,
+    wide: bool = True,
 ) -> EmailMessage:
-    """The email as build_email made it before: a render per email and set_content."""
+    """The email as build_email made it before: a render per email and set_content (under a
+    998-octet line limit where `wide`: what an 8BITMIME server gets)."""
     tpl = templates or message_module.default_templates()
     lang = language if language in ("en", "es") else "en"
     facts = {k: v for k, v in encounter(r).data if k not in ("notes", "notes_sealed", "notes_v1")}
@@ -91,7 +130,7 @@ def before(
     )
     text = tpl.render(lang, f"{variant}.txt", values)
     html = tpl.render(lang, f"{variant}.html", values)
-    return message_module._email_by_set_content(head, text=text, html=html)
+    return set_content_email(head, text=text, html=html, wide=wide)
 
 
 def both(
@@ -103,8 +142,11 @@ def both(
     ack_url: str | None = "https://dooralert.example/ack/" + "t0k3n." * 20,
     notes: str | None = NOTES,
     templates: Templates | None = None,
+    wide: bool = True,
     **overrides: Any,
 ) -> tuple[EmailMessage, EmailMessage]:
+    """The email build_email makes and the oracle's; `wide=False`: both as they go to a
+    server without 8BITMIME."""
     r = EncounterReport.model_validate({**report(**overrides), "occurred_at": AT})
     req = kind_request(kind, role)
     new = build_email(
@@ -126,7 +168,12 @@ def both(
         ack_url=ack_url,
         notes=notes,
         templates=templates,
+        wide=wide,
     )
+    if not wide:
+        narrow = for_7bit_server(new)
+        assert isinstance(narrow, EmailMessage)
+        return narrow, old
     return new, old
 
 
@@ -168,6 +215,12 @@ def assert_same(new: EmailMessage, old: EmailMessage) -> None:
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
 
 
+def assert_same_7bit(new: Message, old: EmailMessage) -> None:
+    """A server without 8BITMIME gets what it got before, byte for byte."""
+    assert_same(new, old)  # type: ignore[arg-type]
+    assert flatten_message(new, cte_type="7bit") == flatten_message(old, cte_type="7bit")
+
+
 @pytest.mark.parametrize("language", ["en", "es"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_in_each_language_is_what_the_email_package_made(
@@ -176,8 +229,11 @@ def test_every_kind_in_each_language_is_what_the_email_package_made(
     for role in ("law", "family_liaison", "law+safety"):
         new, old = both(kind=kind, role=role, language=language)
         assert_same(new, old)
-    new, old = both(kind=kind, language=language, notes=None, ack_url=None)
-    assert_same(new, old)
+        new, old = both(kind=kind, role=role, language=language, wide=False)
+        assert_same_7bit(new, old)
+    for wide in (True, False):
+        new, old = both(kind=kind, language=language, notes=None, ack_url=None, wide=wide)
+        assert_same(new, old)
 
 
 @pytest.mark.parametrize("language", ["en", "es"])
@@ -199,9 +255,11 @@ def test_the_pattern_email_is_what_the_email_package_made(language: str) -> None
     head = message_module._Head(
         str(new["Subject"]), SENDER, "law@district.example", req, pattern.incident_id, language
     )
-    old = message_module._email_by_set_content(head, text=body.get_content(), html=None)
+    old = set_content_email(head, text=body.get_content(), html=None, wide=True)
     assert_same(new, old)
     assert "2" in str(parsed(wire_bytes(new) or b"")["Subject"])
+    old = set_content_email(head, text=body.get_content(), html=None, wide=False)
+    assert_same_7bit(for_7bit_server(new), old)
 
 
 def test_the_second_email_of_an_alert_fills_in_its_own_recipient_links_and_notes() -> None:
@@ -284,17 +342,24 @@ def test_any_values_give_what_the_email_package_made(
     notes: str, location: str, name: str, language: str, kind: str
 ) -> None:
     ctx = AlertContext(**{**CTX.__dict__, "recipient_name": name})
-    try:
-        new, old = both(
-            notes=notes or None, location=location, ctx=ctx, language=language, kind=kind
-        )
-    except ValueError:
-        return  # a location the report model refuses never reaches an email
-    if not isinstance(new, BuiltEmail) or new.kept_bytes() is None:
-        # Base64 bodies and text holding the boundary are left to set_content.
-        assert flatten_message(new) == flatten_message(old)
-        return
-    assert_same(new, old)
+    for wide in (True, False):
+        try:
+            new, old = both(
+                notes=notes or None,
+                location=location,
+                ctx=ctx,
+                language=language,
+                kind=kind,
+                wide=wide,
+            )
+        except ValueError:
+            return  # a location the report model refuses never reaches an email
+        if not isinstance(new, BuiltEmail) or new.kept_bytes() is None:
+            # Base64 bodies and text holding the boundary are left to set_content.
+            assert flatten_message(new) == flatten_message(old)
+            assert flatten_message(new, cte_type="7bit") == flatten_message(old, cte_type="7bit")
+            continue
+        assert_same(new, old)
 
 
 def test_a_changed_email_is_written_afresh() -> None:
@@ -328,6 +393,32 @@ def test_body_encoding_is_the_email_packages(text: str) -> None:
         else:
             assert got == expected
     assert encode_line(lines[0])[0] == len(lines[0].encode())
+    # For an 8BITMIME server: the email package's choice with 998-octet lines, else as above.
+    wide = _encode_text(text, "utf-8", None, WIDE)
+    if wide[0] not in ("7bit", "8bit"):
+        wide = expected
+    got = encode_text(text, longest=998)
+    assert got == wide if got is not None else wide[0] == "base64"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 1100), st.sampled_from("aé\r =—")),
+        min_size=1,
+        max_size=6,
+    ),
+    st.sampled_from(["\n", "\r\n", "\r"]),
+)
+def test_long_lines_are_encoded_as_the_email_package_encodes_them(
+    runs: list[tuple[int, str]], end: str
+) -> None:
+    text = end.join(ch * n for n, ch in runs)
+    wide = _encode_text(text, "utf-8", None, WIDE)
+    if wide[0] not in ("7bit", "8bit"):
+        wide = _encode_text(text, "utf-8", None, policy.default)
+    got = encode_text(text, longest=998)
+    assert got == wide if got is not None else wide[0] == "base64"
 
 
 @settings(max_examples=400, deadline=None)
