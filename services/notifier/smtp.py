@@ -24,6 +24,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from functools import lru_cache
 from typing import cast
 
 import aiosmtplib
@@ -363,8 +364,8 @@ async def _transaction(
 ) -> str:
     """MAIL, RCPT, DATA and the body on `wire`: the final reply (addresses removed), or the
     refusal raised as aiosmtplib raises it (the envelope reset first, as it does)."""
-    mail = " ".join(["MAIL FROM:" + quote_address(sender), *options]).encode(encoding) + b"\r\n"
-    rcpts = [b"RCPT TO:" + quote_address(r).encode(encoding) + b"\r\n" for r in recipients]
+    mail = " ".join(["MAIL FROM:" + _quoted(sender), *options]).encode(encoding) + b"\r\n"
+    rcpts = [b"RCPT TO:" + _quoted(r).encode(encoding) + b"\r\n" for r in recipients]
     if pipelining:
         replies = await _first(wire, b"".join([mail, *rcpts, b"DATA\r\n"]), len(rcpts) + 2, timeout)
         mail_reply, rcpt_replies, data_reply = replies[0], replies[1:-1], replies[-1]
@@ -436,6 +437,12 @@ async def _reset(wire: _Wire, timeout: float) -> None:
         return
     if reply.code != 250:
         wire.close()
+
+
+# aiosmtplib's quote_address parses the address with the email package on every call (about
+# 4% of the notifier's CPU in a burst); the same few hundred directory addresses come back, so
+# each is parsed once. A refused address raises every time (exceptions are not cached).
+_quoted = lru_cache(maxsize=4096)(quote_address)
 
 
 def _envelope(message: EmailMessage) -> tuple[str, list[str]]:
