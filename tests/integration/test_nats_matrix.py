@@ -134,6 +134,16 @@ class Prober:
         finally:
             await sub.unsubscribe()
 
+    async def subscribe(self, subject: str) -> Answer:
+        """A plain subscription to `subject`: the server refuses it with a violation, or not."""
+        await self.nc.flush()
+        self.errors.clear()
+        sub = await self.nc.subscribe(subject)
+        try:
+            return await self._answer(None, within=PLAIN_WAIT)
+        finally:
+            await sub.unsubscribe()
+
     async def _answer(self, sub: Subscription | None, *, within: float) -> Answer:
         """The violation or the reply, whichever comes first (the server may send its -ERR
         after the PONG of a flush, so a flush alone does not settle it)."""
@@ -192,6 +202,8 @@ class Runner:
         verb, target = case.verb, case.target
         if verb == "publish":
             return await who.attempt(target, b"{}")
+        if verb == "subscribe":
+            return await who.subscribe(target)
         if verb.startswith("consumer.") and "/" in target:
             stream, durable = target.split("/")
             answer = await self.durable_verb(who, verb.removeprefix("consumer."), stream, durable)
