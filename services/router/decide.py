@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from schemas.envelope import caused_by
@@ -133,15 +133,21 @@ _Reach = tuple[tuple[tuple[str, str, Channel], ...], tuple[str, ...]]
 
 
 def _reach(
-    directory: Directory, school_id: str, roles: tuple[str, ...], channels: frozenset[str]
+    directory: Directory,
+    school_id: str,
+    roles: tuple[str, ...],
+    channels: frozenset[str],
+    contacts_for: Callable[[str, str], list[Contact]] | None = None,
 ) -> _Reach:
     """Who `roles` reach at a school: one alert per person on their first channel we can send
-    on, under the first role named; and the roles nobody holds or nobody can be reached for."""
+    on, under the first role named; and the roles nobody holds or nobody can be reached for.
+    `contacts_for` answers as `directory.contacts_for` does (default: it)."""
     reached: list[tuple[str, str, Channel]] = []
     unresolved: list[str] = []
     seen: set[tuple[str, str]] = set()
+    contacts_of = contacts_for or directory.contacts_for
     for role in roles:
-        contacts = directory.contacts_for(role, school_id)
+        contacts = contacts_of(role, school_id)
         if not any(first_channel(c, channels) for c in contacts):
             unresolved.append(role)  # nobody holds it, or nobody we can reach
         for contact in contacts:
@@ -151,6 +157,32 @@ def _reach(
             seen.add((contact.id, channel))
             reached.append((role, contact.id, channel))
     return tuple(reached), tuple(unresolved)
+
+
+class _Contacts:
+    """`Directory.contacts_for` over plain dicts built once per directory: the directory's
+    own look-ups go through pydantic's private attributes (a `__getattr__` each), which was
+    most of a first report's `_reach` at a school (in a burst of 600 schools, every report's).
+    tests/unit/test_decide_reach.py holds it to the directory's answers."""
+
+    __slots__ = ("contacts", "roles", "schools")
+
+    def __init__(self, directory: Directory) -> None:
+        self.roles: dict[str, list[str]] = dict(directory.roles.items())
+        self.schools: dict[str, dict[str, list[str]]] = {}
+        for school in directory.schools:
+            self.schools.setdefault(school.id, dict(school.roles.items()))
+        self.contacts: dict[str, Contact] = {}
+        for contact in directory.contacts:
+            self.contacts.setdefault(contact.id, contact)
+
+    def __call__(self, role: str, school_id: str) -> list[Contact]:
+        """Contacts holding `role` for a school: district roles first, then the school's own."""
+        ids = self.roles.get(role, ())
+        school = self.schools.get(school_id)
+        if school is not None and role in school:
+            ids = school[role]
+        return [c for c in (self.contacts.get(i) for i in ids) if c is not None]
 
 
 class _ReachMemo:
@@ -163,7 +195,7 @@ class _ReachMemo:
     ENTRIES = 4096  # per directory: schools x role lists the rules can name
 
     def __init__(self) -> None:
-        self._memo: dict[int, tuple[Directory, dict[object, _Reach]]] = {}
+        self._memo: dict[int, tuple[Directory, dict[object, _Reach], _Contacts]] = {}
 
     def of(
         self,
@@ -176,14 +208,14 @@ class _ReachMemo:
         if held is None or held[0] is not directory:
             if len(self._memo) >= self.DIRECTORIES:
                 del self._memo[next(iter(self._memo))]
-            held = self._memo[id(directory)] = (directory, {})
+            held = self._memo[id(directory)] = (directory, {}, _Contacts(directory))
         found = held[1]
         key = (school_id, roles, channels)
         out = found.get(key)
         if out is None:
             if len(found) >= self.ENTRIES:
                 found.clear()
-            out = found[key] = _reach(directory, school_id, roles, channels)
+            out = found[key] = _reach(directory, school_id, roles, channels, held[2])
         return out
 
 

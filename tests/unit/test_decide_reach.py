@@ -11,7 +11,7 @@ import yaml
 
 from services.domain.directory import Directory, load_directory
 from services.intake.reports import encounter_event, parse_report
-from services.router.decide import SUPPORTED_CHANNELS, _reach, _ReachMemo, decide
+from services.router.decide import SUPPORTED_CHANNELS, _Contacts, _reach, _ReachMemo, decide
 from services.router.rules import load_rules
 from tests.support import EXAMPLES, report
 
@@ -76,3 +76,20 @@ def test_the_notification_ids_are_the_incidents_own() -> None:
     ids_a = {e.data.notification_id for e in a[1:]}  # type: ignore[attr-defined]
     ids_b = {e.data.notification_id for e in b[1:]}  # type: ignore[attr-defined]
     assert len(ids_a) == len(a) - 1 and not ids_a & ids_b
+
+
+def test_the_plain_look_ups_answer_as_the_directory_does() -> None:
+    raw = yaml.safe_load((EXAMPLES / "district.yaml").read_text())
+    school = raw["schools"][0]
+    # A school whose principal is a district contact, and no school roles at all.
+    overriding = {**school, "roles": {"principal": ["law-counsel"], "family_liaison": []}}
+    for directory in (
+        load_directory(EXAMPLES),
+        directory_with(schools=[overriding, *raw["schools"][1:]]),
+        directory_with(schools=[{**s, "roles": {}} for s in raw["schools"]]),
+    ):
+        contacts = _Contacts(directory)
+        roles = ["law", "safety", "leadership", "principal", "family_liaison", "nobody"]
+        for sid in [s.id for s in directory.schools] + ["no-such-school"]:
+            for role in roles:
+                assert contacts(role, sid) == directory.contacts_for(role, sid), (role, sid)
