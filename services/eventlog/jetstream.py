@@ -8,11 +8,15 @@ services bind to them and never change their config.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from itertools import count
 
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import PubAck
+from nats.js.api import Header, PubAck
 
 from schemas.events import Event, serialize_event, subject_for
 from services.eventlog.contract import STREAM, SUBJECT_PREFIX, TIMERS_STREAM
@@ -78,6 +82,125 @@ async def publish_events(js: JetStreamContext, events: Sequence[Event], **kw: fl
             raise result
 
 
+# The reply tokens of `send_together`'s publishes, under the client's request inbox (whose
+# responses it routes by token): "p" and a number, never one of nats-py's own (a NUID and
+# four hex digits, 26 characters), and cheaper to make than those.
+_TOKENS = count(1)
+
+
+def _pub_ack(msg: Msg) -> PubAck | None:
+    """The PubAck a publish was answered with, or None for any other answer (no responders,
+    an error): what `js.publish` returns, without its dataclass field scan."""
+    if msg.headers and Header.STATUS in msg.headers:
+        return None
+    try:
+        resp = json.loads(msg.data)
+        if "error" in resp or "stream" not in resp or "seq" not in resp:
+            return None
+        return PubAck(
+            stream=resp["stream"],
+            seq=resp["seq"],
+            domain=resp.get("domain"),
+            duplicate=resp.get("duplicate"),
+        )
+    except (ValueError, TypeError):
+        return None
+
+
+async def send_together(
+    js: JetStreamContext,
+    publishes: Sequence[tuple[str, bytes, dict[str, str], Callable[[], Awaitable[PubAck]]]],
+    *,
+    timeout: float,
+) -> list[asyncio.Future[PubAck]]:
+    """Send every publish of `publishes` (subject, payload, headers, retry) now, in order (one
+    flush), and return a future of each one's PubAck, without a task or a `wait_for` each.
+
+    A publish answered with its PubAck within `timeout` (one timer for all of them) resolves
+    with it. Any other outcome - no answer in time, no responders, an error answer, a publish
+    the client refused - hands that publish to its `retry` (the caller's `retrying` loop under
+    the same Nats-Msg-Id: a publish stored whose answer was lost is dropped as a duplicate),
+    whose result or exception the future takes: a failure is handled exactly as `js.publish`
+    inside `retrying` handles it, one attempt sooner.
+
+    A context that is not nats-py's own (tests' fakes) is published through its `publish`,
+    each retry in a task of its own, in order.
+    """
+    loop = asyncio.get_running_loop()
+    out: list[asyncio.Future[PubAck]] = []
+    nc = getattr(js, "_nc", None)
+    if type(js) is not JetStreamContext or nc is None:
+        return [asyncio.ensure_future(retry()) for _, _, _, retry in publishes]
+    if not nc._resp_sub_prefix:
+        await nc._init_request_sub()
+    reply = nc._resp_sub_prefix.decode()
+    answers: list[asyncio.Future[Msg]] = []
+
+    def retry_into(result: asyncio.Future[PubAck], retry: Callable[[], Awaitable[PubAck]]) -> None:
+        task = asyncio.ensure_future(retry())
+
+        def settle(t: asyncio.Future[PubAck]) -> None:
+            if result.done():
+                return
+            if t.cancelled():
+                result.cancel()
+            elif (exc := t.exception()) is not None:
+                result.set_exception(exc)
+            else:
+                result.set_result(t.result())
+
+        task.add_done_callback(settle)
+        # A caller that gives up on the publish (its future cancelled) stops its retries.
+        result.add_done_callback(lambda r: task.cancel() if r.cancelled() else None)
+
+    left = 0  # answers not settled yet: the timer is cancelled when none is left
+    timer: asyncio.TimerHandle | None = None
+
+    def answered(
+        key: str, result: asyncio.Future[PubAck], retry: Callable[[], Awaitable[PubAck]]
+    ) -> Callable[[asyncio.Future[Msg]], None]:
+        def on_answer(answer: asyncio.Future[Msg]) -> None:
+            nonlocal left
+            nc._resp_map.pop(key, None)
+            left -= 1
+            if not left and timer is not None:
+                timer.cancel()
+            if result.done():
+                return
+            ack = None if answer.cancelled() or answer.exception() else _pub_ack(answer.result())
+            if ack is not None:
+                result.set_result(ack)
+            else:
+                retry_into(result, retry)
+
+        return on_answer
+
+    for subject, payload, headers, retry in publishes:
+        result: asyncio.Future[PubAck] = loop.create_future()
+        out.append(result)
+        key = f"p{next(_TOKENS)}"
+        answer: asyncio.Future[Msg] = loop.create_future()
+        nc._resp_map[key] = answer
+        try:
+            await nc.publish(subject, payload, reply=reply + key, headers=headers)
+        except Exception:  # noqa: BLE001 - the retry raises it (or its own) if it persists
+            nc._resp_map.pop(key, None)
+            retry_into(result, retry)
+            continue
+        answer.add_done_callback(answered(key, result, retry))
+        answers.append(answer)
+        left += 1
+
+    def expire() -> None:
+        for answer in answers:
+            if not answer.done():
+                answer.cancel()  # no answer in time: its publish is retried
+
+    if answers:
+        timer = loop.call_later(timeout, expire)
+    return out
+
+
 class JetStreamEventLog:
     """The `EventLog` on a NATS JetStream context (see interface.py)."""
 
@@ -95,6 +218,31 @@ class JetStreamEventLog:
             self.js, event, timeout=self.publish_timeout, retry_for=self.retry_for
         )
         return Appended(seq=ack.seq, duplicate=bool(ack.duplicate))
+
+    async def send(self, events: Sequence[Event]) -> list[asyncio.Future[PubAck]]:
+        """Send `events` in order, in one flush, and return a future of each one's PubAck,
+        as `append`'s publish would have returned (or raised) it: the first publishes share
+        one timeout, the retries are `append`'s (`send_together`)."""
+        start = time.monotonic()
+        publishes = [
+            (
+                subject_for(e, SUBJECT_PREFIX),
+                serialize_event(e),
+                {"Nats-Msg-Id": e.id, Header.EXPECTED_STREAM: STREAM},
+                self._retry(e, start),
+            )
+            for e in events
+        ]
+        return await send_together(self.js, publishes, timeout=self.publish_timeout)
+
+    def _retry(self, event: Event, start: float) -> Callable[[], Awaitable[PubAck]]:
+        """`append`'s publish of `event`, retrying for what is left of `retry_for` since `start`."""
+
+        def retry() -> Awaitable[PubAck]:
+            left = max(0.0, self.retry_for - (time.monotonic() - start))
+            return publish_event(self.js, event, timeout=self.publish_timeout, retry_for=left)
+
+        return retry
 
     async def append_all(self, events: Sequence[Event]) -> None:
         """See `EventLog.append_all`."""
@@ -130,11 +278,18 @@ class JetStreamEventLog:
             "Nats-Schedule-Target": target,
             "Nats-Msg-Id": msg_id,
         }
-        await retrying(
-            lambda: self.js.publish(
-                subject, payload, stream=TIMERS_STREAM, timeout=5.0, headers=headers
-            ),
-            retry_for=self.retry_for,
-            what="schedule",
-            subject=subject,
-        )
+        start = time.monotonic()
+
+        def retry() -> Awaitable[PubAck]:
+            return retrying(
+                lambda: self.js.publish(
+                    subject, payload, stream=TIMERS_STREAM, timeout=5.0, headers=dict(headers)
+                ),
+                retry_for=max(0.0, self.retry_for - (time.monotonic() - start)),
+                what="schedule",
+                subject=subject,
+            )
+
+        sent = {**headers, Header.EXPECTED_STREAM: TIMERS_STREAM}
+        (ack,) = await send_together(self.js, [(subject, payload, sent, retry)], timeout=5.0)
+        await ack

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -78,15 +78,6 @@ def _stream_seq(msg: NatsMessage) -> int | None:
         return int(msg.raw_message.metadata.sequence.stream)
     except Exception:  # noqa: BLE001 - a message without JetStream metadata: read anyway
         return None
-
-
-async def _all(calls: list[Coroutine[Any, Any, Any]]) -> None:
-    """Await `calls` together (their publishes share one flush); raise the first failure
-    once all have settled, so the message is not acked."""
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
 
 
 class Router:
@@ -165,13 +156,27 @@ class Router:
         now = datetime.now(UTC)
         decided, *requests = decide(event, rules=self.rules, directory=self.directory, now=now)
         assert isinstance(decided, EscalationDecided)
-        # The decision's task is created first, so its publish is buffered first.
-        await _all(
-            [
-                self._store_decision(event, decided),
-                *(self.event_log.append(e) for e in requests),
-            ]
-        )
+        # The decision first, so its publish is buffered first.
+        acks = await self._send([decided, *requests])
+        failures: list[Exception] = []
+        try:
+            await acks[0]
+            if decided.data.require_ack and decided.data.ack_deadline is not None:
+                await self.arm(
+                    school_id=event.school_id,
+                    incident_id=event.incident_id,
+                    tier=1,
+                    at=decided.data.ack_deadline,
+                )
+        except Exception as exc:  # noqa: BLE001 - raised once the requests have settled
+            failures.append(exc)
+        for ack in acks[1:]:
+            try:
+                await ack
+            except Exception as exc:  # noqa: BLE001 - raised below
+                failures.append(exc)
+        if failures:
+            raise failures[0]
         log.info(
             "escalation.decided",
             incident=event.incident_id,
@@ -183,16 +188,15 @@ class Router:
             self.patterns.wake(_stream_seq(msg))
         return None
 
-    async def _store_decision(self, event: EncounterReported, decided: EscalationDecided) -> None:
-        """Append the decision, then (once it is stored) arm its tier-1 deadline if it has one."""
-        await self.event_log.append(decided)
-        if decided.data.require_ack and decided.data.ack_deadline is not None:
-            await self.arm(
-                school_id=event.school_id,
-                incident_id=event.incident_id,
-                tier=1,
-                at=decided.data.ack_deadline,
-            )
+    async def _send(self, events: list[Event]) -> list[asyncio.Future[Any]]:
+        """Start appending `events`, in order: the future of each one's append. JetStream's
+        log sends them all before any is awaited, one timer for their PubAcks and a retry
+        only for a publish not acknowledged (`JetStreamEventLog.send`); another log appends
+        each in a task of its own, started in order."""
+        log_ = self.event_log
+        if isinstance(log_, JetStreamEventLog):
+            return list(await log_.send(events))
+        return [asyncio.ensure_future(log_.append(e)) for e in events]
 
     async def on_followup(self, event: Event, _: NatsMessage) -> float | None:
         """Pass an update or all-clear on to everyone alerted; escalate an unreachable contact."""
