@@ -1,12 +1,14 @@
 """The router's CPU per report, alone: nats-server and ONE router process.
 
-    .venv/bin/python benchmarks/router_cpu.py [--reports 600] [--rounds 3] [--tree DIR ...]
+    .venv/bin/python benchmarks/router_cpu.py [--reports 600] [--rounds 3] [--rate R]
+        [--tree DIR ...]
 
 Each round starts a nats-server and a router (from each --tree in turn, the order alternating
 round by round: compare two versions of the code, each checked out in its own tree), publishes
---reports encounter reports at once (600 schools of the peer benchmark's district, like its
-burst) and measures the router's CPU seconds (/proc/<pid>/stat) from the first publish until
-every report's decision, four requests and tier-1 deadline are stored.
+--reports encounter reports at once, or --rate a second (the peer benchmark's burst: 600
+schools, whose reports intake stores over 2-3 s), and measures the router's CPU seconds
+(/proc/<pid>/stat) from the first publish until every report's decision, four requests and
+tier-1 deadline are stored.
 """
 
 from __future__ import annotations
@@ -54,9 +56,19 @@ def encounter(incident_id: str, school_id: str) -> EncounterReported:
     )
 
 
-async def burst(js: JetStreamContext, tag: str, n: int, schools: int) -> None:
+async def burst(js: JetStreamContext, tag: str, n: int, schools: int, rate: float = 0) -> None:
+    """`n` reports at once, or (`rate` > 0) `rate` a second, as intake stores them."""
     events = [encounter(f"{tag}-{i}", f"school-{i % schools:03d}") for i in range(n)]
-    await asyncio.gather(*(publish_event(js, e) for e in events))
+    if rate <= 0:
+        await asyncio.gather(*(publish_event(js, e) for e in events))
+        return
+    start, pending = time.monotonic(), []
+    for i, e in enumerate(events):
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        pending.append(asyncio.ensure_future(publish_event(js, e)))
+    await asyncio.gather(*pending)
 
 
 async def stored(js: JetStreamContext) -> tuple[int, int]:
@@ -83,7 +95,7 @@ def start_router(tree: Path, work: Path, env: dict[str, str]) -> subprocess.Pope
         return subprocess.Popen(argv, cwd=tree, env=env, stdout=logf, stderr=subprocess.STDOUT)
 
 
-async def one(tree: Path, config: Path, reports: int, schools: int, tag: str) -> float:
+async def one(tree: Path, config: Path, reports: int, schools: int, tag: str, rate: float) -> float:
     work = Path(tempfile.mkdtemp(prefix="dooralert-router-cpu-"))
     nats = NatsServer(store=work / "nats")
     nats.start()
@@ -109,7 +121,7 @@ async def one(tree: Path, config: Path, reports: int, schools: int, tag: str) ->
         await asyncio.sleep(1.0)  # the pattern detector's rounds settle
         base_events, base_timers = await stored(js)
         before = cpu_seconds(router.pid)
-        await burst(js, tag, reports, schools)
+        await burst(js, tag, reports, schools, rate)
         await wait_for(js, base_events + reports * (1 + PER_REPORT), base_timers + reports, 300)
         await asyncio.sleep(0.3)  # the detector's last round after the burst
         return (cpu_seconds(router.pid) - before) / reports
@@ -126,6 +138,9 @@ async def main() -> None:
     ap.add_argument("--schools", type=int, default=600)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tree", action="append", type=Path)
+    ap.add_argument(
+        "--rate", type=float, default=0, help="reports a second (0: all at once, the default)"
+    )
     args = ap.parse_args()
     trees = args.tree or [REPO]
     config = Path(tempfile.mkdtemp(prefix="dooralert-router-cpu-config-")) / "config"
@@ -134,7 +149,7 @@ async def main() -> None:
     for r in range(args.rounds):
         order = trees if r % 2 == 0 else list(reversed(trees))
         for tree in order:
-            per = await one(tree, config, args.reports, args.schools, f"r{r}")
+            per = await one(tree, config, args.reports, args.schools, f"r{r}", args.rate)
             results[tree].append(per)
             print(
                 f"round {r + 1} {tree}: {1000 * per:.3f} ms CPU/report "
