@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from itertools import count
+from typing import Any
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -86,6 +87,9 @@ async def publish_events(js: JetStreamContext, events: Sequence[Event], **kw: fl
 # responses it routes by token): "p" and a number, never one of nats-py's own (a NUID and
 # four hex digits, 26 characters), and cheaper to make than those.
 _TOKENS = count(1)
+# What `send_together` uses of nats-py's client (2.16, internal): a client without them (another
+# version) has each publish made by its retry, as `publish_event` makes it.
+_CLIENT_INTERNALS = ("_resp_map", "_resp_sub_prefix", "_init_request_sub", "publish")
 
 
 def _pub_ack(msg: Msg) -> PubAck | None:
@@ -123,13 +127,13 @@ async def send_together(
     whose result or exception the future takes: a failure is handled exactly as `js.publish`
     inside `retrying` handles it, one attempt sooner.
 
-    A context that is not nats-py's own (tests' fakes) is published through its `publish`,
-    each retry in a task of its own, in order.
+    A context that is not nats-py's own (tests' fakes), or whose client lacks the internals
+    this uses, is published through its `publish`: each retry in a task of its own, in order.
     """
     loop = asyncio.get_running_loop()
     out: list[asyncio.Future[PubAck]] = []
-    nc = getattr(js, "_nc", None)
-    if type(js) is not JetStreamContext or nc is None:
+    nc: Any = getattr(js, "_nc", None)
+    if type(js) is not JetStreamContext or not all(hasattr(nc, a) for a in _CLIENT_INTERNALS):
         return [asyncio.ensure_future(retry()) for _, _, _, retry in publishes]
     if not nc._resp_sub_prefix:
         await nc._init_request_sub()

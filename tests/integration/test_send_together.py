@@ -140,3 +140,14 @@ async def test_the_router_sends_a_report_s_events_together_and_arms_its_deadline
     assert again.outcome == "ack"
     assert await stored(js) == log
     assert not js._nc._resp_map  # type: ignore[attr-defined]
+
+
+async def test_a_client_without_the_internals_publishes_through_the_retries(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.eventlog import jetstream
+
+    monkeypatch.setattr(jetstream, "_CLIENT_INTERNALS", ("_no_such_internal",))
+    retry = Retry(PubAck(stream="X", seq=3))
+    (future,) = await send_together(js, [("dooralert.x", b"", {}, retry)], timeout=1.0)
+    assert await future == PubAck(stream="X", seq=3) and retry.calls == 1
