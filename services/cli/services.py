@@ -153,7 +153,7 @@ def intake_server_config(settings: Settings, app: Any) -> uvicorn.Config:
     DOORALERT_TRUSTED_PROXIES; with none, the client address is the TCP peer."""
     import uvicorn
 
-    from services.cli.http1 import OneWriteH11Protocol
+    from services.cli.http1 import intake_protocol
 
     # uvicorn's own default trusts 127.0.0.1 (or $FORWARDED_ALLOW_IPS): any local process or
     # sidecar could then name any client address and slip every per-address limit.
@@ -168,8 +168,9 @@ def intake_server_config(settings: Settings, app: Any) -> uvicorn.Config:
         server_header=False,
         proxy_headers=bool(trusted),
         forwarded_allow_ips=trusted or "",
-        # h11 (pure Python), a response of known length in one write (http1.py).
-        http=OneWriteH11Protocol,
+        # httptools (h11 where it is missing), a response of known length in one write, a
+        # request head of at most 16 KiB (http1.py).
+        http=intake_protocol(),
     )
 
 
