@@ -84,7 +84,6 @@ log = get_logger("dooralert.notifier")
 ACK_WITHIN = 0.002  # seconds an ack may wait for another write to NATS (see above)
 PREFETCH_FRESH = 0.05  # seconds a prefetched delivery record read stays usable (see above)
 WARM_FRESH = 0.05  # seconds a notes key read started by `warm` stays usable (see there)
-WARM_AT_ONCE = 4  # reports read ahead at a time; more are a burst, read by their requests
 _PREFETCHED = "_dooralert_record_read"  # the attribute of the fetched message holding it
 
 
@@ -121,7 +120,6 @@ class Notifier:
         self._key_reads: SingleFlight[str, bytes | None] = SingleFlight()
         self.smtp = self.sender.smtp  # the integration tests count its sessions
         self.acks = LazyAcks()
-        self._warming: set[asyncio.Future[None]] = set()  # reads ahead (`warm`) in flight
 
     @property
     def event_log(self) -> EventLog:
@@ -200,15 +198,10 @@ class Notifier:
         report not stored yet is not remembered, and its alerts read it themselves); the key
         is not kept: its read is used by an email asking within `WARM_FRESH` seconds, like
         the concurrent reads SingleFlight shares, then forgotten."""
-        if self.reports.get(school, incident) is not None or len(self._warming) >= WARM_AT_ONCE:
-            return  # read, or reports coming faster than single alerts: a burst has begun
+        if self.reports.get(school, incident) is not None:
+            return
         task = asyncio.ensure_future(self._warm(school, incident))
-        self._warming.add(task)
-        task.add_done_callback(self._warmed)
-
-    def _warmed(self, task: asyncio.Future[None]) -> None:
-        self._warming.discard(task)
-        _retrieve_warm(task)
+        task.add_done_callback(_retrieve_warm)
 
     async def _warm(self, school: str, incident: str) -> None:
         report = await self._report_reads.read(
