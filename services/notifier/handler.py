@@ -39,8 +39,6 @@ import random
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
-from functools import partial
-from typing import Any
 
 from faststream.nats import NatsBroker, NatsMessage
 from nats.aio.client import Client
@@ -56,7 +54,6 @@ from schemas.events import (
 )
 from services.domain.directory import Directory
 from services.domain.incident import fold
-from services.domain.notes import sealed_notes
 from services.eventlog.interface import EventLog
 from services.eventlog.jetstream import JetStreamEventLog
 from services.eventlog.notekeys import JetStreamNoteKeys, MemoryNoteKeys, NoteKeys
@@ -83,7 +80,6 @@ from services.runtime.settings import Settings
 log = get_logger("dooralert.notifier")
 ACK_WITHIN = 0.002  # seconds an ack may wait for another write to NATS (see above)
 PREFETCH_FRESH = 0.05  # seconds a prefetched delivery record read stays usable (see above)
-WARM_FRESH = 0.05  # seconds a notes key read started by `warm` stays usable (see there)
 _PREFETCHED = "_dooralert_record_read"  # the attribute of the fetched message holding it
 
 
@@ -189,30 +185,6 @@ class Notifier:
             attempt=attempt,
         )
         return None
-
-    def warm(self, school: str, incident: str) -> None:
-        """A report was just published (main.py passes it on while idle): read it, and its
-        notes key when its notes are sealed, now, while the router decides, so that the
-        alerts that follow in a few milliseconds find them ready instead of reading them in
-        turn. The report is remembered only as read back from the log (`_read_report`: a
-        report not stored yet is not remembered, and its alerts read it themselves); the key
-        is not kept: its read is used by an email asking within `WARM_FRESH` seconds, like
-        the concurrent reads SingleFlight shares, then forgotten."""
-        if self.reports.get(school, incident) is not None:
-            return
-        task = asyncio.ensure_future(self._warm(school, incident))
-        task.add_done_callback(_retrieve_warm)
-
-    async def _warm(self, school: str, incident: str) -> None:
-        report = await self._report_reads.read(
-            (school, incident), lambda: self._read_report(school, incident)
-        )
-        found = sealed_notes(report) if report is not None else None
-        if found is None or found[1] is None:
-            return
-        keys = await self._keys()
-        if isinstance(keys, _SharedKeyReads):
-            keys.warm(incident)
 
     def prefetch(self, raw: Msg) -> None:
         """Start the delivery record read of a request just fetched (see the module
@@ -414,31 +386,12 @@ class LazyAcks:
 
 class _SharedKeyReads:
     """Notes keys whose concurrent reads of one incident's key are one read (nothing is kept
-    after it: a key forgotten afterwards is not used by a later email), and a read started
-    ahead (`warm`) used by the emails asking within `WARM_FRESH` seconds."""
+    after it: a key forgotten afterwards is not used by a later email)."""
 
     def __init__(self, keys: NoteKeys, reads: SingleFlight[str, bytes | None]) -> None:
         self._keys, self._reads = keys, reads
-        self._warm: dict[str, asyncio.Future[bytes | None]] = {}
-
-    def warm(self, incident_id: str) -> None:
-        if incident_id in self._warm:
-            return
-        read = asyncio.ensure_future(
-            self._reads.read(incident_id, partial(self._keys.get, incident_id))
-        )
-        read.add_done_callback(_retrieve)
-        self._warm[incident_id] = read
-        asyncio.get_running_loop().call_later(WARM_FRESH, self._forget, incident_id, read)
-
-    def _forget(self, incident_id: str, read: asyncio.Future[bytes | None]) -> None:
-        if self._warm.get(incident_id) is read:
-            del self._warm[incident_id]
 
     async def get(self, incident_id: str) -> bytes | None:
-        read = self._warm.get(incident_id)
-        if read is not None:
-            return await asyncio.shield(read)
         return await self._reads.read(incident_id, lambda: self._keys.get(incident_id))
 
     async def create_if_absent(self, incident_id: str, value: bytes) -> bytes:
@@ -460,13 +413,7 @@ def _prefetched(raw: Msg, notification_id: str) -> asyncio.Future[DeliveryRecord
     return read  # type: ignore[no-any-return]
 
 
-def _retrieve_warm(task: asyncio.Future[None]) -> None:
-    """A read ahead that failed is only a read the emails make themselves."""
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.info("notifier.warm_failed", error=type(exc).__name__)
-
-
-def _retrieve(read: asyncio.Future[Any]) -> None:
+def _retrieve(read: asyncio.Future[DeliveryRecord | None]) -> None:
     """A prefetched read nobody awaits (its message was refused) does not log its error."""
     if not read.cancelled():
         read.exception()

@@ -7,7 +7,6 @@ consumer and the max-deliveries advisories, and runs the process (health port, c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from types import TracebackType
 from typing import Any
@@ -35,7 +34,6 @@ from services.runtime.settings import Settings
 
 log = get_logger("dooralert.notifier")
 SUBJECT = f"{SUBJECT_PREFIX}.*.*.notification.requested"
-REPORTS = f"{SUBJECT_PREFIX}.*.*.encounter.reported"  # heard as published (NotifierBroker)
 
 __all__ = ["SUBJECT", "Notifier", "build_app", "build_broker", "build_notifier", "run"]
 
@@ -135,7 +133,6 @@ def build_notifier(
     )
     if hold_pulls(requests, held):
         broker.held, broker.grace = held, settings.shutdown_grace_seconds
-        broker.notifier = notifier
 
     @broker.subscriber(
         ADVISORY_SUBJECT,
@@ -156,31 +153,10 @@ def build_notifier(
 
 class NotifierBroker(NatsBroker):
     """The notifier's broker: on stop, the requests in hand are finished (sent, recorded and
-    acked) before the subscribers stop and the connection drains.
-
-    While running it also hears each report as intake publishes it (a plain subscription,
-    nothing acked or stored) and, when no request is in hand, has the notifier read the
-    report and its notes key at once (`Notifier.warm`): the router takes a few milliseconds
-    to decide, and the alerts then find both read. In a burst the notifier is busy and
-    skips it: the requests read for themselves, as without it. A deployment whose NATS user
-    may not subscribe to reports only logs the refusal once."""
+    acked) before the subscribers stop and the connection drains."""
 
     held: HeldPull | None = None
     grace = 0.0  # seconds the requests in hand may take (shutdown_grace_seconds)
-    notifier: Notifier | None = None
-    _reports: Any = None  # the subscription to reports being published
-
-    async def start(self) -> None:
-        await super().start()
-        if self.notifier is not None and self.held is not None and self._reports is None:
-            self._reports = await self.connection.subscribe(REPORTS, cb=self._published)
-
-    async def _published(self, msg: Msg) -> None:
-        if self.held is None or self.held.in_hand or self.held.closed:
-            return  # busy (or stopping): the requests read for themselves
-        parts = msg.subject.split(".")
-        if len(parts) == 5 and self.notifier is not None:
-            self.notifier.warm(parts[1], parts[2])
 
     async def stop(
         self,
@@ -188,10 +164,6 @@ class NotifierBroker(NatsBroker):
         exc_val: BaseException | None = None,
         exc_tb: TracebackType | None = None,
     ) -> None:
-        if self._reports is not None:
-            reports, self._reports = self._reports, None
-            with contextlib.suppress(Exception):
-                await reports.unsubscribe()
         if self.held is not None:
             await self.held.close(self.grace)
         await super().stop(exc_type, exc_val, exc_tb)
