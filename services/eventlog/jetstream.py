@@ -228,16 +228,20 @@ class JetStreamEventLog:
         as `append`'s publish would have returned (or raised) it: the first publishes share
         one timeout, the retries are `append`'s (`send_together`)."""
         start = time.monotonic()
-        publishes = [
-            (
-                subject_for(e, SUBJECT_PREFIX),
-                serialize_event(e),
-                {"Nats-Msg-Id": e.id, Header.EXPECTED_STREAM: STREAM},
-                self._retry(e, start),
-            )
-            for e in events
-        ]
+        publishes = [self.publish_of(e, start) for e in events]
         return await send_together(self.js, publishes, timeout=self.publish_timeout)
+
+    def publish_of(
+        self, event: Event, start: float
+    ) -> tuple[str, bytes, dict[str, str], Callable[[], Awaitable[PubAck]]]:
+        """`append` of `event` as one publish for `send_together` (subject, payload, headers,
+        and `append`'s retrying publish for what is left of `retry_for` since `start`)."""
+        return (
+            subject_for(event, SUBJECT_PREFIX),
+            serialize_event(event),
+            {"Nats-Msg-Id": event.id, Header.EXPECTED_STREAM: STREAM},
+            self._retry(event, start),
+        )
 
     def _retry(self, event: Event, start: float) -> Callable[[], Awaitable[PubAck]]:
         """`append`'s publish of `event`, retrying for what is left of `retry_for` since `start`."""

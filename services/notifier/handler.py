@@ -49,13 +49,14 @@ from schemas.events import (
     Event,
     EventDecodeError,
     NotificationRequested,
+    NotificationSent,
     event_subject,
     parse_stored,
 )
 from services.domain.directory import Directory
 from services.domain.incident import fold
 from services.eventlog.interface import EventLog
-from services.eventlog.jetstream import JetStreamEventLog
+from services.eventlog.jetstream import JetStreamEventLog, send_together
 from services.eventlog.notekeys import JetStreamNoteKeys, MemoryNoteKeys, NoteKeys
 from services.notifier.channels import (
     DeliveryError,
@@ -172,9 +173,10 @@ class Notifier:
             return await self._retry_later(req, attempt, err)
         now = datetime.now(UTC)
         # Both stored before the ack (see the module docstring), in one round trip.
-        await _all(
-            self.records.put(d.notification_id, DeliveryRecord(attempt, reply, at=now)),
-            self.event_log.append(sent_event(req, attempt=attempt, reply=reply, now=now)),
+        await self._store_sent(
+            d.notification_id,
+            DeliveryRecord(attempt, reply, at=now),
+            sent_event(req, attempt=attempt, reply=reply, now=now),
         )
         log.info(
             "notification.sent",
@@ -185,6 +187,39 @@ class Notifier:
             attempt=attempt,
         )
         return None
+
+    async def _store_sent(
+        self, notification_id: str, record: DeliveryRecord, event: NotificationSent
+    ) -> None:
+        """The delivery record and the `notification.sent` event, both stored (or the first
+        failure raised once both have settled). On JetStream they go out in one flush through
+        `send_together` (no task, `wait_for` or PubAck parse each: any answer but a PubAck goes
+        to `put`'s and `append`'s own retrying publishes); other stores (the service tests'
+        fakes) each in its own write, concurrently."""
+        log_, records = self.event_log, self.records
+        if not (
+            isinstance(log_, JetStreamEventLog) and isinstance(records, JetStreamDeliveryRecords)
+        ):
+            await _all(records.put(notification_id, record), log_.append(event))
+            return
+        both = [
+            await records.put_publish(notification_id, record),
+            log_.publish_of(event, time.monotonic()),
+        ]
+        writes = await send_together(log_.js, both, timeout=log_.publish_timeout)
+        failure: Exception | None = None
+        try:
+            for write in writes:
+                try:
+                    await write
+                except Exception as exc:  # noqa: BLE001 - raised below, once both settled
+                    failure = failure or exc
+        except BaseException:
+            for write in writes:
+                write.cancel()
+            raise
+        if failure is not None:
+            raise failure
 
     def prefetch(self, raw: Msg) -> None:
         """Start the delivery record read of a request just fetched (see the module

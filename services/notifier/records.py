@@ -9,13 +9,16 @@ the real one, and the service tests use a fake of the same protocol.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError
-from nats.js.kv import KeyValue
+from nats.js.api import PubAck
+from nats.js.errors import InvalidKeyError, KeyNotFoundError
+from nats.js.kv import KeyValue, _is_key_valid
 
 from services.eventlog import DELIVERIES_BUCKET
 from services.eventlog.direct import consistent_key_value
@@ -99,3 +102,26 @@ class JetStreamDeliveryRecords:
             retry_for=self.retry_for,
             what="delivery_record.put",
         )
+
+    async def put_publish(
+        self, notification_id: str, record: DeliveryRecord
+    ) -> tuple[str, bytes, dict[str, str], Callable[[], Awaitable[PubAck]]]:
+        """`put` as one publish for `send_together` (the notifier's handler sends it with the
+        `notification.sent` event in one flush): the key's subject in the bucket, the stored
+        form, and `put`'s own retrying publish for any answer but its PubAck."""
+        if not _is_key_valid(notification_id):
+            raise InvalidKeyError(notification_id)
+        kv = await self._bucket()
+        subject = f"{getattr(kv, '_pre', f'$KV.{DELIVERIES_BUCKET}.')}{notification_id}"
+        value = encode_record(record)
+        start = time.monotonic()
+
+        def retry() -> Awaitable[PubAck]:
+            left = max(0.0, self.retry_for - (time.monotonic() - start))
+            return retrying(
+                lambda: self.js.publish(subject, value),
+                retry_for=left,
+                what="delivery_record.put",
+            )
+
+        return subject, value, {}, retry
