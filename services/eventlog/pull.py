@@ -22,9 +22,10 @@ silent for `heartbeat * MISSED_BEATS` seconds, or that was held over a reconnect
 client, is counted as gone and asked again: a lost request delays delivery by seconds, never
 stops it.
 
-On `close`, no new requests go out and what is in hand is finished (up to `grace` seconds).
-A message that still arrives on a request held from before is nacked at once, so another
-process (or this one's successor) gets it now rather than after the ack wait.
+On `close`, no new requests go out, the requests held at the server are ended (the inbox's
+interest removed there: `_end_requests` says why) and what is in hand is finished (up to
+`grace` seconds). A message still in flight on a request held from before is nacked at once,
+so another process (or this one's successor) gets it now rather than after the ack wait.
 """
 
 from __future__ import annotations
@@ -120,10 +121,31 @@ class HeldPull:
                 self._watching.cancel()
 
     async def close(self, grace: float) -> None:
-        """Ask for nothing more; wait up to `grace` seconds for the messages in hand."""
+        """Ask for nothing more, end the requests held at the server, and wait up to `grace`
+        seconds for the messages in hand."""
         self.closed = True
+        await self._end_requests()
         if self.in_hand:
             await asyncio.wait(set(self.in_hand), timeout=grace)
+
+    async def _end_requests(self) -> None:
+        """End the requests still held at the server by removing the inbox's interest there
+        (the server drops a waiting request nobody listens to). Held on, they would bring
+        each message given back with a nak straight back here, to be nacked again: every
+        delivery counts towards the consumer's max_deliver (the router's is 20, its requests
+        ask for 64), so a message arriving while the messages in hand finish could use all
+        its deliveries up and never be handed to anyone. The subscription itself stays until
+        FastStream's stop unsubscribes it (a second UNSUB the server ignores): what is in
+        flight still arrives and is nacked."""
+        psub = self._psub
+        if psub is None:
+            return
+        nc, sid = psub._nc, psub._sub._id
+        try:
+            if not nc.is_closed and not nc.is_draining and not nc.is_reconnecting:
+                await nc._send_unsubscribe(sid)
+        except Exception:  # the late arrivals' nacks are the fallback
+            log.warning("pull.end_failed", consumer=self.name, exc_info=True)
 
     def _due(self) -> bool:
         """Whether to ask for more: at least half the capacity is neither in hand nor

@@ -1,0 +1,79 @@
+"""A closing held pull (services/eventlog/pull.py) on a real nats-server: a message that
+arrives while the messages in hand finish is given back without being delivered again and
+again to the closing process's own held requests (each delivery counts towards the
+consumer's max_deliver: the router's is 20, its requests ask for 64)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from services.eventlog import STREAM
+from services.eventlog.pull import HeldPull
+
+SUBJECT = "dooralert.hamline.inc-{}.notification.requested"
+DURABLE = "held-close-test"
+
+
+async def test_a_message_arriving_while_closing_is_not_redelivered_to_the_closing_process(js):  # type: ignore[no-untyped-def]
+    await js.add_consumer(
+        STREAM,
+        ConsumerConfig(
+            durable_name=DURABLE,
+            filter_subject="dooralert.*.*.notification.requested",
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30.0,
+            max_deliver=20,
+        ),
+    )
+    gate = asyncio.Event()
+    first: list[Msg] = []
+
+    async def slow(msg: Msg) -> None:
+        first.append(msg)
+        await gate.wait()
+        await msg.ack()
+
+    closing_one = HeldPull(slow, capacity=64, name=DURABLE)
+    run_one = asyncio.create_task(
+        closing_one.run(await js.pull_subscribe_bind(DURABLE, stream=STREAM))
+    )
+    await js.publish(SUBJECT.format(0), b"0", stream=STREAM)
+    for _ in range(200):
+        if first:
+            break
+        await asyncio.sleep(0.01)
+    assert first
+    closing = asyncio.create_task(closing_one.close(grace=5.0))
+    await asyncio.sleep(0.05)
+    # A report arrives while the one in hand finishes: the closing process gives it back.
+    await js.publish(SUBJECT.format(1), b"1", stream=STREAM)
+    await asyncio.sleep(0.5)
+    gate.set()
+    await asyncio.wait_for(closing, 2.0)
+    run_one.cancel()
+    await asyncio.gather(run_one, return_exceptions=True)
+    await closing_one._psub.unsubscribe()  # type: ignore[union-attr]  # FastStream's stop
+
+    # The successor gets it, delivered once or twice before, not max_deliver times.
+    got: list[Msg] = []
+
+    async def record(msg: Msg) -> None:
+        got.append(msg)
+        await msg.ack()
+
+    successor = HeldPull(record, capacity=4, name=DURABLE)
+    run_two = asyncio.create_task(
+        successor.run(await js.pull_subscribe_bind(DURABLE, stream=STREAM))
+    )
+    try:
+        for _ in range(300):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        assert [m.data for m in got] == [b"1"], "never redelivered: max_deliver used up"
+        assert got[0].metadata.num_delivered <= 3
+    finally:
+        run_two.cancel()
