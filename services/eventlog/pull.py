@@ -136,7 +136,9 @@ class HeldPull:
         ask for 64), so a message arriving while the messages in hand finish could use all
         its deliveries up and never be handed to anyone. The subscription itself stays until
         FastStream's stop unsubscribes it (a second UNSUB the server ignores): what is in
-        flight still arrives and is nacked."""
+        flight still arrives and is nacked: what the server sent before it took the UNSUB in
+        comes before the flush's PONG, and is nacked before this returns (FastStream's stop
+        then drops what the inbox holds, which would wait for its ack wait)."""
         psub = self._psub
         if psub is None:
             return
@@ -144,8 +146,15 @@ class HeldPull:
         try:
             if not nc.is_closed and not nc.is_draining and not nc.is_reconnecting:
                 await nc._send_unsubscribe(sid)
+                await nc.flush(timeout=1)
         except Exception:  # the late arrivals' nacks are the fallback
             log.warning("pull.end_failed", consumer=self.name, exc_info=True)
+        queue: asyncio.Queue[Msg] = psub._sub._pending_queue
+        loop = asyncio.get_running_loop()
+        until = loop.time() + 1.0
+        while not queue.empty() and loop.time() < until:  # the receive loop nacks them
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0)  # the last one's nak is buffered once it is taken off
 
     def _due(self) -> bool:
         """Whether to ask for more: at least half the capacity is neither in hand nor

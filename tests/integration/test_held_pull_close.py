@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
+import nats
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 
@@ -75,5 +76,61 @@ async def test_a_message_arriving_while_closing_is_not_redelivered_to_the_closin
             await asyncio.sleep(0.01)
         assert [m.data for m in got] == [b"1"], "never redelivered: max_deliver used up"
         assert got[0].metadata.num_delivered <= 3
+    finally:
+        run_two.cancel()
+
+
+async def test_what_was_on_its_way_when_closing_goes_to_the_successor_at_once(js):  # type: ignore[no-untyped-def]
+    # Nothing in hand: close returns at once and FastStream's stop then cancels the run and
+    # unsubscribes. What the server had sent before it took the close in is nacked first,
+    # not left to its ack wait (30 s here, the notifier's is 60 s).
+    await js.add_consumer(
+        STREAM,
+        ConsumerConfig(
+            durable_name=DURABLE,
+            filter_subject="dooralert.*.*.notification.requested",
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30.0,
+        ),
+    )
+    taken: list[bytes] = []
+
+    async def take(msg: Msg) -> None:
+        taken.append(msg.data)
+        await msg.ack()
+
+    one = HeldPull(take, capacity=64, name=DURABLE)
+    psub = await js.pull_subscribe_bind(DURABLE, stream=STREAM)
+    run_one = asyncio.create_task(one.run(psub))
+    await asyncio.sleep(0.2)
+    # A burst published by another connection, the close right behind it.
+    nc2 = await nats.connect(js._nc.connected_url.geturl())
+    try:
+        for i in range(40):
+            await nc2.publish(SUBJECT.format(i), str(i).encode())
+        await nc2.flush()
+    finally:
+        await nc2.close()
+    await one.close(grace=5.0)
+    run_one.cancel()
+    await asyncio.gather(run_one, return_exceptions=True)
+    await psub.unsubscribe()
+
+    got: list[bytes] = []
+
+    async def record(msg: Msg) -> None:
+        got.append(msg.data)
+        await msg.ack()
+
+    successor = HeldPull(record, capacity=64, name=DURABLE)
+    run_two = asyncio.create_task(
+        successor.run(await js.pull_subscribe_bind(DURABLE, stream=STREAM))
+    )
+    try:
+        for _ in range(300):
+            if len(taken) + len(got) >= 40:
+                break
+            await asyncio.sleep(0.01)
+        assert sorted(taken + got, key=int) == [str(i).encode() for i in range(40)]
     finally:
         run_two.cancel()
