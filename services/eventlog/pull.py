@@ -156,14 +156,15 @@ class HeldPull:
             await asyncio.sleep(0.001)
         await asyncio.sleep(0)  # the last one's nak is buffered once it is taken off
 
-    def _due(self) -> bool:
-        """Whether to ask for more: at least half the capacity is neither in hand nor
-        outstanding (so a busy consumer asks for half its capacity at a time, not for one
+    def _due(self, least: int | None = None) -> bool:
+        """Whether to ask for more: at least half the capacity (`least`) is neither in hand
+        nor outstanding (so a busy consumer asks for half its capacity at a time, not for one
         message each time one is done: one request per message would be one more message
         per message for the server)."""
         if self.closed or asyncio.get_running_loop().time() < self._retry_at:
             return False
-        return self.capacity - len(self.in_hand) - self.outstanding >= self._refill
+        free = self.capacity - len(self.in_hand) - self.outstanding
+        return free >= (self._refill if least is None else least)
 
     async def _top_up(self) -> None:
         psub = self._psub
@@ -217,13 +218,16 @@ class HeldPull:
             self.outstanding = 0
             self._heard = loop.time()
         self._reconnects = nc.stats["reconnects"]
-        self._kick()
+        # With nothing asked for, any free place is asked for here: messages held longer
+        # than a heartbeat (a hanging target, up to its timeout) never leave the rest of the
+        # capacity unasked for while messages wait in the stream.
+        self._kick(least=1 if not self.outstanding else None)
         self._watching = loop.call_later(self.heartbeat, self._watch, loop)
 
-    def _kick(self) -> None:
+    def _kick(self, least: int | None = None) -> None:
         """Ask for more outside the receive loop (after a pause, a loss or a finished
         message), when due."""
-        if self._due():
+        if self._due(least):
             task = asyncio.ensure_future(self._top_up())
             task.add_done_callback(_quiet)
 

@@ -134,3 +134,45 @@ async def test_what_was_on_its_way_when_closing_goes_to_the_successor_at_once(js
         assert sorted(taken + got, key=int) == [str(i).encode() for i in range(40)]
     finally:
         run_two.cancel()
+
+
+async def test_messages_held_long_leave_no_free_place_unasked_for(js):  # type: ignore[no-untyped-def]
+    # Three of four places held by a hanging target (up to its timeout): the fourth, less
+    # than half the capacity, is still asked for within a heartbeat while a message waits.
+    await js.add_consumer(
+        STREAM,
+        ConsumerConfig(
+            durable_name=DURABLE,
+            filter_subject="dooralert.*.*.notification.requested",
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=30.0,
+        ),
+    )
+    gate = asyncio.Event()
+    done: list[bytes] = []
+
+    async def handle(msg: Msg) -> None:
+        if msg.data in (b"0", b"1", b"2"):
+            await gate.wait()
+        await msg.ack()
+        done.append(msg.data)
+
+    held = HeldPull(handle, capacity=4, name=DURABLE, heartbeat=0.2)
+    for i in range(4):
+        await js.publish(SUBJECT.format(i), str(i).encode(), stream=STREAM)
+    task = asyncio.create_task(held.run(await js.pull_subscribe_bind(DURABLE, stream=STREAM)))
+    try:
+        for _ in range(200):
+            if done == [b"3"] and len(held.in_hand) == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert done == [b"3"] and held.outstanding == 0
+        await js.publish(SUBJECT.format(4), b"4", stream=STREAM)
+        for _ in range(150):
+            if len(done) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert done == [b"3", b"4"]
+    finally:
+        gate.set()
+        task.cancel()
