@@ -270,12 +270,33 @@ def hold_pulls(subscriber: Any, held: HeldPull) -> bool:
     FastStream still binds the durable consumer (and unbinds it on stop), and its consume
     task runs `held.run` (restarted by FastStream should it fail). Under `TestNatsBroker`,
     which never binds, the subscriber's own path is used. False (and nothing changed) for a
-    FastStream without the private `_consume_pull` this replaces."""
-    if not callable(getattr(subscriber, "_consume_pull", None)):
+    FastStream without the private `_consume_pull` this replaces. A subscription without the
+    nats-py internals `run` uses (another nats-py) is consumed by FastStream's own fetch loop:
+    `run` would fail at once, every time FastStream restarted it, and nothing be consumed."""
+    original = getattr(subscriber, "_consume_pull", None)
+    if not callable(original):
         return False
 
-    async def consume_pull(cb: object = None) -> None:
-        await held.run(subscriber.subscription)
+    async def consume_pull(cb: Any = None) -> None:
+        psub = subscriber.subscription
+        if not _held_pull_works(psub):
+            log.warning("pull.unavailable", consumer=held.name, action="fetch loop")
+            await original(cb=cb)
+            return
+        await held.run(psub)
 
     subscriber._consume_pull = consume_pull
     return True
+
+
+def _held_pull_works(psub: Any) -> bool:
+    """Whether `psub` has what `HeldPull.run` uses of nats-py's (2.16) pull subscription."""
+    sub, nc = getattr(psub, "_sub", None), getattr(psub, "_nc", None)
+    return (
+        isinstance(getattr(sub, "_pending_queue", None), asyncio.Queue)
+        and isinstance(getattr(sub, "_pending_size", None), int)
+        and isinstance(getattr(psub, "_nms", None), str)
+        and isinstance(getattr(psub, "_deliver", None), str)
+        and isinstance(getattr(nc, "stats", None), dict)
+        and callable(getattr(nc, "publish", None))
+    )

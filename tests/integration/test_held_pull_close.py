@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from services.eventlog import STREAM
-from services.eventlog.pull import HeldPull
+from services.eventlog.pull import HeldPull, _held_pull_works
 
 SUBJECT = "dooralert.hamline.inc-{}.notification.requested"
 DURABLE = "held-close-test"
@@ -176,3 +176,16 @@ async def test_messages_held_long_leave_no_free_place_unasked_for(js):  # type: 
     finally:
         gate.set()
         task.cancel()
+
+
+async def test_the_installed_nats_py_has_what_the_held_pull_uses(js):  # type: ignore[no-untyped-def]
+    # Else hold_pulls leaves the consumers to FastStream's fetch loop (and says so).
+    await js.add_consumer(
+        STREAM,
+        ConsumerConfig(
+            durable_name=DURABLE,
+            filter_subject="dooralert.*.*.notification.requested",
+            ack_policy=AckPolicy.EXPLICIT,
+        ),
+    )
+    assert _held_pull_works(await js.pull_subscribe_bind(DURABLE, stream=STREAM))
