@@ -207,19 +207,7 @@ class Notifier:
             log_.publish_of(event, time.monotonic()),
         ]
         writes = await send_together(log_.js, both, timeout=log_.publish_timeout)
-        failure: Exception | None = None
-        try:
-            for write in writes:
-                try:
-                    await write
-                except Exception as exc:  # noqa: BLE001 - raised below, once both settled
-                    failure = failure or exc
-        except BaseException:
-            for write in writes:
-                write.cancel()
-            raise
-        if failure is not None:
-            raise failure
+        await _all(*writes)  # both settled, the first failure raised; cancelled: both cancelled
 
     def prefetch(self, raw: Msg) -> None:
         """Start the delivery record read of a request just fetched (see the module
