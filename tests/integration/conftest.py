@@ -12,6 +12,7 @@ from services.notifier.main import build_broker as notifier_broker
 from services.router.main import build_broker as router_broker
 from services.router.rules import load_rules
 from services.runtime.settings import Settings
+from tests.fixtures.notifier_support import WebhookServer
 from tests.support import EXAMPLES, HAMLINE_KEY
 
 
@@ -35,6 +36,15 @@ class Pipeline:
         )
         assert resp.status_code == 200, resp.text
         return resp.json()
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[WebhookServer]:
+    """A local HTTP server taking webhook deliveries (tests/fixtures/notifier_support.py)."""
+    server = WebhookServer()
+    await server.start()
+    yield server
+    await server.stop()
 
 
 @pytest.fixture

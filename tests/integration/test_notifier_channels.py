@@ -26,14 +26,6 @@ from tests.support import TEST_SECRET, ScriptedHandler, SmtpServer, eventually
 
 
 @pytest.fixture
-async def webhook() -> AsyncIterator[WebhookServer]:
-    server = WebhookServer()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 async def notifier(
     settings: Settings, js: Any, webhook: WebhookServer, tmp_path: Path
 ) -> AsyncIterator[Any]:

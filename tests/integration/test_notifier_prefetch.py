@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -23,14 +22,6 @@ from services.notifier.records import DeliveryRecord
 from services.runtime.settings import Settings
 from tests.fixtures.notifier_support import WebhookServer, encounter, request, test_directory
 from tests.support import SmtpServer, eventually
-
-
-@pytest.fixture
-async def webhook() -> AsyncIterator[WebhookServer]:
-    server = WebhookServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def test_a_batch_reads_each_record_once_all_started_at_fetch(

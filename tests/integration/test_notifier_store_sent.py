@@ -6,7 +6,6 @@ once the other has settled (the request then retried, never acked unrecorded).""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,14 +20,6 @@ from services.notifier.records import DeliveryRecord, JetStreamDeliveryRecords
 from services.runtime.settings import Settings
 from tests.fixtures.notifier_support import WebhookServer, encounter, request, test_directory
 from tests.support import SmtpServer, eventually
-
-
-@pytest.fixture
-async def webhook() -> AsyncIterator[WebhookServer]:
-    server = WebhookServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def test_the_record_and_the_event_are_both_stored_and_nothing_stays_registered(
