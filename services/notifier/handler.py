@@ -65,10 +65,17 @@ from services.notifier.channels import (
 )
 from services.notifier.notes import email_notes
 from services.notifier.outcome import failed_event, gave_up, sent_event
-from services.notifier.plan import Found, PlanSettings, plan_delivery, shows_current_report
+from services.notifier.plan import (
+    Found,
+    PlanSettings,
+    email_headers,
+    plan_delivery,
+    shows_current_report,
+)
 from services.notifier.records import DeliveryRecord, DeliveryRecords, JetStreamDeliveryRecords
 from services.notifier.reports import ReportCache, SingleFlight
 from services.notifier.send import Sender
+from services.notifier.smtp import Begun
 from services.runtime.logging import get_logger
 from services.runtime.metrics import (
     DELIVERY_LATENCY,
@@ -145,6 +152,9 @@ class Notifier:
         d = req.data
         attempt = msg.raw_message.metadata.num_delivered
         record_read = _prefetched(msg.raw_message, d.notification_id)
+        # The email's envelope goes to the server while the reads run (smtp.Begun).
+        headers = email_headers(req, self.directory, self.plan_settings)
+        begun = self.sender.smtp.begin(*headers) if headers is not None else None
         # Read what the notification is about while the record is looked up (both reads).
         found = asyncio.ensure_future(self._fetch(req))
         try:
@@ -154,9 +164,11 @@ class Notifier:
                 record = await record_read
         except BaseException:
             _discard(found)
+            _drop(begun)
             raise
         if record is not None:
             _discard(found)
+            _drop(begun)
             # Delivered before a crash or redelivery: make sure the log says so, send nothing.
             now = datetime.now(UTC)
             await self.event_log.append(
@@ -165,7 +177,7 @@ class Notifier:
             log.info("notification.already_sent", notification=d.notification_id)
             return None
         try:
-            reply = await self._attempt(req, msg, found)
+            reply = await self._attempt(req, msg, found, begun)
         except PermanentDeliveryError as err:
             await self._give_up(req, attempt, err)
             return None
@@ -230,13 +242,17 @@ class Notifier:
         setattr(raw, _PREFETCHED, (notification_id, time.monotonic(), read))
 
     async def _attempt(
-        self, req: NotificationRequested, msg: NatsMessage, found: Awaitable[Found]
+        self,
+        req: NotificationRequested,
+        msg: NatsMessage,
+        found: Awaitable[Found],
+        begun: Begun | None = None,
     ) -> str:
-        """One delivery attempt (`found`: the fetch, started); every failure comes out as a
-        DeliveryError."""
+        """One delivery attempt (`found`: the fetch, started; `begun`: the email's transaction,
+        if started); every failure comes out as a DeliveryError."""
         try:
             async with _heartbeat(msg):
-                return await self._deliver(req, await found)
+                return await self._deliver(req, await found, begun)
         except DeliveryError:
             raise
         except Exception as exc:
@@ -245,6 +261,8 @@ class Notifier:
             # like one: never an endless silent retry.
             log.exception("notification.error", notification=req.data.notification_id)
             raise TransientDeliveryError(f"internal error: {type(exc).__name__}") from None
+        finally:
+            _drop(begun)  # not sent: ended (nothing once the send took it)
 
     async def _retry_later(
         self, req: NotificationRequested, attempt: int, err: TransientDeliveryError
@@ -299,7 +317,9 @@ class Notifier:
         if fallback is not None:
             await self.event_log.append(fallback)
 
-    async def _deliver(self, req: NotificationRequested, found: Found) -> str:
+    async def _deliver(
+        self, req: NotificationRequested, found: Found, begun: Begun | None = None
+    ) -> str:
         """Plan and send what was fetched: the server's reply, or a DeliveryError."""
         delivery = plan_delivery(
             req,
@@ -308,7 +328,7 @@ class Notifier:
             settings=self.plan_settings,
             now=datetime.now(UTC),
         )
-        reply = await self.sender.send(delivery, now=datetime.now(UTC))
+        reply = await self.sender.send(delivery, now=datetime.now(UTC), begun=begun)
         _count_sent(req, found, at=datetime.now(UTC))
         return reply
 
@@ -434,6 +454,11 @@ def _prefetched(raw: Msg, notification_id: str) -> asyncio.Future[DeliveryRecord
         read.cancel()
         return None
     return read  # type: ignore[no-any-return]
+
+
+def _drop(begun: Begun | None) -> None:
+    if begun is not None:
+        begun.drop()
 
 
 def _retrieve(read: asyncio.Future[DeliveryRecord | None]) -> None:

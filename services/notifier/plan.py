@@ -128,6 +128,20 @@ def plan_delivery(
     )
 
 
+def email_headers(
+    request: NotificationRequested, directory: Directory, settings: PlanSettings
+) -> tuple[str, str] | None:
+    """The From and To an email request's email will have (what `plan_delivery` puts in
+    them), before anything is read or made; None for other channels or an unknown contact."""
+    if request.data.channel != "email":
+        return None
+    try:
+        _, target = _recipient(request, directory)
+    except PermanentDeliveryError:
+        return None
+    return (settings.sender, target.address) if isinstance(target, EmailChannel) else None
+
+
 def _recipient(request: NotificationRequested, directory: Directory) -> tuple[Contact, Target]:
     d = request.data
     contact = directory.contact(d.contact_id)

@@ -11,8 +11,8 @@ from datetime import datetime
 import httpx
 
 from services.notifier.apprise_channel import send_apprise
-from services.notifier.plan import AppriseDelivery, Delivery, WebhookDelivery
-from services.notifier.smtp import SmtpPool
+from services.notifier.plan import AppriseDelivery, Delivery, EmailDelivery, WebhookDelivery
+from services.notifier.smtp import Begun, SmtpPool
 from services.notifier.webhook import post_webhook
 from services.runtime.settings import Settings
 
@@ -25,9 +25,12 @@ class Sender:
         self.smtp = SmtpPool(settings=settings)
         self._http: httpx.AsyncClient | None = None
 
-    async def send(self, delivery: Delivery, *, now: datetime) -> str:
+    async def send(self, delivery: Delivery, *, now: datetime, begun: Begun | None = None) -> str:
         """Send it; return the receiving side's reply or raise a DeliveryError. `now` is the
-        signed timestamp of a webhook."""
+        signed timestamp of a webhook; `begun`, the email's transaction started by
+        `SmtpPool.begin` (used or ended here)."""
+        if begun is not None and not isinstance(delivery, EmailDelivery):
+            begun.drop()
         timeout = self.settings.webhook_timeout
         if isinstance(delivery, WebhookDelivery):
             return await post_webhook(
@@ -42,7 +45,7 @@ class Sender:
             return await send_apprise(
                 delivery.url, title=delivery.title, body=delivery.body, timeout=timeout
             )
-        return await self.smtp.send(delivery.message)
+        return await self.smtp.send(delivery.message, begun)
 
     @property
     def webhook_secret(self) -> str:

@@ -160,6 +160,78 @@ class _Session:
             self.smtp.close()
 
 
+class Begun:
+    """An email's transaction started while the email is still being made: MAIL, RCPT and
+    DATA go out on an idle pooled session while the notifier reads what the email is about,
+    so that once it is made only the body is left to send (for a server without PIPELINING,
+    three of its four round trips no longer wait for the reads and the rendering).
+
+    Nothing of it is accepted before the body: a transaction not used (the email is not
+    sent, or its envelope turns out different, or any answer was not the expected one) is
+    ended by closing its session, which makes the server discard it (RFC 5321 §4.1.1.4), and
+    the email, if sent, goes through `SmtpPool.send` as it would have without it. MAIL
+    carries no SIZE (the body is not made yet; RFC 1870 makes it optional): a server that
+    finds the body too big refuses it after the body, as it refuses any message."""
+
+    __slots__ = ("_slots", "_taken", "_task", "recipients", "sender")
+
+    def __init__(
+        self,
+        sender: str,
+        recipients: tuple[str, ...],
+        task: asyncio.Future[_Session | None],
+        slots: asyncio.Semaphore,
+    ) -> None:
+        self.sender, self.recipients = sender, recipients
+        self._task, self._slots = task, slots
+        self._taken = False
+
+    @property
+    def utf8(self) -> bool:
+        """Whether an address is not ASCII (MAIL asked for SMTPUTF8)."""
+        return not (self.sender.isascii() and all(r.isascii() for r in self.recipients))
+
+    async def take(self, message: EmailMessage) -> _Session | None:
+        """The session waiting for `message`'s body (holding a slot of the pool), or None
+        when the transaction cannot carry it (it is ended, nothing held)."""
+        self._taken = True
+        try:
+            session = await self._task
+        except Exception:  # noqa: BLE001 - the session was closed: send it the usual way
+            return None
+        if session is None:
+            return None
+        try:
+            same = _envelope(message) == (self.sender, list(self.recipients))
+        except ValueError:
+            same = False
+        if same and session.is_connected:
+            return session
+        session.close()
+        self._slots.release()
+        return None
+
+    def drop(self) -> None:
+        """The email is not sent: end the transaction (now, or when it is started). Nothing
+        once it was taken (`take` ends it, or `send` uses it)."""
+        if self._taken:
+            return
+        self._taken = True
+        if self._task.done():
+            self._ended(self._task)
+        else:
+            self._task.cancel()
+            self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Future[_Session | None]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return  # `_begin` closed the session and gave the slot back
+        session = task.result()
+        if session is not None:
+            session.close()
+            self._slots.release()
+
+
 class SmtpPool:
     """Up to `size` open sessions to the configured server, each used by one send at a time."""
 
@@ -211,47 +283,101 @@ class SmtpPool:
             _close_quietly(session)
         return None
 
-    async def send(self, message: EmailMessage) -> str:
-        """Send one message on a pooled session; return the reply or raise DeliveryError."""
-        async with self._slots:
-            session = self._take_idle()
-            reused = session is not None
-            try:
-                if session is None:
-                    session = await self._open()
-                try:
-                    reply = await self._send_on(session, message)
-                except (_IdleDrop, aiosmtplib.SMTPServerDisconnected) as exc:
-                    # The server dropped a pooled session while it sat idle, before it answered
-                    # MAIL FROM: one retry on a new session is safe. (aiosmtplib's sessions,
-                    # kept only for servers without 8BITMIME, cannot tell when it dropped.)
-                    if not reused or not (isinstance(exc, _IdleDrop) or session.wire is None):
-                        raise
-                    _close_quietly(session)
-                    session = await self._open()
-                    reply = await self._send_on(session, message)
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                self._release(session)
-                first = exc.recipients[0]
-                raise classify_smtp(first.code, first.message) from None
-            except aiosmtplib.SMTPResponseException as exc:
-                # The envelope was reset after a refusal: the session is reusable, unless the
-                # server said it is closing it (421).
-                if exc.code == 421:
-                    _close_quietly(session)
-                else:
-                    self._release(session)
-                raise classify_smtp(exc.code, exc.message) from None
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                _close_quietly(session)
-                self._answered(False)
-                raise TransientDeliveryError(f"{type(exc).__name__}: {exc}") from None
-            except BaseException:
-                _close_quietly(session)
-                raise
+    def begin(self, sender: str, to: str) -> Begun | None:
+        """Start the transaction of an email still being made (see `Begun`) on an idle
+        session, when one is ready now and the server takes 8-bit bodies; else None (`send`
+        does it all). `sender` and `to`: the From and To the email will have."""
+        if self._slots.locked() or not self._idle or self._idle[-1].wire is None:
+            return None
+        try:
+            sender_address, recipients = _addresses(sender, to)
+        except ValueError:
+            return None  # `send` refuses the email as it always has
+        task = asyncio.ensure_future(self._begin(sender_address, recipients))
+        return Begun(sender_address, recipients, task, self._slots)
+
+    async def _begin(self, sender: str, recipients: tuple[str, ...]) -> _Session | None:
+        """MAIL, RCPT and DATA on an idle session: the session, holding a slot, once the
+        server waits for the body; None (slot and session given back) when no session is
+        ready, or any answer is not the expected one (`send` then does it all, as before)."""
+        if self._slots.locked():
+            return None
+        await self._slots.acquire()  # not locked: returns at once
+        session = self._take_idle()
+        if session is None or session.wire is None:
             self._release(session)
-            self._answered(True)
-            return reply
+            self._slots.release()
+            return None
+        try:
+            ready = await _envelope_first(session, sender, recipients, self._timeout)
+        except BaseException:
+            session.close()
+            self._slots.release()
+            raise
+        if not ready:
+            session.close()  # in an unknown state, or waiting for a body: nothing accepted
+            self._slots.release()
+            return None
+        return session
+
+    async def send(self, message: EmailMessage, begun: Begun | None = None) -> str:
+        """Send one message on a pooled session; return the reply or raise DeliveryError.
+        `begun`: its transaction started by `begin`, used when its envelope is this email's
+        (else given up, and the email sent as without it)."""
+        session = await begun.take(message) if begun is not None else None
+        if session is None or begun is None:
+            async with self._slots:
+                return await self._send_holding(message, None)
+        try:
+            return await self._send_holding(message, session, utf8=begun.utf8)
+        finally:
+            self._slots.release()
+
+    async def _send_holding(
+        self, message: EmailMessage, begun: _Session | None, *, utf8: bool = False
+    ) -> str:
+        """`send`, holding a slot; `begun`: a session whose server waits for the body."""
+        session = begun or self._take_idle()
+        reused = session is not None
+        try:
+            if session is None:
+                session = await self._open()
+            try:
+                if begun is not None:
+                    reply = await _body_only(begun, message, utf8=utf8, timeout=self._timeout)
+                else:
+                    reply = await self._send_on(session, message)
+            except (_IdleDrop, aiosmtplib.SMTPServerDisconnected) as exc:
+                # The server dropped a pooled session while it sat idle, before it answered
+                # MAIL FROM: one retry on a new session is safe. (aiosmtplib's sessions,
+                # kept only for servers without 8BITMIME, cannot tell when it dropped.)
+                if not reused or not (isinstance(exc, _IdleDrop) or session.wire is None):
+                    raise
+                _close_quietly(session)
+                session = await self._open()
+                reply = await self._send_on(session, message)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            self._release(session)
+            first = exc.recipients[0]
+            raise classify_smtp(first.code, first.message) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            # The envelope was reset after a refusal: the session is reusable, unless the
+            # server said it is closing it (421).
+            if exc.code == 421:
+                _close_quietly(session)
+            else:
+                self._release(session)
+            raise classify_smtp(exc.code, exc.message) from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            _close_quietly(session)
+            self._answered(False)
+            raise TransientDeliveryError(f"{type(exc).__name__}: {exc}") from None
+        except BaseException:
+            _close_quietly(session)
+            raise
+        self._release(session)
+        self._answered(True)
+        return reply
 
     def _answered(self, ok: bool) -> None:
         self.ok = ok
@@ -312,12 +438,7 @@ class SmtpPool:
                     "SMTPUTF8 is not supported by this server"
                 )
             options.append("SMTPUTF8")
-        # The bytes written directly (wire.py) where they are what send_message would send:
-        # sender and recipients are ASCII; else the generator's, as send_message makes them.
-        raw = wire_bytes(message) if not utf8 else None
-        if raw is None:
-            raw = flatten_message(message, utf8=utf8, cte_type="8bit")
-        body = data_bytes(raw)
+        body = data_bytes(_raw(message, utf8=utf8))
         if "size" in session.extensions:
             options.insert(0, f"SIZE={len(body) - 3}")  # as sent, less the final ".\r\n"
         return await _transaction(
@@ -407,6 +528,66 @@ async def _transaction(
     assert data_reply is not None
     await _reset(wire, timeout)
     raise aiosmtplib.SMTPDataError(data_reply.code, data_reply.message)
+
+
+async def _envelope_first(
+    session: _Session, sender: str, recipients: tuple[str, ...], timeout: float
+) -> bool:
+    """MAIL, RCPT and DATA of `Begun` (in one write with PIPELINING, else one at a time):
+    whether every answer was the expected one, the server now waiting for the body."""
+    wire = session.wire
+    assert wire is not None
+    utf8 = not (sender.isascii() and all(r.isascii() for r in recipients))  # as Begun.utf8
+    options = ["BODY=8BITMIME"]
+    if utf8:
+        if "smtputf8" not in session.extensions:
+            return False
+        options.append("SMTPUTF8")
+    encoding = "utf-8" if utf8 else "ascii"
+    mail = " ".join(["MAIL FROM:" + _quoted(sender), *options]).encode(encoding) + b"\r\n"
+    commands = [mail, *(b"RCPT TO:" + _quoted(r).encode(encoding) + b"\r\n" for r in recipients)]
+    commands.append(b"DATA\r\n")
+    expected = [(250,), *([(250, 251)] * len(recipients)), (354,)]
+    try:
+        if "pipelining" in session.extensions:
+            replies = await wire.exchange(b"".join(commands), len(commands), timeout)
+            return all(r.code in ok for r, ok in zip(replies, expected, strict=True))
+        for command, ok in zip(commands, expected, strict=True):
+            (reply,) = await wire.exchange(command, 1, timeout)
+            if reply.code not in ok:
+                return False
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        return False
+    return True
+
+
+async def _body_only(
+    session: _Session, message: EmailMessage, *, utf8: bool, timeout: float
+) -> str:
+    """The body of `message` on a session of `Begun`: the final reply, as `_transaction`'s."""
+    assert session.wire is not None
+    (final,) = await session.wire.exchange(data_bytes(_raw(message, utf8=utf8)), 1, timeout)
+    return _done(final, [])
+
+
+def _raw(message: EmailMessage, *, utf8: bool) -> bytes:
+    """The message's bytes as sent on the lean path: written directly (wire.py) where they
+    are what send_message would send (sender and recipients are ASCII), else the
+    generator's, as send_message makes them."""
+    raw = wire_bytes(message) if not utf8 else None
+    if raw is None:
+        raw = flatten_message(message, utf8=utf8, cte_type="8bit")
+    return raw
+
+
+@lru_cache(maxsize=1024)
+def _addresses(sender: str, to: str) -> tuple[str, tuple[str, ...]]:
+    """MAIL FROM and RCPT TO of an email whose From and To are these, as `_envelope` takes
+    them from its headers. Raises ValueError when either has no address."""
+    message = EmailMessage()
+    message["From"], message["To"] = sender, to
+    address, recipients = _envelope(message)
+    return address, tuple(recipients)
 
 
 async def _first(
