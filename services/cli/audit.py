@@ -264,9 +264,10 @@ def audit_serve() -> None:
     origin = _log_origin(settings)
     targets = witness_targets(service_directory(settings))
     from services.eventlog import EXIT_NATS_LOST, NatsConnectError
-    from services.runtime import eventloop
+    from services.runtime import eventloop, memory
 
     eventloop.install(settings.event_loop)
+    memory.settle_heap()
     try:
         asyncio.run(_run_ledger(settings, signer, origin, targets))
     except LedgerError as exc:

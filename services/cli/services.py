@@ -19,7 +19,7 @@ from services.cli.support import (
     service_rules,
     shown_url,
 )
-from services.runtime import eventloop
+from services.runtime import eventloop, memory
 from services.runtime.config import ConfigError
 from services.runtime.logging import configure_logging, get_logger
 from services.runtime.settings import EXAMPLE_CONFIG_DIR, Settings
@@ -136,6 +136,7 @@ def intake() -> None:
         )
     app = create_app(settings, directory=directory)
     eventloop.install(settings.event_loop)
+    memory.settle_heap()
     server = uvicorn.Server(intake_server_config(settings, app))
     app.state.stop_serving = lambda: setattr(server, "should_exit", True)
     try:
@@ -182,6 +183,7 @@ def router() -> None:
     directory = service_directory(settings)
     rules = service_rules(settings)
     eventloop.install(settings.event_loop)
+    memory.settle_heap()
     raise typer.Exit(run(settings, rules=rules, directory=directory))
 
 
@@ -193,6 +195,7 @@ def notifier() -> None:
     require_secret_keys(settings)
     directory = service_directory(settings)
     eventloop.install(settings.event_loop)
+    memory.settle_heap()
     raise typer.Exit(run(settings, directory=directory))
 
 
