@@ -422,7 +422,9 @@ async def test_a_poison_message_on_the_bus_is_dead_lettered(
 async def test_an_unexpected_error_is_retried_as_a_recorded_failure_then_given_up(
     settings: Settings, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(self: Notifier, req: NotificationRequested, found: Found) -> str:
+    async def broken(
+        self: Notifier, req: NotificationRequested, found: Found, begun: object = None
+    ) -> str:
         raise OverflowError("date value out of range")
 
     monkeypatch.setattr(Notifier, "_deliver", broken)
