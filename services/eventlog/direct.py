@@ -21,6 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
+from services.eventlog.request import direct_last
 from services.runtime.logging import get_logger
 
 log = get_logger("dooralert.eventlog")
@@ -50,7 +51,7 @@ class DirectLast:
         leader has none. Raises what the requests raise (transient errors: retry it)."""
         if time.monotonic() >= self._leader_only_until:
             try:
-                msg = await self.js.get_last_msg(self.stream, subject, direct=True)
+                data, _ = await direct_last(self.js, self.stream, subject)
             except NotFoundError:
                 if _single_server(self.js):
                     return None
@@ -62,7 +63,7 @@ class DirectLast:
                 log.info("direct_get.unavailable", stream=self.stream)
             else:
                 self.direct += 1
-                return msg.data
+                return data
         try:
             msg = await self.js.get_last_msg(self.stream, subject)
         except NotFoundError:

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import InvalidKeyError, KeyNotFoundError
-from nats.js.kv import KeyValue, _is_key_valid
+from nats.js.errors import InvalidKeyError, KeyNotFoundError, NotFoundError
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue, _is_key_valid
 
 from services.eventlog import DELIVERIES_BUCKET
 from services.eventlog.direct import consistent_key_value
+from services.eventlog.request import direct_last
 from services.eventlog.retry import retrying
 
 
@@ -83,16 +85,29 @@ class JetStreamDeliveryRecords:
     async def get(self, notification_id: str) -> DeliveryRecord | None:
         kv = await self._bucket()
 
-        async def lookup() -> KeyValue.Entry | None:
+        async def lookup() -> bytes | None:
+            if getattr(kv, "_direct", False) and _is_key_valid(notification_id):
+                # The bucket's reads are direct gets (one replica: ConsistentKeyValue):
+                # without the KeyValue.Entry and nats-py's per-request overhead (request.py).
+                try:
+                    value, headers = await direct_last(
+                        self.js, kv._stream, f"{kv._pre}{notification_id}"
+                    )
+                except NotFoundError:
+                    return None
+                except NoRespondersError:
+                    pass  # direct gets turned off: kv.get asks the leader from now on
+                else:
+                    return None if headers.get(KV_OP) in (KV_DEL, KV_PURGE) else value
             try:
-                return await kv.get(notification_id)
+                return (await kv.get(notification_id)).value
             except KeyNotFoundError:
                 return None
 
-        entry = await retrying(lookup, retry_for=self.retry_for, what="delivery_record.get")
-        if entry is None or not entry.value:
+        value = await retrying(lookup, retry_for=self.retry_for, what="delivery_record.get")
+        if not value:
             return None
-        return decode_record(entry.value)
+        return decode_record(value)
 
     async def put(self, notification_id: str, record: DeliveryRecord) -> None:
         kv = await self._bucket()
