@@ -25,6 +25,13 @@ uses the read started for its own delivery of the message only if it started les
 `PREFETCH_FRESH` seconds ago, else reads again: the record is checked no longer before the
 send than the handler's own reads of the report take.
 
+An email's transaction starts as its handler does (`SmtpPool.begin`, smtp.Begun): on an idle
+pooled session, MAIL, RCPT and DATA go to the server while the reads run, so once the email is
+made only its body is left to send - for a server at a real network distance, one round trip
+(with PIPELINING) or three (without) fewer after the reads. Nothing of it is accepted before the
+body: when the record says the email already went, or nothing is to be sent, the transaction
+is ended unsent (`Begun.drop`).
+
 The ack of a finished request (`LazyAcks`, once the record and the event are stored) goes out
 with the connection's next write, at most `ACK_WITHIN` seconds later, instead of in a write of
 its own: in a burst the next email's reads and writes carry it. An ack lost in a crash meanwhile
