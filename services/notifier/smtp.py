@@ -199,11 +199,16 @@ class Begun:
             session = await self._task
         except Exception:  # noqa: BLE001 - the session was closed: send it the usual way
             return None
+        except BaseException:
+            # Cancelled while waiting: `_begin`, cancelled with the wait, ends it itself; but
+            # done in that instant (before this wait resumed), its session is ended here.
+            self._end()
+            raise
         if session is None:
             return None
         try:
             same = _envelope(message) == (self.sender, list(self.recipients))
-        except ValueError:
+        except Exception:  # noqa: BLE001 - never raised holding the slot: `send` raises it
             same = False
         if same and session.is_connected:
             return session
@@ -217,6 +222,10 @@ class Begun:
         if self._taken:
             return
         self._taken = True
+        self._end()
+
+    def _end(self) -> None:
+        """End the transaction: now if `_begin` is done, else once it is (cancelled)."""
         if self._task.done():
             self._ended(self._task)
         else:
