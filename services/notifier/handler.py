@@ -159,8 +159,10 @@ class Notifier:
         d = req.data
         attempt = msg.raw_message.metadata.num_delivered
         record_read = _prefetched(msg.raw_message, d.notification_id)
-        # The email's envelope goes to the server while the reads run (smtp.Begun).
-        headers = email_headers(req, self.directory, self.plan_settings)
+        # The email's envelope goes to the server while the reads run (smtp.Begun). Only on a
+        # first delivery: a redelivered request was most likely sent before a crash (its
+        # record exists), and an unused transaction costs its pooled session.
+        headers = email_headers(req, self.directory, self.plan_settings) if attempt == 1 else None
         begun = self.sender.smtp.begin(*headers) if headers is not None else None
         # Read what the notification is about while the record is looked up (both reads).
         found = asyncio.ensure_future(self._fetch(req))
