@@ -38,6 +38,7 @@ from services.notifier.handler import _all, _heartbeat, backoff
 from services.notifier.main import Notifier, build_broker, build_notifier
 from services.notifier.plan import Found
 from services.notifier.records import DeliveryRecord, JetStreamDeliveryRecords
+from services.notifier.smtp import SmtpPool
 from services.router.decide import decide
 from services.router.rules import load_rules
 from services.runtime.settings import Settings
@@ -211,6 +212,22 @@ async def test_a_notification_already_in_the_bucket_sends_no_email_and_republish
     [sent] = new_events(log)
     assert isinstance(sent, NotificationSent)
     assert (sent.data.attempt, sent.data.reply) == (2, "250 OK queued")
+
+
+async def test_an_emails_transaction_is_begun_on_a_first_delivery_only(
+    settings: Settings, smtp: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    begun: list[tuple[str, str]] = []
+    monkeypatch.setattr(SmtpPool, "begin", lambda self, sender, to: begun.append((sender, to)))
+    log, records, requests = log_with_report()
+    req = principal(requests)
+    await deliver(log, records, settings, req, delivered=1)
+    assert begun == [(settings.smtp_from, "principal@hamline.district.example")]
+    # Redelivered (most likely sent before a crash): no transaction to end unused.
+    del records.stored[req.data.notification_id]
+    await deliver(log, records, settings, req, delivered=2)
+    assert len(begun) == 1
+    assert len(smtp.received) == 2
 
 
 async def test_a_redelivered_request_sends_no_second_email(
