@@ -76,10 +76,14 @@ class Sink:
         return sum(1 for k, v in self.times.items() if k != "-" and len(v) > n)
 
 
-def start_sink(work: Path) -> Sink:
+def start_sink(work: Path, rtt_ms: float = 0.0) -> Sink:
+    """benchmarks/smtp_sink.py on a free port; `rtt_ms` > 0: each reply that many ms late."""
     port = pl.free_port()
+    argv = [sys.executable, str(Path(__file__).with_name("smtp_sink.py")), "--port", str(port)]
+    if rtt_ms > 0:
+        argv += ["--rtt", str(rtt_ms)]
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("smtp_sink.py")), "--port", str(port)],
+        argv,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=open(work / "logs" / "smtp-sink.log", "ab"),  # noqa: SIM115 - lives as long as the child
