@@ -19,9 +19,11 @@ read).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from functools import lru_cache
@@ -32,8 +34,11 @@ from aiosmtplib.email import extract_recipients, extract_sender, flatten_message
 
 from services.notifier.channels import TransientDeliveryError, classify_smtp, scrub
 from services.notifier.wire import for_7bit_server, wire_bytes
+from services.runtime.logging import get_logger
 from services.runtime.metrics import SMTP_UP
 from services.runtime.settings import Settings
+
+log = get_logger("dooralert.notifier")
 
 _LINE_ENDINGS = re.compile(rb"\r\n|\n|\r(?!\n)")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
@@ -148,6 +153,8 @@ class _Session:
     last_used: float
     wire: _Wire | None = None  # set when the transactions are written here
     extensions: dict[str, str] = field(default_factory=dict)
+    # The pool's count of sessions alive, told once when this one is closed (SmtpPool._gone).
+    gone: Callable[[], None] | None = None
 
     @property
     def is_connected(self) -> bool:
@@ -158,6 +165,9 @@ class _Session:
             self.wire.close()
         else:
             self.smtp.close()
+        gone, self.gone = self.gone, None
+        if gone is not None:
+            gone()
 
 
 class Begun:
@@ -242,9 +252,24 @@ class Begun:
 
 
 class SmtpPool:
-    """Up to `size` open sessions to the configured server, each used by one send at a time."""
+    """Up to `size` open sessions to the configured server, each used by one send at a time.
 
-    def __init__(self, *, settings: Settings, size: int | None = None) -> None:
+    A server may take fewer connections at once from one client than `size` (Postfix's
+    smtpd_client_connection_count_limit, a relay's own cap). When it refuses a new session
+    (connection refused or closed, a 4xx greeting or EHLO, a timeout) while this pool has
+    others alive or being opened, that is neither a failed delivery nor the server down: the
+    pool's `ceiling` comes down to the sessions it has alive, and the send waits, up to
+    smtp_timeout, for one of them. The ceiling goes up by one after `ceiling_quiet_seconds`
+    without a refusal, up to `size`. A refusal with no session alive is the server down, as
+    it always was (the send fails, SMTP_UP 0)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        size: int | None = None,
+        ceiling_quiet_seconds: float = 60.0,
+    ) -> None:
         self.settings = settings
         self.size = max(1, size if size is not None else settings.smtp_pool_size)
         self._idle: list[_Session] = []
@@ -252,6 +277,18 @@ class SmtpPool:
         self.connects = 0  # sessions opened, for tests and the benchmark
         # Whether the server answered last time (a send or a probe): the notifier's readiness.
         self.ok = True
+        # Sessions open: opened minus closed, whether idle or in use (`_Session.gone`).
+        self.live = 0
+        self._opening = 0  # sessions being opened
+        # New sessions are opened only while live + opening < ceiling (<= size).
+        self.ceiling = self.size
+        self.ceiling_quiet_seconds = ceiling_quiet_seconds
+        self._quiet_since = 0.0  # the last refusal, or the ceiling's last rise
+        self._lowered_from: int | None = None  # a lowering not logged yet (opens under way)
+        self._lowered_by = ""
+        # Sends waiting for a session (the ceiling reached): a released one is handed to the
+        # first; None wakes them to look again (a session closed, or an open failed).
+        self._waiters: deque[asyncio.Future[_Session | None]] = deque()
 
     async def _open(self) -> _Session:
         s = self.settings
@@ -281,7 +318,130 @@ class SmtpPool:
             smtp.close()
             raise
         self.connects += 1
+        self.live += 1
+        session.gone = self._gone
+        # Opens under way when a refusal lowered the ceiling may still succeed: the server
+        # took them, so the ceiling is never below the sessions alive.
+        self.ceiling = max(self.ceiling, self.live)
         return session
+
+    async def _open_counted(self) -> _Session:
+        """`_open`, counted among the sessions being opened; waiters look again if it fails."""
+        self._opening += 1
+        try:
+            session = await self._open()
+        except BaseException:
+            self._opening -= 1
+            self._wake()
+            self._log_lowered()
+            raise
+        self._opening -= 1
+        self._log_lowered()
+        return session
+
+    async def _acquire(self, *, reuse: bool = True) -> tuple[_Session, bool]:
+        """A session for one send, and whether it was used before: an idle one, else a new one
+        while the pool is under its ceiling, else one another send releases, waited for up to
+        smtp_timeout (then TransientDeliveryError). A new session the server refuses lowers
+        the ceiling and the send waits, while the pool has other sessions alive or being
+        opened; with none, the refusal is raised, as any failure to open."""
+        refused: Exception | None = None
+        deadline: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            session = self._take_idle() if reuse else None
+            reuse = True
+            if session is not None:
+                return session, True
+            if refused is not None and self.live + self._opening == 0:
+                self._server_down()
+                raise refused  # every other session failed too: the server is down
+            if self.live + self._opening < self._ceiling_now():
+                try:
+                    return await self._open_counted(), False
+                except Exception as exc:
+                    if self.live + self._opening == 0:
+                        self._server_down()
+                        raise
+                    if not _refusal(exc):
+                        raise
+                    refused = exc
+                    self._refused(exc)
+                    continue  # a session released meanwhile is taken at once
+            if deadline is None:
+                deadline = loop.time() + self._timeout
+            session = await self._wait(loop, deadline)
+            if session is not None:
+                return session, True
+
+    async def _wait(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Session | None:
+        """A session released by another send, or None when woken to look again."""
+        waiter: asyncio.Future[_Session | None] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_at(deadline, _give_up, waiter)
+        try:
+            return await waiter
+        except TimeoutError:
+            raise TransientDeliveryError(
+                f"no SMTP session free within {self._timeout:g} s "
+                f"(the server takes {self.ceiling} at once)"
+            ) from None
+        except BaseException:
+            # Cancelled: a session handed over in that instant goes to the next send.
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._release(waiter.result())
+            raise
+        finally:
+            timer.cancel()
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def _wake(self) -> None:
+        """Waiting sends look again: a session closed or an open failed."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _gone(self) -> None:
+        """A session was closed (`_Session.close`, once per session)."""
+        self.live -= 1
+        self._wake()
+
+    def _ceiling_now(self) -> int:
+        """The ceiling, up by one for each `ceiling_quiet_seconds` without a refusal."""
+        if self.ceiling < self.size:
+            quiet = max(self.ceiling_quiet_seconds, 1e-6)
+            periods = int((time.monotonic() - self._quiet_since) // quiet)
+            if periods > 0:
+                self.ceiling = min(self.size, self.ceiling + periods)
+                self._quiet_since += periods * quiet
+                log.info("smtp.pool_ceiling_raised", ceiling=self.ceiling)
+        return self.ceiling
+
+    def _refused(self, exc: Exception) -> None:
+        """The server refused a new session while this pool has others: the ceiling comes
+        down to those alive, logged once the opens under way are settled."""
+        self._quiet_since = time.monotonic()
+        ceiling = max(1, self.live)
+        if ceiling < self.ceiling:
+            if self._lowered_from is None:
+                self._lowered_from = self.ceiling
+            self._lowered_by = type(exc).__name__
+            self.ceiling = ceiling
+        self._log_lowered()
+
+    def _log_lowered(self) -> None:
+        if self._lowered_from is None or self._opening:
+            return
+        if self.ceiling < self._lowered_from:
+            log.warning("smtp.pool_ceiling_lowered", ceiling=self.ceiling, error=self._lowered_by)
+        self._lowered_from = None
+
+    def _server_down(self) -> None:
+        """A session could not be opened with none alive: the server is down (the caller
+        says so), not taking fewer; what it takes is learnt again once it is back."""
+        self.ceiling = self.size
 
     def _take_idle(self) -> _Session | None:
         while self._idle:
@@ -295,8 +455,11 @@ class SmtpPool:
     def begin(self, sender: str, to: str) -> Begun | None:
         """Start the transaction of an email still being made (see `Begun`) on an idle
         session, when one is ready now and the server takes 8-bit bodies; else None (`send`
-        does it all). `sender` and `to`: the From and To the email will have."""
+        does it all). `sender` and `to`: the From and To the email will have. Never opens
+        a session (nor takes one a waiting send is owed)."""
         if self._slots.locked() or not self._idle or self._idle[-1].wire is None:
+            return None
+        if self._waiters:
             return None
         try:
             sender_address, recipients = _addresses(sender, to)
@@ -346,11 +509,11 @@ class SmtpPool:
         self, message: EmailMessage, begun: _Session | None, *, utf8: bool = False
     ) -> str:
         """`send`, holding a slot; `begun`: a session whose server waits for the body."""
-        session = begun or self._take_idle()
-        reused = session is not None
+        session = begun
+        reused = True
         try:
             if session is None:
-                session = await self._open()
+                session, reused = await self._acquire()
             try:
                 if begun is not None:
                     reply = await _body_only(begun, message, utf8=utf8, timeout=self._timeout)
@@ -363,7 +526,8 @@ class SmtpPool:
                 if not reused or not (isinstance(exc, _IdleDrop) or session.wire is None):
                     raise
                 _close_quietly(session)
-                session = await self._open()
+                session = None
+                session, _ = await self._acquire(reuse=False)
                 reply = await self._send_on(session, message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             self._release(session)
@@ -399,17 +563,24 @@ class SmtpPool:
             return self.ok
         async with self._slots:
             session = self._take_idle()
+            if session is None and self.live + self._opening >= self._ceiling_now():
+                return self.ok  # every session the server takes is sending
             try:
                 if session is None:
-                    session = await self._open()
+                    session = await self._open_counted()
                 if session.wire is not None:
                     (noop,) = await session.wire.exchange(b"NOOP\r\n", 1, self._timeout)
                     if noop.code != 250:
                         raise aiosmtplib.SMTPResponseException(noop.code, noop.message)
                 else:
                     await session.smtp.noop()
-            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                if session is None and _refusal(exc) and self.live + self._opening:
+                    self._refused(exc)  # the server takes no more: the sends tell
+                    return self.ok
                 _close_quietly(session)
+                if session is None:
+                    self._server_down()
                 self._answered(False)
                 return False
             self._release(session)
@@ -462,22 +633,31 @@ class SmtpPool:
         )
 
     def _release(self, session: _Session | None) -> None:
+        """A send is done with `session`: to the first waiting send, else idle; closed (no
+        longer alive) when the server closed it."""
         if session is None:
             return
-        if session.is_connected:
-            session.last_used = time.monotonic()
-            self._idle.append(session)
+        if not session.is_connected:
+            session.close()
+            return
+        session.last_used = time.monotonic()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(session)
+                return
+        self._idle.append(session)
 
     async def close(self) -> None:
         while self._idle:
             session = self._idle.pop()
             try:
-                if session.wire is not None:
-                    await session.wire.exchange(b"QUIT\r\n", 1, 2.0)
-                    session.wire.close()
-                else:
-                    await asyncio.wait_for(session.smtp.quit(), timeout=2)
-            except Exception:  # noqa: BLE001 - closing anyway
+                with contextlib.suppress(Exception):  # closing anyway
+                    if session.wire is not None:
+                        await session.wire.exchange(b"QUIT\r\n", 1, 2.0)
+                    else:
+                        await asyncio.wait_for(session.smtp.quit(), timeout=2)
+            finally:
                 session.close()
 
 
@@ -684,6 +864,28 @@ def data_bytes(raw: bytes) -> bytes:
     return raw + (b".\r\n" if raw.endswith(b"\r\n") else b"\r\n.\r\n")
 
 
+def _give_up(waiter: asyncio.Future[_Session | None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 def _close_quietly(session: _Session | None) -> None:
     if session is not None:
         session.close()
+
+
+def _refusal(exc: BaseException) -> bool:
+    """Whether opening a session failed the way a server refuses one more connection: the
+    connection refused, reset or closed, a 4xx greeting or EHLO (421: too many connections),
+    a timeout. Not a 5xx, an authentication or a TLS failure."""
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return isinstance(exc, aiosmtplib.SMTPConnectResponseError | aiosmtplib.SMTPHeloError) and (
+            400 <= exc.code < 500
+        )
+    return isinstance(
+        exc,
+        aiosmtplib.SMTPConnectError
+        | aiosmtplib.SMTPServerDisconnected
+        | aiosmtplib.SMTPTimeoutError
+        | ConnectionError,
+    )
