@@ -24,6 +24,7 @@ from services.eventlog.contract import STREAM, SUBJECT_PREFIX, TIMERS_STREAM
 from services.eventlog.direct import DirectLast
 from services.eventlog.interface import Appended
 from services.eventlog.reading import StreamTail, read_incident
+from services.eventlog.request import CLIENT_INTERNALS
 from services.eventlog.retry import retrying
 
 
@@ -87,9 +88,8 @@ async def publish_events(js: JetStreamContext, events: Sequence[Event], **kw: fl
 # responses it routes by token): "p" and a number, never one of nats-py's own (a NUID and
 # four hex digits, 26 characters), and cheaper to make than those.
 _TOKENS = count(1)
-# What `send_together` uses of nats-py's client (2.16, internal): a client without them (another
-# version) has each publish made by its retry, as `publish_event` makes it.
-_CLIENT_INTERNALS = ("_resp_map", "_resp_sub_prefix", "_init_request_sub", "publish")
+# What `send_together` uses of nats-py's client (request.CLIENT_INTERNALS): a client without
+# them (another version) has each publish made by its retry, as `publish_event` makes it.
 
 
 def _pub_ack(msg: Msg) -> PubAck | None:
@@ -133,7 +133,7 @@ async def send_together(
     loop = asyncio.get_running_loop()
     out: list[asyncio.Future[PubAck]] = []
     nc: Any = getattr(js, "_nc", None)
-    if type(js) is not JetStreamContext or not all(hasattr(nc, a) for a in _CLIENT_INTERNALS):
+    if type(js) is not JetStreamContext or not all(hasattr(nc, a) for a in CLIENT_INTERNALS):
         return [asyncio.ensure_future(retry()) for _, _, _, retry in publishes]
     if not nc._resp_sub_prefix:
         await nc._init_request_sub()

@@ -27,8 +27,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 _TOKENS = count(1)
-# What `request` uses of nats-py's client (2.x, internal).
-_CLIENT_INTERNALS = ("_resp_map", "_resp_sub_prefix", "_init_request_sub", "publish")
+# What `request` (and jetstream.send_together) use of nats-py's client (2.x, internal).
+CLIENT_INTERNALS = ("_resp_map", "_resp_sub_prefix", "_init_request_sub", "publish")
 _STATUS = "Status"
 _NO_RESPONDERS = "503"
 _NOT_FOUND = "404"
@@ -38,7 +38,7 @@ async def request(nc: Client, subject: str, payload: bytes, *, timeout: float) -
     """`nc.request(subject, payload, timeout=timeout)`, with the same errors (TimeoutError,
     NoRespondersError, what `publish` raises)."""
     client: Any = nc
-    if not all(hasattr(client, a) for a in _CLIENT_INTERNALS):
+    if not all(hasattr(client, a) for a in CLIENT_INTERNALS):
         return await nc.request(subject, payload, timeout=timeout)
     if not client._resp_sub_prefix:
         await client._init_request_sub()

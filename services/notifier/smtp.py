@@ -222,8 +222,7 @@ class Begun:
             same = False
         if same and session.is_connected:
             return session
-        session.close()
-        self._slots.release()
+        self._ended(self._task)
         return None
 
     def drop(self) -> None:

@@ -147,7 +147,7 @@ async def test_a_client_without_the_internals_publishes_through_the_retries(
 ) -> None:
     from services.eventlog import jetstream
 
-    monkeypatch.setattr(jetstream, "_CLIENT_INTERNALS", ("_no_such_internal",))
+    monkeypatch.setattr(jetstream, "CLIENT_INTERNALS", ("_no_such_internal",))
     retry = Retry(PubAck(stream="X", seq=3))
     (future,) = await send_together(js, [("dooralert.x", b"", {}, retry)], timeout=1.0)
     assert await future == PubAck(stream="X", seq=3) and retry.calls == 1
