@@ -293,7 +293,14 @@ def connection_options(
     target = parse_nats_url(url)
     options: dict[str, Any] = {"servers": target.servers, "name": name}
     if target.user is not None:
-        options |= {"user": target.user, "password": target.password}
+        # Replies come to `_INBOX.<user>.…`, the only inboxes that user may subscribe to
+        # (deploy/nats/accounts.conf): no other service can read what this one is answered
+        # (a notes key, a delivery record, an event).
+        options |= {
+            "user": target.user,
+            "password": target.password,
+            "inbox_prefix": inbox_prefix(target.user),
+        }
     if target.token is not None:
         options["token"] = target.token
     if one_shot:
@@ -303,6 +310,19 @@ def connection_options(
     if guard is not None:
         options |= guard.callbacks()
     return options
+
+
+def inbox_prefix(user: str) -> str:
+    """The inbox subjects of `user`'s connections: `_INBOX.<user>` (its replies, pull
+    deliveries and watches all come there)."""
+    return f"_INBOX.{user}"
+
+
+def subscriber_inbox(url: str | Sequence[str]) -> bytes:
+    """The prefix of a FastStream subscriber's pull inbox for DOORALERT_NATS_URL's user (its
+    subscribers otherwise take nats-py's `_INBOX.`, which that user may not subscribe to)."""
+    user = parse_nats_url(url).user
+    return f"{inbox_prefix(user) if user is not None else '_INBOX'}.".encode()
 
 
 def broker_options(

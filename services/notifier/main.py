@@ -21,6 +21,7 @@ from schemas.events import (
 )
 from services.domain.directory import Directory
 from services.eventlog import STREAM, SUBJECT_PREFIX, ConnectionGuard, broker_options, new_guard
+from services.eventlog.connection import subscriber_inbox
 from services.eventlog.consumer import message_decoder, message_parser, raw_decoder, run_handler
 from services.eventlog.interface import EventLog
 from services.eventlog.pull import HeldPull, hold_pulls
@@ -93,6 +94,7 @@ def build_notifier(
         durable="notifier",
         # Concurrent workers: a slow or hanging target holds one worker, never the others.
         pull_sub=PullSub(batch_size=max(1, settings.notifier_workers), timeout=1.0),
+        inbox_prefix=subscriber_inbox(settings.nats_url),  # the notifier user's own inboxes
         max_workers=max(2, settings.notifier_workers),
         ack_policy=AckPolicy.MANUAL,
         parser=message_parser,

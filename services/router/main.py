@@ -43,6 +43,7 @@ from services.eventlog import (
     broker_options,
     new_guard,
 )
+from services.eventlog.connection import subscriber_inbox
 from services.eventlog.consumer import message_parser, run_handler
 from services.eventlog.pull import HeldPull, hold_pulls
 from services.eventlog.watch import run_watched
@@ -342,6 +343,7 @@ def build_broker(
     broker.detector = router.patterns
     events = JStream(STREAM, declare=False)
     pull = PullSub(batch_size=64, timeout=1.0)
+    inbox = subscriber_inbox(settings.nats_url)  # the router user's own inboxes
 
     reports = broker.subscriber(
         SUBJECT,
@@ -350,6 +352,7 @@ def build_broker(
         description="Applies rules.yaml to each encounter report",
         stream=events,
         pull_sub=pull,
+        inbox_prefix=inbox,
         ack_policy=AckPolicy.MANUAL,
         decoder=body_and_message,
     )
@@ -370,6 +373,7 @@ def build_broker(
         description="encounter.updated, incident.resolved, incident.reopened, notification.failed",
         stream=events,
         pull_sub=pull,
+        inbox_prefix=inbox,
         ack_policy=AckPolicy.MANUAL,
         decoder=body_and_message,
     )
@@ -390,6 +394,7 @@ def build_broker(
         description="Escalation deadlines fired by DOORALERT_TIMERS message schedules",
         stream=JStream(TIMERS_STREAM, declare=False),
         pull_sub=pull,
+        inbox_prefix=inbox,
         ack_policy=AckPolicy.MANUAL,
         decoder=body_and_message,
     )

@@ -15,6 +15,7 @@ import pytest
 
 from services.domain.directory import load_directory
 from services.eventlog import STREAM
+from services.eventlog.connection import inbox_prefix
 from services.eventlog.watch import EXIT_DRIFT, run_watched
 from services.intake.app import create_app
 from services.router.main import CONSUMERS, build_broker
@@ -224,7 +225,7 @@ async def test_the_intake_and_service_users_can_read_what_their_checks_need(tmp_
         admin = await nats.connect(server.url_for("admin"))
         await provision(admin.jetstream())
         await admin.jetstream().publish("dooralert.s.i.encounter.reported", b"{}")
-        intake = await nats.connect(server.url_for("intake"))
+        intake = await nats.connect(server.url_for("intake"), inbox_prefix=inbox_prefix("intake"))
         monitor = PipelineMonitor(
             intake.jetstream(timeout=1.0), limits=Thresholds(), since=datetime.now(UTC)
         )
@@ -233,7 +234,7 @@ async def test_the_intake_and_service_users_can_read_what_their_checks_need(tmp_
         router = next(c for c in report.consumers if c.name == "router")
         assert router.num_pending == 1 and router.oldest_undelivered_seconds is not None
         for user, names in (("router", CONSUMERS), ("notifier", NOTIFIER_CONSUMERS)):
-            nc = await nats.connect(server.url_for(user))
+            nc = await nats.connect(server.url_for(user), inbox_prefix=inbox_prefix(user))
             assert await check_own(nc.jetstream(), names, timeout=1.0) == []
             await nc.close()
         await intake.close()

@@ -24,6 +24,7 @@ from schemas.envelope import originating
 from schemas.events import IncidentAcknowledged, IncidentAcknowledgedData, serialize_event
 from services.domain.directory import load_directory
 from services.eventlog import provision, read_messages
+from services.eventlog.connection import inbox_prefix
 from services.intake.app import create_app
 from services.notifier.main import build_broker as notifier_broker
 from services.router.main import build_broker as router_broker
@@ -140,7 +141,9 @@ async def test_no_service_user_can_acknowledge_through_another_subject(
     await eventually(lambda: _decided(incident()), timeout=10)
 
     for user, event_type in FORGERS.items():
-        nc = await nats.connect(secured.url_for(user), allow_reconnect=False)
+        nc = await nats.connect(
+            secured.url_for(user), allow_reconnect=False, inbox_prefix=inbox_prefix(user)
+        )
         try:
             js = nc.jetstream()
             for role in CONTACTS:

@@ -27,6 +27,7 @@ from nats.js import JetStreamContext
 
 from schemas.events import EVENT_MODELS
 from services.eventlog import provision
+from services.eventlog.connection import inbox_prefix
 from services.eventlog.contract import (
     DELIVERIES_BUCKET,
     NOTE_KEYS_BUCKET,
@@ -343,7 +344,11 @@ async def connect(server: ConfiguredNatsServer, user: str) -> Prober:
         errors.append(str(exc))
 
     nc = await nats.connect(
-        server.url_for(user), error_cb=on_error, allow_reconnect=False, name=f"matrix-{user}"
+        server.url_for(user),
+        error_cb=on_error,
+        allow_reconnect=False,
+        name=f"matrix-{user}",
+        inbox_prefix=inbox_prefix(user),  # as the services connect (connection_options)
     )
     return Prober(nc, errors)
 

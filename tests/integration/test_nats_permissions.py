@@ -21,6 +21,7 @@ from nats.js.api import ConsumerConfig, StreamConfig
 
 from services.domain.directory import load_directory
 from services.eventlog import provision, read_messages
+from services.eventlog.connection import inbox_prefix
 from services.intake.app import create_app
 from services.notifier.main import build_broker as notifier_broker
 from services.router.main import build_broker as router_broker
@@ -128,7 +129,11 @@ async def connect(secured: ConfiguredNatsServer) -> AsyncIterator[Connect]:
             errors.append(str(exc))
 
         nc = await nats.connect(
-            secured.url_for(user), error_cb=on_error, allow_reconnect=False, name=f"test-{user}"
+            secured.url_for(user),
+            error_cb=on_error,
+            allow_reconnect=False,
+            name=f"test-{user}",
+            inbox_prefix=inbox_prefix(user),  # as the services connect (connection_options)
         )
         conn = Conn(nc, errors)
         conns.append(conn)
