@@ -72,6 +72,7 @@ from benchmarks import peer_hops as hops  # noqa: E402
 from benchmarks import peer_parts as parts  # noqa: E402
 from benchmarks import peer_traffic  # noqa: E402
 from benchmarks import pipeline as pl  # noqa: E402
+from services.cli import devnats  # noqa: E402
 
 
 async def interleaved_samples(
@@ -187,7 +188,8 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
     w(
         "  dooralert: nats-server WITH users (deploy/nats/server.conf), provision, intake, router, "
         f"notifier, audit ledger (nice {r['ledger_nice']}) as separate processes; intake abuse "
-        "limits OFF (DOORALERT_RATE_LIMIT_*=0)"
+        "limits OFF (DOORALERT_RATE_LIMIT_*=0); nats-server GOMAXPROCS="
+        f"{args.nats_go_procs or 'Go default (one per core)'}"
     )
     if r["alertmanager_skipped"]:
         w(f"  Alertmanager SKIPPED: {r['alertmanager_skipped']}")
@@ -266,6 +268,14 @@ def main() -> int:
         type=int,
         default=10,
         help="the audit ledger's niceness (0: the alert path's priority); see deploy/README.md",
+    )
+    ap.add_argument(
+        "--nats-go-procs",
+        type=int,
+        default=devnats.NATS_GO_PROCS,
+        metavar="N",
+        help="nats-server's GOMAXPROCS (default %(default)s, as deploy/one-machine.md; "
+        "0: Go's default, one per core)",
     )
     ap.add_argument("--profile", help="py-spy the first notifier in the first burst (SVG)")
     ap.add_argument(

@@ -178,7 +178,10 @@ def launch_dooralert(
     # The monitoring port listens on the server's address (-a 127.0.0.1), like the clients'.
     argv = [*server.server_args(nats_server_binary(), work / "nats"), "-m", str(monitor_port)]
     nats_proc = pl.spawn(
-        "nats-server", argv, env=server.server_env(env), log_path=logs / "nats-server.log"
+        "nats-server",
+        argv,
+        env=server.server_env(env, go_procs=args.nats_go_procs),
+        log_path=logs / "nats-server.log",
     )
     pl.wait_for_port(server.port, 15)
 

@@ -59,6 +59,15 @@ def config_users(config: Path) -> dict[str, str]:
     return users
 
 
+# nats-server on the machine that also runs the services (dev, the benchmarks,
+# deploy/one-machine.md): Go's scheduler on one thread. With its default of one per core, each
+# message that woke the server also woke idle threads spinning for work: on the 2-core bench
+# machine nats-server took 1.4-1.7x the CPU per email (0.42-0.84 against 0.30-0.49 ms in
+# `make bench`'s burst, 4 alternating runs), CPU the Python services on the alert path needed.
+# One core of nats-server carries far more than a district's alerts.
+NATS_GO_PROCS = 1
+
+
 def user_passwords(data_dir: Path, users: list[str]) -> dict[str, str]:
     """A password per user, made once and kept in `<data>/nats-users/<user>` (mode 0600 in a
     0700 directory), so a restart keeps the same ones."""
@@ -98,9 +107,16 @@ class DevNats:
         """The URL a process connecting as `user` uses."""
         return f"nats://{user}:{self.passwords[user]}@{self.host}:{self.port}"
 
-    def server_env(self, base: dict[str, str]) -> dict[str, str]:
-        """nats-server's environment: the config reads every password from it."""
-        return {**base, **{self.env_names[u]: p for u, p in self.passwords.items()}}
+    def server_env(self, base: dict[str, str], *, go_procs: int = NATS_GO_PROCS) -> dict[str, str]:
+        """nats-server's environment: the config reads every password from it, and Go runs
+        it on `go_procs` threads at once (GOMAXPROCS; 0: Go's default of one per core; a
+        GOMAXPROCS in `base` wins)."""
+        procs = {"GOMAXPROCS": str(go_procs)} if go_procs > 0 else {}
+        return {
+            **procs,
+            **base,
+            **{self.env_names[u]: p for u, p in self.passwords.items()},
+        }
 
     def server_args(self, binary: str, store: Path) -> list[str]:
         """The nats-server command line: the config, with dev's address, port and store."""

@@ -11,6 +11,7 @@ import pytest
 
 from services.cli import dev as launcher
 from services.cli.devnats import (
+    NATS_GO_PROCS,
     SERVICE_USERS,
     DevNatsError,
     config_users,
@@ -92,3 +93,23 @@ def test_each_service_connects_as_its_own_user_knowing_no_other_password(
     text = launcher.banner(opts, verifier="key", nats=server)
     assert str(tmp_path / "nats-users") in text
     assert not any(p in text for p in server.passwords.values())
+
+
+def test_dev_runs_nats_server_on_one_go_thread_unless_the_caller_says_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GOMAXPROCS", raising=False)
+    opts = launcher.DevOptions(
+        data_dir=tmp_path, http_port=1, smtp_port=2, nats_port=4333, config_dir=EXAMPLES
+    )
+    server = prepare(tmp_path, host="127.0.0.1", port=4333)
+    nats, _, _ = launcher.children(opts, launcher.child_env(opts), server)
+    # deploy/one-machine.md: nats-server shares the machine with the services.
+    assert nats.env["GOMAXPROCS"] == str(NATS_GO_PROCS) == "1"
+    assert "GOMAXPROCS" not in server.server_env({}, go_procs=0)  # Go's default: per core
+    assert server.server_env({}, go_procs=3)["GOMAXPROCS"] == "3"
+    assert server.server_env({"GOMAXPROCS": "2"})["GOMAXPROCS"] == "2"  # an operator's wins
+
+    monkeypatch.setenv("GOMAXPROCS", "2")
+    nats, _, _ = launcher.children(opts, launcher.child_env(opts), server)
+    assert nats.env["GOMAXPROCS"] == "2"
