@@ -62,6 +62,7 @@ from schemas.events import (
 )
 from services.domain.directory import Directory
 from services.domain.incident import fold
+from services.domain.notes import sealed_notes
 from services.eventlog.interface import EventLog
 from services.eventlog.jetstream import JetStreamEventLog, send_together
 from services.eventlog.notekeys import JetStreamNoteKeys, MemoryNoteKeys, NoteKeys
@@ -346,15 +347,43 @@ class Notifier:
         school, incident = req.school_id, req.incident_id
         if req.data.kind == "pattern":
             return Found(pattern=await self.event_log.last(school, incident, "pattern.detected"))
-        report = self.reports.get(school, incident) or await self._report_reads.read(
-            (school, incident), lambda: self._read_report(school, incident)
-        )
-        if report is None or not shows_current_report(req):
-            notes = await self._notes(req, [report] if report else [])
-            return Found(report=report, notes=notes)
-        events = await self._read_incident(incident)
-        notes = await self._notes(req, events)
-        return Found(report=report, state=fold(events, incident_id=incident), notes=notes)
+        cached = self.reports.get(school, incident)
+        key = self._key_ahead(req, cached)
+        try:
+            report = cached or await self._report_reads.read(
+                (school, incident), lambda: self._read_report(school, incident)
+            )
+            if report is None or not shows_current_report(req):
+                notes = await self._notes(req, [report] if report else [], key)
+                return Found(report=report, notes=notes)
+            events = await self._read_incident(incident)
+            notes = await self._notes(req, events, key)
+            return Found(report=report, state=fold(events, incident_id=incident), notes=notes)
+        finally:
+            if key is not None and not key.done():
+                key.cancel()  # its waiter only: the shared read goes on for the others
+
+    def _key_ahead(
+        self, req: NotificationRequested, cached: EncounterReported | None
+    ) -> asyncio.Future[bytes | None] | None:
+        """The incident's notes key, read while its report is (an email's first read of an
+        incident: one round trip fewer before its notes can be opened than reading the key
+        once the report says it has sealed notes). Not when the remembered report shows
+        none and the email is about that report alone, nor for other channels (no notes)."""
+        if req.data.channel != "email":
+            return None
+        if cached is not None and not shows_current_report(req):
+            found = sealed_notes(cached)
+            if found is None or found[1] is None:
+                return None
+        incident = req.incident_id
+
+        async def read() -> bytes | None:
+            return await (await self._keys()).get(incident)
+
+        ahead = asyncio.ensure_future(read())
+        ahead.add_done_callback(_retrieve)
+        return ahead
 
     async def _read_report(self, school: str, incident: str) -> EncounterReported | None:
         """The incident's report from the log (remembered in `reports`), or None."""
@@ -380,9 +409,20 @@ class Notifier:
         )
         return list(events)
 
-    async def _notes(self, req: NotificationRequested, events: list[Event]) -> str | None:
+    async def _notes(
+        self,
+        req: NotificationRequested,
+        events: list[Event],
+        key: asyncio.Future[bytes | None] | None = None,
+    ) -> str | None:
         retention = timedelta(days=self.settings.notes_retention_days)
-        return await email_notes(req, events, self._keys, retention=retention)
+        if key is None:
+            return await email_notes(req, events, self._keys, retention=retention)
+
+        async def keys() -> NoteKeys:
+            return _KeyReadAhead(await self._keys(), req.incident_id, key)
+
+        return await email_notes(req, events, keys, retention=retention)
 
     async def _keys(self) -> NoteKeys:
         if self._note_keys is None:
@@ -453,6 +493,27 @@ class _SharedKeyReads:
         return await self._keys.forget(incident_id)
 
 
+class _KeyReadAhead:
+    """Notes keys whose read of one incident's key was started ahead (`Notifier._key_ahead`):
+    asked for that key, it is that read's answer (or error)."""
+
+    def __init__(
+        self, keys: NoteKeys, incident_id: str, read: asyncio.Future[bytes | None]
+    ) -> None:
+        self._keys, self._incident, self._read = keys, incident_id, read
+
+    async def get(self, incident_id: str) -> bytes | None:
+        if incident_id == self._incident:
+            return await asyncio.shield(self._read)
+        return await self._keys.get(incident_id)
+
+    async def create_if_absent(self, incident_id: str, value: bytes) -> bytes:
+        return await self._keys.create_if_absent(incident_id, value)
+
+    async def forget(self, incident_id: str) -> bool:
+        return await self._keys.forget(incident_id)
+
+
 def _prefetched(raw: Msg, notification_id: str) -> asyncio.Future[DeliveryRecord | None] | None:
     """The record read `prefetch` started for this delivery of the message, if still fresh."""
     started = raw.__dict__.pop(_PREFETCHED, None)
@@ -470,8 +531,9 @@ def _drop(begun: Begun | None) -> None:
         begun.drop()
 
 
-def _retrieve(read: asyncio.Future[DeliveryRecord | None]) -> None:
-    """A prefetched read nobody awaits (its message was refused) does not log its error."""
+def _retrieve(read: asyncio.Future[DeliveryRecord | None] | asyncio.Future[bytes | None]) -> None:
+    """A read started ahead that nobody awaits (its message was refused, its report has no
+    notes) does not log its error."""
     if not read.cancelled():
         read.exception()
 

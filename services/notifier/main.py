@@ -24,6 +24,7 @@ from services.eventlog import STREAM, SUBJECT_PREFIX, ConnectionGuard, broker_op
 from services.eventlog.connection import subscriber_inbox
 from services.eventlog.consumer import message_decoder, message_parser, raw_decoder, run_handler
 from services.eventlog.interface import EventLog
+from services.eventlog.notekeys import NoteKeys
 from services.eventlog.pull import HeldPull, hold_pulls
 from services.eventlog.watch import run_watched
 from services.notifier.deadletters import ADVISORY_SUBJECT, record_advisory
@@ -57,10 +58,11 @@ def build_notifier(
     event_log: EventLog | None = None,
     records: DeliveryRecords | None = None,
     guard: ConnectionGuard | None = None,
+    note_keys: NoteKeys | None = None,
 ) -> tuple[NatsBroker, Notifier]:
     """The broker with the notifier's subscribers, and the notifier (to close its clients).
-    `event_log` and `records` replace JetStream in service tests; `guard` watches the
-    connection (see `run`).
+    `event_log`, `records` and `note_keys` replace JetStream in service tests; `guard` watches
+    the connection (see `run`).
 
     Raises TemplateCheckError when a template is missing or broken: no alert goes out
     half-rendered, so the notifier does not start.
@@ -86,6 +88,7 @@ def build_notifier(
         broker=broker,
         event_log=event_log,
         records=records,
+        note_keys=note_keys,
     )
 
     requests = broker.subscriber(

@@ -4,31 +4,41 @@ alert still goes out once with the report, recorded by an event (issue 13)."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 
 from schemas.events import (
+    EncounterReported,
     Event,
     NotificationRequested,
     NotificationSent,
     serialize_event,
     subject_for,
 )
+from services.domain.sealing import encode_key, new_key
 from services.eventlog.consumer import run_handler
 from services.eventlog.interface import Appended
+from services.eventlog.notekeys import MemoryNoteKeys
+from services.intake.notes import Sealer
+from services.intake.reports import encounter_event, parse_report
 from services.notifier.main import Notifier, build_notifier
 from services.notifier.records import DeliveryRecord
 from services.notifier.reports import ReportCache, SingleFlight
+from services.router.decide import decide
+from services.router.rules import load_rules
 from services.runtime.settings import Settings
 from tests.service.fakes import FakeDeliveryRecords, FakeEventLog, FakeMessage
 from tests.service.test_notifier_handler import (
     DIRECTORY,
+    NOW,
     delivered_as,
     incident,
+    log_with_report,
     new_events,
     plain_text,
 )
-from tests.support import TEST_SECRET, SmtpServer
+from tests.support import EXAMPLES, TEST_SECRET, SmtpServer, report
 
 
 @pytest.fixture
@@ -243,3 +253,95 @@ def _address(contact_id: str) -> str:
     contact = DIRECTORY.contact(contact_id)
     assert contact is not None
     return str(contact.channels[0].address)
+
+
+class KeyAfterReportRead(MemoryNoteKeys):
+    """Notes keys that answer only once the log's report read has started, whose report read
+    answers only once the key read has started (`KeyRendezvousLog`): a notifier reading the key
+    after the report would wait here for ever."""
+
+    def __init__(self, log: KeyRendezvousLog) -> None:
+        super().__init__()
+        self.log, self.reads = log, 0
+
+    async def get(self, incident_id: str) -> bytes | None:
+        self.reads += 1
+        self.log.key_read.set()
+        await asyncio.wait_for(self.log.read.wait(), timeout=5)
+        return await super().get(incident_id)
+
+
+class KeyRendezvousLog(CountingLog):
+    def __init__(self) -> None:
+        super().__init__()
+        self.read, self.key_read = asyncio.Event(), asyncio.Event()
+
+    async def last(self, school_id: str, incident_id: str, event_type: str) -> bytes | None:
+        self.read.set()
+        await asyncio.wait_for(self.key_read.wait(), timeout=5)
+        return await super().last(school_id, incident_id, event_type)
+
+
+def sealed_incident(notes: str) -> tuple[EncounterReported, list[NotificationRequested], bytes]:
+    """An incident whose report's notes are sealed, its requests, and its key as stored."""
+    key = new_key("inc-1", now=datetime.now(UTC))  # within the notes' retention
+    r = parse_report(report(notes=notes), now=NOW)
+    reported = encounter_event(
+        r, incident_id="inc-1", actor="key-hamline", now=NOW, seal=Sealer(key, "inc-1")
+    )
+    out = decide(reported, rules=load_rules(EXAMPLES), directory=DIRECTORY, now=NOW)
+    return reported, [e for e in out if isinstance(e, NotificationRequested)], encode_key(key)
+
+
+async def test_the_notes_key_is_read_while_the_report_is_and_the_email_has_the_notes(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    log = KeyRendezvousLog()
+    keys = KeyAfterReportRead(log)
+    reported, requests, key = sealed_incident("Kept outside by the front desk.")
+    keys.keys["inc-1"] = key
+    log.store_raw(subject_for(reported), serialize_event(reported))
+    _, notifier = build_notifier(
+        settings, directory=DIRECTORY, event_log=log, records=FakeDeliveryRecords(), note_keys=keys
+    )
+    try:
+        assert await handle(notifier, log, requests[0]) == "ack"
+        # The next alert of the incident finds its report remembered, with notes: it reads the
+        # key (a key forgotten meanwhile is not used), without the report.
+        log.read.set()
+        assert await handle(notifier, log, requests[1]) == "ack"
+    finally:
+        await notifier.close()
+    assert keys.reads == 2 and log.lasts["encounter.reported"] == 1
+    assert all("Kept outside by the front desk." in plain_text(m.message) for m in smtp.received)
+
+
+async def test_no_key_is_read_for_a_remembered_report_without_notes(
+    settings: Settings, smtp: SmtpServer
+) -> None:
+    log, records, requests = log_with_report(notes=None)
+    keys = CountingKeys()
+    _, notifier = build_notifier(
+        settings, directory=DIRECTORY, event_log=log, records=records, note_keys=keys
+    )
+    try:
+        # The first alert reads the key with the report (not known yet to have no notes)...
+        assert await handle(notifier, log, requests[0]) == "ack"
+        first = keys.reads
+        # ...the others find the report remembered, without notes: no key read.
+        for req in requests[1:]:
+            assert await handle(notifier, log, req) == "ack"
+    finally:
+        await notifier.close()
+    assert first <= 1 and keys.reads == first
+    assert len(smtp.received) == len(requests)
+
+
+class CountingKeys(MemoryNoteKeys):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def get(self, incident_id: str) -> bytes | None:
+        self.reads += 1
+        return await super().get(incident_id)
