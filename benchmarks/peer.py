@@ -189,7 +189,8 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
         "  dooralert: nats-server WITH users (deploy/nats/server.conf), provision, intake, router, "
         f"notifier, audit ledger (nice {r['ledger_nice']}) as separate processes; intake abuse "
         "limits OFF (DOORALERT_RATE_LIMIT_*=0); nats-server GOMAXPROCS="
-        f"{args.nats_go_procs or 'Go default (one per core)'}"
+        # The environment's own wins (devnats.DevNats.server_env).
+        f"{os.environ.get('GOMAXPROCS') or args.nats_go_procs or 'Go default (one per core)'}"
     )
     if r["alertmanager_skipped"]:
         w(f"  Alertmanager SKIPPED: {r['alertmanager_skipped']}")

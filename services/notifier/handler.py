@@ -368,11 +368,15 @@ class Notifier:
     ) -> asyncio.Future[bytes | None] | None:
         """The incident's notes key, read while its report is (an email's first read of an
         incident: one round trip fewer before its notes can be opened than reading the key
-        once the report says it has sealed notes). Not when the remembered report shows
-        none and the email is about that report alone, nor for other channels (no notes)."""
-        if req.data.channel != "email":
+        once the report says it has sealed notes). Only for an email about the report alone
+        (a follow-up reads the key after the incident's events, as before: a key forgotten
+        with `audit forget` before its `notes.forgotten` event is read is never used with
+        it), once the keys' bucket is open (a missing or forbidden bucket is then tried only
+        by emails with sealed notes, as before), and not when the remembered report shows
+        no notes."""
+        if req.data.channel != "email" or shows_current_report(req) or self._note_keys is None:
             return None
-        if cached is not None and not shows_current_report(req):
+        if cached is not None:
             found = sealed_notes(cached)
             if found is None or found[1] is None:
                 return None

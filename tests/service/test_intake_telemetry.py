@@ -4,10 +4,8 @@ provider or OTEL_* variables the process finds."""
 
 from __future__ import annotations
 
-import opentelemetry.trace
 import pytest
 from fastapi import FastAPI
-from opentelemetry.trace import NoOpTracerProvider
 from pydantic import SecretStr
 
 from services.domain.directory import load_directory
@@ -21,9 +19,10 @@ from tests.support import EXAMPLES
 def test_intake_sends_nothing_to_a_configured_opentelemetry_provider(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    trace = pytest.importorskip("opentelemetry.trace")
     # A provider set up by the environment (not the API's deferred proxy) and auto-configure
     # asked for: a plain FastAPI app would now trace every request.
-    monkeypatch.setattr(opentelemetry.trace, "get_tracer_provider", NoOpTracerProvider)
+    monkeypatch.setattr(trace, "get_tracer_provider", trace.NoOpTracerProvider)
     monkeypatch.setenv("FASTAPI_OTEL_AUTO_CONFIGURE", "true")
     assert FastAPI()._native_telemetry.enabled()
 
