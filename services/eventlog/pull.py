@@ -12,9 +12,9 @@ messages per report in a burst were the probes' answers.
 messages with an expiry and idle heartbeats; each message is handed to `handle` in its own task
 as it arrives; one request is held at a time, and once it has ended (filled or expired) a new
 one asks for what is not in hand, when that is at least half the capacity (`_due` says why one
-at a time: processes sharing a consumer then take turns evenly). Nothing waits for a worker: the requests never ask for more
-than `capacity` minus what is in hand, so a message's ack wait runs while it is being worked
-on, not while it queues.
+at a time: processes sharing a consumer then take turns evenly). Nothing waits for a worker:
+the requests never ask for more than `capacity` minus what is in hand, so a message's ack wait
+runs while it is being worked on, not while it queues.
 
 Liveness: the server sends a heartbeat while a request is held and idle, and a status when it
 ends (408 at its expiry, 409 when the consumer is deleted, changes leader or the server shuts
