@@ -374,18 +374,14 @@ class Notifier:
         it), once the keys' bucket is open (a missing or forbidden bucket is then tried only
         by emails with sealed notes, as before), and not when the remembered report shows
         no notes."""
-        if req.data.channel != "email" or shows_current_report(req) or self._note_keys is None:
+        keys = self._note_keys
+        if req.data.channel != "email" or shows_current_report(req) or keys is None:
             return None
         if cached is not None:
             found = sealed_notes(cached)
             if found is None or found[1] is None:
                 return None
-        incident = req.incident_id
-
-        async def read() -> bytes | None:
-            return await (await self._keys()).get(incident)
-
-        ahead = asyncio.ensure_future(read())
+        ahead = asyncio.ensure_future(keys.get(req.incident_id))
         ahead.add_done_callback(_retrieve)
         return ahead
 
