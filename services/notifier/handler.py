@@ -76,6 +76,7 @@ from services.notifier.outcome import failed_event, gave_up, sent_event
 from services.notifier.plan import (
     Found,
     PlanSettings,
+    email_addresses,
     email_headers,
     plan_delivery,
     shows_current_report,
@@ -83,7 +84,7 @@ from services.notifier.plan import (
 from services.notifier.records import DeliveryRecord, DeliveryRecords, JetStreamDeliveryRecords
 from services.notifier.reports import ReportCache, SingleFlight
 from services.notifier.send import Sender
-from services.notifier.smtp import Begun
+from services.notifier.smtp import Begun, learn_addresses
 from services.runtime.logging import get_logger
 from services.runtime.metrics import (
     DELIVERY_LATENCY,
@@ -431,6 +432,11 @@ class Notifier:
                 self._key_reads,
             )
         return self._note_keys
+
+    async def learn_addresses(self) -> int:
+        """Work out ahead the SMTP envelope of every email contact in the directory (see
+        smtp.learn_addresses): the number learnt."""
+        return await learn_addresses(self.plan_settings.sender, email_addresses(self.directory))
 
     async def close(self) -> None:
         """Close the channels' clients (pooled SMTP sessions, the HTTP client)."""

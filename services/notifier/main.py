@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from types import TracebackType
 from typing import Any
 
@@ -234,6 +235,13 @@ def run(settings: Settings, *, directory: Directory) -> int:
 
     async def probe_smtp() -> None:
         probing.append(asyncio.create_task(notifier.smtp.watch(SMTP_PROBE_SECONDS)))
+        probing.append(asyncio.create_task(learn_addresses()))
+
+    async def learn_addresses() -> None:
+        started = time.perf_counter()
+        learnt = await notifier.learn_addresses()
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        log.info("smtp.addresses_learnt", addresses=learnt, elapsed_ms=elapsed_ms)
 
     async def stop_probing() -> None:
         for task in probing:

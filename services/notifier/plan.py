@@ -142,6 +142,16 @@ def email_headers(
     return (settings.sender, target.address) if isinstance(target, EmailChannel) else None
 
 
+def email_addresses(directory: Directory) -> list[str]:
+    """Every address the directory's contacts are emailed at (the To of their emails)."""
+    return [
+        channel.address
+        for contact in directory.contacts
+        for channel in contact.channels
+        if isinstance(channel, EmailChannel)
+    ]
+
+
 def _recipient(request: NotificationRequested, directory: Directory) -> tuple[Contact, Target]:
     d = request.data
     contact = directory.contact(d.contact_id)
@@ -368,6 +378,8 @@ __all__ = [
     "PlanSettings",
     "WebhookDelivery",
     "ack_url",
+    "email_addresses",
+    "email_headers",
     "pattern_text",
     "pattern_webhook_payload",
     "plan_delivery",
