@@ -156,7 +156,7 @@ async def amain(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 print(f"bench: burst {b + 1}, {system} ...", file=sys.stderr, flush=True)
                 if system == "dooralert":
                     got = await parts.dooralert_burst(
-                        door, sink, keys, procs, b, monitor, args.profile
+                        door, sink, keys, procs, b, monitor, args.profile, args.profile_service
                     )
                 else:
                     assert am is not None and am_proc is not None
@@ -236,6 +236,14 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
             f"{b['cpu_s']['alertmanager']:.2f} s = "
             f"{1000 * b['cpu_s']['alertmanager'] / max(1, b['emails']):.2f} ms/email"
         )
+    for system, name in (("dooralert", "dooralert"), ("alertmanager", "Alertmanager")):
+        for b in r["bursts"][system]:
+            if b.get("accepted_s"):
+                shares = ", ".join(f"{q} {s:.2f}" for q, s in b["accepted_s"].items())
+                w(
+                    f"  {name} burst timeline (s from the first POST): all reports answered "
+                    f"{b['posted_s']:.2f}; emails accepted: {shares}"
+                )
     w(
         f"  keys with more than 4 emails by the end of the run: {r['duplicates']} (duplicates, or "
         "dooralert's escalation 2 min after a report nobody acknowledged: see each burst's count)"
@@ -279,6 +287,12 @@ def main() -> int:
         "0: Go's default, one per core)",
     )
     ap.add_argument("--profile", help="py-spy the first notifier in the first burst (SVG)")
+    ap.add_argument(
+        "--profile-service",
+        default="notifier-1",
+        help="the process --profile watches: intake, router, ledger, notifier-N "
+        "(default %(default)s)",
+    )
     ap.add_argument(
         "--subjects",
         action="store_true",

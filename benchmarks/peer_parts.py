@@ -386,13 +386,24 @@ async def burst(sink: Sink, keys: list[str], post: Any, timeout: float = 300) ->
     total_before = sink.total
     t0 = time.monotonic()
     await asyncio.gather(*(one(i) for i in range(len(keys))))
+    posted = time.monotonic() - t0
     complete = await sink.wait(out, EMAILS, timeout)
     last = max((sink.nth(k, EMAILS) for k in out if sink.count(k) >= EMAILS), default=t0)
     emails = sum(min(EMAILS, sink.count(k)) for k in out)
     other = sink.total - total_before - emails
+    accepted = sorted(t - t0 for k in out for t in sink.times.get(k, ())[:EMAILS])
     await asyncio.sleep(1.0)  # a duplicate would come just after its first
     return {
         "seconds": round(last - t0, 3),
+        # Where the burst's time goes: every report answered (202, or Alertmanager's 200),
+        # and the seconds by which a tenth, a quarter, half, ... of the emails were accepted.
+        "posted_s": round(posted, 3),
+        "accepted_s": {
+            f"{q}%": round(accepted[max(0, len(accepted) * q // 100 - 1)], 3)
+            for q in (10, 25, 50, 75, 90, 100)
+        }
+        if accepted
+        else {},
         "emails": emails,
         "complete": complete,
         "other_emails": other,
@@ -406,10 +417,13 @@ def cpu(procs: dict[str, subprocess.Popen[bytes]]) -> dict[str, float]:
     return {name: pl.cpu_seconds(p.pid) for name, p in procs.items()}
 
 
-def start_profile(procs: dict[str, subprocess.Popen[bytes]], svg: str) -> subprocess.Popen[bytes]:
-    """py-spy on the first notifier: a flame graph (.svg), else collapsed stacks."""
+def start_profile(
+    procs: dict[str, subprocess.Popen[bytes]], svg: str, service: str = "notifier-1"
+) -> subprocess.Popen[bytes]:
+    """py-spy on one service (the first notifier unless told): a flame graph (.svg), else
+    collapsed stacks."""
     spy = Path(sys.executable).with_name("py-spy")
-    pid = str(procs["notifier-1"].pid)
+    pid = str(procs[service].pid)
     fmt = ["-f", "raw"] if not svg.endswith(".svg") else []  # collapsed stacks, for grep
     return subprocess.Popen(
         [str(spy), "record", "--pid", pid, "-o", svg, "--rate", "250", "--nonblocking", *fmt],
@@ -426,13 +440,14 @@ async def dooralert_burst(
     n: int,
     monitor: str,
     profile: str | None = None,
+    profile_service: str = "notifier-1",
 ) -> dict[str, Any]:
     schools = list(keys)
 
     async def post(i: int) -> str:
         return await post_report(client, schools[i], keys[schools[i]], 1000 + i)
 
-    spy = start_profile(procs, profile) if profile and n == 0 else None
+    spy = start_profile(procs, profile, profile_service) if profile and n == 0 else None
     retried = len(RETRIED)
     traffic = await peer_traffic.snapshot(monitor, procs)
     before = cpu(procs)

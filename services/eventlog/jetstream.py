@@ -217,10 +217,11 @@ class JetStreamEventLog:
         self._last = DirectLast(js, STREAM)
 
     async def append(self, event: Event) -> Appended:
-        """See `EventLog.append`."""
-        ack = await publish_event(
-            self.js, event, timeout=self.publish_timeout, retry_for=self.retry_for
-        )
+        """See `EventLog.append`: `send` of the one event (its PubAck read without nats-py's
+        request machinery - a token, a future and a `wait_for` each - and its retries
+        `publish_event`'s, under the same Nats-Msg-Id)."""
+        (stored,) = await self.send([event])
+        ack = await stored
         return Appended(seq=ack.seq, duplicate=bool(ack.duplicate))
 
     async def send(self, events: Sequence[Event]) -> list[asyncio.Future[PubAck]]:
