@@ -10,13 +10,16 @@ instances racing both end up with the one key); notifier, ledger and auditors re
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Any, Protocol
 
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue, _is_key_valid
 
 from services.eventlog.contract import NOTE_KEYS_BUCKET
+from services.eventlog.direct import LeaderCheckedKeyValue
+from services.eventlog.request import direct_last
 from services.eventlog.retry import retrying
 from services.runtime.logging import get_logger
 
@@ -64,7 +67,29 @@ class JetStreamNoteKeys:
         return cls(await js.key_value(NOTE_KEYS_BUCKET), retry_for=retry_for)
 
     async def get(self, incident_id: str) -> bytes | None:
+        kv: Any = self.kv
+        lean = (
+            getattr(kv, "_direct", False)
+            and not isinstance(kv, LeaderCheckedKeyValue)
+            and _is_key_valid(incident_id)
+        )
+
         async def read() -> bytes | None:
+            nonlocal lean
+            if lean:
+                # The bucket allows direct gets only with one replica, the leader
+                # (contract.bucket_allows_direct): its answer read as the delivery records
+                # read theirs, without KeyValue.Entry and nats-py's per-request overhead.
+                try:
+                    value, headers = await direct_last(
+                        kv._js, kv._stream, f"{kv._pre}{incident_id}"
+                    )
+                except NotFoundError:
+                    return None
+                except NoRespondersError:
+                    lean = False  # direct gets turned off since the bucket was bound
+                else:
+                    return None if headers.get(KV_OP) in (KV_DEL, KV_PURGE) else value or None
             try:
                 entry = await self.kv.get(incident_id)
             except KeyNotFoundError:

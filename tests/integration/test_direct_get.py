@@ -134,6 +134,42 @@ async def test_a_forgotten_notes_key_reads_absent_by_direct_get(js: JetStreamCon
     assert await keys.get("i-1") == b"b" * 32
 
 
+async def test_notes_keys_are_read_by_direct_get_without_the_kv_entry(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one replica (the leader answers direct gets), `get` reads the key's last message
+    itself: the same answers as nats-py's KeyValue.get, present, absent and forgotten."""
+    keys = await JetStreamNoteKeys.open(js)
+    assert await keys.create_if_absent("lean-1", b"k" * 32, likely_new=True) == b"k" * 32
+    assert await keys.create_if_absent("lean-2", b"j" * 32, likely_new=True) == b"j" * 32
+    assert await keys.forget("lean-2")
+
+    async def not_used(*args: object, **kwargs: object) -> None:
+        raise AssertionError("KeyValue.get used")
+
+    monkeypatch.setattr(keys.kv, "get", not_used)
+    assert await keys.get("lean-1") == b"k" * 32
+    assert await keys.get("lean-2") is None  # forgotten: a purge marker
+    assert await keys.get("lean-never") is None
+    monkeypatch.undo()
+    assert await keys.get("lean-1") == (await keys.kv.get("lean-1")).value
+    with pytest.raises(KeyNotFoundError):
+        await keys.kv.get("lean-2")
+
+    # Bound through the leader check (replicas raised, direct.py), reads keep that check.
+    checked = JetStreamNoteKeys(await leader_checked_key_value(js, NOTE_KEYS_BUCKET))
+    called: list[str] = []
+    real_get = checked.kv.get
+
+    async def counted(key: str) -> object:
+        called.append(key)
+        return await real_get(key)
+
+    monkeypatch.setattr(checked.kv, "get", counted)
+    assert await checked.get("lean-1") == b"k" * 32
+    assert called == ["lean-1"]
+
+
 async def test_in_a_cluster_a_direct_not_found_is_asked_again_of_the_leader(
     tmp_path: Path,
 ) -> None:
