@@ -131,6 +131,7 @@ class Notifier:
         self._report_reads: SingleFlight[tuple[str, str], EncounterReported | None] = SingleFlight()
         self._incident_reads: SingleFlight[str, list[Event]] = SingleFlight()
         self._key_reads: SingleFlight[str, bytes | None] = SingleFlight()
+        self._keys_binding = asyncio.Lock()
         self.smtp = self.sender.smtp  # the integration tests count its sessions
         self.acks = LazyAcks()
 
@@ -427,10 +428,12 @@ class Notifier:
 
     async def _keys(self) -> NoteKeys:
         if self._note_keys is None:
-            self._note_keys = _SharedKeyReads(
-                await JetStreamNoteKeys.open(self.broker.connection.jetstream(), retry_for=2.0),
-                self._key_reads,
-            )
+            async with self._keys_binding:  # one bucket lookup, however many ask at first
+                if self._note_keys is None:
+                    js = self.broker.connection.jetstream()
+                    self._note_keys = _SharedKeyReads(
+                        await JetStreamNoteKeys.open(js, retry_for=2.0), self._key_reads
+                    )
         return self._note_keys
 
     async def learn_addresses(self) -> int:

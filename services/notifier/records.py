@@ -8,6 +8,7 @@ the real one, and the service tests use a fake of the same protocol.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -76,10 +77,13 @@ class JetStreamDeliveryRecords:
         self.js = js
         self.retry_for = retry_for
         self._kv: KeyValue | None = None
+        self._binding = asyncio.Lock()  # one bucket lookup, however many ask at first
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
-            self._kv = await consistent_key_value(self.js, DELIVERIES_BUCKET)
+            async with self._binding:
+                if self._kv is None:
+                    self._kv = await consistent_key_value(self.js, DELIVERIES_BUCKET)
         return self._kv
 
     async def get(self, notification_id: str) -> DeliveryRecord | None:

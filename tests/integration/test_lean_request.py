@@ -5,6 +5,7 @@ from the leader)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime
 
@@ -19,6 +20,7 @@ from nats.js.errors import NotFoundError
 
 from services.eventlog import DELIVERIES_BUCKET, STREAM, connect, provision
 from services.eventlog.request import direct_last, request
+from services.notifier import records as records_module
 from services.notifier.records import DeliveryRecord, JetStreamDeliveryRecords
 from tests.support import NatsServer
 
@@ -112,6 +114,33 @@ async def test_delivery_records_read_by_direct_get_deleted_and_purged_are_absent
         await js.update_stream(dataclasses.replace(cfg, allow_direct=False))
         assert await records.get("n-3") == DeliveryRecord(1, "250 OK", at=at)
         assert await records.get("n-4") is None
+    finally:
+        await nc.close()
+
+
+async def test_records_asked_at_once_on_first_use_look_the_bucket_up_once(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A notifier's first burst: every handler reads a record at once; one bucket lookup
+    (a STREAM.INFO) serves them all, and a lookup that failed is tried again next time."""
+    nc, js = await _client(nats_server)
+    lookups: list[str] = []
+    real = records_module.consistent_key_value
+
+    async def counted(js: JetStreamContext, bucket: str) -> object:
+        lookups.append(bucket)
+        if len(lookups) == 1:
+            raise NatsTimeoutError  # the first lookup fails: the next call looks again
+        return await real(js, bucket)
+
+    monkeypatch.setattr(records_module, "consistent_key_value", counted)
+    try:
+        records = JetStreamDeliveryRecords(js, retry_for=0.0)
+        with pytest.raises(NatsTimeoutError):
+            await records.get("n-0")
+        found = await asyncio.gather(*(records.get(f"n-{i}") for i in range(16)))
+        assert found == [None] * 16
+        assert lookups == [DELIVERIES_BUCKET, DELIVERIES_BUCKET]
     finally:
         await nc.close()
 
