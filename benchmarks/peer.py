@@ -112,6 +112,7 @@ async def amain(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "schools": args.schools,
         "notifiers": args.notifiers,
         "ledger_nice": args.ledger_nice,
+        "nice": dict(args.nice or []),
     }
     if args.smtp_rtt:
         result["smtp_rtt_ms"] = args.smtp_rtt
@@ -191,6 +192,7 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
         "limits OFF (DOORALERT_RATE_LIMIT_*=0); nats-server GOMAXPROCS="
         # The environment's own wins (devnats.DevNats.server_env).
         f"{os.environ.get('GOMAXPROCS') or args.nats_go_procs or 'Go default (one per core)'}"
+        + "".join(f"; {name} nice {n}" for name, n in r.get("nice", {}).items())
     )
     if r["alertmanager_skipped"]:
         w(f"  Alertmanager SKIPPED: {r['alertmanager_skipped']}")
@@ -261,6 +263,13 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
     w(f"  logs: {r['logs']}")
 
 
+def _nice(text: str) -> tuple[str, int]:
+    name, _, value = text.partition("=")
+    if name not in ("intake", "router", "notifier") or not value.lstrip("-").isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected intake|router|notifier=N")
+    return name, int(value)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--samples", type=int, default=40, help="sequential samples per system")
@@ -271,6 +280,14 @@ def main() -> int:
         type=int,
         default=min(2, os.cpu_count() or 1),
         help="notifier processes (default: one per core, up to 2, as deploy/one-machine.md)",
+    )
+    ap.add_argument(
+        "--nice",
+        action="append",
+        type=_nice,
+        metavar="SERVICE=N",
+        help="run intake, router or the notifiers at this niceness (repeatable; negative "
+        "needs root); the ledger's is --ledger-nice",
     )
     ap.add_argument(
         "--ledger-nice",

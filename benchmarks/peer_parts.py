@@ -206,9 +206,10 @@ def launch_dooralert(
         env_p = {**as_user(user), "DOORALERT_METRICS_PORT": str(pl.free_port())}
         # The recommended layout (deploy/README.md): the ledger, whose anchoring is due within
         # 10 s, at a lower CPU priority than the alert path (`nice` execs: the same PID).
-        nice = (
-            ["nice", "-n", str(args.ledger_nice)] if name == "ledger" and args.ledger_nice else []
-        )
+        niceness = dict(args.nice or []).get(name.split("-")[0], 0)
+        if name == "ledger":
+            niceness = args.ledger_nice
+        nice = ["nice", "-n", str(niceness)] if niceness else []
         argv = [*nice, *cli, *cmd]
         procs[name] = pl.spawn(name, argv, env=env_p, log_path=logs / f"{name}.log")
     # Last, so the services come first in the CPU table; Alertmanager has no broker to count.
