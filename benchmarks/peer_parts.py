@@ -206,7 +206,7 @@ def launch_dooralert(
         env_p = {**as_user(user), "DOORALERT_METRICS_PORT": str(pl.free_port())}
         # The recommended layout (deploy/README.md): the ledger, whose anchoring is due within
         # 10 s, at a lower CPU priority than the alert path (`nice` execs: the same PID).
-        niceness = dict(args.nice or []).get(name.split("-")[0], 0)
+        niceness = dict(getattr(args, "nice", None) or []).get(name.split("-")[0], 0)
         if name == "ledger":
             niceness = args.ledger_nice
         nice = ["nice", "-n", str(niceness)] if niceness else []

@@ -19,3 +19,12 @@ def test_nice_takes_the_alert_path_services() -> None:
 def test_nice_refuses_anything_else(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         _nice(text)
+
+
+def test_several_bursts_show_their_median_first() -> None:
+    from benchmarks.peer import _bursts
+
+    assert _bursts([]) == "skipped"
+    assert _bursts([{"seconds": 5.0}]) == "5.00 s"
+    three = [{"seconds": 9.91}, {"seconds": 6.79}, {"seconds": 6.28}]
+    assert _bursts(three) == "**6.79 s** (9.91 s, 6.79 s, 6.28 s)"
