@@ -462,8 +462,10 @@ class SmtpPool:
             return None
         try:
             sender_address, recipients = _addresses(sender, to)
-        except ValueError:
-            return None  # `send` refuses the email as it always has
+        except Exception:  # noqa: BLE001 - `send` refuses the email as it always has
+            # ValueError for an address the parser refuses, but some that district.yaml takes
+            # ("a@[10.0.0.1") make the email package's parser itself fail (AttributeError).
+            return None
         task = asyncio.ensure_future(self._begin(sender_address, recipients))
         return Begun(sender_address, recipients, task, self._slots)
 
@@ -773,15 +775,16 @@ async def learn_addresses(sender: str, recipients: Iterable[str]) -> int:
     that no email pays for parsing its addresses (about 0.24 ms each with the email package,
     and in a district-wide emergency every principal's first alert would): the number
     learnt. Yields to the loop every few addresses, so a large directory never holds up
-    an alert that arrives meanwhile; an address the parser refuses is skipped (its email
-    is refused as before)."""
+    an alert that arrives meanwhile; an address the parser refuses, or fails on (some that
+    district.yaml takes make the email package raise AttributeError), is skipped and the
+    rest still learnt (its email is refused as before)."""
     learnt = 0
     for n, to in enumerate(recipients, 1):
         try:
             address, rcpts = _addresses(sender, to)
             for one in (address, *rcpts):
                 _quoted(one)
-        except ValueError:
+        except Exception:  # noqa: BLE001 - any address: the task must learn the rest
             pass
         else:
             learnt += 1

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.domain.directory import load_directory
+from services.domain.directory import EmailChannel, load_directory
 from services.notifier import smtp
 from services.notifier.plan import email_addresses
 
@@ -83,3 +83,18 @@ def test_the_directory_addresses_are_every_email_channel() -> None:
         if channel.type == "email"
     }
     assert expected and set(email_addresses(directory)) == expected
+
+
+# Addresses district.yaml accepts (directory.EmailChannel's pattern) on which the email
+# package's parser fails with something other than ValueError.
+ODD = ["principal@[10.0.0.1", ":@'\\;x"]
+
+
+async def test_an_address_the_parser_chokes_on_is_skipped_and_the_rest_still_learnt() -> None:
+    for odd in ODD:
+        EmailChannel(type="email", address=odd)  # district.yaml takes it
+    to = ["first@district.example", *ODD, "last@district.example"]
+    assert await smtp.learn_addresses(SENDER, to) == 2
+    parsed = smtp._envelope_cached.cache_info().misses
+    smtp._addresses(SENDER, "last@district.example")
+    assert smtp._envelope_cached.cache_info().misses == parsed  # learnt after the odd ones
