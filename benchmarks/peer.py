@@ -268,7 +268,9 @@ def _bursts(runs: list[dict[str, Any]]) -> str:
     if not runs:
         return "skipped"
     times = [b["seconds"] for b in runs]
-    shown = ", ".join(f"{t:.2f} s" for t in times)
+    shown = ", ".join(
+        f"{b['seconds']:.2f} s" + ("" if b["complete"] else " INCOMPLETE") for b in runs
+    )
     return shown if len(times) == 1 else f"**{statistics.median(times):.2f} s** ({shown})"
 
 
@@ -286,9 +288,9 @@ def main() -> int:
     ap.add_argument(
         "--bursts",
         type=int,
-        default=3,
-        help="bursts per system, the order alternating (default %(default)s: the table shows "
-        "their median)",
+        default=4,
+        help="bursts per system, which goes first alternating (default %(default)s, so each "
+        "goes first as often: the table shows their median)",
     )
     ap.add_argument(
         "--notifiers",

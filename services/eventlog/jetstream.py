@@ -191,6 +191,15 @@ async def send_together(
             nc._resp_map.pop(key, None)
             retry_into(result, retry)
             continue
+        except BaseException:
+            # Cancelled inside a publish (nats-py flushing a full buffer): nothing of this call
+            # is waited for any more - no answer kept in the client's map, no retry started.
+            nc._resp_map.pop(key, None)
+            for stored in out:
+                stored.cancel()
+            for answer in answers:
+                answer.cancel()
+            raise
         answer.add_done_callback(answered(key, result, retry))
         answers.append(answer)
         left += 1

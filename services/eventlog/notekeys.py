@@ -87,7 +87,10 @@ class JetStreamNoteKeys:
                 except NotFoundError:
                     return None
                 except NoRespondersError:
-                    lean = False  # direct gets turned off since the bucket was bound
+                    # Direct gets turned off since the bucket was bound: from now on as
+                    # KeyValue.get reads (which asks for them too and fails the same way
+                    # until the service is restarted, as contract.bucket_allows_direct says).
+                    lean = False
                 else:
                     return None if headers.get(KV_OP) in (KV_DEL, KV_PURGE) else value or None
             try:

@@ -151,3 +151,41 @@ async def test_a_client_without_the_internals_publishes_through_the_retries(
     retry = Retry(PubAck(stream="X", seq=3))
     (future,) = await send_together(js, [("dooralert.x", b"", {}, retry)], timeout=1.0)
     assert await future == PubAck(stream="X", seq=3) and retry.calls == 1
+
+
+async def test_cancelled_inside_a_publish_leaves_nothing_waiting(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled while nats-py holds a publish (flushing a full buffer): no answer left in the
+    client's reply map, no retry started for the publishes already sent."""
+    nc: Any = js._nc  # type: ignore[attr-defined]
+    real_publish, held = nc.publish, asyncio.Event()
+    calls = 0
+
+    async def publish(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            held.set()
+            await asyncio.sleep(30)  # the second publish blocks, as on a full buffer
+        await real_publish(*args, **kwargs)
+
+    monkeypatch.setattr(nc, "publish", publish)
+    retried: list[int] = []
+
+    async def retry() -> PubAck:
+        retried.append(1)
+        return PubAck(stream="X", seq=1)
+
+    before = set(nc._resp_map)
+    log = JetStreamEventLog(js, publish_timeout=0.3, retry_for=5.0)
+    events = reports(3)
+    publishes = [(*log.publish_of(e, 0.0)[:3], retry) for e in events]
+    sending = asyncio.ensure_future(send_together(js, publishes, timeout=0.3))
+    await asyncio.wait_for(held.wait(), 5)
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    await asyncio.sleep(0.6)  # past the timeout the first publish would have had
+    assert set(nc._resp_map) <= before
+    assert not retried

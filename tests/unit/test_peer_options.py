@@ -25,6 +25,8 @@ def test_several_bursts_show_their_median_first() -> None:
     from benchmarks.peer import _bursts
 
     assert _bursts([]) == "skipped"
-    assert _bursts([{"seconds": 5.0}]) == "5.00 s"
-    three = [{"seconds": 9.91}, {"seconds": 6.79}, {"seconds": 6.28}]
+    assert _bursts([{"seconds": 5.0, "complete": True}]) == "5.00 s"
+    three = [{"seconds": s, "complete": True} for s in (9.91, 6.79, 6.28)]
     assert _bursts(three) == "**6.79 s** (9.91 s, 6.79 s, 6.28 s)"
+    three[2]["complete"] = False  # its time only runs to the last complete report: marked
+    assert _bursts(three) == "**6.79 s** (9.91 s, 6.79 s, 6.28 s INCOMPLETE)"
