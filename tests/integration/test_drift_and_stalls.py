@@ -165,7 +165,8 @@ async def test_a_report_accepted_during_a_stall_tells_staff_to_call_the_emergenc
     await js.pause_consumer(STREAM, "notifier", FAR)
     # Checked and found stalled: a 503 "pipeline not checked yet" (the first check still
     # running on a loaded machine) is not the stall this test is about.
-    await eventually(lambda: _unhealthy(stall_client), timeout=10, every=0.2)
+    paused = "consumer notifier is paused"
+    await eventually(lambda: _unhealthy(stall_client, paused), timeout=10, every=0.2)
     resp = await _post(stall_client)
     assert resp.status_code == 202
     body = resp.json()
@@ -187,9 +188,11 @@ async def _status(client: httpx.AsyncClient, code: int) -> bool:
     return (await client.get("/healthz")).status_code == code
 
 
-async def _unhealthy(client: httpx.AsyncClient) -> bool:
+async def _unhealthy(client: httpx.AsyncClient, problem: str) -> bool:
+    """Checked and found stalled for `problem` (not "not checked yet", nor another cause)."""
     resp = await client.get("/healthz")
-    return resp.status_code == 503 and resp.json().get("status") == "unhealthy"
+    problems = (resp.json().get("pipeline") or {}).get("problems", [])
+    return resp.status_code == 503 and any(problem in p for p in problems)
 
 
 async def _status_code(settings: Settings) -> tuple[int, str]:
