@@ -343,8 +343,8 @@ def print_report(r: dict[str, Any]) -> bool:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=1_000_000, help="events appended in phase 2")
-    ap.add_argument("--samples", type=int, default=20, help="report -> email samples")
-    ap.add_argument("--gets", type=int, default=50, help="GETs of the incident (API, page)")
+    ap.add_argument("--samples", type=int, default=60, help="report -> email samples")
+    ap.add_argument("--gets", type=int, default=100, help="GETs of the incident (API, page)")
     ap.add_argument("--restarts", type=int, default=3, help="restarts of each service (median)")
     ap.add_argument("--schools", type=int, default=20, help="schools in the district")
     ap.add_argument("--json", action="store_true", help="also print the results as JSON")
