@@ -15,11 +15,12 @@ single JetStream server in no cluster (dev, the benchmark): there the one copy a
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.errors import KeyDeletedError, KeyNotFoundError, NotFoundError
-from nats.js.kv import KeyValue
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 
 from services.eventlog.request import direct_last
 from services.runtime.logging import get_logger
@@ -69,6 +70,20 @@ class DirectLast:
         except NotFoundError:
             return None
         return msg.data
+
+
+async def read_key_direct(kv: KeyValue, key: str) -> bytes | None:
+    """The value of `key` in a bucket whose direct gets its leader answers (one replica:
+    contract.bucket_allows_direct), by one direct get - without nats-py's KeyValue.Entry and
+    per-request overhead (request.py): None when absent, deleted or purged. Raises
+    NoRespondersError when the bucket no longer answers direct gets, and what the request
+    raises otherwise."""
+    bucket: Any = kv
+    try:
+        value, headers = await direct_last(bucket._js, bucket._stream, f"{bucket._pre}{key}")
+    except NotFoundError:
+        return None
+    return None if headers.get(KV_OP) in (KV_DEL, KV_PURGE) else value
 
 
 def _single_server(js: JetStreamContext) -> bool:

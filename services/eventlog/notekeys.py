@@ -14,12 +14,11 @@ from typing import Any, Protocol
 
 from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
-from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue, _is_key_valid
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue, _is_key_valid
 
 from services.eventlog.contract import NOTE_KEYS_BUCKET
-from services.eventlog.direct import LeaderCheckedKeyValue
-from services.eventlog.request import direct_last
+from services.eventlog.direct import LeaderCheckedKeyValue, read_key_direct
 from services.eventlog.retry import retrying
 from services.runtime.logging import get_logger
 
@@ -78,21 +77,14 @@ class JetStreamNoteKeys:
             nonlocal lean
             if lean:
                 # The bucket allows direct gets only with one replica, the leader
-                # (contract.bucket_allows_direct): its answer read as the delivery records
-                # read theirs, without KeyValue.Entry and nats-py's per-request overhead.
+                # (contract.bucket_allows_direct): read as the delivery records read theirs.
                 try:
-                    value, headers = await direct_last(
-                        kv._js, kv._stream, f"{kv._pre}{incident_id}"
-                    )
-                except NotFoundError:
-                    return None
+                    return await read_key_direct(kv, incident_id) or None
                 except NoRespondersError:
                     # Direct gets turned off since the bucket was bound: from now on as
                     # KeyValue.get reads (which asks for them too and fails the same way
                     # until the service is restarted, as contract.bucket_allows_direct says).
                     lean = False
-                else:
-                    return None if headers.get(KV_OP) in (KV_DEL, KV_PURGE) else value or None
             try:
                 entry = await self.kv.get(incident_id)
             except KeyNotFoundError:

@@ -19,12 +19,11 @@ from typing import Protocol
 from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import PubAck
-from nats.js.errors import InvalidKeyError, KeyNotFoundError, NotFoundError
-from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue, _is_key_valid
+from nats.js.errors import InvalidKeyError, KeyNotFoundError
+from nats.js.kv import KeyValue, _is_key_valid
 
 from services.eventlog import DELIVERIES_BUCKET
-from services.eventlog.direct import consistent_key_value
-from services.eventlog.request import direct_last
+from services.eventlog.direct import consistent_key_value, read_key_direct
 from services.eventlog.retry import retrying
 
 
@@ -91,18 +90,11 @@ class JetStreamDeliveryRecords:
 
         async def lookup() -> bytes | None:
             if getattr(kv, "_direct", False) and _is_key_valid(notification_id):
-                # The bucket's reads are direct gets (one replica: ConsistentKeyValue):
-                # without the KeyValue.Entry and nats-py's per-request overhead (request.py).
+                # The bucket's reads are direct gets (one replica: ConsistentKeyValue).
                 try:
-                    value, headers = await direct_last(
-                        self.js, kv._stream, f"{kv._pre}{notification_id}"
-                    )
-                except NotFoundError:
-                    return None
+                    return await read_key_direct(kv, notification_id)
                 except NoRespondersError:
                     pass  # direct gets turned off: kv.get asks the leader from now on
-                else:
-                    return None if headers.get(KV_OP) in (KV_DEL, KV_PURGE) else value
             try:
                 return (await kv.get(notification_id)).value
             except KeyNotFoundError:
