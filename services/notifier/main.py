@@ -233,7 +233,7 @@ def run(settings: Settings, *, directory: Directory) -> int:
     guard.exit_if_stuck(after=settings.shutdown_grace_seconds + 10)
     probing: list[asyncio.Task[None]] = []
 
-    async def probe_smtp() -> None:
+    async def start_smtp_tasks() -> None:
         probing.append(asyncio.create_task(notifier.smtp.watch(SMTP_PROBE_SECONDS)))
         probing.append(asyncio.create_task(learn_addresses()))
 
@@ -247,7 +247,7 @@ def run(settings: Settings, *, directory: Directory) -> int:
         for task in probing:
             task.cancel()
 
-    app.after_startup(probe_smtp)
+    app.after_startup(start_smtp_tasks)
     app.on_shutdown(stop_probing)
     watched = run_watched(
         app,
