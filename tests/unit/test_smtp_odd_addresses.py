@@ -5,10 +5,6 @@ handler before its attempt (which then only ended in a redelivery)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
 from services.domain.directory import EmailChannel
 from tests.support import SmtpServer
 from tests.unit.test_smtp_pool import email, pool_for
@@ -17,19 +13,11 @@ FROM = "dooralert@district.example"
 ODD = "principal@[10.0.0.1"  # a closing bracket forgotten
 
 
-@pytest.fixture
-def server() -> Iterator[SmtpServer]:
-    server = SmtpServer()
-    server.start()
-    yield server
-    server.stop()
-
-
 async def test_begin_leaves_an_email_to_an_address_the_parser_chokes_on_to_send(
-    server: SmtpServer,
+    smtp: SmtpServer,
 ) -> None:
     EmailChannel(type="email", address=ODD)  # district.yaml takes it
-    pool = pool_for(server)
+    pool = pool_for(smtp)
     try:
         assert "OK" in await pool.send(email())
         assert len(pool._idle) == 1  # an idle session: begin would use it
