@@ -14,7 +14,6 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 
 from services.eventlog.notekeys import JetStreamNoteKeys
-from services.notifier import handler as handler_module
 from services.notifier.main import build_notifier
 from services.runtime.settings import Settings
 from tests.fixtures.notifier_support import test_directory
@@ -36,7 +35,7 @@ async def test_handlers_asking_at_once_open_the_keys_bucket_once_and_retry_a_fai
             raise NatsTimeoutError  # the first lookup fails: the next caller looks again
         return await real_open(js, retry_for=retry_for)
 
-    monkeypatch.setattr(handler_module.JetStreamNoteKeys, "open", staticmethod(counted))
+    monkeypatch.setattr(JetStreamNoteKeys, "open", staticmethod(counted))
     broker, notifier = build_notifier(settings, directory=test_directory(tmp_path, "http://x"))
     await broker.connect()
     try:
