@@ -297,6 +297,54 @@ def build_image(log: Path) -> float:
     return time.monotonic() - t0
 
 
+def image_ids() -> set[str]:
+    """Every local image, intermediate layers included (full IDs)."""
+    listing = subprocess.run(
+        ["podman", "images", "-a", "-q", "--no-trunc"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    return set(listing.stdout.split())
+
+
+def keeps_the_dependencies(image: str) -> bool:
+    """The builder's layer of installed dependencies (and so its parents): kept as the next
+    build's cache, or every build after a pyproject change would download them again."""
+    history = subprocess.run(
+        ["podman", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    first = history.stdout.splitlines()[:1]
+    return bool(first) and "requirements.txt" in first[0]
+
+
+def remove_build_layers(before: set[str]) -> list[str]:
+    """The untagged layers this build left (≈430 MB each: the builder stage's code layers,
+    which no tag holds once the image is removed): a layer nothing builds on is removed, which
+    leaves its parent with nothing on it, and so on down to the dependencies' layer. A layer
+    that existed before the build, the dependencies' layer (the next build's cache; a new one
+    after each change of pyproject.toml) or one something still uses (a container) stays.
+    Returns the IDs removed."""
+    removed: list[str] = []
+    while True:
+        listing = subprocess.run(
+            ["podman", "images", "-a", "-q", "--no-trunc", "--filter", "dangling=true"],
+            capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+        progress = False
+        for image in dict.fromkeys(listing.stdout.split()):
+            if image in before or image in removed or keeps_the_dependencies(image):
+                continue
+            rmi = subprocess.run(  # one layer: its parents are this loop's to judge
+                ["podman", "rmi", "--no-prune", image],
+                capture_output=True, check=False, timeout=120,
+            )  # fmt: skip
+            if rmi.returncode == 0:
+                removed.append(image)
+                progress = True
+        if not progress:
+            return removed
+
+
 def stack_env(tmp: Path, http_port: int) -> dict[str, str]:
     key = tmp / "log.key"
     subprocess.run(
@@ -354,6 +402,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         outbox=tmp / "outbox",
         url=f"http://127.0.0.1:{http_port}",
     )
+    before = image_ids()
     try:
         stack.timings["build"] = build_image(stack.log)
         t0 = time.monotonic()
@@ -380,6 +429,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         finally:
             remove_project(stack.project)
             subprocess.run(["podman", "rmi", IMAGE], capture_output=True, check=False, timeout=120)
+            remove_build_layers(before)
 
 
 def port_open(port: int) -> bool:
