@@ -41,8 +41,8 @@ only redelivers a request whose record is stored: it is not sent again (the `alr
 from __future__ import annotations
 
 import asyncio
-import json
 import random
+import re
 import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
@@ -98,6 +98,7 @@ log = get_logger("dooralert.notifier")
 ACK_WITHIN = 0.002  # seconds an ack may wait for another write to NATS (see above)
 PREFETCH_FRESH = 0.05  # seconds a prefetched delivery record read stays usable (see above)
 _PREFETCHED = "_dooralert_record_read"  # the attribute of the fetched message holding it
+_NOTIFICATION_ID = re.compile(rb'"notification_id":"([^"\\]{1,200})"')
 
 
 def backoff(attempt: int, *, base: float, cap: float) -> float:
@@ -241,13 +242,16 @@ class Notifier:
         its handler starts, as before."""
         if raw.metadata.num_delivered != 1:
             return
-        try:
-            notification_id = json.loads(raw.data)["data"]["notification_id"]
-        except Exception:  # noqa: BLE001
-            # Any body (a deep JSON raises RecursionError): the handler refuses it. This runs
-            # in the receive loop, which must never end on a message.
+        # The id found where a stored request holds it (compact JSON), not parsed (0.7 µs, a
+        # tenth of a parse): a body that does not hold it so, or holds something else so,
+        # only starts a read the handler does not use (`_prefetched` compares the id it
+        # parsed), and a body that is no request is refused by the handler.
+        found = _NOTIFICATION_ID.search(raw.data)
+        if found is None:
             return
-        if not isinstance(notification_id, str):
+        try:
+            notification_id = found.group(1).decode()
+        except UnicodeDecodeError:
             return
         read = asyncio.ensure_future(self.records.get(notification_id))
         read.add_done_callback(_retrieve)

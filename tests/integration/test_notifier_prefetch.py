@@ -165,7 +165,9 @@ def test_prefetch_never_raises_on_a_body_it_cannot_read() -> None:
 
     notifier = Notifier.__new__(Notifier)
     deep = b"[" * 100_000 + b"]" * 100_000
-    for body in (deep, b"\xff", b"{}", b'{"data": 1}', b"null"):
+    odd_id = b'{"data": {"notification_id":"\xff\xfe"}}'  # found, but not UTF-8
+    escaped = b'{"data": {"notification_id":"a\\"b"}}'  # an escape: not read by the finder
+    for body in (deep, b"\xff", b"{}", b'{"data": 1}', b"null", odd_id, escaped):
         raw = SimpleNamespace(data=body, metadata=SimpleNamespace(num_delivered=1))
         notifier.prefetch(raw)  # type: ignore[arg-type]
         assert not hasattr(raw, _PREFETCHED)  # nothing started: the handler refuses it
