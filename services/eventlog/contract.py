@@ -81,16 +81,19 @@ def bucket_allows_direct(bucket: str, replicas: int) -> bool:
 
     - DELIVERIES: with one replica only. Its records are the notifier's duplicate check after
       a crash: a stale "not sent" would send an email twice, so with more replicas reads go
-      to the leader (nats-py's KeyValue and the notifier's records have no fallback).
+      to the leader (nats-py's KeyValue has no fallback; the records bind through
+      `direct.consistent_key_value`).
     - SESSIONS: never (not on the alert path). A signed-out session that a lagging replica
       does not know yet would be let in again.
     - NOTE_KEYS: with one replica; with more only once every reader binds through
       `direct.leader_checked_key_value`, which asks the leader again before believing a key
       is absent (notekeys.py does not yet: its `open` uses `js.key_value`).
 
-    A bucket whose replicas an operator raises must be provisioned again (direct gets off),
-    and the services that read it restarted: a KeyValue bound while the bucket allowed direct
-    gets keeps asking for them and finds no responder once they are off.
+    A bucket whose replicas an operator raises must be provisioned again (direct gets off).
+    The services need no restart: the delivery records and the notes keys bind through
+    `direct.consistent_key_value`, which turns to the stream leader once a direct get finds
+    no responder (nats-py's own KeyValue bound while the bucket allowed direct gets would keep
+    asking for them).
     """
     if bucket == DELIVERIES_BUCKET:
         return replicas <= 1

@@ -18,7 +18,11 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue, _is_key_valid
 
 from services.eventlog.contract import NOTE_KEYS_BUCKET
-from services.eventlog.direct import LeaderCheckedKeyValue, read_key_direct
+from services.eventlog.direct import (
+    LeaderCheckedKeyValue,
+    consistent_key_value,
+    read_key_direct,
+)
 from services.eventlog.retry import retrying
 from services.runtime.logging import get_logger
 
@@ -62,8 +66,11 @@ class JetStreamNoteKeys:
 
     @classmethod
     async def open(cls, js: JetStreamContext, *, retry_for: float = 10.0) -> JetStreamNoteKeys:
-        """Bind to the bucket (raises if it is missing: run `dooralert provision`)."""
-        return cls(await js.key_value(NOTE_KEYS_BUCKET), retry_for=retry_for)
+        """Bind to the bucket (raises if it is missing: run `dooralert provision`): with
+        direct gets while it has one replica and they answer, from the stream leader once they
+        stop (direct.ConsistentKeyValue, as the delivery records: no restart needed when an
+        operator turns them off or a provision adds replicas)."""
+        return cls(await consistent_key_value(js, NOTE_KEYS_BUCKET), retry_for=retry_for)
 
     async def get(self, incident_id: str) -> bytes | None:
         kv: Any = self.kv
@@ -82,8 +89,8 @@ class JetStreamNoteKeys:
                     return await read_key_direct(kv, incident_id) or None
                 except NoRespondersError:
                     # Direct gets turned off since the bucket was bound: from now on as
-                    # KeyValue.get reads (which asks for them too and fails the same way
-                    # until the service is restarted, as contract.bucket_allows_direct says).
+                    # KeyValue.get reads, which (ConsistentKeyValue) finds the same and turns
+                    # to the stream leader.
                     lean = False
             try:
                 entry = await self.kv.get(incident_id)

@@ -1,6 +1,7 @@
 """Direct gets against a real nats-server: `dooralert provision` turns them on in place for an
 existing deployment (its data kept), reads by direct get return what the leader would, and a
-notes key forgotten (purged) reads as absent."""
+notes key forgotten (purged) reads as absent; the notes keys turn to the stream leader when
+direct gets are turned off under a running service."""
 
 from __future__ import annotations
 
@@ -205,3 +206,45 @@ async def test_in_a_cluster_a_direct_not_found_is_asked_again_of_the_leader(
         await nc.close()
     finally:
         cluster.stop()
+
+
+async def test_notes_keys_are_read_from_the_leader_once_direct_gets_are_turned_off(
+    js: JetStreamContext,
+) -> None:
+    """Bound while the bucket allowed direct gets, then an operator (or a provision adding
+    replicas) turned them off: the keys are read, made and forgotten through the stream
+    leader from then on, without a restart (before: every read failed, and alerts went out
+    without their notes, until the notifier restarted)."""
+    keys = await JetStreamNoteKeys.open(js, retry_for=1.0)
+    assert keys.kv._direct
+    assert await keys.create_if_absent("i-off", b"a" * 32, likely_new=True) == b"a" * 32
+    await _set_direct(js, f"KV_{NOTE_KEYS_BUCKET}", False)
+    try:
+        assert await keys.get("i-off") == b"a" * 32
+        assert not keys.kv._direct
+        assert await keys.get("i-absent") is None
+        assert await keys.create_if_absent("i-off", b"b" * 32) == b"a" * 32  # kept
+        assert await keys.create_if_absent("i-new", b"c" * 32) == b"c" * 32
+        assert await keys.get("i-new") == b"c" * 32
+        assert await keys.forget("i-off")
+        assert await keys.get("i-off") is None
+    finally:
+        await _set_direct(js, f"KV_{NOTE_KEYS_BUCKET}", True)
+
+
+async def test_a_forgotten_notes_key_is_made_again_once_direct_gets_are_turned_off(
+    js: JetStreamContext,
+) -> None:
+    """Intake makes a report's key without reading first (`likely_new`); over a tombstone
+    nats-py's create reads it, which found no responder with direct gets off."""
+    keys = await JetStreamNoteKeys.open(js, retry_for=1.0)
+    assert await keys.create_if_absent("i-again", b"a" * 32, likely_new=True) == b"a" * 32
+    assert await keys.forget("i-again")
+    await _set_direct(js, f"KV_{NOTE_KEYS_BUCKET}", False)
+    try:
+        made = await keys.create_if_absent("i-again", b"b" * 32, likely_new=True)
+        assert made == b"b" * 32
+        assert await keys.get("i-again") == b"b" * 32
+        assert not keys.kv._direct
+    finally:
+        await _set_direct(js, f"KV_{NOTE_KEYS_BUCKET}", True)
