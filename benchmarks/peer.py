@@ -231,11 +231,13 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
             w(f"    {name:<22}{secs:>7.2f} s  {1000 * secs / max(1, b['emails']):>6.2f} ms/email")
         total = sum(b["cpu_s"].values())
         w(f"    {'total':<22}{total:>7.2f} s  {1000 * total / max(1, b['emails']):>6.2f} ms/email")
+        w(f"    {_harness(b)}")
     for b in r["bursts"]["alertmanager"]:
         w(
             f"  Alertmanager burst: {b['emails']} emails, {b['complete']} complete; CPU "
             f"{b['cpu_s']['alertmanager']:.2f} s = "
-            f"{1000 * b['cpu_s']['alertmanager'] / max(1, b['emails']):.2f} ms/email"
+            f"{1000 * b['cpu_s']['alertmanager'] / max(1, b['emails']):.2f} ms/email; "
+            f"{_harness(b)}"
         )
     for system, name in (("dooralert", "dooralert"), ("alertmanager", "Alertmanager")):
         for b in r["bursts"][system]:
@@ -260,6 +262,12 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
         if b.get("retried"):
             w(f"  POSTs sent again after a broken connection: {len(b['retried'])}")
     w(f"  logs: {r['logs']}")
+
+
+def _harness(b: dict[str, Any]) -> str:
+    """The benchmark's own CPU during a burst (on the same cores as the system measured)."""
+    cpu = b.get("harness_cpu_s") or {}
+    return "the benchmark meanwhile: " + ", ".join(f"{k} {v:.2f} s" for k, v in cpu.items())
 
 
 def _bursts(runs: list[dict[str, Any]]) -> str:
