@@ -267,7 +267,8 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
 def _harness(b: dict[str, Any]) -> str:
     """The benchmark's own CPU during a burst (on the same cores as the system measured)."""
     cpu = b.get("harness_cpu_s") or {}
-    return "the benchmark meanwhile: " + ", ".join(f"{k} {v:.2f} s" for k, v in cpu.items())
+    parts = ", ".join(f"{k} {v:.2f} s" for k, v in cpu.items()) or "not measured"
+    return f"the benchmark meanwhile: {parts}"
 
 
 def _bursts(runs: list[dict[str, Any]]) -> str:

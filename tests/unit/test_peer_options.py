@@ -30,3 +30,11 @@ def test_several_bursts_show_their_median_first() -> None:
     assert _bursts(three) == "**6.79 s** (9.91 s, 6.79 s, 6.28 s)"
     three[2]["complete"] = False  # its time only runs to the last complete report: marked
     assert _bursts(three) == "**6.79 s** (9.91 s, 6.79 s, 6.28 s INCOMPLETE)"
+
+
+def test_a_burst_shows_the_benchmarks_own_cpu_meanwhile() -> None:
+    from benchmarks.peer import _harness
+
+    burst = {"harness_cpu_s": {"client": 2.331, "smtp sink": 1.5}}
+    assert _harness(burst) == "the benchmark meanwhile: client 2.33 s, smtp sink 1.50 s"
+    assert _harness({}) == "the benchmark meanwhile: not measured"  # a result from before
