@@ -499,7 +499,10 @@ def parse_event(payload: bytes | str) -> Event:
             return current
     try:
         raw = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # Not UTF-8 or not JSON (both ValueErrors), and JSON `json.loads` will not read: a
+        # number past Python's digit limit (a ValueError), nesting deeper than the recursion
+        # limit. Refused like any bad bytes, so the message is set aside, not retried.
         raise EventDecodeError(f"not JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise EventDecodeError("not a JSON object")
@@ -509,7 +512,8 @@ def parse_event(payload: bytes | str) -> Event:
         # Where and why only: pydantic's own text quotes the rejected input, and this reason
         # is kept for ever in a message.dead_lettered event (free text may be personal data).
         raise EventDecodeError(_describe(exc)) from None
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
+        # An upcaster's or our own: an unhashable `type` (a list), `data` that is no object.
         raise EventDecodeError(str(exc)) from exc
     return event
 

@@ -87,7 +87,8 @@ def bucket_allows_direct(bucket: str, replicas: int) -> bool:
       does not know yet would be let in again.
     - NOTE_KEYS: with one replica; with more only once every reader binds through
       `direct.leader_checked_key_value`, which asks the leader again before believing a key
-      is absent (notekeys.py does not yet: its `open` uses `js.key_value`).
+      is absent (notekeys.py does not: its `open` binds through `direct.consistent_key_value`,
+      which with more than one replica reads from the leader, never by direct get).
 
     A bucket whose replicas an operator raises must be provisioned again (direct gets off).
     The services need no restart: the delivery records and the notes keys bind through

@@ -66,8 +66,9 @@ def test_todays_events_take_one_step_and_equal_the_long_way(no_json_loads: list[
 def test_stored_v1_events_are_lifted_as_before(no_json_loads: list[object]) -> None:
     lines = stored_v1()
     parsed = [parse_event(line) for line in lines]
+    # Read before anything else calls json.loads (the_long_way does: it would list every line).
+    long_way = list(no_json_loads)
     assert parsed == [the_long_way(line) for line in lines]
-    long_way = list(no_json_loads)  # (read before the checks below call json.loads)
     lifted = [line for line in lines if json.loads(line).get("schema_version", 1) == 1]
     assert lifted
     # Every event whose type is past v1 went the long way (the upcasters), not one step.
@@ -130,6 +131,24 @@ def test_bad_bytes_are_refused_with_the_reason(payload: bytes, reason: str) -> N
     with pytest.raises(EventDecodeError) as err:
         parse_event(payload)
     assert reason in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[" * 100_000 + b"]" * 100_000,  # deeper than json.loads recurses (RecursionError)
+        b'{"type": "notification.sent", "data": {"attempt": ' + b"9" * 5000 + b"}}",  # digits
+        b'{"type": ["notification.sent"]}',  # unhashable type (TypeError in the upcasting)
+        b'{"type": "encounter.reported", "schema_version": 1, "data": 5}',  # data no object
+    ],
+    ids=["deep", "long-number", "list-type", "data-not-object"],
+)
+def test_unreadable_bytes_are_refused_as_undecodable_not_raised_otherwise(payload: bytes) -> None:
+    """Whatever json.loads or the upcasting raises on bad bytes is an EventDecodeError: the
+    consumer sets such a message aside (consumer.run_handler) instead of failing its handler
+    and having it redelivered until max_deliver."""
+    with pytest.raises(EventDecodeError):
+        parse_event(payload)
 
 
 def test_a_refused_field_is_named_without_its_value() -> None:
