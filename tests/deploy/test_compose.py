@@ -141,6 +141,25 @@ def test_compose_refuses_to_start_without_its_secrets() -> None:
 # --- the stack on real containers -------------------------------------------------------------
 
 
+def test_the_cleanup_reads_which_layers_the_build_made_from_its_output() -> None:
+    """Only layers this build made are removed after it: not those it took from the cache."""
+    output = """[1/2] STEP 5/11: COPY pyproject.toml ./
+--> Using cache 5b52ded81cc72995a8973967be988cff21dffea10f419e8795f4db38b6aca1a1
+--> 5b52ded81cc
+[1/2] STEP 7/11: COPY README.md ./
+--> 128c642f9fa
+[1/2] STEP 8/11: COPY schemas ./schemas
+--> 23102f3b615
+[2/2] STEP 2/10: COPY --from=builder /opt/dooralert /opt/dooralert
+--> 0864b2dc8b4
+[2/2] COMMIT localhost/dooralert:compose-test-1
+--> 7ff89b1e285
+Successfully tagged localhost/dooralert:compose-test-1
+7ff89b1e2851f4ce5e4ea9e0ffbf1e13e33e1c0e3dd7e9d5ca0c9c7d0a6e5b6f
+"""
+    assert layers_made(output) == ["128c642f9fa", "23102f3b615", "0864b2dc8b4", "7ff89b1e285"]
+
+
 def missing_container_tools() -> str | None:
     for tool in ("podman", "podman-compose"):
         if shutil.which(tool) is None:
@@ -297,13 +316,22 @@ def build_image(log: Path) -> float:
     return time.monotonic() - t0
 
 
-def image_ids() -> set[str]:
-    """Every local image, intermediate layers included (full IDs)."""
-    listing = subprocess.run(
-        ["podman", "images", "-a", "-q", "--no-trunc"],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
-    return set(listing.stdout.split())
+def layers_made(build_log: str) -> list[str]:
+    """The layers a `podman build` made (not taken from its cache), in the order it made
+    them, from its output: each step ends with `--> <id>`, after `--> Using cache <full id>`
+    when the step was cached."""
+    made: list[str] = []
+    cached: set[str] = set()
+    for line in build_log.splitlines():
+        found = re.fullmatch(r"--> (Using cache )?([0-9a-f]{11,64})", line.strip())
+        if found is None:
+            continue
+        using, image = found.groups()
+        if using:
+            cached.add(image)
+        elif not any(full.startswith(image) for full in cached):
+            made.append(image)
+    return made
 
 
 def keeps_the_dependencies(image: str) -> bool:
@@ -317,32 +345,24 @@ def keeps_the_dependencies(image: str) -> bool:
     return bool(first) and "requirements.txt" in first[0]
 
 
-def remove_build_layers(before: set[str]) -> list[str]:
-    """The untagged layers this build left (≈430 MB each: the builder stage's code layers,
-    which no tag holds once the image is removed): a layer nothing builds on is removed, which
-    leaves its parent with nothing on it, and so on down to the dependencies' layer. A layer
-    that existed before the build, the dependencies' layer (the next build's cache; a new one
-    after each change of pyproject.toml) or one something still uses (a container) stays.
-    Returns the IDs removed."""
+def remove_build_layers(build_log: str) -> list[str]:
+    """The untagged layers this build made and left (≈430 MB each: the builder stage's code
+    layers, which no tag holds once the image is removed), newest first, one at a time
+    (`--no-prune`: a parent is judged here, not removed with its child): never a layer it took
+    from the cache or another build made, nor the dependencies' layer (the next build's
+    cache; a new one after each change of pyproject.toml); one something still uses (a
+    container, a child) stays. Returns the IDs removed."""
     removed: list[str] = []
-    while True:
-        listing = subprocess.run(
-            ["podman", "images", "-a", "-q", "--no-trunc", "--filter", "dangling=true"],
-            capture_output=True, text=True, check=False, timeout=60,
+    for image in reversed(layers_made(build_log)):
+        if keeps_the_dependencies(image):
+            continue
+        rmi = subprocess.run(
+            ["podman", "rmi", "--no-prune", image],
+            capture_output=True, check=False, timeout=120,
         )  # fmt: skip
-        progress = False
-        for image in dict.fromkeys(listing.stdout.split()):
-            if image in before or image in removed or keeps_the_dependencies(image):
-                continue
-            rmi = subprocess.run(  # one layer: its parents are this loop's to judge
-                ["podman", "rmi", "--no-prune", image],
-                capture_output=True, check=False, timeout=120,
-            )  # fmt: skip
-            if rmi.returncode == 0:
-                removed.append(image)
-                progress = True
-        if not progress:
-            return removed
+        if rmi.returncode == 0:
+            removed.append(image)
+    return removed
 
 
 def stack_env(tmp: Path, http_port: int) -> dict[str, str]:
@@ -402,8 +422,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         outbox=tmp / "outbox",
         url=f"http://127.0.0.1:{http_port}",
     )
-    before = image_ids()
+    log_start = 0
     try:
+        log_start = stack.log.stat().st_size if stack.log.exists() else 0
         stack.timings["build"] = build_image(stack.log)
         t0 = time.monotonic()
         stack.compose("up", "-d")
@@ -429,7 +450,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         finally:
             remove_project(stack.project)
             subprocess.run(["podman", "rmi", IMAGE], capture_output=True, check=False, timeout=120)
-            remove_build_layers(before)
+            if stack.log.exists():
+                with stack.log.open("rb") as log:
+                    log.seek(log_start)
+                    remove_build_layers(log.read().decode(errors="replace"))
 
 
 def port_open(port: int) -> bool:
