@@ -486,7 +486,10 @@ def parse_event(payload: bytes | str) -> Event:
     the time of `json.loads` and validating the dict; every service reads events on its
     hot path). Anything else, or anything that step refuses, goes the long way: parsed,
     lifted by the upcasters, validated, and refused with the field and the reason; the
-    result is the same event (tests/unit/test_parse_event.py)."""
+    result is the same event (tests/unit/test_parse_event.py; ≈3,100 generated payloads
+    compared in review found one difference: an integer literal too long for a float, in a
+    float field, reads as infinity in one step where the long way refuses it - infinity
+    both ways take anyway, written `1e400`)."""
     try:
         current: Event = _ADAPTER.validate_json(payload)
     except ValueError:  # ValidationError, whatever the reason: the long way says it
