@@ -139,20 +139,51 @@ async def leader_checked_key_value(js: JetStreamContext, bucket: str) -> LeaderC
 
 class ConsistentKeyValue(KeyValue):
     """A KV bucket whose reads must be the leader's (the notifier's delivery records: a stale
-    record decides whether an email goes twice): direct gets only while the bucket has one
-    replica (the replica answering is then the leader), and the leader from the moment direct
-    gets stop answering (`dooralert provision` turns them off when replicas are raised) instead
-    of failing every read until a restart."""
+    record decides whether an email goes twice; the notes keys): direct gets only while the
+    bucket has one replica (the replica answering is then the leader), and the leader from the
+    moment direct gets stop answering (`dooralert provision` turns them off when replicas are
+    raised) instead of failing every read until a restart.
+
+    A "no responders" can also be passing (a nats-server restarting loads its streams before
+    it answers direct gets): after DIRECT_RETRY_AFTER_S the next read asks the stream's config
+    again (one STREAM.INFO) and goes back to direct gets if it still allows them with one
+    replica; otherwise the leader for another while."""
+
+    def __init__(
+        self, *, name: str, stream: str, pre: str, js: JetStreamContext, direct: bool
+    ) -> None:
+        super().__init__(name=name, stream=stream, pre=pre, js=js, direct=direct)
+        self._direct_when_bound = direct
+        self._leader_only_until = 0.0
 
     async def _get(self, key: str, revision: int | None = None) -> KeyValue.Entry:
+        if (
+            not self._direct
+            and self._direct_when_bound
+            and time.monotonic() >= self._leader_only_until
+        ):
+            await self._check_direct()
         if not self._direct:
             return await super()._get(key, revision)
         try:
             return await super()._get(key, revision)
         except NoRespondersError:
             self._direct = False
+            self._leader_only_until = time.monotonic() + DIRECT_RETRY_AFTER_S
             log.info("direct_get.unavailable", stream=self._stream)
             return await super()._get(key, revision)
+
+    async def _check_direct(self) -> None:
+        """Direct gets again if the bucket still allows them with one replica (one caller
+        asks; the others read from the leader meanwhile)."""
+        self._leader_only_until = time.monotonic() + DIRECT_RETRY_AFTER_S
+        try:
+            config = (await self._js.stream_info(self._stream)).config
+        except Exception:  # noqa: BLE001 - the leader it is, for another while
+            return
+        if config.allow_direct and (config.num_replicas or 1) == 1:
+            self._direct = True
+            log.info("direct_get.available", stream=self._stream)
 
 
 async def consistent_key_value(js: JetStreamContext, bucket: str) -> KeyValue:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.js import JetStreamContext
@@ -248,3 +249,57 @@ async def test_a_forgotten_notes_key_is_made_again_once_direct_gets_are_turned_o
         assert not keys.kv._direct
     finally:
         await _set_direct(js, f"KV_{NOTE_KEYS_BUCKET}", True)
+
+
+async def test_a_bucket_read_from_the_leader_goes_back_to_direct_gets_once_they_answer(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A "no responders" may be passing (a server loading its streams after a restart): after
+    a while the bucket's config is asked again, and direct gets are used again only if it
+    still allows them with one replica."""
+    from services.eventlog import direct as direct_module
+
+    monkeypatch.setattr(direct_module, "DIRECT_RETRY_AFTER_S", 0.0)  # "a while" has passed
+    kv = await direct_module.consistent_key_value(js, DELIVERIES_BUCKET)
+    assert isinstance(kv, direct_module.ConsistentKeyValue) and kv._direct
+    await kv.put("n-back", b"record")
+    stream = f"KV_{DELIVERIES_BUCKET}"
+    infos: list[str] = []
+    stream_info = js.stream_info
+
+    async def counted(name: str, *args: Any, **kwargs: Any) -> Any:
+        infos.append(name)
+        return await stream_info(name, *args, **kwargs)
+
+    monkeypatch.setattr(js, "stream_info", counted)
+    await _set_direct(js, stream, False)
+    infos.clear()  # (_set_direct's own)
+    try:
+        assert (await kv.get("n-back")).value == b"record"  # no responders: the leader
+        assert not kv._direct and infos == []
+        assert (await kv.get("n-back")).value == b"record"  # asked again: still off
+        assert not kv._direct and infos == [stream]
+    finally:
+        await _set_direct(js, stream, True)
+    infos.clear()
+    assert (await kv.get("n-back")).value == b"record"
+    assert kv._direct and infos == [stream]  # on again, and direct gets answer
+    assert (await kv.get("n-back")).value == b"record"
+    assert infos == [stream]  # and no more asking
+
+
+async def test_a_bucket_bound_leader_only_never_turns_to_direct_gets(
+    js: JetStreamContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.eventlog import direct as direct_module
+
+    monkeypatch.setattr(direct_module, "DIRECT_RETRY_AFTER_S", 0.0)
+    stream = f"KV_{DELIVERIES_BUCKET}"
+    await _set_direct(js, stream, False)
+    try:
+        kv = await direct_module.consistent_key_value(js, DELIVERIES_BUCKET)
+    finally:
+        await _set_direct(js, stream, True)
+    await kv.put("n-leader", b"record")
+    assert (await kv.get("n-leader")).value == b"record"
+    assert not kv._direct  # bound without them (more replicas, or off): the leader for good
