@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
 import time
 from collections import deque
@@ -777,9 +778,10 @@ async def learn_addresses(sender: str, recipients: Iterable[str]) -> int:
     learnt. Yields to the loop every few addresses, so a large directory never holds up
     an alert that arrives meanwhile; an address the parser refuses, or fails on (some that
     district.yaml takes make the email package raise AttributeError), is skipped and the
-    rest still learnt (its email is refused as before)."""
+    rest still learnt (its email is refused as before). At most as many as the caches keep:
+    learning more would only evict what was learnt first."""
     learnt = 0
-    for n, to in enumerate(recipients, 1):
+    for n, to in enumerate(itertools.islice(recipients, _ADDRESSES_KEPT), 1):
         try:
             address, rcpts = _addresses(sender, to)
             for one in (address, *rcpts):

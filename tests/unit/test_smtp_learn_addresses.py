@@ -98,3 +98,13 @@ async def test_an_address_the_parser_chokes_on_is_skipped_and_the_rest_still_lea
     parsed = smtp._envelope_cached.cache_info().misses
     smtp._addresses(SENDER, "last@district.example")
     assert smtp._envelope_cached.cache_info().misses == parsed  # learnt after the odd ones
+
+
+async def test_a_directory_larger_than_the_caches_learns_only_what_they_keep(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Learning past the caches' size would evict the first addresses learnt: it stops."""
+    monkeypatch.setattr(smtp, "_ADDRESSES_KEPT", 8)
+    to = [f"contact{i}@district.example" for i in range(20)]
+    assert await smtp.learn_addresses(SENDER, to) == 8
+    assert smtp._envelope_cached.cache_info().currsize == 8
