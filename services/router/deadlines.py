@@ -55,7 +55,8 @@ def decode(payload: bytes) -> tuple[str, str, int]:
     try:
         timer = json.loads(payload)
         school_id, incident_id, tier = timer["school_id"], timer["incident_id"], int(timer["tier"])
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:
+        # Also JSON nested deeper than the recursion limit, and a tier of infinity (`1e400`).
         raise DeadlineUnreadable(str(exc)) from exc
     if not (isinstance(school_id, str) and isinstance(incident_id, str)):
         raise DeadlineUnreadable("wrong field types")
