@@ -23,7 +23,7 @@ def subject_problem(subject: str, payload: bytes) -> str | None:
         return f"subject {subject!r} is not {_PREFIX}.<school>.<incident>.<type>"
     try:
         obj = _loads(payload)
-    except ValueError as exc:  # also a payload that is not UTF-8
+    except (ValueError, RecursionError) as exc:  # not UTF-8; nested past the recursion limit
         return f"payload on {subject} is not a JSON event ({str(exc)[:80]})"
     if not isinstance(obj, dict):
         return f"payload on {subject} is not a JSON object"
