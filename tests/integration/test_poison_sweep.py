@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,10 @@ from services.audit.export import export
 from services.audit.ledger import Ledger
 from services.audit.note import Signer
 from services.audit.replay import replay
+from services.audit.report import build_report, render_html, render_markdown
 from services.audit.source import verify_stream
 from services.audit.verify import verify_export
+from services.cli.audit import _incident_log, _readable
 from services.eventlog import STREAM, TIMER_FIRED_PREFIX, TIMERS_STREAM, read_messages
 from tests.support import HAMLINE_KEY, REPO, eventually, utcnow
 
@@ -291,6 +294,20 @@ async def test_every_hostile_payload_is_set_aside_and_nothing_stops(  # type: ig
         assert f"seq {seq} ({subject}): " in text, seq
     as_json, code = replay(messages, incident=None, as_json=True)
     assert code == 0 and incident_id in as_json
+
+    # `audit report` on the real incident names every one among its problems.
+    msgs, notes, _, key = await _incident_log(js, incident_id)
+    pairs, unreadable = _readable(msgs)
+    assert len(unreadable) == len(PAYLOADS) * len(CONSUMERS)
+    built = build_report(
+        pairs,
+        now=datetime.now(UTC),
+        checkpoints=notes,
+        verifier=signer.verifier,
+        problems=[f"unreadable message {u}" for u in unreadable],
+        notes_key=key,
+    )
+    assert render_markdown(built) and render_html(built)
 
     # `audit verify` hashes the whole log; a moved event fails it, as the README says.
     result = await verify_stream(js, signer.verifier, origin=ORIGIN)
