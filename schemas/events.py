@@ -522,11 +522,48 @@ def parse_event(payload: bytes | str) -> Event:
 
 
 def _describe(exc: ValidationError) -> str:
-    """A validation error as `field: reason` lines, without the input values."""
-    errors = exc.errors(include_input=False, include_url=False, include_context=False)
-    return "; ".join(
-        f"{'.'.join(str(part) for part in e['loc']) or '(event)'}: {e['msg']}" for e in errors
-    )
+    """A validation error as `field: reason` lines, without anything the payload wrote: not
+    its values (pydantic's own text quotes a rejected string: an unknown event type, a wrong
+    literal), nor its unknown keys (an extra key is free text too). The reason is kept for
+    ever in a message.dead_lettered event, and free text may be personal data."""
+    lines = []
+    for e in exc.errors(include_url=False, include_context=False):
+        where = ".".join(_named(part) for part in e["loc"]) or "(event)"
+        lines.append(f"{where}: {_reason(e['type'], e['msg'], e.get('input'))}")
+    return "; ".join(lines)
+
+
+def _named(part: str | int) -> str:
+    """A location part as the reason may show it: an index, or a name the schemas define."""
+    return str(part) if isinstance(part, int) or part in _SCHEMA_NAMES else "(unknown field)"
+
+
+def _reason(kind: str, message: str, value: object) -> str:
+    if kind == "union_tag_invalid":
+        return "not an event type this version knows"
+    if isinstance(value, str) and value and value in message:
+        return kind  # pydantic's text would quote it
+    return message
+
+
+def _names_in(schema: object) -> set[str]:
+    """Every property name and constant in a JSON schema (the fields and the event types)."""
+    found: set[str] = set()
+    if isinstance(schema, dict):
+        properties = schema.get("properties")
+        if isinstance(properties, dict):
+            found.update(properties)
+        if isinstance(schema.get("const"), str):
+            found.add(schema["const"])
+        for value in schema.values():
+            found |= _names_in(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            found |= _names_in(value)
+    return found
+
+
+_SCHEMA_NAMES = frozenset(_names_in(_ADAPTER.json_schema()) | set(EVENT_MODELS))
 
 
 def subject_mismatch(event: Event, subject: str) -> str | None:

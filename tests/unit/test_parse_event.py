@@ -179,3 +179,25 @@ def test_odd_json_reads_as_json_loads_reads_it_or_is_refused(text: str) -> None:
             parse_event(odd)
     else:
         assert parse_event(odd) == expected
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        (lambda raw: raw.update(type="Maria Lopez 651-555-0199"), "(event)"),
+        (lambda raw: raw["data"].update({"Maria Lopez 651-555-0199": 1}), "data.(unknown field)"),
+        (lambda raw: raw.update({"Maria Lopez 651-555-0199": 1}), "requested.(unknown field)"),
+        (lambda raw: raw["data"].update(channel="Maria Lopez 651-555-0199"), "data.channel"),
+        (lambda raw: raw["data"].update(tier="Maria Lopez 651-555-0199"), "data.tier"),
+    ],
+)
+def test_a_refusal_names_where_but_never_what_the_payload_wrote(change: Any, where: str) -> None:
+    """The reason is kept for ever in a message.dead_lettered event: no value, and no key the
+    payload made up (an unknown type or field name is free text too)."""
+    raw = json.loads(next(p for p in current() if b'"notification.requested"' in p))
+    change(raw)
+    with pytest.raises(EventDecodeError) as err:
+        parse_event(json.dumps(raw).encode())
+    reason = str(err.value)
+    assert where in reason
+    assert "Maria" not in reason and "651-555" not in reason
