@@ -38,7 +38,7 @@ from services.audit.source import verify_stream
 from services.audit.verify import verify_export
 from services.cli.audit import _incident_log, _readable
 from services.eventlog import STREAM, TIMER_FIRED_PREFIX, TIMERS_STREAM, read_messages
-from tests.support import HAMLINE_KEY, REPO, eventually, utcnow
+from tests.support import HAMLINE_KEY, REPO, eventually, report, utcnow
 
 ORIGIN = "dooralert.example/poison-sweep"
 SCHOOL = "hamline"
@@ -194,19 +194,7 @@ async def test_every_hostile_payload_is_set_aside_and_nothing_stops(  # type: ig
             await js.publish(subject, payload, stream=TIMERS_STREAM)
 
         # The consumers keep going: a real report after them is sent to its four recipients.
-        resp = await pipeline.report(
-            {
-                "school_id": SCHOOL,
-                "location": "Front entrance",
-                "agency_stated": "ice",
-                "agent_count": 2,
-                "credentials_shown": True,
-                "document": "administrative_warrant",
-                "signed_by_judge": "no",
-                "purpose": "unspecified",
-                "entry": "kept_outside",
-            }
-        )
+        resp = await pipeline.report(report(school_id=SCHOOL))
         assert resp.status_code == 202, resp.text
         incident_id = resp.json()["incident_id"]
         await eventually(lambda: len(smtp.received) == 4, timeout=20)
