@@ -6,6 +6,7 @@ bad bytes refused with the field and the reason."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +202,24 @@ def test_a_refusal_names_where_but_never_what_the_payload_wrote(change: Any, whe
     reason = str(err.value)
     assert where in reason
     assert "Maria" not in reason and "651-555" not in reason
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1" + "0" * 400, "NaN", "Infinity"])
+def test_no_event_holds_an_infinite_or_nan_number(number: str) -> None:
+    """Refused both ways (one step read a 400-digit integer in a float field as infinity)."""
+    from services.notifier.outcome import failed_event
+    from tests.fixtures.notifier_support import request
+
+    event = failed_event(
+        request("inc-inf", "law-dept", role="law"),
+        attempt=1,
+        reason="timeout",
+        retry_in=5.0,
+        now=datetime.now(UTC),
+    )
+    stored = serialize_event(event).decode()
+    assert parse_event(stored.encode()) == event
+    odd = stored.replace('"next_attempt_in_seconds":5.0', f'"next_attempt_in_seconds":{number}')
+    assert odd != stored
+    with pytest.raises(EventDecodeError, match="next_attempt_in_seconds"):
+        parse_event(odd.encode())
