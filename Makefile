@@ -50,22 +50,37 @@ containers:
 		bash $(CONTAINER_SETUP); \
 	fi
 
+# The benchmarks run on the interpreter a deployment runs dooralert on: the distribution's
+# python3 (Debian's is built with PGO and LTO, like the container image's base), in a venv of
+# their own, when it is 3.11 or newer and has venv; else $(PYTHON). A Python built from source
+# without --enable-optimizations (pyenv's default) costs about a fifth more CPU per email (README,
+# Benchmarks): it would measure the interpreter's build, not dooralert. BENCH_PYTHON=... to choose.
+BENCH_PYTHON ?= $(shell /usr/bin/python3 -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo /usr/bin/python3 || echo $(PYTHON))
+BENCH_VENV ?= .venv-bench
+BENCH_BIN := $(BENCH_VENV)/bin
+
+$(BENCH_BIN)/.installed: pyproject.toml
+	$(BENCH_PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_BIN)/python -m pip install --quiet --upgrade pip
+	$(BENCH_BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
 # The peer benchmark (benchmarks/peer.py): dooralert beside Prometheus Alertmanager 0.25 on one
 # SMTP server. Alertmanager comes from Debian (installed when missing and we are root; otherwise
 # its column is skipped with the reason). `make bench-pipeline`: the pipeline against raw JetStream.
-bench: $(BIN)/.installed
-	$(BIN)/python benchmarks/peer.py $(ARGS)
+bench: $(BENCH_BIN)/.installed
+	$(BENCH_BIN)/python benchmarks/peer.py $(ARGS)
 
-bench-pipeline: $(BIN)/.installed
-	$(BIN)/python benchmarks/pipeline.py $(ARGS)
+bench-pipeline: $(BENCH_BIN)/.installed
+	$(BENCH_BIN)/python benchmarks/pipeline.py $(ARGS)
 
 # `make bench-flat`: every latency and start-up on an empty log beside one with 1,000,000 events
 # (benchmarks/flat_log.py; ARGS="--events 100000" for a quicker run). PASS within 1.2x.
-bench-flat: $(BIN)/.installed
-	$(BIN)/python benchmarks/flat_log.py $(ARGS)
+bench-flat: $(BENCH_BIN)/.installed
+	$(BENCH_BIN)/python benchmarks/flat_log.py $(ARGS)
 
 schemas: $(BIN)/.installed
 	$(BIN)/python -m services.cli.schemafiles
 
 clean:
-	rm -rf $(VENV) .dooralert
+	rm -rf $(VENV) $(BENCH_VENV) .dooralert

@@ -2,12 +2,14 @@
 
     .venv/bin/python benchmarks/peer.py [--samples 40] [--schools 600] [--notifiers 2] [--json]
                                         [--smtp-rtt MS]
-    make bench
+    make bench    (in .venv-bench, on the distribution's python3 where it has one: Makefile)
 
-dooralert runs as in production, each part its own process: nats-server (deploy/nats/server.conf
-with its users, a generated password each, as `dooralert dev` runs it), `dooralert provision`
-(as admin), intake, router, notifier (`--notifiers N` runs N of them on the one durable
-consumer) and the audit ledger, each connecting as its own NATS user. The district is generated
+Every Python process of it runs on the Python that runs this script (printed first):
+dooralert's services, the client and the SMTP sink. dooralert runs as in production, each part
+its own process: nats-server (deploy/nats/server.conf with its users, a generated password
+each, as `dooralert dev` runs it), `dooralert provision` (as admin), intake, router, notifier
+(`--notifiers N` runs N of them on the one durable consumer) and the audit ledger, each
+connecting as its own NATS user. The district is generated
 in a temp dir: the example district's law, safety and leadership contacts and N schools, each
 with its own intake key and principal, and the example rules and protocol. A report gets four
 first-tier emails (law x2, safety, principal).
@@ -53,6 +55,7 @@ import argparse
 import asyncio
 import json
 import os
+import platform
 import secrets
 import shutil
 import signal
@@ -113,6 +116,7 @@ async def amain(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "schools": args.schools,
         "notifiers": args.notifiers,
         "ledger_nice": args.ledger_nice,
+        "python": interpreter(),
         "nice": dict(args.nice or []),
     }
     if args.smtp_rtt:
@@ -174,6 +178,20 @@ async def amain(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return result
 
 
+def interpreter() -> str:
+    """The Python that runs dooralert's services, the client and the SMTP sink (this one):
+    version, binary, and whether its interpreter is in a shared libpython. A CPython built
+    without --enable-optimizations (pyenv's default) costs about a fifth more CPU per email
+    than the distribution's (README, Benchmarks); `make bench` picks the distribution's."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        maps = ""
+    linked = "shared libpython" if "libpython" in maps else "libpython linked in"
+    binary = os.path.realpath(sys.executable)
+    return f"{platform.python_implementation()} {platform.python_version()} ({binary}, {linked})"
+
+
 def fmt_ms(s: dict[str, Any] | None, key: str) -> str:
     return f"{s[key]:.1f} ms" if s else "skipped"
 
@@ -195,6 +213,7 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
         f"{os.environ.get('GOMAXPROCS') or args.nats_go_procs or 'Go default (one per core)'}"
         + "".join(f"; {name} nice {n}" for name, n in r.get("nice", {}).items())
     )
+    w(f"  Python (dooralert's services, the client, the SMTP sink): {r['python']}")
     if r["alertmanager_skipped"]:
         w(f"  Alertmanager SKIPPED: {r['alertmanager_skipped']}")
     if args.smtp_rtt:
