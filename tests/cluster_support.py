@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nats.errors
+
 from services.cli.dev import nats_server_binary
+from services.eventlog import provision
 from tests.support import free_ports
 
 CLUSTER_NAME = "dooralert"
@@ -178,6 +181,21 @@ class NatsCluster:
     def stop(self) -> None:
         for n in self.nodes:
             n.stop()
+
+
+async def provision_replicated(nc: Any, *, within: float = 60.0) -> list[str]:
+    """`provision(replicas=3)` on a cluster that has just formed. Creating an R3 stream there
+    can outlast the client's default 5 s API timeout on a loaded 2-core machine (CI saw one,
+    right after `wait_for_meta_leader`): each API request may take 30 s here, and a timeout is
+    asked again (provisioning is idempotent) until `within` seconds have passed."""
+    js = nc.jetstream(timeout=30.0)
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return await provision(js, replicas=3)
+        except nats.errors.TimeoutError:
+            if time.monotonic() > deadline:
+                raise
 
 
 async def stream_leader(js: Any, stream: str) -> str | None:

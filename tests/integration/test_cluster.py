@@ -25,7 +25,6 @@ from services.eventlog import (
     STREAM,
     connect,
     consumer_configs,
-    provision,
     read_messages,
 )
 from services.intake.app import create_app
@@ -33,7 +32,12 @@ from services.notifier.main import build_broker as notifier_broker
 from services.router.main import build_broker as router_broker
 from services.router.rules import load_rules
 from services.runtime.settings import Settings
-from tests.cluster_support import NatsCluster, move_leaders_off, stream_leader
+from tests.cluster_support import (
+    NatsCluster,
+    move_leaders_off,
+    provision_replicated,
+    stream_leader,
+)
 from tests.support import EXAMPLES, HAMLINE_KEY, TEST_SECRET, SmtpServer, eventually, report
 
 BASE_RECIPIENTS = sorted(
@@ -66,8 +70,8 @@ def cluster(tmp_path: Path) -> Iterator[NatsCluster]:
 async def cluster_js(cluster: NatsCluster) -> AsyncIterator[object]:
     await cluster.wait_for_meta_leader()
     nc = await connect(cluster.url, name="tests")
+    await provision_replicated(nc)
     js = nc.jetstream()
-    await provision(js, replicas=3)
     yield js
     await nc.close()
 

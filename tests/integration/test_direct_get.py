@@ -28,7 +28,7 @@ from services.eventlog import (
 from services.eventlog.contract import SESSIONS_BUCKET
 from services.eventlog.direct import leader_checked_key_value
 from services.intake.reports import encounter_event, parse_report
-from tests.cluster_support import NatsCluster
+from tests.cluster_support import NatsCluster, provision_replicated
 from tests.support import NatsServer, report
 
 SCHOOL = "hamline"
@@ -180,8 +180,8 @@ async def test_in_a_cluster_a_direct_not_found_is_asked_again_of_the_leader(
     try:
         await cluster.wait_for_meta_leader()
         nc = await connect(cluster.url, name="t")
+        await provision_replicated(nc)
         js = nc.jetstream()
-        await provision(js, replicas=3)
         assert await _direct(js, STREAM)
         # Three replicas: notes keys stay leader-only until notekeys.py checks with the
         # leader; delivery records and sessions always.
