@@ -94,6 +94,11 @@ def dev(
     raise typer.Exit(code)
 
 
+# Seconds each of provision's JetStream requests may take: creating a stream with three
+# replicas on a cluster that has just formed can outlast nats-py's default 5 s.
+PROVISION_API_TIMEOUT = 30.0
+
+
 def provision(
     replicas: Annotated[int, typer.Option(help="stream replicas (3 in a cluster)")] = 1,
 ) -> None:
@@ -109,10 +114,19 @@ def provision(
         notes_retention=settings.notes_retention_days * 86400.0,
     )
     try:
-        for line in on_jetstream(settings, name="dooralert-provision", work=work):
+        lines = on_jetstream(
+            settings, name="dooralert-provision", work=work, api_timeout=PROVISION_API_TIMEOUT
+        )
+        for line in lines:
             typer.echo(line)
     except ProvisionError as exc:
         fail(str(exc))
+    except TimeoutError as exc:  # an OSError too: a server that is there but did not answer
+        fail(
+            f"NATS at {shown_url(settings)} did not answer a request within "
+            f"{PROVISION_API_TIMEOUT:g} s ({exc}); a cluster that is still forming can be "
+            "slow to place replicated streams. Provisioning is idempotent: run it again"
+        )
     except OSError as exc:
         fail(f"cannot reach NATS at {shown_url(settings)}: {exc}")
 

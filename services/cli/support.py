@@ -80,11 +80,16 @@ def service_rules(settings: Settings) -> Rules:
 
 
 def on_jetstream(
-    settings: Settings, *, name: str, work: Callable[[JetStreamContext], Awaitable[T]]
+    settings: Settings,
+    *,
+    name: str,
+    work: Callable[[JetStreamContext], Awaitable[T]],
+    api_timeout: float | None = None,
 ) -> T:
     """Connect to NATS as `name`, run `work` on JetStream, and close the connection. Exit 2,
     saying why, when NATS refuses the credentials or cannot be reached within seconds (a
-    command run by hand must not retry for ever)."""
+    command run by hand must not retry for ever). `api_timeout`: how long each JetStream API
+    request may take (nats-py's default, 5 s, when None)."""
     from nats.errors import Error as NatsError
 
     from services.eventlog import NatsConnectError, connect, new_guard
@@ -93,7 +98,8 @@ def on_jetstream(
         guard = new_guard(settings.nats_url, name)
         nc = await connect(settings.nats_url, name=name, guard=guard, one_shot=True)
         try:
-            return await work(nc.jetstream())
+            js = nc.jetstream() if api_timeout is None else nc.jetstream(timeout=api_timeout)
+            return await work(js)
         except (NatsError, OSError, TimeoutError):
             if guard.lost is not None:
                 raise NatsConnectError(guard.lost) from None
