@@ -5,11 +5,16 @@ BIN := $(VENV)/bin
 
 .PHONY: run test check bench bench-pipeline bench-flat schemas clean browser containers promtool
 
+# A venv in $(1) made by the interpreter $(2), holding dooralert (editable) and its test extras.
+define make_venv
+	$(2) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --upgrade pip
+	$(1)/bin/python -m pip install --quiet -e '.[test]'
+	touch $(1)/bin/.installed
+endef
+
 $(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $@
+	$(call make_venv,$(VENV),$(PYTHON))
 
 run: $(BIN)/.installed
 	$(BIN)/dooralert dev $(ARGS)
@@ -60,10 +65,7 @@ BENCH_VENV ?= .venv-bench
 BENCH_BIN := $(BENCH_VENV)/bin
 
 $(BENCH_BIN)/.installed: pyproject.toml
-	$(BENCH_PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_BIN)/python -m pip install --quiet --upgrade pip
-	$(BENCH_BIN)/python -m pip install --quiet -e '.[test]'
-	touch $@
+	$(call make_venv,$(BENCH_VENV),$(BENCH_PYTHON))
 
 # The peer benchmark (benchmarks/peer.py): dooralert beside Prometheus Alertmanager 0.25 on one
 # SMTP server. Alertmanager comes from Debian (installed when missing and we are root; otherwise
